@@ -1,0 +1,79 @@
+//! The inventory: read, shape-checked, validated into the model.
+
+pub mod model;
+mod problem;
+mod raw;
+mod shape;
+mod source;
+mod validate;
+pub mod version;
+
+use std::path::Path;
+
+pub use model::*;
+pub use problem::{Invalid, KeyPath, Problem, Severity};
+pub use validate::expand_home;
+
+/// A valid inventory and the warnings it still deserves.
+pub struct Loaded {
+    pub cluster: Cluster,
+    pub warnings: Vec<Problem>,
+}
+
+/// The JSON Schema of the inventory file (what `provisioner schema` prints).
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(raw::Inventory)).expect("schema serializes")
+}
+
+/// Reads and validates an inventory file. Any problem in it comes back as `Invalid`, listing all
+/// of them; an unreadable file is an `Invalid` with a single problem too, since both mean the
+/// operator's input has to change.
+pub fn load(path: &Path) -> Result<Loaded, Invalid> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Invalid {
+        file: file.clone(),
+        problems: vec![Problem::error(KeyPath::root(), format!("cannot read the file: {e}"))],
+    })?;
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parse(&text, base_dir).map_err(|problems| Invalid { file, problems })
+}
+
+/// Validates inventory text; relative paths in it are taken from `base_dir`.
+pub fn parse(text: &str, base_dir: &Path) -> Result<Loaded, Vec<Problem>> {
+    let source = source::Source::parse(text.to_string()).map_err(|(message, location)| {
+        vec![Problem {
+            location,
+            ..Problem::error(KeyPath::root(), format!("TOML syntax: {message}"))
+        }]
+    })?;
+    let locate = |mut problems: Vec<Problem>| {
+        for p in &mut problems {
+            p.location = p.location.or_else(|| source.locate(&p.path));
+        }
+        problems
+    };
+
+    let shape_problems = shape::check(&source, &schema());
+    if !shape_problems.is_empty() {
+        return Err(locate(shape_problems));
+    }
+    // The shape check mirrors the types, so this only fails if the two ever drift apart; report
+    // it as a problem rather than trusting that.
+    let raw: raw::Inventory = toml::from_str(source.text()).map_err(|e| {
+        let path = e.span().map(|s| source.path_at(s.start)).unwrap_or_default();
+        locate(vec![Problem::error(path, e.message().to_string())])
+    })?;
+
+    let (cluster, problems) = validate::validate(&raw, base_dir);
+    let problems = locate(problems);
+    match cluster {
+        Some(cluster) => Ok(Loaded {
+            cluster,
+            warnings: problems,
+        }),
+        None => Err(problems),
+    }
+}

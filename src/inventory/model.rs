@@ -1,0 +1,173 @@
+//! The validated cluster model every later stage works from. Everything here has been checked:
+//! addresses parse, ranges do not overlap, every default is filled in.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+
+use super::version::{KubeVersion, Semver};
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub kubernetes: KubeVersion,
+    /// Absolute path of the state directory (PKI, secrets).
+    pub state_dir: PathBuf,
+    /// Absolute path of the binary bundle, when one is configured.
+    pub bundle: Option<PathBuf>,
+    pub network: Network,
+    pub api: Api,
+    pub pki: PkiSettings,
+    pub versions: Versions,
+    pub ssh: SshSettings,
+    pub hosts: Vec<Host>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub pod_cidr: Ipv4Net,
+    pub service_cidr: Ipv4Net,
+    pub cluster_domain: String,
+    pub cluster_dns: Ipv4Addr,
+    /// The first address of service_cidr: the `kubernetes` Service's ClusterIP.
+    pub api_service_ip: Ipv4Addr,
+    /// Prefix length of each worker's pod range.
+    pub node_cidr_prefix: u8,
+    pub proxy_mode: ProxyMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    Iptables,
+    Nftables,
+}
+
+impl ProxyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyMode::Iptables => "iptables",
+            ProxyMode::Nftables => "nftables",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Host part of the endpoint (an IP address or a DNS name).
+    pub host: String,
+    pub port: u16,
+    pub extra_sans: Vec<String>,
+}
+
+impl Api {
+    pub fn url(&self) -> String {
+        if self.host.contains(':') {
+            format!("https://[{}]:{}", self.host, self.port)
+        } else {
+            format!("https://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    EcdsaP256,
+    EcdsaP384,
+}
+
+impl KeyAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcdsaP256 => "ecdsa-p256",
+            KeyAlgorithm::EcdsaP384 => "ecdsa-p384",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PkiSettings {
+    pub algorithm: KeyAlgorithm,
+    pub cert_validity_days: u32,
+    pub ca_validity_days: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Versions {
+    pub etcd: Semver,
+    pub containerd: Semver,
+    pub pause_image: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    pub parallelism: u32,
+    pub bastion: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    Strict,
+    AcceptNew,
+}
+
+/// How to reach one host, with the `[ssh]` defaults and the host's overrides already merged.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    pub user: String,
+    pub port: u16,
+    pub identity_file: PathBuf,
+    pub known_hosts: PathBuf,
+    pub host_key_policy: HostKeyPolicy,
+    pub sudo: bool,
+    pub host_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Roles {
+    pub etcd: bool,
+    pub control_plane: bool,
+    pub worker: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    /// Where SSH connects: an IP address or a DNS name.
+    pub address: String,
+    pub internal_ip: Ipv4Addr,
+    pub roles: Roles,
+    /// The node's pod range; set for workers only.
+    pub pod_cidr: Option<Ipv4Net>,
+    pub ssh: SshTarget,
+}
+
+impl Cluster {
+    pub fn etcd_hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| h.roles.etcd)
+    }
+
+    pub fn control_plane_hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| h.roles.control_plane)
+    }
+
+    pub fn worker_hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| h.roles.worker)
+    }
+
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The etcd client URLs the API servers use, one per etcd member.
+    pub fn etcd_servers(&self) -> Vec<String> {
+        self.etcd_hosts()
+            .map(|h| format!("https://{}:2379", h.internal_ip))
+            .collect()
+    }
+
+    /// Whether the API endpoint host is an IP address (it then goes into the certificate as an IP SAN).
+    pub fn api_host_ip(&self) -> Option<IpAddr> {
+        self.api.host.parse().ok()
+    }
+}

@@ -1,0 +1,136 @@
+//! The inventory file exactly as the operator writes it.
+//!
+//! These types only describe the TOML shape (strict: unknown keys are errors). Meaning is checked in
+//! `validate`, which turns them into the model in `model.rs`. Addresses and CIDRs stay strings here
+//! so that a malformed one is reported with its key path instead of failing the whole parse.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "provisioner inventory", description = "A Kubernetes cluster built by provisioner")]
+pub struct Inventory {
+    pub cluster: Cluster,
+    #[serde(default)]
+    pub network: Network,
+    #[serde(default)]
+    pub api: Api,
+    #[serde(default)]
+    pub pki: Pki,
+    #[serde(default)]
+    pub versions: Versions,
+    #[serde(default)]
+    pub ssh: Ssh,
+    #[serde(default)]
+    pub hosts: Vec<Host>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Cluster name: lowercase letters, digits and '-'. Used in kubeconfig context names.
+    pub name: String,
+    /// Kubernetes version to install, e.g. "1.35.0". Supported minors: 1.34 to 1.36.
+    pub kubernetes_version: String,
+    /// Where PKI and secrets are kept, relative to the inventory file. Default ".provisioner".
+    pub state_dir: Option<String>,
+    /// Directory (or archive) with the binaries to install, relative to the inventory file.
+    pub bundle: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Pod address range of the whole cluster. Default "10.200.0.0/16".
+    pub pod_cidr: Option<String>,
+    /// Service address range. Default "10.32.0.0/24".
+    pub service_cidr: Option<String>,
+    /// DNS domain of the cluster. Default "cluster.local".
+    pub cluster_domain: Option<String>,
+    /// Cluster DNS service address. Default: the 10th address of service_cidr.
+    pub cluster_dns: Option<String>,
+    /// Size of each node's pod range carved from pod_cidr. Default 24.
+    pub node_cidr_prefix: Option<u8>,
+    /// kube-proxy mode: "iptables" (default) or "nftables".
+    pub proxy_mode: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// "host:port" clients use to reach the API server (a load balancer or a control-plane host).
+    /// Default: the first control-plane host's internal_ip and port 6443.
+    pub endpoint: Option<String>,
+    /// Extra names or addresses for the API server certificate.
+    #[serde(default)]
+    pub extra_sans: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pki {
+    /// Key algorithm: "ecdsa-p256" (default) or "ecdsa-p384".
+    pub key_algorithm: Option<String>,
+    /// Validity of leaf certificates in days. Default 365.
+    pub cert_validity_days: Option<u32>,
+    /// Validity of certificate authorities in days. Default 3650.
+    pub ca_validity_days: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Versions {
+    /// etcd version. Default depends on kubernetes_version.
+    pub etcd: Option<String>,
+    /// containerd version; decides the containerd config format. Default depends on kubernetes_version.
+    pub containerd: Option<String>,
+    /// Pause (sandbox) image the container runtime uses. Default "registry.k8s.io/pause:3.10.1".
+    pub pause_image: Option<String>,
+}
+
+/// SSH access. Every key except `bastion` and `parallelism` can be overridden per host.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ssh {
+    /// Login user. Default "root".
+    pub user: Option<String>,
+    /// SSH port. Default 22.
+    pub port: Option<u16>,
+    /// Private key file. Default "~/.ssh/id_ed25519".
+    pub identity_file: Option<String>,
+    /// known_hosts file checked (and, with accept-new, extended). Default "~/.ssh/known_hosts".
+    pub known_hosts: Option<String>,
+    /// "strict" (default): unknown or changed host keys are refused. "accept-new": unknown keys are recorded.
+    pub host_key_policy: Option<String>,
+    /// Run commands through passwordless sudo (for a non-root user). Default false.
+    pub sudo: Option<bool>,
+    /// Optional jump host, "user@host:port".
+    pub bastion: Option<String>,
+    /// How many hosts are worked on at once. Default 16.
+    pub parallelism: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// Host name: lowercase letters, digits, '-' and '.'. Becomes the node and etcd member name.
+    pub name: String,
+    /// Address SSH connects to.
+    pub address: String,
+    /// Address used for cluster traffic. Default: address.
+    pub internal_ip: Option<String>,
+    /// Any of "etcd", "control-plane", "worker".
+    pub roles: Vec<String>,
+    /// This node's pod range; default: the next free block of network.pod_cidr.
+    pub pod_cidr: Option<String>,
+    /// Per-host SSH overrides.
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<String>,
+    pub known_hosts: Option<String>,
+    pub host_key_policy: Option<String>,
+    pub sudo: Option<bool>,
+    /// Pinned SSH host key fingerprint, "SHA256:...".
+    pub host_key: Option<String>,
+}

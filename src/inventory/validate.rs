@@ -1,0 +1,530 @@
+//! Turns the raw inventory into the model, checking meaning. Every problem is collected; a model
+//! is returned only when there is no error.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+
+use super::model::*;
+use super::problem::{KeyPath, Problem};
+use super::raw;
+use super::version::{self, KubeVersion, Semver};
+
+pub fn validate(inv: &raw::Inventory, base_dir: &Path) -> (Option<Cluster>, Vec<Problem>) {
+    let mut v = Validator::default();
+    let cluster = v.cluster(inv, base_dir);
+    let ok = v.problems.iter().all(|p| p.severity != super::problem::Severity::Error);
+    (cluster.filter(|_| ok), v.problems)
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+fn at(path: &str) -> KeyPath {
+    KeyPath::parse(path)
+}
+
+impl Validator {
+    fn error(&mut self, path: KeyPath, msg: impl Into<String>) {
+        self.problems.push(Problem::error(path, msg));
+    }
+
+    fn warn(&mut self, path: KeyPath, msg: impl Into<String>) {
+        self.problems.push(Problem::warning(path, msg));
+    }
+
+    /// Runs a parse, recording its error at `path`; None when it failed.
+    fn check<T>(&mut self, path: KeyPath, r: Result<T, String>) -> Option<T> {
+        r.map_err(|e| self.error(path, e)).ok()
+    }
+
+    fn cluster(&mut self, inv: &raw::Inventory, base_dir: &Path) -> Option<Cluster> {
+        let c = &inv.cluster;
+        self.check(at("cluster.name"), dns_label(&c.name));
+        let kubernetes = self.check(at("cluster.kubernetes_version"), KubeVersion::parse(&c.kubernetes_version));
+        let state_dir = base_dir.join(c.state_dir.as_deref().unwrap_or(".provisioner"));
+        let bundle = c.bundle.as_deref().map(|b| base_dir.join(expand_home(b)));
+
+        let network = self.network(&inv.network);
+        let pki = self.pki(&inv.pki);
+        let versions = kubernetes.and_then(|k| self.versions(&inv.versions, k));
+        let ssh = self.ssh_settings(&inv.ssh);
+        let hosts = self.hosts(inv, base_dir, network.as_ref());
+        let api = hosts.as_ref().and_then(|h| self.api(&inv.api, h));
+
+        Some(Cluster {
+            name: c.name.clone(),
+            kubernetes: kubernetes?,
+            state_dir,
+            bundle,
+            network: network?,
+            api: api?,
+            pki: pki?,
+            versions: versions?,
+            ssh: ssh?,
+            hosts: hosts?,
+        })
+    }
+
+    fn network(&mut self, n: &raw::Network) -> Option<Network> {
+        let pod_cidr = self.check(at("network.pod_cidr"), cidr(n.pod_cidr.as_deref().unwrap_or("10.200.0.0/16")));
+        let service_cidr = self.check(
+            at("network.service_cidr"),
+            cidr(n.service_cidr.as_deref().unwrap_or("10.32.0.0/24")),
+        );
+        let cluster_domain = n.cluster_domain.clone().unwrap_or_else(|| "cluster.local".into());
+        self.check(at("network.cluster_domain"), dns_name(&cluster_domain));
+        let proxy_mode = match n.proxy_mode.as_deref().unwrap_or("iptables") {
+            "iptables" => Some(ProxyMode::Iptables),
+            "nftables" => Some(ProxyMode::Nftables),
+            other => {
+                self.error(
+                    at("network.proxy_mode"),
+                    format!("`{other}` is not a kube-proxy mode this tool configures; use \"iptables\" or \"nftables\" (ipvs is deprecated since Kubernetes 1.35)"),
+                );
+                None
+            }
+        };
+        if let (Some(p), Some(s)) = (pod_cidr, service_cidr) {
+            if p.contains(&s.network()) || s.contains(&p.network()) {
+                self.error(at("network.service_cidr"), format!("{s} overlaps network.pod_cidr {p}; the two ranges must be disjoint"));
+            }
+        }
+        let service_cidr = service_cidr?;
+        let api_service_ip = nth_address(service_cidr, 1);
+        if service_cidr.prefix_len() > 28 {
+            self.error(at("network.service_cidr"), format!("{service_cidr} is too small; use a /28 or larger so the cluster DNS address (the 10th) fits"));
+        }
+        let cluster_dns = match &n.cluster_dns {
+            None => nth_address(service_cidr, 10),
+            Some(s) => {
+                let ip = self.check(at("network.cluster_dns"), ipv4(s))?;
+                if !service_cidr.contains(&ip) {
+                    self.error(at("network.cluster_dns"), format!("{ip} is outside network.service_cidr {service_cidr}"));
+                } else if ip == api_service_ip || ip == service_cidr.network() {
+                    self.error(at("network.cluster_dns"), format!("{ip} is reserved (the network address or the `kubernetes` Service address {api_service_ip})"));
+                }
+                ip
+            }
+        };
+        let node_prefix = n.node_cidr_prefix.unwrap_or(24);
+        if let Some(p) = pod_cidr {
+            if node_prefix <= p.prefix_len() || node_prefix > 28 {
+                self.error(
+                    at("network.node_cidr_prefix"),
+                    format!("/{node_prefix} must be longer than network.pod_cidr's /{} and at most /28", p.prefix_len()),
+                );
+            }
+        }
+        Some(Network {
+            pod_cidr: pod_cidr?,
+            service_cidr,
+            cluster_domain,
+            cluster_dns,
+            api_service_ip,
+            node_cidr_prefix: node_prefix,
+            proxy_mode: proxy_mode?,
+        })
+    }
+
+    fn pki(&mut self, p: &raw::Pki) -> Option<PkiSettings> {
+        let algorithm = match p.key_algorithm.as_deref().unwrap_or("ecdsa-p256") {
+            "ecdsa-p256" => Some(KeyAlgorithm::EcdsaP256),
+            "ecdsa-p384" => Some(KeyAlgorithm::EcdsaP384),
+            other => {
+                self.error(at("pki.key_algorithm"), format!("`{other}` is not supported; use \"ecdsa-p256\" (default) or \"ecdsa-p384\""));
+                None
+            }
+        };
+        let cert = p.cert_validity_days.unwrap_or(365);
+        let ca = p.ca_validity_days.unwrap_or(3650);
+        if cert == 0 {
+            self.error(at("pki.cert_validity_days"), "must be at least 1");
+        }
+        if ca == 0 {
+            self.error(at("pki.ca_validity_days"), "must be at least 1");
+        } else if cert > ca {
+            self.error(at("pki.cert_validity_days"), format!("{cert} days outlives the CAs ({ca} days, pki.ca_validity_days)"));
+        }
+        Some(PkiSettings {
+            algorithm: algorithm?,
+            cert_validity_days: cert,
+            ca_validity_days: ca,
+        })
+    }
+
+    fn versions(&mut self, v: &raw::Versions, k: KubeVersion) -> Option<Versions> {
+        let etcd = self.check(at("versions.etcd"), v.etcd.as_deref().unwrap_or(k.default_etcd()).parse::<Semver>());
+        if let Some(e) = etcd {
+            if e.major != 3 || e.minor < 5 {
+                self.error(at("versions.etcd"), format!("etcd {e} is too old; Kubernetes 1.{} needs etcd 3.5.x or 3.6.x", k.minor()));
+            }
+        }
+        let containerd = self.check(
+            at("versions.containerd"),
+            v.containerd.as_deref().unwrap_or(k.default_containerd()).parse::<Semver>(),
+        );
+        if let Some(c) = containerd {
+            if c.major < 2 && k.minor() >= 36 {
+                self.error(at("versions.containerd"), format!("Kubernetes {k} needs containerd 2.x (the kubelet no longer supports containerd {c}); set versions.containerd to 2.2.0 or newer"));
+            } else if c.major < 1 || (c.major == 1 && c.minor < 6) || c.major > 2 {
+                self.error(at("versions.containerd"), format!("containerd {c} is not supported; use 1.7.x or 2.x"));
+            } else if c.major == 1 && c.minor == 6 {
+                self.warn(at("versions.containerd"), format!("containerd {c} is end of life and not in Kubernetes {k}'s tested set; prefer 2.x"));
+            }
+        }
+        let pause_image = v.pause_image.clone().unwrap_or_else(|| version::DEFAULT_PAUSE_IMAGE.into());
+        if pause_image.trim().is_empty() || pause_image.contains(char::is_whitespace) {
+            self.error(at("versions.pause_image"), "must be an image reference such as registry.k8s.io/pause:3.10.1");
+        }
+        Some(Versions {
+            etcd: etcd?,
+            containerd: containerd?,
+            pause_image,
+        })
+    }
+
+    fn ssh_settings(&mut self, s: &raw::Ssh) -> Option<SshSettings> {
+        let parallelism = s.parallelism.unwrap_or(16);
+        if parallelism == 0 {
+            self.error(at("ssh.parallelism"), "must be at least 1");
+        }
+        if let Some(b) = &s.bastion {
+            self.check(at("ssh.bastion"), bastion(b));
+        }
+        Some(SshSettings {
+            parallelism,
+            bastion: s.bastion.clone(),
+        })
+    }
+
+    fn hosts(&mut self, inv: &raw::Inventory, base_dir: &Path, net: Option<&Network>) -> Option<Vec<Host>> {
+        if inv.hosts.is_empty() {
+            self.error(at("hosts"), "no hosts; add at least one [[hosts]] entry");
+            return None;
+        }
+        let mut hosts = Vec::new();
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut addresses: HashMap<String, usize> = HashMap::new();
+        let mut internal: HashMap<Ipv4Addr, usize> = HashMap::new();
+        let mut failed = false;
+        for (i, h) in inv.hosts.iter().enumerate() {
+            let p = at("hosts").index(i);
+            if self.check(p.key("name"), dns_name(&h.name)).is_none() {
+                failed = true;
+            }
+            if let Some(j) = names.insert(&h.name, i) {
+                self.error(p.key("name"), format!("`{}` is also the name of hosts[{j}]; host names must be unique", h.name));
+            }
+            if self.check(p.key("address"), address(&h.address)).is_none() {
+                failed = true;
+            }
+            if let Some(j) = addresses.insert(h.address.to_lowercase(), i) {
+                self.error(p.key("address"), format!("{} is also the address of hosts[{j}]", h.address));
+            }
+            let internal_ip = match &h.internal_ip {
+                Some(ip) => self.check(p.key("internal_ip"), ipv4(ip)),
+                None => match ipv4(&h.address) {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        if address(&h.address).is_ok() {
+                            self.error(p.key("internal_ip"), format!("address `{}` is not an IPv4 address, so internal_ip must be set", h.address));
+                        }
+                        None
+                    }
+                },
+            };
+            if let Some(ip) = internal_ip {
+                if let Some(j) = internal.insert(ip, i) {
+                    self.error(p.key("internal_ip"), format!("{ip} is also the internal address of hosts[{j}]"));
+                }
+                if let Some(n) = net {
+                    for (range, key) in [(n.pod_cidr, "pod_cidr"), (n.service_cidr, "service_cidr")] {
+                        if range.contains(&ip) {
+                            self.error(p.key(if h.internal_ip.is_some() { "internal_ip" } else { "address" }), format!("{ip} lies inside network.{key} {range}; host addresses must be outside the cluster's ranges"));
+                        }
+                    }
+                }
+            }
+            let roles = self.roles(&h.roles, &p);
+            let ssh = self.ssh_target(&inv.ssh, h, &p, base_dir);
+            let explicit_pod_cidr = h.pod_cidr.as_deref().and_then(|c| self.check(p.key("pod_cidr"), cidr(c)));
+            if let (Some(c), Some(n)) = (explicit_pod_cidr, net) {
+                if !n.pod_cidr.contains(&c) {
+                    self.error(p.key("pod_cidr"), format!("{c} is outside network.pod_cidr {}", n.pod_cidr));
+                }
+            }
+            if h.pod_cidr.is_some() && roles.is_some_and(|r| !r.worker) {
+                self.warn(p.key("pod_cidr"), "only workers run pods; this range is unused");
+            }
+            match (internal_ip, roles, ssh) {
+                (Some(internal_ip), Some(roles), Some(ssh)) if !failed => hosts.push(Host {
+                    name: h.name.clone(),
+                    address: h.address.clone(),
+                    internal_ip,
+                    roles,
+                    pod_cidr: explicit_pod_cidr,
+                    ssh,
+                }),
+                _ => failed = true,
+            }
+        }
+        let etcd = inv.hosts.iter().filter(|h| h.roles.iter().any(|r| r == "etcd")).count();
+        let cp = inv.hosts.iter().filter(|h| h.roles.iter().any(|r| r == "control-plane")).count();
+        let workers = inv.hosts.iter().filter(|h| h.roles.iter().any(|r| r == "worker")).count();
+        if etcd == 0 {
+            self.error(at("hosts"), "no host has the `etcd` role; the cluster needs at least one etcd member");
+        } else if etcd % 2 == 0 {
+            self.warn(at("hosts"), format!("{etcd} etcd members tolerate no more failures than {}; use an odd number", etcd - 1));
+        }
+        if cp == 0 {
+            self.error(at("hosts"), "no host has the `control-plane` role");
+        }
+        if workers == 0 {
+            self.warn(at("hosts"), "no host has the `worker` role; no pod can run");
+        }
+        if failed {
+            return None;
+        }
+        if let Some(n) = net {
+            self.assign_pod_ranges(&mut hosts, n)?;
+        }
+        Some(hosts)
+    }
+
+    fn roles(&mut self, roles: &[String], p: &KeyPath) -> Option<Roles> {
+        if roles.is_empty() {
+            self.error(p.key("roles"), "a host needs at least one role: etcd, control-plane or worker");
+            return None;
+        }
+        let mut r = Roles::default();
+        let mut ok = true;
+        for (i, role) in roles.iter().enumerate() {
+            let slot = match role.as_str() {
+                "etcd" => &mut r.etcd,
+                "control-plane" => &mut r.control_plane,
+                "worker" => &mut r.worker,
+                other => {
+                    self.error(p.key("roles").index(i), format!("unknown role `{other}`; roles are etcd, control-plane and worker"));
+                    ok = false;
+                    continue;
+                }
+            };
+            if *slot {
+                self.error(p.key("roles").index(i), format!("role `{role}` is listed twice"));
+            }
+            *slot = true;
+        }
+        ok.then_some(r)
+    }
+
+    fn ssh_target(&mut self, d: &raw::Ssh, h: &raw::Host, p: &KeyPath, base_dir: &Path) -> Option<SshTarget> {
+        let user = h.user.clone().or_else(|| d.user.clone()).unwrap_or_else(|| "root".into());
+        let user_key = if h.user.is_some() { p.key("user") } else { at("ssh.user") };
+        if user.is_empty() || !user.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            self.error(user_key, format!("`{user}` is not a valid login name"));
+        }
+        let port = h.port.or(d.port).unwrap_or(22);
+        if port == 0 {
+            self.error(if h.port.is_some() { p.key("port") } else { at("ssh.port") }, "port 0 is not a valid SSH port");
+        }
+        let policy_key = if h.host_key_policy.is_some() { p.key("host_key_policy") } else { at("ssh.host_key_policy") };
+        let host_key_policy = match h.host_key_policy.as_deref().or(d.host_key_policy.as_deref()).unwrap_or("strict") {
+            "strict" => Some(HostKeyPolicy::Strict),
+            "accept-new" => Some(HostKeyPolicy::AcceptNew),
+            other => {
+                self.error(policy_key, format!("`{other}` is not a host key policy; use \"strict\" or \"accept-new\" (host keys are always verified)"));
+                None
+            }
+        };
+        if let Some(k) = &h.host_key {
+            self.check(p.key("host_key"), fingerprint(k));
+        }
+        let file = |v: Option<&String>, default: &str| base_dir.join(expand_home(v.map_or(default, String::as_str)));
+        Some(SshTarget {
+            user,
+            port,
+            identity_file: file(h.identity_file.as_ref().or(d.identity_file.as_ref()), "~/.ssh/id_ed25519"),
+            known_hosts: file(h.known_hosts.as_ref().or(d.known_hosts.as_ref()), "~/.ssh/known_hosts"),
+            host_key_policy: host_key_policy?,
+            sudo: h.sudo.or(d.sudo).unwrap_or(false),
+            host_key: h.host_key.clone(),
+        })
+    }
+
+    /// Gives each worker without an explicit range the next free block of pod_cidr, in host order.
+    fn assign_pod_ranges(&mut self, hosts: &mut [Host], net: &Network) -> Option<()> {
+        let (pod_cidr, prefix) = (net.pod_cidr, net.node_cidr_prefix);
+        let taken: Vec<(usize, Ipv4Net)> = hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.roles.worker)
+            .filter_map(|(i, h)| h.pod_cidr.map(|c| (i, c)))
+            .collect();
+        for (a, (i, x)) in taken.iter().enumerate() {
+            for (j, y) in &taken[a + 1..] {
+                if x.contains(&y.network()) || y.contains(&x.network()) {
+                    self.error(at("hosts").index(*j).key("pod_cidr"), format!("{y} overlaps hosts[{i}].pod_cidr {x}"));
+                }
+            }
+        }
+        let mut free = pod_cidr
+            .subnets(prefix)
+            .ok()?
+            .filter(|s| !taken.iter().any(|(_, t)| t.contains(&s.network()) || s.contains(&t.network())));
+        for (i, h) in hosts.iter_mut().enumerate() {
+            if h.roles.worker && h.pod_cidr.is_none() {
+                match free.next() {
+                    Some(s) => h.pod_cidr = Some(s),
+                    None => {
+                        self.error(at("hosts").index(i), format!("network.pod_cidr {pod_cidr} has no free /{prefix} left for this worker"));
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(())
+    }
+
+    fn api(&mut self, a: &raw::Api, hosts: &[Host]) -> Option<Api> {
+        for (i, san) in a.extra_sans.iter().enumerate() {
+            if san.parse::<IpAddr>().is_err() {
+                self.check(at("api.extra_sans").index(i), dns_name(san.strip_prefix("*.").unwrap_or(san)));
+            }
+        }
+        let (host, port) = match &a.endpoint {
+            Some(e) => self.check(at("api.endpoint"), endpoint(e))?,
+            None => (hosts.iter().find(|h| h.roles.control_plane)?.internal_ip.to_string(), 6443),
+        };
+        Some(Api {
+            host,
+            port,
+            extra_sans: a.extra_sans.clone(),
+        })
+    }
+}
+
+pub fn expand_home(p: &str) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME").map_or_else(|| PathBuf::from(p), |h| PathBuf::from(h).join(rest)),
+        None => PathBuf::from(p),
+    }
+}
+
+fn nth_address(net: Ipv4Net, n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()).saturating_add(n))
+}
+
+fn cidr(s: &str) -> Result<Ipv4Net, String> {
+    let net: Ipv4Net = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IPv4 CIDR such as 10.200.0.0/16"))?;
+    if net.network() != net.addr() {
+        return Err(format!("`{s}` has host bits set; did you mean {}?", net.trunc()));
+    }
+    Ok(net)
+}
+
+fn ipv4(s: &str) -> Result<Ipv4Addr, String> {
+    s.parse().map_err(|_| format!("`{s}` is not an IPv4 address"))
+}
+
+/// An SSH address: an IP address or a DNS name.
+fn address(s: &str) -> Result<(), String> {
+    if s.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    dns_name(s).map_err(|_| format!("`{s}` is neither an IP address nor a DNS name"))
+}
+
+/// A DNS-1123 label: what cluster names must be.
+fn dns_label(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    ok.then_some(()).ok_or_else(|| {
+        format!("`{s}` must be 1 to 63 lowercase letters, digits or '-', not starting or ending with '-'")
+    })
+}
+
+/// A DNS-1123 subdomain: host names (they become node names, etcd member names and certificate
+/// subjects, so nothing outside this alphabet may slip into a subject).
+fn dns_name(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty() && s.len() <= 253 && s.split('.').all(|l| dns_label(l).is_ok());
+    ok.then_some(()).ok_or_else(|| {
+        format!("`{s}` is not a valid name: use lowercase letters, digits, '-' and '.', each part 1 to 63 characters")
+    })
+}
+
+fn endpoint(s: &str) -> Result<(String, u16), String> {
+    let bad = || format!("`{s}` is not host:port (e.g. 10.88.0.11:6443 or api.example.com:6443)");
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once("]:").ok_or_else(bad)?;
+        (h, p)
+    } else {
+        s.rsplit_once(':').ok_or_else(bad)?
+    };
+    let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+    address(host).map_err(|_| bad())?;
+    Ok((host.to_string(), port))
+}
+
+fn bastion(s: &str) -> Result<(), String> {
+    let rest = s.split_once('@').map_or(s, |(_, r)| r);
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0));
+    if address(host).is_ok() && port_ok {
+        Ok(())
+    } else {
+        Err(format!("`{s}` is not [user@]host[:port]"))
+    }
+}
+
+fn fingerprint(s: &str) -> Result<(), String> {
+    let ok = s.strip_prefix("SHA256:").is_some_and(|b| {
+        b.len() == 43 && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+    });
+    ok.then_some(()).ok_or_else(|| {
+        format!("`{s}` is not an SSH key fingerprint; `ssh-keyscan HOST | ssh-keygen -lf -` prints it as SHA256:<43 characters>")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_must_be_network_addresses() {
+        assert!(cidr("10.200.0.0/16").is_ok());
+        let e = cidr("10.200.0.1/16").unwrap_err();
+        assert!(e.contains("10.200.0.0/16"), "{e}");
+        assert!(cidr("10.200.0.0").is_err());
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(endpoint("10.0.0.1:6443").unwrap(), ("10.0.0.1".into(), 6443));
+        assert_eq!(endpoint("api.example.com:443").unwrap().0, "api.example.com");
+        assert!(endpoint("10.0.0.1").is_err());
+        assert!(endpoint("10.0.0.1:0").is_err());
+        assert!(endpoint("bad_host:6443").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(dns_name("cp-1").is_ok());
+        assert!(dns_name("node-1.example").is_ok());
+        for bad in ["CP-1", "cp_1", "-cp", "a,b", "cn=x", ""] {
+            assert!(dns_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The cluster's PKI, kept in the state directory.
+//!
+//! `ensure` creates what is missing and reuses everything else. It never replaces a CA, a key
+//! or a certificate: when the inventory changes an identity (a new SAN, a renamed node), the
+//! existing certificate is reported as stale and stays in use until the operator replaces it
+//! explicitly with `provisioner certs regenerate`.
+
+pub mod inspect;
+mod issue;
+pub mod spec;
+mod store;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use rand::RngCore;
+
+use crate::inventory::Cluster;
+pub use spec::{Ca, CertSpec, ADMIN_GROUP};
+
+/// A certificate and its private key, PEM-encoded.
+#[derive(Clone)]
+pub struct Pem {
+    pub cert: String,
+    pub key: String,
+}
+
+/// Everything secret the cluster is built from.
+pub struct Pki {
+    cas: BTreeMap<Ca, Pem>,
+    leaves: Vec<(CertSpec, Pem)>,
+    /// Service-account token signing key pair (PKCS#8 private key, SPKI public key).
+    pub sa_key: String,
+    pub sa_pub: String,
+    /// 32 random bytes, base64: the secretbox key for encryption at rest.
+    pub encryption_key: String,
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Key material never reaches logs or error messages.
+        f.debug_struct("Pki")
+            .field("leaves", &self.leaves.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pki {
+    pub fn ca(&self, ca: Ca) -> &Pem {
+        &self.cas[&ca]
+    }
+
+    /// The certificate `name` (for `host`, for per-host ones).
+    pub fn leaf(&self, name: &str, host: Option<&str>) -> &Pem {
+        self.leaves
+            .iter()
+            .find(|(s, _)| s.name == name && s.host.as_deref() == host)
+            .map(|(_, p)| p)
+            .unwrap_or_else(|| panic!("no certificate {name} for {host:?}: spec and render disagree"))
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    /// CAs and keys created by this run.
+    pub created: Vec<String>,
+    /// Leaf certificates issued by this run (they did not exist).
+    pub issued: Vec<String>,
+    /// Existing certificates that no longer match the inventory, with the reasons.
+    pub stale: Vec<(String, Vec<String>)>,
+}
+
+pub fn pki_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("pki")
+}
+
+fn crt(dir: &Path, stem: &str) -> PathBuf {
+    dir.join(format!("{stem}.crt"))
+}
+
+fn key(dir: &Path, stem: &str) -> PathBuf {
+    dir.join(format!("{stem}.key"))
+}
+
+/// Loads the PKI, creating whatever is missing.
+pub fn ensure(cluster: &Cluster) -> Result<(Pki, Report)> {
+    store::ensure_private_dir(&cluster.state_dir)?;
+    let dir = pki_dir(&cluster.state_dir);
+    let mut report = Report::default();
+    let first_run = !crt(&dir, Ca::Cluster.file()).exists();
+
+    let mut cas = BTreeMap::new();
+    for ca in Ca::ALL {
+        let pem = match load_pair(&dir, ca.file())? {
+            Some(pem) => pem,
+            None if first_run || !any_leaf_signed_by(&dir, ca) => {
+                let pem = issue::new_ca(ca, &cluster.pki)?;
+                save_pair(&dir, ca.file(), &pem)?;
+                report.created.push(ca.name().to_string());
+                pem
+            }
+            None => bail!(
+                "the {} certificate authority is missing from {} but certificates it signed are still there; \
+                 restore {}.crt and {}.key from a backup of the state directory (a new CA would not be trusted by the running cluster)",
+                ca.name(),
+                dir.display(),
+                ca.file(),
+                ca.file()
+            ),
+        };
+        cas.insert(ca, pem);
+    }
+
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let alg = cluster.pki.algorithm.as_str();
+    let mut leaves = Vec::new();
+    for spec in spec::leaf_certs(cluster) {
+        let stem = spec.state_file();
+        let pem = match load_pair(&dir, &stem)? {
+            Some(pem) => {
+                let (_, why) = check_leaf(&spec, &pem.cert, Some(&cas[&spec.ca].cert), alg, now)
+                    .with_context(|| format!("reading {}", crt(&dir, &stem).display()))?;
+                if !why.is_empty() {
+                    report.stale.push((spec.id(), why));
+                }
+                pem
+            }
+            None => {
+                let pem = issue::new_leaf(&spec, &cas[&spec.ca], &cluster.pki)?;
+                save_pair(&dir, &stem, &pem)?;
+                report.issued.push(spec.id());
+                pem
+            }
+        };
+        leaves.push((spec, pem));
+    }
+
+    let (sa_key, sa_pub) = match (store::read(&dir.join("sa.key"))?, store::read(&dir.join("sa.pub"))?) {
+        (Some(k), Some(p)) => (k, p),
+        (None, None) => {
+            let kp = issue::new_key(cluster.pki.algorithm)?;
+            let (k, p) = (kp.serialize_pem(), kp.public_key_pem());
+            store::create(&dir.join("sa.key"), k.as_bytes(), 0o600)?;
+            store::create(&dir.join("sa.pub"), p.as_bytes(), 0o644)?;
+            report.created.push("service-account key pair".into());
+            (k, p)
+        }
+        _ => bail!(
+            "only one half of the service-account key pair (sa.key, sa.pub) is in {}; restore the other from a backup",
+            dir.display()
+        ),
+    };
+
+    let enc_path = cluster.state_dir.join("secrets").join("encryption-key");
+    let encryption_key = match store::read(&enc_path)? {
+        Some(k) => k.trim().to_string(),
+        None => {
+            let mut bytes = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut bytes);
+            let k = base64::engine::general_purpose::STANDARD.encode(bytes);
+            store::create(&enc_path, format!("{k}\n").as_bytes(), 0o600)?;
+            report.created.push("encryption-at-rest key".into());
+            k
+        }
+    };
+
+    Ok((
+        Pki {
+            cas,
+            leaves,
+            sa_key,
+            sa_pub,
+            encryption_key,
+        },
+        report,
+    ))
+}
+
+/// Reads a leaf certificate and says why it no longer matches its spec (empty when it does).
+fn check_leaf(spec: &CertSpec, cert: &str, ca: Option<&str>, alg: &str, now: i64) -> Result<(inspect::CertInfo, Vec<String>)> {
+    let info = inspect::parse(cert)?;
+    let mut why = inspect::differences(spec, &info, alg, now);
+    if let Some(ca) = ca {
+        if !inspect::signed_by(cert, ca)? {
+            why.push(format!("not signed by the current {}", spec.ca.name()));
+        }
+    }
+    Ok((info, why))
+}
+
+fn load_pair(dir: &Path, stem: &str) -> Result<Option<Pem>> {
+    match (store::read(&crt(dir, stem))?, store::read(&key(dir, stem))?) {
+        (Some(cert), Some(key)) => Ok(Some(Pem { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => bail!(
+            "{} exists without its key {}; restore the key from a backup, or move the certificate away to have both issued anew",
+            crt(dir, stem).display(),
+            key(dir, stem).display()
+        ),
+        (None, Some(_)) => bail!(
+            "{} exists without its certificate {}; restore it from a backup, or move the key away to have both issued anew",
+            key(dir, stem).display(),
+            crt(dir, stem).display()
+        ),
+    }
+}
+
+fn save_pair(dir: &Path, stem: &str, pem: &Pem) -> Result<()> {
+    store::create(&key(dir, stem), pem.key.as_bytes(), 0o600)?;
+    store::create(&crt(dir, stem), pem.cert.as_bytes(), 0o644)
+}
+
+/// Whether any certificate file in the state directory names this CA as issuer: if so, the CA
+/// went missing rather than never existing.
+fn any_leaf_signed_by(dir: &Path, ca: Ca) -> bool {
+    fn walk(dir: &Path, cn: &str) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else { return false };
+        entries.flatten().any(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, cn)
+            } else {
+                p.extension().is_some_and(|x| x == "crt")
+                    && std::fs::read_to_string(&p)
+                        .ok()
+                        .and_then(|t| inspect::parse(&t).ok())
+                        .is_some_and(|i| !i.is_ca && i.issuer.contains(cn))
+            }
+        })
+    }
+    walk(dir, &format!("CN={}", ca.common_name()))
+}
+
+/// One row of `certs list`: what the state directory holds for each certificate the cluster needs.
+#[derive(Debug, serde::Serialize)]
+pub struct Listed {
+    pub name: String,
+    pub host: Option<String>,
+    pub file: String,
+    /// None when the certificate has not been issued yet.
+    pub info: Option<inspect::CertInfo>,
+    pub stale: Vec<String>,
+}
+
+/// Lists the CAs and leaf certificates without creating anything.
+pub fn list(cluster: &Cluster) -> Result<Vec<Listed>> {
+    let dir = pki_dir(&cluster.state_dir);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut rows = Vec::new();
+    let mut ca_pems = BTreeMap::new();
+    for ca in Ca::ALL {
+        let path = crt(&dir, ca.file());
+        let info = match store::read(&path)? {
+            Some(pem) => {
+                let info = inspect::parse(&pem).with_context(|| format!("reading {}", path.display()))?;
+                ca_pems.insert(ca, pem);
+                Some(info)
+            }
+            None => None,
+        };
+        rows.push(Listed {
+            name: ca.name().to_string(),
+            host: None,
+            file: path.display().to_string(),
+            info,
+            stale: Vec::new(),
+        });
+    }
+    for spec in spec::leaf_certs(cluster) {
+        let path = crt(&dir, &spec.state_file());
+        let (info, stale) = match store::read(&path)? {
+            Some(pem) => {
+                let (info, why) = check_leaf(&spec, &pem, ca_pems.get(&spec.ca).map(String::as_str), cluster.pki.algorithm.as_str(), now)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                (Some(info), why)
+            }
+            None => (None, Vec::new()),
+        };
+        rows.push(Listed {
+            name: spec.name.to_string(),
+            host: spec.host.clone(),
+            file: path.display().to_string(),
+            info,
+            stale,
+        });
+    }
+    Ok(rows)
+}
