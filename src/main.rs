@@ -1,7 +1,22 @@
-mod inventory;
-mod pki;
-fn main() {
-    let l = inventory::load(std::path::Path::new(&std::env::args().nth(1).unwrap())).unwrap();
-    let (_p, r) = pki::ensure(&l.cluster).unwrap();
-    println!("{r:#?}");
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use provisioner::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match provisioner::commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let invalid = err.downcast_ref::<provisioner::inventory::Invalid>().is_some();
+            if invalid {
+                eprintln!("{err}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {err:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
 }

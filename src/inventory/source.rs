@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use toml_edit::{ArrayOfTables, Document, InlineTable, Item, Table, Value};
+use toml_edit::{ArrayOfTables, Document, Item, Table, Value};
 
 use super::problem::{KeyPath, Segment};
 
@@ -15,7 +15,6 @@ pub struct Source {
 #[derive(Clone, Copy)]
 pub enum Node<'a> {
     Table(&'a Table),
-    Inline(&'a InlineTable),
     TableArray(&'a ArrayOfTables),
     Value(&'a Value),
 }
@@ -33,7 +32,7 @@ impl<'a> Node<'a> {
     /// The kind as the TOML spec names it, for messages.
     pub fn kind(self) -> &'static str {
         match self {
-            Node::Table(_) | Node::Inline(_) => "table",
+            Node::Table(_) => "table",
             Node::TableArray(_) => "array",
             Node::Value(v) => match v {
                 Value::String(_) => "string",
@@ -50,7 +49,6 @@ impl<'a> Node<'a> {
     pub fn span(self) -> Option<Range<usize>> {
         match self {
             Node::Table(t) => t.span(),
-            Node::Inline(t) => t.span(),
             Node::TableArray(a) => a.span(),
             Node::Value(v) => v.span(),
         }
@@ -66,7 +64,7 @@ impl<'a> Node<'a> {
                     Node::from_item(item).map(|n| (k, span, n))
                 })
                 .collect(),
-            Node::Inline(t) | Node::Value(Value::InlineTable(t)) => t
+            Node::Value(Value::InlineTable(t)) => t
                 .iter()
                 .map(|(k, v)| (k, t.key(k).and_then(|k| k.span()), Node::Value(v)))
                 .collect(),

@@ -68,7 +68,7 @@
 #   SKIP_STANDINS=1     build a bundle without any kubernetes binaries (standins = false).
 #   CARGO               cargo command used to build the stand-ins (default: cargo).
 #
-# Needs: bash, python3 + pip, apt-get + dpkg-deb (Debian), sha256sum, unzip or python3.
+# Needs: bash, python3 + pip, apt-get + dpkg-deb (Debian), coreutils (sha256sum, install).
 
 set -euo pipefail
 shopt -s nullglob
@@ -118,9 +118,12 @@ usage() {
 }
 
 # ---- arguments and output dir ---------------------------------------------------------------
-if [[ $# -ne 1 || "$1" == -h || "$1" == --help ]]; then
+if [[ $# -eq 1 && ( "$1" == -h || "$1" == --help ) ]]; then
+    usage
+    exit 0
+fi
+if [[ $# -ne 1 ]]; then
     usage >&2
-    [[ $# -eq 1 ]] && exit 0
     exit 2
 fi
 OUT_ARG="$1"
@@ -276,16 +279,18 @@ PY
 
 # ---- Debian packages ------------------------------------------------------------------------
 APT_UPDATED=0
+# apt-cache show exits 0 for an unknown pkg=version, so look for a stanza instead.
+apt_has() { [[ "$(apt-cache show "$1" 2>/dev/null || true)" == *"Package: "* ]]; }
 ensure_apt_knows() { # PKG [VERSION]
     local spec="$1${2:+=$2}"
-    if ! apt-cache show "$spec" >/dev/null 2>&1; then
+    if ! apt_has "$spec"; then
         if [[ $APT_UPDATED -eq 0 && $(id -u) -eq 0 ]]; then
             log "apt does not know '$spec'; running apt-get update"
             apt-get update -qq >&2 || die "apt-get update failed"
             APT_UPDATED=1
         fi
-        apt-cache show "$spec" >/dev/null 2>&1 \
-            || die "apt cannot find '$spec' (run 'apt-get update' as root; check the pinned version)"
+        apt_has "$spec" \
+            || die "apt cannot find '$spec' (run 'apt-get update' as root; check the pinned version with 'apt-cache policy $1')"
     fi
 }
 

@@ -1,0 +1,92 @@
+//! Command-line interface: the commands, their help and their examples.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  runtime failure (a file could not be written, a certificate could not be read, ...)
+  2  invalid input: bad usage or an invalid inventory";
+
+#[derive(Parser)]
+#[command(
+    name = "provisioner",
+    version,
+    about = "Builds a Kubernetes cluster the hard way from one inventory file, and keeps it healthy",
+    long_about = "Builds a Kubernetes cluster the hard way from one inventory file, and keeps it healthy.\n\n\
+        The inventory (inventory.toml) lists the hosts, their roles, the networks and the versions. \
+        provisioner validates it, keeps the cluster's PKI in a local state directory, and renders every \
+        certificate, kubeconfig, component config and systemd unit each host needs.",
+    after_help = "Start with:\n  provisioner validate inventory.toml\n  provisioner render inventory.toml --out rendered/\n\n".to_string() + EXIT_CODES,
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args)]
+pub struct InventoryArg {
+    /// The inventory file
+    #[arg(value_name = "INVENTORY")]
+    pub inventory: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check an inventory and report every problem at once
+    #[command(after_help = "Example:\n  provisioner validate inventory.toml\n\n\
+        Each problem names its key (hosts[2].address) and line. Warnings (an even number of etcd \
+        members, ...) do not fail validation.")]
+    Validate(InventoryArg),
+
+    /// Write every host's files to a directory, for review or for your own tooling
+    #[command(after_help = "Example:\n  provisioner render inventory.toml --out rendered/\n\n\
+        Writes rendered/<host>/<absolute path> with the modes the files will have on the host, and \
+        rendered/admin.kubeconfig. Creates the PKI in the state directory on first use and reuses it \
+        afterwards: a certificate the inventory no longer matches is reported, never replaced. \
+        The output holds private keys; it is created readable by you only.")]
+    Render {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        /// Directory to write (new, empty, or an earlier render's output)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+
+    /// Print the admin kubeconfig to standard output
+    #[command(after_help = "Example:\n  provisioner kubeconfig inventory.toml > ~/.kube/config && chmod 600 ~/.kube/config\n\n\
+        The admin user is in the group kubeadm:cluster-admins, bound to cluster-admin through RBAC.")]
+    Kubeconfig(InventoryArg),
+
+    /// Certificates: list them
+    #[command(subcommand)]
+    Certs(CertsCommand),
+
+    /// Print the JSON Schema of the inventory file, for editors
+    #[command(after_help = "Example (taplo, Even Better TOML):\n  provisioner schema > inventory.schema.json\n  \
+        then put `#:schema ./inventory.schema.json` on the first line of inventory.toml")]
+    Schema,
+}
+
+#[derive(Subcommand)]
+pub enum CertsCommand {
+    /// List every certificate of the cluster: subject, SANs, issuer, expiry, and whether it still
+    /// matches the inventory
+    #[command(after_help = "Examples:\n  provisioner certs list inventory.toml\n  \
+        provisioner certs list inventory.toml --output json | jq '.[] | select(.stale != [])'")]
+    List {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}

@@ -1,0 +1,144 @@
+//! What each command does: glue between the CLI and the pipeline stages.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::cli::{CertsCommand, Cli, Command, Output};
+use crate::inventory::{self, Loaded};
+use crate::{pki, render};
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Validate(a) => validate(&a.inventory),
+        Command::Render { inventory, out } => render_cmd(&inventory.inventory, &out),
+        Command::Kubeconfig(a) => kubeconfig(&a.inventory),
+        Command::Certs(CertsCommand::List { inventory, output }) => certs_list(&inventory.inventory, output),
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&inventory::schema())?);
+            Ok(())
+        }
+    }
+}
+
+/// Loads the inventory and prints its warnings to stderr.
+fn load(path: &Path) -> Result<Loaded> {
+    let loaded = inventory::load(path)?;
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    Ok(loaded)
+}
+
+fn validate(path: &Path) -> Result<()> {
+    let l = load(path)?;
+    let c = &l.cluster;
+    println!(
+        "{} is valid: cluster {}, Kubernetes {}, {} hosts ({} etcd, {} control-plane, {} worker)",
+        path.display(),
+        c.name,
+        c.kubernetes,
+        c.hosts.len(),
+        c.etcd_hosts().count(),
+        c.control_plane_hosts().count(),
+        c.worker_hosts().count()
+    );
+    Ok(())
+}
+
+/// Creates what the PKI lacks and tells the operator what happened, including stale certificates.
+fn ensure_pki(l: &Loaded, inventory: &Path) -> Result<pki::Pki> {
+    let (pki, report) = pki::ensure(&l.cluster)
+        .with_context(|| format!("preparing the PKI in {}", l.cluster.state_dir.display()))?;
+    if !report.created.is_empty() {
+        eprintln!("created in {}: {}", l.cluster.state_dir.display(), report.created.join(", "));
+    }
+    if !report.issued.is_empty() {
+        eprintln!("issued {} certificate(s): {}", report.issued.len(), report.issued.join(", "));
+    }
+    if !report.stale.is_empty() {
+        eprintln!(
+            "warning: {} certificate(s) no longer match the inventory; they were kept and are still used:",
+            report.stale.len()
+        );
+        for (id, why) in &report.stale {
+            eprintln!("  {id}: {}", why.join("; "));
+        }
+        eprintln!(
+            "Replace them explicitly with `provisioner certs regenerate {}` (it restarts only the services that use them).",
+            inventory.display()
+        );
+    }
+    Ok(pki)
+}
+
+fn render_cmd(path: &Path, out: &Path) -> Result<()> {
+    let l = load(path)?;
+    let pki = ensure_pki(&l, path)?;
+    let rendered = render::render(&l.cluster, &pki)?;
+    render::write_tree(&rendered, out)?;
+    for h in &rendered.hosts {
+        let bins: Vec<&str> = h.binaries.iter().map(|b| b.name).collect();
+        println!(
+            "{}: {} files, units {}, binaries from the bundle: {}",
+            h.host,
+            h.files.len(),
+            h.units.join(" "),
+            bins.join(" ")
+        );
+    }
+    println!("wrote {} (admin kubeconfig: {})", out.display(), out.join("admin.kubeconfig").display());
+    Ok(())
+}
+
+fn kubeconfig(path: &Path) -> Result<()> {
+    let l = load(path)?;
+    let pki = ensure_pki(&l, path)?;
+    let rendered = render::render(&l.cluster, &pki)?;
+    std::io::stdout().write_all(rendered.admin_kubeconfig.as_bytes())?;
+    Ok(())
+}
+
+fn certs_list(path: &Path, output: Output) -> Result<()> {
+    let l = load(path)?;
+    let rows = pki::list(&l.cluster)?;
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let mut missing = 0;
+    for r in &rows {
+        let name = match &r.host {
+            Some(h) => format!("{}@{h}", r.name),
+            None => r.name.clone(),
+        };
+        match &r.info {
+            None => {
+                missing += 1;
+                println!("{name}\n  not issued yet ({})", r.file);
+            }
+            Some(i) => {
+                println!("{name}\n  subject:   {}\n  issuer:    {}", i.subject, i.issuer);
+                if !i.sans().is_empty() {
+                    println!("  SANs:      {}", i.sans().join(", "));
+                }
+                println!("  not after: {}", format_time(i.not_after));
+                if !r.stale.is_empty() {
+                    println!("  STALE:     {}", r.stale.join("; "));
+                }
+            }
+        }
+    }
+    if missing > 0 {
+        eprintln!("{missing} certificate(s) not issued yet: `provisioner render` issues them.");
+    }
+    Ok(())
+}
+
+fn format_time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}

@@ -1,0 +1,10 @@
+//! provisioner: builds a Kubernetes cluster the hard way from a declarative inventory.
+//!
+//! The modules follow the pipeline: `inventory` (read and validate) → `pki` (keys and
+//! certificates in the state directory) → `render` (every host's files, pure).
+
+pub mod cli;
+pub mod commands;
+pub mod inventory;
+pub mod pki;
+pub mod render;

@@ -1,0 +1,309 @@
+//! Renders, for every host, exactly the files its roles need. Pure: the same cluster and PKI
+//! always give the same bytes, and nothing here touches a host or the disk.
+
+mod templates;
+mod write;
+
+use anyhow::Result;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::inventory::{Cluster, Host};
+use crate::pki::{Ca, Pem, Pki};
+use templates::Templates;
+pub use write::write_tree;
+
+/// One file as it will be on a host.
+#[derive(Debug, Clone, Serialize)]
+pub struct File {
+    /// Absolute path on the host.
+    pub path: String,
+    pub mode: u32,
+    #[serde(skip)]
+    pub content: Vec<u8>,
+    /// Holds key material: its content is never printed.
+    pub secret: bool,
+}
+
+/// A binary the host needs from the bundle.
+#[derive(Debug, Clone, Serialize)]
+pub struct Binary {
+    /// Name in the bundle manifest.
+    pub name: &'static str,
+    /// Where it is installed.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostFiles {
+    pub host: String,
+    /// Directories to create first, with their modes.
+    pub dirs: Vec<(String, u32)>,
+    pub files: Vec<File>,
+    pub binaries: Vec<Binary>,
+    /// systemd units this host runs, in start order.
+    pub units: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub hosts: Vec<HostFiles>,
+    /// The operator's kubeconfig (admin credentials, bound to cluster-admin through RBAC).
+    pub admin_kubeconfig: String,
+}
+
+const PKI: &str = "/etc/kubernetes/pki";
+const SECRET: u32 = 0o600;
+const PUBLIC: u32 = 0o644;
+
+pub fn render(c: &Cluster, pki: &Pki) -> Result<Rendered> {
+    let t = Templates::load()?;
+    let hosts = c
+        .hosts
+        .iter()
+        .map(|h| host_files(&t, c, pki, h))
+        .collect::<Result<_>>()?;
+    let admin = pki.leaf("admin", None);
+    Ok(Rendered {
+        hosts,
+        admin_kubeconfig: kubeconfig(&t, c, pki, "kubernetes-admin", admin, &c.api.url())?,
+    })
+}
+
+/// Collects a host's files as they are rendered.
+struct HostBuilder<'a> {
+    t: &'a Templates,
+    out: HostFiles,
+}
+
+impl HostBuilder<'_> {
+    fn file(&mut self, path: &str, mode: u32, content: impl Into<Vec<u8>>) {
+        self.out.files.push(File {
+            path: path.to_string(),
+            mode,
+            content: content.into(),
+            secret: mode & 0o077 == 0,
+        });
+    }
+
+    fn template(&mut self, path: &str, mode: u32, template: &str, ctx: &impl Serialize) -> Result<()> {
+        let text = self.t.render(template, ctx)?;
+        self.file(path, mode, text);
+        Ok(())
+    }
+
+    fn pair(&mut self, stem: &str, pem: &Pem) {
+        self.file(&format!("{stem}.crt"), PUBLIC, pem.cert.as_str());
+        self.file(&format!("{stem}.key"), SECRET, pem.key.as_str());
+    }
+
+    fn unit(&mut self, name: &str, ctx: &impl Serialize) -> Result<()> {
+        let file = format!("{name}.service");
+        self.template(&format!("/etc/systemd/system/{file}"), PUBLIC, &file, ctx)?;
+        self.out.units.push(file);
+        Ok(())
+    }
+
+    fn binaries(&mut self, dir: &str, names: &[&'static str]) {
+        for n in names {
+            self.out.binaries.push(Binary {
+                name: n,
+                path: format!("{dir}/{n}"),
+            });
+        }
+    }
+
+    fn dir(&mut self, path: &str, mode: u32) {
+        self.out.dirs.push((path.to_string(), mode));
+    }
+}
+
+fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFiles> {
+    let mut b = HostBuilder {
+        t,
+        out: HostFiles {
+            host: h.name.clone(),
+            dirs: Vec::new(),
+            files: Vec::new(),
+            binaries: Vec::new(),
+            units: Vec::new(),
+        },
+    };
+    let common = json!({
+        "cluster_name": c.name,
+        "node_name": h.name,
+        "internal_ip": h.internal_ip.to_string(),
+        "pod_cidr": c.network.pod_cidr.to_string(),
+        "service_cidr": c.network.service_cidr.to_string(),
+    });
+    b.dir("/etc/kubernetes", 0o755);
+    b.dir(PKI, 0o755);
+
+    if h.roles.etcd {
+        b.dir(&format!("{PKI}/etcd"), 0o755);
+        b.dir("/var/lib/etcd", 0o700);
+        b.binaries("/usr/local/bin", &["etcd", "etcdctl", "etcdutl"]);
+        b.file(&format!("{PKI}/etcd/ca.crt"), PUBLIC, pki.ca(Ca::Etcd).cert.as_str());
+        b.pair(&format!("{PKI}/etcd/server"), pki.leaf("etcd-server", Some(&h.name)));
+        b.pair(&format!("{PKI}/etcd/peer"), pki.leaf("etcd-peer", Some(&h.name)));
+        // Lets an operator on the host run etcdctl, and the health gates check the member.
+        b.pair(&format!("{PKI}/etcd/healthcheck-client"), pki.leaf("etcd-healthcheck-client", None));
+        let initial_cluster: Vec<String> = c
+            .etcd_hosts()
+            .map(|e| format!("{}=https://{}:2380", e.name, e.internal_ip))
+            .collect();
+        b.unit("etcd", &merge(&common, json!({ "initial_cluster": initial_cluster.join(",") })))?;
+    }
+
+    if h.roles.control_plane {
+        b.dir(&format!("{PKI}/etcd"), 0o755);
+        b.dir("/var/log/kubernetes", 0o700);
+        b.binaries("/usr/local/bin", &["kube-apiserver", "kube-controller-manager", "kube-scheduler"]);
+        b.pair(&format!("{PKI}/ca"), pki.ca(Ca::Cluster));
+        b.file(&format!("{PKI}/front-proxy-ca.crt"), PUBLIC, pki.ca(Ca::FrontProxy).cert.as_str());
+        if !h.roles.etcd {
+            b.file(&format!("{PKI}/etcd/ca.crt"), PUBLIC, pki.ca(Ca::Etcd).cert.as_str());
+        }
+        for name in ["apiserver", "apiserver-kubelet-client", "apiserver-etcd-client", "front-proxy-client"] {
+            b.pair(&format!("{PKI}/{name}"), pki.leaf(name, None));
+        }
+        b.file(&format!("{PKI}/sa.key"), SECRET, pki.sa_key.as_str());
+        b.file(&format!("{PKI}/sa.pub"), PUBLIC, pki.sa_pub.as_str());
+
+        // Each controller-manager and scheduler talks to the API server on its own host, as
+        // kubeadm does, so a control-plane host works even when the endpoint is down.
+        let local = format!("https://{}:6443", h.internal_ip);
+        for (file, user, cert) in [
+            ("admin.conf", "kubernetes-admin", "admin"),
+            ("controller-manager.conf", "system:kube-controller-manager", "controller-manager"),
+            ("scheduler.conf", "system:kube-scheduler", "scheduler"),
+        ] {
+            let server = if cert == "admin" { c.api.url() } else { local.clone() };
+            let text = kubeconfig(t, c, pki, user, pki.leaf(cert, None), &server)?;
+            b.file(&format!("/etc/kubernetes/{file}"), SECRET, text);
+        }
+        b.template("/etc/kubernetes/kube-scheduler.yaml", PUBLIC, "kube-scheduler.yaml", &common)?;
+        b.template(
+            "/etc/kubernetes/encryption-config.yaml",
+            SECRET,
+            "encryption-config.yaml",
+            &json!({ "encryption_key": pki.encryption_key }),
+        )?;
+        b.template("/etc/kubernetes/audit-policy.yaml", PUBLIC, "audit-policy.yaml", &common)?;
+        let apiserver = merge(
+            &common,
+            json!({
+                "etcd_servers": c.etcd_servers().join(","),
+                "service_account_issuer": format!("https://kubernetes.default.svc.{}", c.network.cluster_domain),
+            }),
+        );
+        b.unit("kube-apiserver", &apiserver)?;
+        b.unit("kube-controller-manager", &common)?;
+        b.unit("kube-scheduler", &common)?;
+    }
+
+    if h.roles.worker {
+        let pod_cidr = h.pod_cidr.expect("validation assigns every worker a pod range").to_string();
+        let node = merge(&common, json!({ "pod_cidr": pod_cidr }));
+        for (dir, mode) in [
+            ("/var/lib/kubelet", 0o700),
+            ("/var/lib/kubelet/pki", 0o700),
+            ("/var/lib/kube-proxy", 0o755),
+            ("/etc/containerd", 0o755),
+            ("/etc/cni/net.d", 0o755),
+            ("/opt/cni/bin", 0o755),
+        ] {
+            b.dir(dir, mode);
+        }
+        b.binaries(
+            "/usr/local/bin",
+            &["containerd", "containerd-shim-runc-v2", "ctr", "runc", "kubelet", "kube-proxy"],
+        );
+        b.binaries("/opt/cni/bin", &["bridge", "host-local", "loopback"]);
+        b.file("/etc/modules-load.d/kubernetes.conf", PUBLIC, t.render("modules-load.conf", &common)?);
+        b.file("/etc/sysctl.d/99-kubernetes.conf", PUBLIC, t.render("sysctl.conf", &common)?);
+        if !h.roles.control_plane {
+            b.file(&format!("{PKI}/ca.crt"), PUBLIC, pki.ca(Ca::Cluster).cert.as_str());
+        }
+        b.pair("/var/lib/kubelet/pki/kubelet", pki.leaf("kubelet-server", Some(&h.name)));
+        let kubelet_user = format!("system:node:{}", h.name);
+        let kubelet_conf = kubeconfig(t, c, pki, &kubelet_user, pki.leaf("kubelet-client", Some(&h.name)), &c.api.url())?;
+        b.file("/etc/kubernetes/kubelet.conf", SECRET, kubelet_conf);
+        let proxy_conf = kubeconfig(t, c, pki, "system:kube-proxy", pki.leaf("kube-proxy", None), &c.api.url())?;
+        b.file("/etc/kubernetes/kube-proxy.conf", SECRET, proxy_conf);
+
+        let containerd = c.versions.containerd;
+        b.template(
+            "/etc/containerd/config.toml",
+            PUBLIC,
+            "containerd-config.toml",
+            &json!({
+                "containerd_version": containerd.to_string(),
+                "config_version": if containerd.major >= 2 { 3 } else { 2 },
+                // containerd 2.1 replaced cni.bin_dir with bin_dirs.
+                "cni_bin_dirs": containerd.major > 2 || (containerd.major == 2 && containerd.minor >= 1),
+                "pause_image": c.versions.pause_image,
+            }),
+        )?;
+        b.template("/etc/cni/net.d/10-bridge.conf", PUBLIC, "cni-bridge.conf", &node)?;
+        b.template("/etc/cni/net.d/99-loopback.conf", PUBLIC, "cni-loopback.conf", &node)?;
+        b.template(
+            "/var/lib/kubelet/config.yaml",
+            PUBLIC,
+            "kubelet-config.yaml",
+            &json!({
+                "cluster_domain": c.network.cluster_domain,
+                "cluster_dns": c.network.cluster_dns.to_string(),
+                "fail_cgroup_v1": c.kubernetes.minor() >= 35,
+            }),
+        )?;
+        b.template(
+            "/var/lib/kube-proxy/config.yaml",
+            PUBLIC,
+            "kube-proxy-config.yaml",
+            &merge(&node, json!({ "proxy_mode": c.network.proxy_mode.as_str(), "pod_cidr": c.network.pod_cidr.to_string() })),
+        )?;
+        b.unit("containerd", &common)?;
+        b.unit("kubelet", &common)?;
+        b.unit("kube-proxy", &common)?;
+    }
+
+    let routes: Vec<_> = c
+        .worker_hosts()
+        .filter(|w| w.name != h.name)
+        .map(|w| json!({ "cidr": w.pod_cidr.map(|p| p.to_string()), "via": w.internal_ip.to_string() }))
+        .collect();
+    if !routes.is_empty() {
+        b.unit("pod-routes", &json!({ "routes": routes }))?;
+    }
+
+    let mut out = b.out;
+    out.dirs.sort();
+    out.dirs.dedup();
+    out.files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+fn kubeconfig(t: &Templates, c: &Cluster, pki: &Pki, user: &str, pem: &Pem, server: &str) -> Result<String> {
+    t.render(
+        "kubeconfig.yaml",
+        &json!({
+            "cluster_name": c.name,
+            "server": server,
+            "user": user,
+            "ca_data": B64.encode(&pki.ca(Ca::Cluster).cert),
+            "cert_data": B64.encode(&pem.cert),
+            "key_data": B64.encode(&pem.key),
+        }),
+    )
+}
+
+fn merge(base: &serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    let mut v = base.clone();
+    if let (Some(m), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+        m.extend(e);
+    }
+    v
+}
