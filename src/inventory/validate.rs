@@ -161,7 +161,9 @@ impl Validator {
         let etcd = self.check(at("versions.etcd"), v.etcd.as_deref().unwrap_or(k.default_etcd()).parse::<Semver>());
         if let Some(e) = etcd {
             if e.major != 3 || e.minor < 5 {
-                self.error(at("versions.etcd"), format!("etcd {e} is too old; Kubernetes 1.{} needs etcd 3.5.x or 3.6.x", k.minor()));
+                self.error(at("versions.etcd"), format!("etcd {e} is not supported; Kubernetes 1.{} needs etcd 3.5.x or 3.6.x", k.minor()));
+            } else if e.minor == 5 && e.patch < 24 {
+                self.warn(at("versions.etcd"), format!("etcd {e} is older than 3.5.24, the oldest external etcd kubeadm accepts; it misses data-consistency fixes"));
             }
         }
         let containerd = self.check(

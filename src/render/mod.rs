@@ -154,7 +154,13 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
             .etcd_hosts()
             .map(|e| format!("{}=https://{}:2380", e.name, e.internal_ip))
             .collect();
-        b.unit("etcd", &merge(&common, json!({ "initial_cluster": initial_cluster.join(",") })))?;
+        let etcd = c.versions.etcd;
+        let ctx = json!({
+            "initial_cluster": initial_cluster.join(","),
+            // etcd gained --tls-min-version in 3.5.8.
+            "tls_min_version": (etcd.major, etcd.minor, etcd.patch) >= (3, 5, 8),
+        });
+        b.unit("etcd", &merge(&common, ctx))?;
     }
 
     if h.roles.control_plane {

@@ -1,0 +1,131 @@
+//! Helpers shared by the integration tests: running the binary, rendering an inventory into a
+//! temporary directory, reading the rendered tree back.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(rel)
+}
+
+pub fn provisioner(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .args(args)
+        .output()
+        .expect("the provisioner binary runs")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A temporary directory holding one inventory, so each test has its own state directory.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn with_inventory(source: &Path) -> Self {
+        let text = std::fs::read_to_string(source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+        Self::with_text(&text)
+    }
+
+    pub fn with_text(text: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inventory.toml"), text).unwrap();
+        Workspace { dir }
+    }
+
+    pub fn inventory(&self) -> String {
+        self.dir.path().join("inventory.toml").display().to_string()
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join(".provisioner")
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut full: Vec<&str> = args.to_vec();
+        let inv = self.inventory();
+        full.insert(1, &inv);
+        provisioner(&full)
+    }
+
+    /// Renders into `out/` and panics with the tool's output if it fails.
+    pub fn render(&self) -> Tree {
+        let out = self.out();
+        let o = self.run(&["render", "--out", out.to_str().unwrap()]);
+        assert!(o.status.success(), "render failed:\n{}{}", text(&o.stdout), text(&o.stderr));
+        Tree::read(&out)
+    }
+}
+
+/// A rendered tree: relative path → (mode, content).
+pub struct Tree {
+    pub root: PathBuf,
+    pub files: BTreeMap<String, (u32, Vec<u8>)>,
+}
+
+impl Tree {
+    pub fn read(root: &Path) -> Tree {
+        let mut files = BTreeMap::new();
+        fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<String, (u32, Vec<u8>)>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(root, &p, files);
+                } else {
+                    let rel = p.strip_prefix(root).unwrap().display().to_string();
+                    let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+                    files.insert(rel, (mode, std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        walk(root, root, &mut files);
+        Tree { root: root.to_path_buf(), files }
+    }
+
+    pub fn text(&self, rel: &str) -> String {
+        let (_, c) = self.files.get(rel).unwrap_or_else(|| panic!("{rel} was not rendered"));
+        String::from_utf8(c.clone()).unwrap()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Files of one host whose path (on the host) ends with `suffix`.
+    pub fn matching<'a>(&'a self, suffix: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        self.files.keys().filter(move |k| k.ends_with(suffix))
+    }
+
+    pub fn hosts(&self) -> Vec<String> {
+        let mut h: Vec<String> = self
+            .files
+            .keys()
+            .filter_map(|k| k.split_once('/').map(|(h, _)| h.to_string()))
+            .collect();
+        h.dedup();
+        h
+    }
+}
+
+/// Runs a tool that must exist on the test machine (the CI script installs it).
+pub fn tool(name: &str, args: &[&str]) -> Output {
+    Command::new(name)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("`{name}` could not run ({e}); install it (see .ci/run)"))
+}
