@@ -440,6 +440,9 @@ fn address(s: &str) -> Result<(), String> {
     if s.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!("`{s}` is not a valid IPv4 address"));
+    }
     dns_name(s).map_err(|_| format!("`{s}` is neither an IP address nor a DNS name"))
 }
 

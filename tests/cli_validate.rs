@@ -1,0 +1,172 @@
+//! Invalid inventories: each must exit 2, name the offending key (and its line where it has one),
+//! never panic, and `validate` must report every problem in one run.
+
+mod common;
+
+use common::{provisioner, text, Workspace};
+
+const GOOD_HEAD: &str = r#"
+[cluster]
+name = "demo"
+kubernetes_version = "1.35.0"
+"#;
+
+const ONE_HOST: &str = r#"
+[[hosts]]
+name = "cp-1"
+address = "10.88.0.11"
+roles = ["etcd", "control-plane", "worker"]
+"#;
+
+/// (what is wrong, inventory text, key path the message must name)
+fn cases() -> Vec<(&'static str, String, &'static str)> {
+    let with = |extra: &str| format!("{GOOD_HEAD}{extra}{ONE_HOST}");
+    let hosts = |h: &str| format!("{GOOD_HEAD}{h}");
+    vec![
+        ("unknown top-level table", with("[clusterr]\nname = \"x\"\n"), "clusterr"),
+        ("unknown key in a table", with("[network]\npod_cidrr = \"10.200.0.0/16\"\n"), "network.pod_cidrr"),
+        ("missing required key", format!("[cluster]\nname = \"demo\"\n{ONE_HOST}"), "cluster.kubernetes_version"),
+        ("wrong value type", with("[ssh]\nport = \"22\"\n"), "ssh.port"),
+        ("port out of range", with("[ssh]\nport = 70000\n"), "ssh.port"),
+        ("cluster name with capitals", format!("[cluster]\nname = \"Demo\"\nkubernetes_version = \"1.35.0\"\n{ONE_HOST}"), "cluster.name"),
+        ("unsupported Kubernetes", format!("[cluster]\nname = \"demo\"\nkubernetes_version = \"1.29.4\"\n{ONE_HOST}"), "cluster.kubernetes_version"),
+        ("malformed version", format!("[cluster]\nname = \"demo\"\nkubernetes_version = \"latest\"\n{ONE_HOST}"), "cluster.kubernetes_version"),
+        ("malformed pod CIDR", with("[network]\npod_cidr = \"10.200.0.0/33\"\n"), "network.pod_cidr"),
+        ("pod CIDR with host bits", with("[network]\npod_cidr = \"10.200.1.0/16\"\n"), "network.pod_cidr"),
+        ("overlapping CIDRs", with("[network]\npod_cidr = \"10.0.0.0/8\"\nservice_cidr = \"10.32.0.0/24\"\n"), "network.service_cidr"),
+        ("DNS address outside the service range", with("[network]\ncluster_dns = \"10.99.0.10\"\n"), "network.cluster_dns"),
+        ("DNS address on the kubernetes Service", with("[network]\ncluster_dns = \"10.32.0.1\"\n"), "network.cluster_dns"),
+        ("unknown proxy mode", with("[network]\nproxy_mode = \"ipvs\"\n"), "network.proxy_mode"),
+        ("bad API endpoint", with("[api]\nendpoint = \"10.88.0.11\"\n"), "api.endpoint"),
+        ("bad extra SAN", with("[api]\nextra_sans = [\"ok.example\", \"not a name\"]\n"), "api.extra_sans[1]"),
+        ("unknown key algorithm", with("[pki]\nkey_algorithm = \"dsa\"\n"), "pki.key_algorithm"),
+        ("leaf outlives CA", with("[pki]\ncert_validity_days = 4000\nca_validity_days = 3650\n"), "pki.cert_validity_days"),
+        ("containerd 1.x with Kubernetes 1.36", format!("[cluster]\nname = \"demo\"\nkubernetes_version = \"1.36.0\"\n[versions]\ncontainerd = \"1.7.28\"\n{ONE_HOST}"), "versions.containerd"),
+        ("ignore host keys", with("[ssh]\nhost_key_policy = \"ignore\"\n"), "ssh.host_key_policy"),
+        ("bad bastion", with("[ssh]\nbastion = \"ops@:22\"\n"), "ssh.bastion"),
+        ("no hosts", GOOD_HEAD.to_string(), "hosts"),
+        ("host without roles", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = []\n"), "hosts[0].roles"),
+        ("unknown role", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\", \"master\"]\n"), "hosts[0].roles[2]"),
+        ("duplicate host names", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\"]\n[[hosts]]\nname = \"a\"\naddress = \"10.88.0.12\"\nroles = [\"worker\"]\n"), "hosts[1].name"),
+        ("duplicate addresses", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\"]\n[[hosts]]\nname = \"b\"\naddress = \"10.88.0.11\"\nroles = [\"worker\"]\n"), "hosts[1].address"),
+        ("host name unusable in a certificate subject", hosts("[[hosts]]\nname = \"cp,O=system:masters\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\"]\n"), "hosts[0].name"),
+        ("malformed address", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.300\"\nroles = [\"etcd\", \"control-plane\"]\n"), "hosts[0].address"),
+        ("DNS address without internal_ip", hosts("[[hosts]]\nname = \"a\"\naddress = \"a.example\"\nroles = [\"etcd\", \"control-plane\"]\n"), "hosts[0].internal_ip"),
+        ("host inside the pod range", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.200.3.4\"\nroles = [\"etcd\", \"control-plane\"]\n"), "hosts[0].address"),
+        ("no etcd member", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"control-plane\", \"worker\"]\n"), "hosts"),
+        ("no control plane", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"worker\"]\n"), "hosts"),
+        ("host pod range outside pod_cidr", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\", \"worker\"]\npod_cidr = \"10.201.0.0/24\"\n"), "hosts[0].pod_cidr"),
+        ("overlapping host pod ranges", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\", \"worker\"]\npod_cidr = \"10.200.0.0/24\"\n[[hosts]]\nname = \"b\"\naddress = \"10.88.0.12\"\nroles = [\"worker\"]\npod_cidr = \"10.200.0.128/25\"\n"), "hosts[1].pod_cidr"),
+        ("bad host key pin", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\"]\nhost_key = \"MD5:aa:bb\"\n"), "hosts[0].host_key"),
+        ("TOML syntax error", "[cluster\nname = \"demo\"\n".to_string(), "line 1"),
+    ]
+}
+
+#[test]
+fn every_bad_inventory_exits_2_and_names_the_key() {
+    let cases = cases();
+    assert!(cases.len() >= 20);
+    for (what, inventory, key) in cases {
+        let ws = Workspace::with_text(&inventory);
+        let o = ws.run(&["validate"]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: exit code {:?}\n{err}", o.status.code());
+        assert!(err.contains(key), "{what}: the message does not name `{key}`:\n{err}");
+        // A position is known whenever the key, or the table it is missing from, is in the file.
+        let top = key.split(['.', '[']).next().unwrap();
+        if inventory.contains(top) {
+            assert!(err.contains("line "), "{what}: the message has no line number:\n{err}");
+        }
+        assert!(!err.contains("panicked"), "{what}: panicked:\n{err}");
+        // The same inventory must stop render before anything is written.
+        let r = ws.run(&["render", "--out", ws.out().to_str().unwrap()]);
+        assert_eq!(r.status.code(), Some(2), "{what}: render exit code");
+        assert!(!ws.state().exists() && !ws.out().exists(), "{what}: render wrote files for an invalid inventory");
+    }
+}
+
+#[test]
+fn all_problems_are_reported_at_once_with_positions() {
+    let inventory = r#"[cluster]
+name = "Demo"
+kubernetes_version = "1.35.0"
+
+[network]
+pod_cidr = "10.200.0.1/16"
+
+[[hosts]]
+name = "cp-1"
+address = "10.88.0.11"
+roles = ["etcd", "control-plane", "wrker"]
+
+[[hosts]]
+name = "cp-1"
+address = "10.88.0.12"
+roles = ["worker"]
+"#;
+    let ws = Workspace::with_text(inventory);
+    let o = ws.run(&["validate"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    for expected in [
+        "cluster.name (line 2, column 1)",
+        "network.pod_cidr (line 6, column 1)",
+        "did you mean 10.200.0.0/16?",
+        "hosts[0].roles[2] (line 11, column 35)",
+        "hosts[1].name (line 14, column 1)",
+    ] {
+        assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
+    }
+    assert!(err.contains("(4 errors)"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_all_reported_with_suggestions() {
+    let ws = Workspace::with_text(&format!(
+        "{GOOD_HEAD}[ssh]\nidentity_fille = \"k\"\nhost_key_polcy = \"strict\"\n{ONE_HOST}"
+    ));
+    let err = text(&ws.run(&["validate"]).stderr);
+    assert!(err.contains("ssh.identity_fille") && err.contains("did you mean `identity_file`?"), "{err}");
+    assert!(err.contains("ssh.host_key_policy`?") || err.contains("did you mean `host_key_policy`?"), "{err}");
+}
+
+#[test]
+fn warnings_do_not_fail_validation() {
+    let two_etcd = format!(
+        "{GOOD_HEAD}[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\"]\n\
+         [[hosts]]\nname = \"b\"\naddress = \"10.88.0.12\"\nroles = [\"etcd\", \"worker\"]\n"
+    );
+    let ws = Workspace::with_text(&two_etcd);
+    let o = ws.run(&["validate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("warning: hosts") && text(&o.stderr).contains("odd number"));
+}
+
+#[test]
+fn the_bundled_inventory_is_valid() {
+    let o = provisioner(&["validate", common::repo().join("inventory.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("5 hosts (3 etcd, 3 control-plane, 2 worker)"));
+}
+
+#[test]
+fn usage_errors_exit_2_and_missing_files_too() {
+    assert_eq!(provisioner(&["render"]).status.code(), Some(2));
+    assert_eq!(provisioner(&["frobnicate"]).status.code(), Some(2));
+    let o = provisioner(&["validate", "/nonexistent/inventory.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("cannot read the file"));
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for cmd in [&["validate"][..], &["render"], &["kubeconfig"], &["certs", "list"], &["schema"]] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let o = provisioner(&args);
+        assert!(o.status.success(), "{cmd:?}");
+        assert!(text(&o.stdout).contains("provisioner "), "{cmd:?} help has no example:\n{}", text(&o.stdout));
+    }
+    let top = text(&provisioner(&["--help"]).stdout);
+    assert!(top.contains("Exit codes") && top.contains("2  invalid input"), "{top}");
+}
