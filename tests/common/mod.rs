@@ -57,9 +57,11 @@ impl Workspace {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        // The inventory goes after the command words, before the options.
         let mut full: Vec<&str> = args.to_vec();
         let inv = self.inventory();
-        full.insert(1, &inv);
+        let at = full.iter().position(|a| a.starts_with("--")).unwrap_or(full.len());
+        full.insert(at, &inv);
         provisioner(&full)
     }
 
