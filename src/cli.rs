@@ -49,11 +49,13 @@ pub enum Command {
     Validate(InventoryArg),
 
     /// Write every host's files to a directory, for review or for your own tooling
-    #[command(after_help = "Example:\n  provisioner render inventory.toml --out rendered/\n\n\
+    #[command(
+        after_help = "Example:\n  provisioner render inventory.toml --out rendered/\n\n\
         Writes rendered/<host>/<absolute path> with the modes the files will have on the host, and \
         rendered/admin.kubeconfig. Creates the PKI in the state directory on first use and reuses it \
         afterwards: a certificate the inventory no longer matches is reported, never replaced. \
-        The output holds private keys; it is created readable by you only.")]
+        The output holds private keys; it is created readable by you only."
+    )]
     Render {
         #[command(flatten)]
         inventory: InventoryArg,
@@ -63,8 +65,10 @@ pub enum Command {
     },
 
     /// Print the admin kubeconfig to standard output
-    #[command(after_help = "Example:\n  provisioner kubeconfig inventory.toml > ~/.kube/config && chmod 600 ~/.kube/config\n\n\
-        The admin user is in the group kubeadm:cluster-admins, bound to cluster-admin through RBAC.")]
+    #[command(
+        after_help = "Example:\n  provisioner kubeconfig inventory.toml > ~/.kube/config && chmod 600 ~/.kube/config\n\n\
+        The admin user is in the group kubeadm:cluster-admins, bound to cluster-admin through RBAC."
+    )]
     Kubeconfig(InventoryArg),
 
     /// Certificates: list them
@@ -72,8 +76,10 @@ pub enum Command {
     Certs(CertsCommand),
 
     /// Print the JSON Schema of the inventory file, for editors
-    #[command(after_help = "Example (taplo, Even Better TOML):\n  provisioner schema > inventory.schema.json\n  \
-        then put `#:schema ./inventory.schema.json` on the first line of inventory.toml")]
+    #[command(
+        after_help = "Example (taplo, Even Better TOML):\n  provisioner schema > inventory.schema.json\n  \
+        then put `#:schema ./inventory.schema.json` on the first line of inventory.toml"
+    )]
     Schema,
 }
 

@@ -14,7 +14,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Validate(a) => validate(&a.inventory),
         Command::Render { inventory, out } => render_cmd(&inventory.inventory, &out),
         Command::Kubeconfig(a) => kubeconfig(&a.inventory),
-        Command::Certs(CertsCommand::List { inventory, output }) => certs_list(&inventory.inventory, output),
+        Command::Certs(CertsCommand::List { inventory, output }) => {
+            certs_list(&inventory.inventory, output)
+        }
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&inventory::schema())?);
             Ok(())
@@ -52,10 +54,18 @@ fn ensure_pki(l: &Loaded, inventory: &Path) -> Result<pki::Pki> {
     let (pki, report) = pki::ensure(&l.cluster)
         .with_context(|| format!("preparing the PKI in {}", l.cluster.state_dir.display()))?;
     if !report.created.is_empty() {
-        eprintln!("created in {}: {}", l.cluster.state_dir.display(), report.created.join(", "));
+        eprintln!(
+            "created in {}: {}",
+            l.cluster.state_dir.display(),
+            report.created.join(", ")
+        );
     }
     if !report.issued.is_empty() {
-        eprintln!("issued {} certificate(s): {}", report.issued.len(), report.issued.join(", "));
+        eprintln!(
+            "issued {} certificate(s): {}",
+            report.issued.len(),
+            report.issued.join(", ")
+        );
     }
     if !report.stale.is_empty() {
         eprintln!(
@@ -88,7 +98,11 @@ fn render_cmd(path: &Path, out: &Path) -> Result<()> {
             bins.join(" ")
         );
     }
-    println!("wrote {} (admin kubeconfig: {})", out.display(), out.join("admin.kubeconfig").display());
+    println!(
+        "wrote {} (admin kubeconfig: {})",
+        out.display(),
+        out.join("admin.kubeconfig").display()
+    );
     Ok(())
 }
 
@@ -119,7 +133,10 @@ fn certs_list(path: &Path, output: Output) -> Result<()> {
                 println!("{name}\n  not issued yet ({})", r.file);
             }
             Some(i) => {
-                println!("{name}\n  subject:   {}\n  issuer:    {}", i.subject, i.issuer);
+                println!(
+                    "{name}\n  subject:   {}\n  issuer:    {}",
+                    i.subject, i.issuer
+                );
                 if !i.sans().is_empty() {
                     println!("  SANs:      {}", i.sans().join(", "));
                 }
@@ -139,6 +156,9 @@ fn certs_list(path: &Path, output: Output) -> Result<()> {
 fn format_time(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| unix.to_string())
 }

@@ -9,7 +9,9 @@ fn main() -> ExitCode {
     match provisioner::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let invalid = err.downcast_ref::<provisioner::inventory::Invalid>().is_some();
+            let invalid = err
+                .downcast_ref::<provisioner::inventory::Invalid>()
+                .is_some();
             if invalid {
                 eprintln!("{err}");
                 ExitCode::from(2)

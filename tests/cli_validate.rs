@@ -70,18 +70,32 @@ fn every_bad_inventory_exits_2_and_names_the_key() {
         let ws = Workspace::with_text(&inventory);
         let o = ws.run(&["validate"]);
         let err = text(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{what}: exit code {:?}\n{err}", o.status.code());
-        assert!(err.contains(key), "{what}: the message does not name `{key}`:\n{err}");
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{what}: exit code {:?}\n{err}",
+            o.status.code()
+        );
+        assert!(
+            err.contains(key),
+            "{what}: the message does not name `{key}`:\n{err}"
+        );
         // A position is known whenever the key, or the table it is missing from, is in the file.
         let top = key.split(['.', '[']).next().unwrap();
         if inventory.contains(top) {
-            assert!(err.contains("line "), "{what}: the message has no line number:\n{err}");
+            assert!(
+                err.contains("line "),
+                "{what}: the message has no line number:\n{err}"
+            );
         }
         assert!(!err.contains("panicked"), "{what}: panicked:\n{err}");
         // The same inventory must stop render before anything is written.
         let r = ws.run(&["render", "--out", ws.out().to_str().unwrap()]);
         assert_eq!(r.status.code(), Some(2), "{what}: render exit code");
-        assert!(!ws.state().exists() && !ws.out().exists(), "{what}: render wrote files for an invalid inventory");
+        assert!(
+            !ws.state().exists() && !ws.out().exists(),
+            "{what}: render wrote files for an invalid inventory"
+        );
     }
 }
 
@@ -126,8 +140,14 @@ fn unknown_keys_are_all_reported_with_suggestions() {
         "{GOOD_HEAD}[ssh]\nidentity_fille = \"k\"\nhost_key_polcy = \"strict\"\n{ONE_HOST}"
     ));
     let err = text(&ws.run(&["validate"]).stderr);
-    assert!(err.contains("ssh.identity_fille") && err.contains("did you mean `identity_file`?"), "{err}");
-    assert!(err.contains("ssh.host_key_policy`?") || err.contains("did you mean `host_key_policy`?"), "{err}");
+    assert!(
+        err.contains("ssh.identity_fille") && err.contains("did you mean `identity_file`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ssh.host_key_policy`?") || err.contains("did you mean `host_key_policy`?"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -144,7 +164,10 @@ fn warnings_do_not_fail_validation() {
 
 #[test]
 fn the_bundled_inventory_is_valid() {
-    let o = provisioner(&["validate", common::repo().join("inventory.toml").to_str().unwrap()]);
+    let o = provisioner(&[
+        "validate",
+        common::repo().join("inventory.toml").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("5 hosts (3 etcd, 3 control-plane, 2 worker)"));
 }
@@ -160,13 +183,26 @@ fn usage_errors_exit_2_and_missing_files_too() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in [&["validate"][..], &["render"], &["kubeconfig"], &["certs", "list"], &["schema"]] {
+    for cmd in [
+        &["validate"][..],
+        &["render"],
+        &["kubeconfig"],
+        &["certs", "list"],
+        &["schema"],
+    ] {
         let mut args = cmd.to_vec();
         args.push("--help");
         let o = provisioner(&args);
         assert!(o.status.success(), "{cmd:?}");
-        assert!(text(&o.stdout).contains("provisioner "), "{cmd:?} help has no example:\n{}", text(&o.stdout));
+        assert!(
+            text(&o.stdout).contains("provisioner "),
+            "{cmd:?} help has no example:\n{}",
+            text(&o.stdout)
+        );
     }
     let top = text(&provisioner(&["--help"]).stdout);
-    assert!(top.contains("Exit codes") && top.contains("2  invalid input"), "{top}");
+    assert!(
+        top.contains("Exit codes") && top.contains("2  invalid input"),
+        "{top}"
+    );
 }

@@ -25,12 +25,19 @@ fn state_directory_modes_are_private() {
             keys += 1;
             assert_eq!(*mode, 0o600, "{rel}");
         } else {
-            assert!(String::from_utf8_lossy(content).contains("-----BEGIN"), "{rel}");
+            assert!(
+                String::from_utf8_lossy(content).contains("-----BEGIN"),
+                "{rel}"
+            );
         }
     }
     assert!(keys >= 24, "{keys} secrets");
     for dir in ["", "pki", "pki/etcd", "pki/hosts/cp-1", "secrets"] {
-        let mode = std::fs::metadata(ws.state().join(dir)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(ws.state().join(dir))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o700, "state dir {dir:?}");
     }
     let out_mode = std::fs::metadata(ws.out()).unwrap().permissions().mode() & 0o777;
@@ -45,8 +52,15 @@ fn a_second_render_reuses_everything_and_writes_the_same_files() {
     let o = ws.run(&["render", "--out", ws.out().to_str().unwrap()]);
     assert!(o.status.success());
     let stderr = text(&o.stderr);
-    assert!(!stderr.contains("issued") && !stderr.contains("created"), "{stderr}");
-    assert_eq!(snapshot(&ws.state()), state_before, "the state directory changed");
+    assert!(
+        !stderr.contains("issued") && !stderr.contains("created"),
+        "{stderr}"
+    );
+    assert_eq!(
+        snapshot(&ws.state()),
+        state_before,
+        "the state directory changed"
+    );
     let second = common::Tree::read(&ws.out());
     assert_eq!(first.files, second.files, "rendering is not deterministic");
 }
@@ -57,7 +71,8 @@ fn identity_changes_are_reported_and_only_missing_certificates_issued() {
     let ws = Workspace::with_text(&base);
     ws.render();
     let api_before = std::fs::read(ws.state().join("pki/apiserver.crt")).unwrap();
-    let w1_before = std::fs::read(ws.state().join("pki/hosts/worker-1/kubelet-server.crt")).unwrap();
+    let w1_before =
+        std::fs::read(ws.state().join("pki/hosts/worker-1/kubelet-server.crt")).unwrap();
 
     let changed = base.replace("extra_sans = []", "extra_sans = [\"api.demo.example\"]")
         + "\n[[hosts]]\nname = \"worker-3\"\naddress = \"10.88.0.16\"\nroles = [\"worker\"]\n";
@@ -65,18 +80,43 @@ fn identity_changes_are_reported_and_only_missing_certificates_issued() {
     let o = ws.run(&["render", "--out", ws.out().to_str().unwrap()]);
     let stderr = text(&o.stderr);
     assert!(o.status.success(), "{stderr}");
-    assert!(stderr.contains("issued 2 certificate(s): kubelet-client@worker-3, kubelet-server@worker-3"), "{stderr}");
-    assert!(stderr.contains("apiserver: missing SAN DNS:api.demo.example"), "{stderr}");
-    assert!(stderr.contains("provisioner certs regenerate"), "the message must say how to replace them:\n{stderr}");
-    assert_eq!(std::fs::read(ws.state().join("pki/apiserver.crt")).unwrap(), api_before, "a stale cert was replaced silently");
-    assert_eq!(std::fs::read(ws.state().join("pki/hosts/worker-1/kubelet-server.crt")).unwrap(), w1_before);
+    assert!(
+        stderr
+            .contains("issued 2 certificate(s): kubelet-client@worker-3, kubelet-server@worker-3"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("apiserver: missing SAN DNS:api.demo.example"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("provisioner certs regenerate"),
+        "the message must say how to replace them:\n{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(ws.state().join("pki/apiserver.crt")).unwrap(),
+        api_before,
+        "a stale cert was replaced silently"
+    );
+    assert_eq!(
+        std::fs::read(ws.state().join("pki/hosts/worker-1/kubelet-server.crt")).unwrap(),
+        w1_before
+    );
 
     // The stale certificate is also flagged by `certs list`.
     let o = ws.run(&["certs", "list", "--output", "json"]);
     assert!(o.status.success());
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let api = rows.as_array().unwrap().iter().find(|r| r["name"] == "apiserver").unwrap();
-    assert!(api["stale"].to_string().contains("api.demo.example"), "{api}");
+    let api = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "apiserver")
+        .unwrap();
+    assert!(
+        api["stale"].to_string().contains("api.demo.example"),
+        "{api}"
+    );
 }
 
 #[test]
@@ -86,14 +126,25 @@ fn a_missing_ca_key_is_an_error_not_a_new_ca() {
     std::fs::remove_file(ws.state().join("pki/etcd/ca.key")).unwrap();
     let o = ws.run(&["render", "--out", ws.out().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("etcd/ca.crt") && text(&o.stderr).contains("backup"), "{}", text(&o.stderr));
-    assert!(!ws.state().join("pki/etcd/ca.key").exists(), "a CA key was regenerated");
+    assert!(
+        text(&o.stderr).contains("etcd/ca.crt") && text(&o.stderr).contains("backup"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        !ws.state().join("pki/etcd/ca.key").exists(),
+        "a CA key was regenerated"
+    );
 
     // Losing both halves of a CA while its certificates remain is refused too.
     std::fs::remove_file(ws.state().join("pki/etcd/ca.crt")).unwrap();
     let o = ws.run(&["render", "--out", ws.out().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("etcd-ca certificate authority is missing"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("etcd-ca certificate authority is missing"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
@@ -112,7 +163,10 @@ fn certs_list_shows_every_certificate() {
     let ws = Workspace::with_inventory(&repo().join("inventory.toml"));
     let before = ws.run(&["certs", "list"]);
     assert!(text(&before.stdout).contains("not issued yet"));
-    assert!(!ws.state().join("pki").exists(), "certs list must not create anything");
+    assert!(
+        !ws.state().join("pki").exists(),
+        "certs list must not create anything"
+    );
     ws.render();
     let o = ws.run(&["certs", "list"]);
     let out = text(&o.stdout);
@@ -126,10 +180,17 @@ fn certs_list_shows_every_certificate() {
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
-    let json: serde_json::Value = serde_json::from_slice(&ws.run(&["certs", "list", "--output", "json"]).stdout).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&ws.run(&["certs", "list", "--output", "json"]).stdout).unwrap();
     let rows = json.as_array().unwrap();
-    assert_eq!(rows.len(), 3 + 10 + 3 * 2 + 2 * 2, "3 CAs, 10 shared leaves, etcd and kubelet pairs");
-    assert!(rows.iter().all(|r| r["info"]["not_after"].as_i64().unwrap() > 0 && r["stale"] == serde_json::json!([])));
+    assert_eq!(
+        rows.len(),
+        3 + 10 + 3 * 2 + 2 * 2,
+        "3 CAs, 10 shared leaves, etcd and kubelet pairs"
+    );
+    assert!(rows.iter().all(
+        |r| r["info"]["not_after"].as_i64().unwrap() > 0 && r["stale"] == serde_json::json!([])
+    ));
 }
 
 #[test]
@@ -146,10 +207,15 @@ fn schema_describes_the_inventory_strictly() {
     let o = common::provisioner(&["schema"]);
     let schema: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(schema["additionalProperties"], false);
-    for key in ["cluster", "network", "api", "ssh", "hosts", "pki", "versions"] {
+    for key in [
+        "cluster", "network", "api", "ssh", "hosts", "pki", "versions",
+    ] {
         assert!(schema["properties"][key].is_object(), "schema lacks {key}");
     }
     let host = &schema["$defs"]["Host"];
     assert_eq!(host["additionalProperties"], false);
-    assert!(host["required"].as_array().unwrap().contains(&"roles".into()));
+    assert!(host["required"]
+        .as_array()
+        .unwrap()
+        .contains(&"roles".into()));
 }

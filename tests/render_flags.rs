@@ -17,10 +17,26 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     vec![
-        Case { name: "default", inventory: repo().join("inventory.toml"), minor: 35 },
-        Case { name: "all-in-one", inventory: fixture("inventories/all-in-one.toml"), minor: 35 },
-        Case { name: "oldest", inventory: fixture("inventories/oldest.toml"), minor: 34 },
-        Case { name: "newest", inventory: fixture("inventories/newest.toml"), minor: 36 },
+        Case {
+            name: "default",
+            inventory: repo().join("inventory.toml"),
+            minor: 35,
+        },
+        Case {
+            name: "all-in-one",
+            inventory: fixture("inventories/all-in-one.toml"),
+            minor: 35,
+        },
+        Case {
+            name: "oldest",
+            inventory: fixture("inventories/oldest.toml"),
+            minor: 34,
+        },
+        Case {
+            name: "newest",
+            inventory: fixture("inventories/newest.toml"),
+            minor: 36,
+        },
     ]
 }
 
@@ -32,7 +48,11 @@ fn read_fixture(rel: &str) -> String {
 /// Accepted flags of a component: name → deprecated.
 fn flag_list(component: &str, minor: u32) -> Vec<(String, bool)> {
     let versioned = format!("flags/{component}.v1.{minor}.txt");
-    let file = if fixture(&format!("k8s/{versioned}")).exists() { versioned } else { format!("flags/{component}.txt") };
+    let file = if fixture(&format!("k8s/{versioned}")).exists() {
+        versioned
+    } else {
+        format!("flags/{component}.txt")
+    };
     read_fixture(&file)
         .lines()
         .filter(|l| l.starts_with("--"))
@@ -57,13 +77,25 @@ fn exec_flags(unit: &str) -> Option<(String, Vec<String>)> {
     let exec = joined.lines().find_map(|l| l.strip_prefix("ExecStart="))?;
     let mut words = exec.split_whitespace();
     let binary = words.next()?.rsplit('/').next()?.to_string();
-    let flags = words.filter(|w| w.starts_with("--")).map(|w| w.split('=').next().unwrap().to_string()).collect();
+    let flags = words
+        .filter(|w| w.starts_with("--"))
+        .map(|w| w.split('=').next().unwrap().to_string())
+        .collect();
     Some((binary, flags))
 }
 
 fn check_unit(unit: &str, minor: u32) -> Vec<String> {
-    let Some((binary, flags)) = exec_flags(unit) else { return vec![] };
-    let known = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"];
+    let Some((binary, flags)) = exec_flags(unit) else {
+        return vec![];
+    };
+    let known = [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubelet",
+        "kube-proxy",
+    ];
     if !known.contains(&binary.as_str()) {
         return vec![];
     }
@@ -86,7 +118,11 @@ fn check_unit(unit: &str, minor: u32) -> Vec<String> {
 /// Field paths of a config kind, in the fixture's notation (`a.b[].c`, `.*` for map values).
 fn field_list(kind: &str, minor: u32) -> (String, BTreeSet<String>) {
     let versioned = format!("config/v1.{minor}/{kind}.txt");
-    let file = if fixture(&format!("k8s/{versioned}")).exists() { versioned } else { format!("config/{kind}.txt") };
+    let file = if fixture(&format!("k8s/{versioned}")).exists() {
+        versioned
+    } else {
+        format!("config/{kind}.txt")
+    };
     let text = read_fixture(&file);
     let api_version = text
         .lines()
@@ -106,7 +142,11 @@ fn yaml_paths(v: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
         serde_yaml::Value::Mapping(m) => {
             for (k, child) in m {
                 let k = k.as_str().expect("string keys");
-                let p = if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 out.push(p.clone());
                 yaml_paths(child, &p, out);
             }
@@ -133,12 +173,16 @@ fn field_known(fields: &BTreeSet<String>, path: &str) -> bool {
 
 fn check_yaml(text: &str, minor: u32) -> Vec<String> {
     let doc: serde_yaml::Value = serde_yaml::from_str(text).expect("rendered YAML parses");
-    let Some(kind) = doc.get("kind").and_then(|k| k.as_str()) else { return vec!["no kind".into()] };
+    let Some(kind) = doc.get("kind").and_then(|k| k.as_str()) else {
+        return vec!["no kind".into()];
+    };
     let (api_version, fields) = field_list(kind, minor);
     let mut problems = Vec::new();
     let got_version = doc.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
     if got_version != api_version {
-        problems.push(format!("{kind}: apiVersion {got_version}, the component reads {api_version}"));
+        problems.push(format!(
+            "{kind}: apiVersion {got_version}, the component reads {api_version}"
+        ));
     }
     let mut paths = Vec::new();
     yaml_paths(&doc, "", &mut paths);
@@ -185,7 +229,11 @@ fn check_containerd(text: &str) -> Vec<String> {
     let list = match version {
         2 => "config/containerd-cri-v2.txt",
         3 => "config/containerd-cri-v3.txt",
-        v => return vec![format!("containerd config version {v} is not supported by containerd 1.7 or 2.x")],
+        v => {
+            return vec![format!(
+                "containerd config version {v} is not supported by containerd 1.7 or 2.x"
+            )]
+        }
     };
     let known: Vec<(Vec<String>, bool)> = read_fixture(list)
         .lines()
@@ -201,13 +249,24 @@ fn check_containerd(text: &str) -> Vec<String> {
     let matches = |k: &[String], p: &[String]| k.iter().zip(p).all(|(a, b)| a == "*" || a == b);
     for (p, is_table) in paths {
         // A table only holds keys; it is known when some listed key lies inside it.
-        if is_table && known.iter().any(|(k, _)| k.len() > p.len() && matches(k, &p)) {
+        if is_table
+            && known
+                .iter()
+                .any(|(k, _)| k.len() > p.len() && matches(k, &p))
+        {
             continue;
         }
-        let found = known.iter().find(|(k, _)| k.len() == p.len() && matches(k, &p));
+        let found = known
+            .iter()
+            .find(|(k, _)| k.len() == p.len() && matches(k, &p));
         match found {
-            None => problems.push(format!("containerd config v{version} has no key {}", p.join("."))),
-            Some((_, true)) => problems.push(format!("containerd key {} is deprecated", p.join("."))),
+            None => problems.push(format!(
+                "containerd config v{version} has no key {}",
+                p.join(".")
+            )),
+            Some((_, true)) => {
+                problems.push(format!("containerd key {} is deprecated", p.join(".")))
+            }
             Some(_) => {}
         }
     }
@@ -222,7 +281,10 @@ fn check_tree(tree: &Tree, minor: u32) -> Vec<String> {
             check_unit(&text, minor)
         } else if rel.ends_with("containerd/config.toml") {
             check_containerd(&text)
-        } else if rel.ends_with(".yaml") || rel.ends_with(".conf") && text.contains("kind: Config") || rel.ends_with(".kubeconfig") {
+        } else if rel.ends_with(".yaml")
+            || rel.ends_with(".conf") && text.contains("kind: Config")
+            || rel.ends_with(".kubeconfig")
+        {
             check_yaml(&text, minor)
         } else {
             continue;
@@ -238,7 +300,12 @@ fn rendered_flags_and_fields_are_accepted_by_the_target_version() {
         let ws = Workspace::with_inventory(&case.inventory);
         let tree = ws.render();
         let problems = check_tree(&tree, case.minor);
-        assert!(problems.is_empty(), "{}:\n  {}", case.name, problems.join("\n  "));
+        assert!(
+            problems.is_empty(),
+            "{}:\n  {}",
+            case.name,
+            problems.join("\n  ")
+        );
     }
 }
 
@@ -247,10 +314,22 @@ fn every_kind_of_artifact_is_checked() {
     // Guards against a check that silently skips files: each artifact kind must be seen.
     let ws = Workspace::with_inventory(&fixture("inventories/all-in-one.toml"));
     let tree = ws.render();
-    let binaries: BTreeSet<String> = tree.matching(".service").filter_map(|k| exec_flags(&tree.text(k))).map(|(b, _)| b).collect();
-    let want: BTreeSet<String> = ["containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubelet"]
-        .map(String::from)
-        .into();
+    let binaries: BTreeSet<String> = tree
+        .matching(".service")
+        .filter_map(|k| exec_flags(&tree.text(k)))
+        .map(|(b, _)| b)
+        .collect();
+    let want: BTreeSet<String> = [
+        "containerd",
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-proxy",
+        "kube-scheduler",
+        "kubelet",
+    ]
+    .map(String::from)
+    .into();
     assert_eq!(binaries, want);
     let kinds: BTreeSet<String> = tree
         .files
@@ -259,9 +338,16 @@ fn every_kind_of_artifact_is_checked() {
         .filter_map(|k| serde_yaml::from_str::<serde_yaml::Value>(&tree.text(k)).ok())
         .filter_map(|d| d.get("kind").and_then(|k| k.as_str()).map(String::from))
         .collect();
-    let want: BTreeSet<String> = ["Config", "EncryptionConfiguration", "KubeProxyConfiguration", "KubeSchedulerConfiguration", "KubeletConfiguration", "Policy"]
-        .map(String::from)
-        .into();
+    let want: BTreeSet<String> = [
+        "Config",
+        "EncryptionConfiguration",
+        "KubeProxyConfiguration",
+        "KubeSchedulerConfiguration",
+        "KubeletConfiguration",
+        "Policy",
+    ]
+    .map(String::from)
+    .into();
     assert_eq!(kinds, want);
 }
 
@@ -270,25 +356,45 @@ fn the_checks_reject_2018_era_flags_and_unknown_fields() {
     let ws = Workspace::with_inventory(&fixture("inventories/all-in-one.toml"));
     let tree = ws.render();
     let api = tree.text("node-1/etc/systemd/system/kube-apiserver.service");
-    let bad = api.replace("--profiling=false", "--kubelet-https=true \\\n  --insecure-port=0");
+    let bad = api.replace(
+        "--profiling=false",
+        "--kubelet-https=true \\\n  --insecure-port=0",
+    );
     let p = check_unit(&bad, 35);
-    assert!(p.iter().any(|m| m.contains("--kubelet-https")) && p.iter().any(|m| m.contains("--insecure-port")), "{p:?}");
+    assert!(
+        p.iter().any(|m| m.contains("--kubelet-https"))
+            && p.iter().any(|m| m.contains("--insecure-port")),
+        "{p:?}"
+    );
 
     let kubelet = tree.text("node-1/etc/systemd/system/kubelet.service");
     let bad = kubelet.replace("--node-ip", "--pod-infra-container-image=registry.k8s.io/pause:3.10 \\\n  --container-runtime=remote \\\n  --node-ip");
     let p = check_unit(&bad, 35);
-    assert!(p.iter().any(|m| m.contains("removed --pod-infra-container-image")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|m| m.contains("removed --pod-infra-container-image")),
+        "{p:?}"
+    );
     assert!(p.iter().any(|m| m.contains("--container-runtime")), "{p:?}");
 
     let cfg = tree.text("node-1/var/lib/kubelet/config.yaml");
-    let p = check_yaml(&cfg.replace("readOnlyPort: 0", "readOnlyPort: 0\nnetworkPlugin: cni"), 35);
+    let p = check_yaml(
+        &cfg.replace("readOnlyPort: 0", "readOnlyPort: 0\nnetworkPlugin: cni"),
+        35,
+    );
     assert!(p.iter().any(|m| m.contains("networkPlugin")), "{p:?}");
     let sched = tree.text("node-1/etc/kubernetes/kube-scheduler.yaml");
-    let p = check_yaml(&sched.replace("kubescheduler.config.k8s.io/v1", "componentconfig/v1alpha1"), 35);
+    let p = check_yaml(
+        &sched.replace("kubescheduler.config.k8s.io/v1", "componentconfig/v1alpha1"),
+        35,
+    );
     assert!(p.iter().any(|m| m.contains("apiVersion")), "{p:?}");
 
     let ctd = tree.text("node-1/etc/containerd/config.toml");
-    let p = check_containerd(&ctd.replace("SystemdCgroup = true", "SystemdCgroup = true\n  systemd_cgroup = true"));
+    let p = check_containerd(&ctd.replace(
+        "SystemdCgroup = true",
+        "SystemdCgroup = true\n  systemd_cgroup = true",
+    ));
     assert!(p.iter().any(|m| m.contains("systemd_cgroup")), "{p:?}");
 }
 
@@ -297,10 +403,20 @@ fn version_specific_choices_follow_the_minor() {
     let old = Workspace::with_inventory(&fixture("inventories/oldest.toml")).render();
     let new = Workspace::with_inventory(&fixture("inventories/newest.toml")).render();
     // containerd 1.7 reads format 2; 2.x format 3.
-    assert!(old.text("w-1/etc/containerd/config.toml").contains("version = 2"));
-    assert!(new.text("w-1/etc/containerd/config.toml").contains("version = 3"));
+    assert!(old
+        .text("w-1/etc/containerd/config.toml")
+        .contains("version = 2"));
+    assert!(new
+        .text("w-1/etc/containerd/config.toml")
+        .contains("version = 3"));
     // 1.35+ refuses cgroup v1: stated in the kubelet config; 1.34 leaves its default.
-    assert!(!old.text("w-1/var/lib/kubelet/config.yaml").contains("failCgroupV1"));
-    assert!(new.text("w-1/var/lib/kubelet/config.yaml").contains("failCgroupV1: true"));
-    assert!(new.text("w-1/var/lib/kube-proxy/config.yaml").contains("mode: nftables"));
+    assert!(!old
+        .text("w-1/var/lib/kubelet/config.yaml")
+        .contains("failCgroupV1"));
+    assert!(new
+        .text("w-1/var/lib/kubelet/config.yaml")
+        .contains("failCgroupV1: true"));
+    assert!(new
+        .text("w-1/var/lib/kube-proxy/config.yaml")
+        .contains("mode: nftables"));
 }

@@ -57,9 +57,15 @@ fn normalize(path: &str, content: &[u8]) -> String {
         let trimmed = line.trim_start();
         let indent = &line[..line.len() - trimmed.len()];
         let replaced = if let Some(v) = trimmed.strip_prefix("certificate-authority-data: ") {
-            Some(format!("certificate-authority-data: <{}>", one_line(&cert_summary(&b64_text(v)))))
+            Some(format!(
+                "certificate-authority-data: <{}>",
+                one_line(&cert_summary(&b64_text(v)))
+            ))
         } else if let Some(v) = trimmed.strip_prefix("client-certificate-data: ") {
-            Some(format!("client-certificate-data: <{}>", one_line(&cert_summary(&b64_text(v)))))
+            Some(format!(
+                "client-certificate-data: <{}>",
+                one_line(&cert_summary(&b64_text(v)))
+            ))
         } else if trimmed.starts_with("client-key-data: ") {
             Some("client-key-data: <private key>".to_string())
         } else if trimmed.starts_with("secret: ") && path.ends_with("encryption-config.yaml") {
@@ -113,8 +119,14 @@ fn check_golden(case: &str, inventory: &Path) {
         .into_iter()
         .map(|(k, (_, c))| (k, String::from_utf8(c).unwrap()))
         .collect();
-    let missing: Vec<_> = expected.keys().filter(|k| !actual.contains_key(*k)).collect();
-    let extra: Vec<_> = actual.keys().filter(|k| !expected.contains_key(*k)).collect();
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !actual.contains_key(*k))
+        .collect();
+    let extra: Vec<_> = actual
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
         "{case}: rendered files differ from the golden tree\n  missing: {missing:?}\n  unexpected: {extra:?}\n\
@@ -140,7 +152,10 @@ fn check_golden(case: &str, inventory: &Path) {
 
 #[test]
 fn golden_all_in_one() {
-    check_golden("all-in-one", &common::fixture("inventories/all-in-one.toml"));
+    check_golden(
+        "all-in-one",
+        &common::fixture("inventories/all-in-one.toml"),
+    );
 }
 
 #[test]
@@ -163,10 +178,19 @@ fn normalization_keeps_identities_visible() {
     // The golden comparison is only worth something if a changed identity changes the summary.
     let ws = Workspace::with_inventory(&common::fixture("inventories/all-in-one.toml"));
     let tree = ws.render();
-    let apiserver = normalize("x", &tree.files["node-1/etc/kubernetes/pki/apiserver.crt"].1);
+    let apiserver = normalize(
+        "x",
+        &tree.files["node-1/etc/kubernetes/pki/apiserver.crt"].1,
+    );
     assert!(apiserver.contains("CN=kube-apiserver"), "{apiserver}");
-    assert!(apiserver.contains("DNS:kubernetes.default.svc.cluster.local"), "{apiserver}");
+    assert!(
+        apiserver.contains("DNS:kubernetes.default.svc.cluster.local"),
+        "{apiserver}"
+    );
     let kubelet = normalize("x", &tree.files["node-1/etc/kubernetes/kubelet.conf"].1);
     assert!(kubelet.contains("CN=system:node:node-1"), "{kubelet}");
-    assert!(!kubelet.contains("LS0t"), "base64 PEM must not reach the golden files");
+    assert!(
+        !kubelet.contains("LS0t"),
+        "base64 PEM must not reach the golden files"
+    );
 }

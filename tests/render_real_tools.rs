@@ -27,7 +27,14 @@ fn ca_for(state: &Path, issuer: &str) -> PathBuf {
 fn openssl_verify(ca: &Path, cert: &Path, purpose: &str) -> (bool, String) {
     let o = tool(
         "openssl",
-        &["verify", "-purpose", purpose, "-CAfile", ca.to_str().unwrap(), cert.to_str().unwrap()],
+        &[
+            "verify",
+            "-purpose",
+            purpose,
+            "-CAfile",
+            ca.to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ],
     );
     (o.status.success(), text(&o.stdout) + &text(&o.stderr))
 }
@@ -36,7 +43,8 @@ fn openssl_verify(ca: &Path, cert: &Path, purpose: &str) -> (bool, String) {
 fn every_certificate_verifies_against_its_ca_and_fails_against_the_others() {
     let (ws, tree) = rendered_default();
     let state = ws.state();
-    let cas = ["ca", "etcd/ca", "front-proxy-ca"].map(|s| state.join("pki").join(format!("{s}.crt")));
+    let cas =
+        ["ca", "etcd/ca", "front-proxy-ca"].map(|s| state.join("pki").join(format!("{s}.crt")));
     let mut checked = 0;
     for rel in tree.matching(".crt") {
         let info = provisioner::pki::inspect::parse(&tree.text(rel)).unwrap();
@@ -45,12 +53,24 @@ fn every_certificate_verifies_against_its_ca_and_fails_against_the_others() {
         }
         let path = tree.path(rel);
         let right = ca_for(&state, &info.issuer);
-        let purpose = if info.server_auth { "sslserver" } else { "sslclient" };
+        let purpose = if info.server_auth {
+            "sslserver"
+        } else {
+            "sslclient"
+        };
         let (ok, out) = openssl_verify(&right, &path, purpose);
-        assert!(ok && out.contains(": OK"), "{rel} does not verify against {}: {out}", right.display());
+        assert!(
+            ok && out.contains(": OK"),
+            "{rel} does not verify against {}: {out}",
+            right.display()
+        );
         for wrong in cas.iter().filter(|c| **c != right) {
             let (ok, out) = openssl_verify(wrong, &path, purpose);
-            assert!(!ok, "{rel} verified against the wrong CA {}: {out}", wrong.display());
+            assert!(
+                !ok,
+                "{rel} verified against the wrong CA {}: {out}",
+                wrong.display()
+            );
         }
         checked += 1;
     }
@@ -65,13 +85,36 @@ fn every_private_key_matches_its_certificate() {
     for rel in tree.matching(".key") {
         let crt = rel.trim_end_matches(".key").to_string() + ".crt";
         if !tree.files.contains_key(&crt) {
-            assert!(rel.ends_with("sa.key"), "{rel} has no certificate beside it");
+            assert!(
+                rel.ends_with("sa.key"),
+                "{rel} has no certificate beside it"
+            );
             continue;
         }
-        let from_key = tool("openssl", &["pkey", "-in", tree.path(rel).to_str().unwrap(), "-pubout"]);
-        let from_crt = tool("openssl", &["x509", "-in", tree.path(&crt).to_str().unwrap(), "-noout", "-pubkey"]);
-        assert!(from_key.status.success(), "openssl cannot read {rel}: {}", text(&from_key.stderr));
-        assert_eq!(text(&from_key.stdout), text(&from_crt.stdout), "{rel} does not belong to {crt}");
+        let from_key = tool(
+            "openssl",
+            &["pkey", "-in", tree.path(rel).to_str().unwrap(), "-pubout"],
+        );
+        let from_crt = tool(
+            "openssl",
+            &[
+                "x509",
+                "-in",
+                tree.path(&crt).to_str().unwrap(),
+                "-noout",
+                "-pubkey",
+            ],
+        );
+        assert!(
+            from_key.status.success(),
+            "openssl cannot read {rel}: {}",
+            text(&from_key.stderr)
+        );
+        assert_eq!(
+            text(&from_key.stdout),
+            text(&from_crt.stdout),
+            "{rel} does not belong to {crt}"
+        );
         assert_eq!(tree.files[rel].0, 0o600, "{rel} must be 0600");
         pairs += 1;
     }
@@ -79,7 +122,10 @@ fn every_private_key_matches_its_certificate() {
 }
 
 fn x509_text(path: &Path) -> String {
-    let o = tool("openssl", &["x509", "-in", path.to_str().unwrap(), "-noout", "-text"]);
+    let o = tool(
+        "openssl",
+        &["x509", "-in", path.to_str().unwrap(), "-noout", "-text"],
+    );
     assert!(o.status.success(), "{}", text(&o.stderr));
     text(&o.stdout)
 }
@@ -101,26 +147,53 @@ fn sans_and_key_usages_are_what_kubernetes_expects() {
         "IP Address:10.88.0.12",
         "IP Address:10.88.0.13",
     ] {
-        assert!(api.contains(san), "apiserver certificate lacks {san}:\n{api}");
+        assert!(
+            api.contains(san),
+            "apiserver certificate lacks {san}:\n{api}"
+        );
     }
     assert!(api.contains("TLS Web Server Authentication"));
     assert!(!api.contains("TLS Web Client Authentication"));
 
     let etcd = x509_text(&tree.path("cp-1/etc/kubernetes/pki/etcd/server.crt"));
-    for s in ["DNS:cp-1", "DNS:localhost", "IP Address:10.88.0.11", "IP Address:127.0.0.1", "IP Address:0:0:0:0:0:0:0:1"] {
-        assert!(etcd.contains(s), "etcd server certificate lacks {s}:\n{etcd}");
+    for s in [
+        "DNS:cp-1",
+        "DNS:localhost",
+        "IP Address:10.88.0.11",
+        "IP Address:127.0.0.1",
+        "IP Address:0:0:0:0:0:0:0:1",
+    ] {
+        assert!(
+            etcd.contains(s),
+            "etcd server certificate lacks {s}:\n{etcd}"
+        );
     }
     assert!(etcd.contains("TLS Web Server Authentication, TLS Web Client Authentication"));
 
     let kubelet = x509_text(&tree.path("worker-2/var/lib/kubelet/pki/kubelet.crt"));
-    assert!(kubelet.contains("DNS:worker-2") && kubelet.contains("IP Address:10.88.0.15"), "{kubelet}");
-    assert!(kubelet.contains("Subject: O = system:nodes, CN = system:node:worker-2"), "{kubelet}");
+    assert!(
+        kubelet.contains("DNS:worker-2") && kubelet.contains("IP Address:10.88.0.15"),
+        "{kubelet}"
+    );
+    assert!(
+        kubelet.contains("Subject: O = system:nodes, CN = system:node:worker-2"),
+        "{kubelet}"
+    );
 
     for rel in tree.matching(".crt") {
         let t = x509_text(&tree.path(rel));
-        assert!(!t.contains("Key Encipherment"), "{rel}: keyEncipherment is meaningless on an ECDSA key");
-        assert!(t.contains("Digital Signature"), "{rel} lacks digitalSignature");
-        assert!(t.contains("ecdsa-with-SHA256"), "{rel} is not signed with ECDSA P-256");
+        assert!(
+            !t.contains("Key Encipherment"),
+            "{rel}: keyEncipherment is meaningless on an ECDSA key"
+        );
+        assert!(
+            t.contains("Digital Signature"),
+            "{rel} lacks digitalSignature"
+        );
+        assert!(
+            t.contains("ecdsa-with-SHA256"),
+            "{rel} is not signed with ECDSA P-256"
+        );
     }
 }
 
@@ -128,7 +201,9 @@ fn sans_and_key_usages_are_what_kubernetes_expects() {
 fn expected_identity(rel: &str) -> (String, Option<&'static str>) {
     let host = rel.split('/').next().unwrap();
     match rel.rsplit('/').next().unwrap() {
-        "admin.conf" | "admin.kubeconfig" => ("kubernetes-admin".into(), Some("kubeadm:cluster-admins")),
+        "admin.conf" | "admin.kubeconfig" => {
+            ("kubernetes-admin".into(), Some("kubeadm:cluster-admins"))
+        }
         "controller-manager.conf" => ("system:kube-controller-manager".into(), None),
         "scheduler.conf" => ("system:kube-scheduler".into(), None),
         "kubelet.conf" => (format!("system:node:{host}"), Some("system:nodes")),
@@ -145,7 +220,10 @@ fn kubectl_reads_every_kubeconfig_and_its_client_cert_chains_to_the_cluster_ca()
     let kubeconfigs: Vec<&String> = tree
         .files
         .keys()
-        .filter(|k| k.ends_with(".conf") && k.contains("/etc/kubernetes/") || k.as_str() == "admin.kubeconfig")
+        .filter(|k| {
+            k.ends_with(".conf") && k.contains("/etc/kubernetes/")
+                || k.as_str() == "admin.kubeconfig"
+        })
         .collect();
     assert_eq!(kubeconfigs.len(), 3 * 3 + 2 * 2 + 1);
     for rel in kubeconfigs {
@@ -153,13 +231,28 @@ fn kubectl_reads_every_kubeconfig_and_its_client_cert_chains_to_the_cluster_ca()
         let view = |jsonpath: &str| {
             let o = tool(
                 "kubectl",
-                &["config", "view", "--raw", "--kubeconfig", path.to_str().unwrap(), "-o", &format!("jsonpath={jsonpath}")],
+                &[
+                    "config",
+                    "view",
+                    "--raw",
+                    "--kubeconfig",
+                    path.to_str().unwrap(),
+                    "-o",
+                    &format!("jsonpath={jsonpath}"),
+                ],
             );
-            assert!(o.status.success(), "kubectl cannot read {rel}: {}", text(&o.stderr));
+            assert!(
+                o.status.success(),
+                "kubectl cannot read {rel}: {}",
+                text(&o.stderr)
+            );
             text(&o.stdout)
         };
         let server = view("{.clusters[0].cluster.server}");
-        assert!(server.starts_with("https://10.88.0.1") && server.ends_with(":6443"), "{rel}: server {server}");
+        assert!(
+            server.starts_with("https://10.88.0.1") && server.ends_with(":6443"),
+            "{rel}: server {server}"
+        );
         let ctx = view("{.current-context}");
         assert!(ctx.ends_with("@demo"), "{rel}: current-context {ctx}");
 
@@ -167,22 +260,38 @@ fn kubectl_reads_every_kubeconfig_and_its_client_cert_chains_to_the_cluster_ca()
         let cert = base64_decode(&view("{.users[0].user.client-certificate-data}"));
         std::fs::write(&cert_path, &cert).unwrap();
         let (ok, out) = openssl_verify(&ca, &cert_path, "sslclient");
-        assert!(ok, "{rel}: client certificate does not chain to the cluster CA: {out}");
+        assert!(
+            ok,
+            "{rel}: client certificate does not chain to the cluster CA: {out}"
+        );
 
         let ca_data = base64_decode(&view("{.clusters[0].cluster.certificate-authority-data}"));
-        assert_eq!(ca_data, std::fs::read(&ca).unwrap(), "{rel} embeds a different CA");
+        assert_eq!(
+            ca_data,
+            std::fs::read(&ca).unwrap(),
+            "{rel} embeds a different CA"
+        );
 
         let info = provisioner::pki::inspect::parse(&String::from_utf8(cert).unwrap()).unwrap();
         let (cn, org) = expected_identity(rel);
         assert_eq!(info.common_name, cn, "{rel}");
-        assert_eq!(info.organizations, org.map(String::from).into_iter().collect::<Vec<_>>(), "{rel}");
-        assert_eq!(tree.files[rel].0, 0o600, "{rel} holds a private key and must be 0600");
+        assert_eq!(
+            info.organizations,
+            org.map(String::from).into_iter().collect::<Vec<_>>(),
+            "{rel}"
+        );
+        assert_eq!(
+            tree.files[rel].0, 0o600,
+            "{rel} holds a private key and must be 0600"
+        );
     }
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(s.trim()).expect("base64")
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .expect("base64")
 }
 
 /// A root directory systemd-analyze can verify units in: systemd's own units, and an executable
@@ -191,15 +300,28 @@ fn analyze_root(units: &[(String, String)]) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let lib = root.path().join("usr/lib/systemd");
     std::fs::create_dir_all(&lib).unwrap();
-    let copy = tool("cp", &["-r", "/usr/lib/systemd/system", lib.to_str().unwrap()]);
+    let copy = tool(
+        "cp",
+        &["-r", "/usr/lib/systemd/system", lib.to_str().unwrap()],
+    );
     assert!(copy.status.success(), "{}", text(&copy.stderr));
     let sysdir = root.path().join("etc/systemd/system");
     std::fs::create_dir_all(&sysdir).unwrap();
     for (name, content) in units {
         std::fs::write(sysdir.join(name), content).unwrap();
         for line in content.lines() {
-            let Some(cmd) = line.split_once('=').filter(|(k, _)| k.starts_with("Exec")).map(|(_, v)| v) else { continue };
-            let exe = cmd.trim_start_matches(['-', '@', '+', '!']).split_whitespace().next().unwrap();
+            let Some(cmd) = line
+                .split_once('=')
+                .filter(|(k, _)| k.starts_with("Exec"))
+                .map(|(_, v)| v)
+            else {
+                continue;
+            };
+            let exe = cmd
+                .trim_start_matches(['-', '@', '+', '!'])
+                .split_whitespace()
+                .next()
+                .unwrap();
             let p = root.path().join(exe.trim_start_matches('/'));
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, "#!/bin/sh\n").unwrap();
@@ -212,8 +334,15 @@ fn analyze_root(units: &[(String, String)]) -> tempfile::TempDir {
 
 fn analyze(units: &[(String, String)]) -> (bool, String) {
     let root = analyze_root(units);
-    let mut args = vec!["verify".to_string(), format!("--root={}", root.path().display())];
-    args.extend(units.iter().map(|(n, _)| format!("/etc/systemd/system/{n}")));
+    let mut args = vec![
+        "verify".to_string(),
+        format!("--root={}", root.path().display()),
+    ];
+    args.extend(
+        units
+            .iter()
+            .map(|(n, _)| format!("/etc/systemd/system/{n}")),
+    );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = tool("systemd-analyze", &args);
     (o.status.success(), text(&o.stdout) + &text(&o.stderr))
@@ -231,14 +360,21 @@ fn systemd_analyze_verify_is_silent_for_every_unit() {
             .collect();
         assert!(!units.is_empty(), "{host} has no units");
         let (ok, out) = analyze(&units);
-        assert!(ok && out.trim().is_empty(), "systemd-analyze verify on {host}'s units:\n{out}");
+        assert!(
+            ok && out.trim().is_empty(),
+            "systemd-analyze verify on {host}'s units:\n{out}"
+        );
     }
 }
 
 #[test]
 fn systemd_analyze_check_catches_a_bad_unit() {
     // The check above is only meaningful if systemd-analyze speaks up for a broken unit.
-    let bad = "[Unit]\nDescription=x\n[Service]\nExecStart=/usr/local/bin/x\nRestartt=always\n".to_string();
+    let bad = "[Unit]\nDescription=x\n[Service]\nExecStart=/usr/local/bin/x\nRestartt=always\n"
+        .to_string();
     let (_, out) = analyze(&[("bad.service".into(), bad)]);
-    assert!(out.contains("Unknown key") && out.contains("Restartt"), "{out}");
+    assert!(
+        out.contains("Unknown key") && out.contains("Restartt"),
+        "{out}"
+    );
 }

@@ -32,7 +32,10 @@ pub fn load(path: &Path) -> Result<Loaded, Invalid> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| Invalid {
         file: file.clone(),
-        problems: vec![Problem::error(KeyPath::root(), format!("cannot read the file: {e}"))],
+        problems: vec![Problem::error(
+            KeyPath::root(),
+            format!("cannot read the file: {e}"),
+        )],
     })?;
     let base_dir = path
         .parent()
@@ -63,7 +66,10 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Loaded, Vec<Problem>> {
     // The shape check mirrors the types, so this only fails if the two ever drift apart; report
     // it as a problem rather than trusting that.
     let raw: raw::Inventory = toml::from_str(source.text()).map_err(|e| {
-        let path = e.span().map(|s| source.path_at(s.start)).unwrap_or_default();
+        let path = e
+            .span()
+            .map(|s| source.path_at(s.start))
+            .unwrap_or_default();
         locate(vec![Problem::error(path, e.message().to_string())])
     })?;
 

@@ -153,7 +153,12 @@ mod tests {
 
     #[test]
     fn key_paths_round_trip() {
-        for s in ["hosts[2].address", "network.pod_cidr", "api.extra_sans[0]", "cluster"] {
+        for s in [
+            "hosts[2].address",
+            "network.pod_cidr",
+            "api.extra_sans[0]",
+            "cluster",
+        ] {
             assert_eq!(KeyPath::parse(s).to_string(), s);
         }
     }

@@ -9,7 +9,10 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "provisioner inventory", description = "A Kubernetes cluster built by provisioner")]
+#[schemars(
+    title = "provisioner inventory",
+    description = "A Kubernetes cluster built by provisioner"
+)]
 pub struct Inventory {
     pub cluster: Cluster,
     #[serde(default)]

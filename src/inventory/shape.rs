@@ -93,7 +93,10 @@ impl Walker<'_> {
                             let known: Vec<_> = props.keys().map(|k| format!("`{k}`")).collect();
                             format!("; known keys: {}", known.join(", "))
                         });
-                    out.push(Problem::error(path.key(key), format!("unknown key `{key}`{hint}")));
+                    out.push(Problem::error(
+                        path.key(key),
+                        format!("unknown key `{key}`{hint}"),
+                    ));
                 }
                 None => {}
             }
@@ -111,7 +114,10 @@ impl Walker<'_> {
 fn allowed_types(schema: &Json) -> Vec<String> {
     match schema.get("type") {
         Some(Json::String(t)) => vec![t.clone()],
-        Some(Json::Array(ts)) => ts.iter().filter_map(|t| t.as_str().map(String::from)).collect(),
+        Some(Json::Array(ts)) => ts
+            .iter()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -154,7 +160,10 @@ mod tests {
     #[test]
     fn suggests_near_keys() {
         let known = ["identity_file", "known_hosts", "port"];
-        assert_eq!(closest("identity_fil", known.into_iter()), Some("identity_file"));
+        assert_eq!(
+            closest("identity_fil", known.into_iter()),
+            Some("identity_file")
+        );
         assert_eq!(closest("zzz", known.into_iter()), None);
     }
 }

@@ -139,7 +139,8 @@ impl Source {
     pub fn path_at(&self, offset: usize) -> KeyPath {
         fn walk(node: Node<'_>, offset: usize, path: KeyPath) -> KeyPath {
             for (k, key_span, child) in node.entries() {
-                let covers = |s: &Option<Range<usize>>| s.as_ref().is_some_and(|s| s.contains(&offset));
+                let covers =
+                    |s: &Option<Range<usize>>| s.as_ref().is_some_and(|s| s.contains(&offset));
                 if covers(&key_span) {
                     return path.key(k);
                 }
@@ -189,8 +190,14 @@ mod tests {
     fn locates_nested_keys() {
         let src = Source::parse(TEXT.to_string()).unwrap();
         assert_eq!(src.locate(&KeyPath::parse("cluster.name")), Some((2, 1)));
-        assert_eq!(src.locate(&KeyPath::parse("hosts[1].address")), Some((10, 1)));
-        assert_eq!(src.locate(&KeyPath::parse("hosts[1].roles[1]")), Some((11, 18)));
+        assert_eq!(
+            src.locate(&KeyPath::parse("hosts[1].address")),
+            Some((10, 1))
+        );
+        assert_eq!(
+            src.locate(&KeyPath::parse("hosts[1].roles[1]")),
+            Some((11, 18))
+        );
         // A missing key points at its parent.
         assert_eq!(src.locate(&KeyPath::parse("hosts[0].roles")), Some((4, 1)));
     }

@@ -15,7 +15,10 @@ use super::version::{self, KubeVersion, Semver};
 pub fn validate(inv: &raw::Inventory, base_dir: &Path) -> (Option<Cluster>, Vec<Problem>) {
     let mut v = Validator::default();
     let cluster = v.cluster(inv, base_dir);
-    let ok = v.problems.iter().all(|p| p.severity != super::problem::Severity::Error);
+    let ok = v
+        .problems
+        .iter()
+        .all(|p| p.severity != super::problem::Severity::Error);
     (cluster.filter(|_| ok), v.problems)
 }
 
@@ -45,7 +48,10 @@ impl Validator {
     fn cluster(&mut self, inv: &raw::Inventory, base_dir: &Path) -> Option<Cluster> {
         let c = &inv.cluster;
         self.check(at("cluster.name"), dns_label(&c.name));
-        let kubernetes = self.check(at("cluster.kubernetes_version"), KubeVersion::parse(&c.kubernetes_version));
+        let kubernetes = self.check(
+            at("cluster.kubernetes_version"),
+            KubeVersion::parse(&c.kubernetes_version),
+        );
         let state_dir = base_dir.join(c.state_dir.as_deref().unwrap_or(".provisioner"));
         let bundle = c.bundle.as_deref().map(|b| base_dir.join(expand_home(b)));
 
@@ -71,12 +77,18 @@ impl Validator {
     }
 
     fn network(&mut self, n: &raw::Network) -> Option<Network> {
-        let pod_cidr = self.check(at("network.pod_cidr"), cidr(n.pod_cidr.as_deref().unwrap_or("10.200.0.0/16")));
+        let pod_cidr = self.check(
+            at("network.pod_cidr"),
+            cidr(n.pod_cidr.as_deref().unwrap_or("10.200.0.0/16")),
+        );
         let service_cidr = self.check(
             at("network.service_cidr"),
             cidr(n.service_cidr.as_deref().unwrap_or("10.32.0.0/24")),
         );
-        let cluster_domain = n.cluster_domain.clone().unwrap_or_else(|| "cluster.local".into());
+        let cluster_domain = n
+            .cluster_domain
+            .clone()
+            .unwrap_or_else(|| "cluster.local".into());
         self.check(at("network.cluster_domain"), dns_name(&cluster_domain));
         let proxy_mode = match n.proxy_mode.as_deref().unwrap_or("iptables") {
             "iptables" => Some(ProxyMode::Iptables),
@@ -91,7 +103,10 @@ impl Validator {
         };
         if let (Some(p), Some(s)) = (pod_cidr, service_cidr) {
             if p.contains(&s.network()) || s.contains(&p.network()) {
-                self.error(at("network.service_cidr"), format!("{s} overlaps network.pod_cidr {p}; the two ranges must be disjoint"));
+                self.error(
+                    at("network.service_cidr"),
+                    format!("{s} overlaps network.pod_cidr {p}; the two ranges must be disjoint"),
+                );
             }
         }
         let service_cidr = service_cidr?;
@@ -104,7 +119,10 @@ impl Validator {
             Some(s) => {
                 let ip = self.check(at("network.cluster_dns"), ipv4(s))?;
                 if !service_cidr.contains(&ip) {
-                    self.error(at("network.cluster_dns"), format!("{ip} is outside network.service_cidr {service_cidr}"));
+                    self.error(
+                        at("network.cluster_dns"),
+                        format!("{ip} is outside network.service_cidr {service_cidr}"),
+                    );
                 } else if ip == api_service_ip || ip == service_cidr.network() {
                     self.error(at("network.cluster_dns"), format!("{ip} is reserved (the network address or the `kubernetes` Service address {api_service_ip})"));
                 }
@@ -116,7 +134,10 @@ impl Validator {
             if node_prefix <= p.prefix_len() || node_prefix > 28 {
                 self.error(
                     at("network.node_cidr_prefix"),
-                    format!("/{node_prefix} must be longer than network.pod_cidr's /{} and at most /28", p.prefix_len()),
+                    format!(
+                        "/{node_prefix} must be longer than network.pod_cidr's /{} and at most /28",
+                        p.prefix_len()
+                    ),
                 );
             }
         }
@@ -148,7 +169,10 @@ impl Validator {
         if ca == 0 {
             self.error(at("pki.ca_validity_days"), "must be at least 1");
         } else if cert > ca {
-            self.error(at("pki.cert_validity_days"), format!("{cert} days outlives the CAs ({ca} days, pki.ca_validity_days)"));
+            self.error(
+                at("pki.cert_validity_days"),
+                format!("{cert} days outlives the CAs ({ca} days, pki.ca_validity_days)"),
+            );
         }
         Some(PkiSettings {
             algorithm: algorithm?,
@@ -158,30 +182,54 @@ impl Validator {
     }
 
     fn versions(&mut self, v: &raw::Versions, k: KubeVersion) -> Option<Versions> {
-        let etcd = self.check(at("versions.etcd"), v.etcd.as_deref().unwrap_or(k.default_etcd()).parse::<Semver>());
+        let etcd = self.check(
+            at("versions.etcd"),
+            v.etcd
+                .as_deref()
+                .unwrap_or(k.default_etcd())
+                .parse::<Semver>(),
+        );
         if let Some(e) = etcd {
             if e.major != 3 || e.minor < 5 {
-                self.error(at("versions.etcd"), format!("etcd {e} is not supported; Kubernetes 1.{} needs etcd 3.5.x or 3.6.x", k.minor()));
+                self.error(
+                    at("versions.etcd"),
+                    format!(
+                        "etcd {e} is not supported; Kubernetes 1.{} needs etcd 3.5.x or 3.6.x",
+                        k.minor()
+                    ),
+                );
             } else if e.minor == 5 && e.patch < 24 {
                 self.warn(at("versions.etcd"), format!("etcd {e} is older than 3.5.24, the oldest external etcd kubeadm accepts; it misses data-consistency fixes"));
             }
         }
         let containerd = self.check(
             at("versions.containerd"),
-            v.containerd.as_deref().unwrap_or(k.default_containerd()).parse::<Semver>(),
+            v.containerd
+                .as_deref()
+                .unwrap_or(k.default_containerd())
+                .parse::<Semver>(),
         );
         if let Some(c) = containerd {
             if c.major < 2 && k.minor() >= 36 {
                 self.error(at("versions.containerd"), format!("Kubernetes {k} needs containerd 2.x (the kubelet no longer supports containerd {c}); set versions.containerd to 2.2.0 or newer"));
             } else if c.major < 1 || (c.major == 1 && c.minor < 6) || c.major > 2 {
-                self.error(at("versions.containerd"), format!("containerd {c} is not supported; use 1.7.x or 2.x"));
+                self.error(
+                    at("versions.containerd"),
+                    format!("containerd {c} is not supported; use 1.7.x or 2.x"),
+                );
             } else if c.major == 1 && c.minor == 6 {
                 self.warn(at("versions.containerd"), format!("containerd {c} is end of life and not in Kubernetes {k}'s tested set; prefer 2.x"));
             }
         }
-        let pause_image = v.pause_image.clone().unwrap_or_else(|| version::DEFAULT_PAUSE_IMAGE.into());
+        let pause_image = v
+            .pause_image
+            .clone()
+            .unwrap_or_else(|| version::DEFAULT_PAUSE_IMAGE.into());
         if pause_image.trim().is_empty() || pause_image.contains(char::is_whitespace) {
-            self.error(at("versions.pause_image"), "must be an image reference such as registry.k8s.io/pause:3.10.1");
+            self.error(
+                at("versions.pause_image"),
+                "must be an image reference such as registry.k8s.io/pause:3.10.1",
+            );
         }
         Some(Versions {
             etcd: etcd?,
@@ -204,7 +252,12 @@ impl Validator {
         })
     }
 
-    fn hosts(&mut self, inv: &raw::Inventory, base_dir: &Path, net: Option<&Network>) -> Option<Vec<Host>> {
+    fn hosts(
+        &mut self,
+        inv: &raw::Inventory,
+        base_dir: &Path,
+        net: Option<&Network>,
+    ) -> Option<Vec<Host>> {
         if inv.hosts.is_empty() {
             self.error(at("hosts"), "no hosts; add at least one [[hosts]] entry");
             return None;
@@ -220,13 +273,22 @@ impl Validator {
                 failed = true;
             }
             if let Some(j) = names.insert(&h.name, i) {
-                self.error(p.key("name"), format!("`{}` is also the name of hosts[{j}]; host names must be unique", h.name));
+                self.error(
+                    p.key("name"),
+                    format!(
+                        "`{}` is also the name of hosts[{j}]; host names must be unique",
+                        h.name
+                    ),
+                );
             }
             if self.check(p.key("address"), address(&h.address)).is_none() {
                 failed = true;
             }
             if let Some(j) = addresses.insert(h.address.to_lowercase(), i) {
-                self.error(p.key("address"), format!("{} is also the address of hosts[{j}]", h.address));
+                self.error(
+                    p.key("address"),
+                    format!("{} is also the address of hosts[{j}]", h.address),
+                );
             }
             let internal_ip = match &h.internal_ip {
                 Some(ip) => self.check(p.key("internal_ip"), ipv4(ip)),
@@ -242,10 +304,14 @@ impl Validator {
             };
             if let Some(ip) = internal_ip {
                 if let Some(j) = internal.insert(ip, i) {
-                    self.error(p.key("internal_ip"), format!("{ip} is also the internal address of hosts[{j}]"));
+                    self.error(
+                        p.key("internal_ip"),
+                        format!("{ip} is also the internal address of hosts[{j}]"),
+                    );
                 }
                 if let Some(n) = net {
-                    for (range, key) in [(n.pod_cidr, "pod_cidr"), (n.service_cidr, "service_cidr")] {
+                    for (range, key) in [(n.pod_cidr, "pod_cidr"), (n.service_cidr, "service_cidr")]
+                    {
                         if range.contains(&ip) {
                             self.error(p.key(if h.internal_ip.is_some() { "internal_ip" } else { "address" }), format!("{ip} lies inside network.{key} {range}; host addresses must be outside the cluster's ranges"));
                         }
@@ -254,14 +320,23 @@ impl Validator {
             }
             let roles = self.roles(&h.roles, &p);
             let ssh = self.ssh_target(&inv.ssh, h, &p, base_dir);
-            let explicit_pod_cidr = h.pod_cidr.as_deref().and_then(|c| self.check(p.key("pod_cidr"), cidr(c)));
+            let explicit_pod_cidr = h
+                .pod_cidr
+                .as_deref()
+                .and_then(|c| self.check(p.key("pod_cidr"), cidr(c)));
             if let (Some(c), Some(n)) = (explicit_pod_cidr, net) {
                 if !n.pod_cidr.contains(&c) {
-                    self.error(p.key("pod_cidr"), format!("{c} is outside network.pod_cidr {}", n.pod_cidr));
+                    self.error(
+                        p.key("pod_cidr"),
+                        format!("{c} is outside network.pod_cidr {}", n.pod_cidr),
+                    );
                 }
             }
             if h.pod_cidr.is_some() && roles.is_some_and(|r| !r.worker) {
-                self.warn(p.key("pod_cidr"), "only workers run pods; this range is unused");
+                self.warn(
+                    p.key("pod_cidr"),
+                    "only workers run pods; this range is unused",
+                );
             }
             match (internal_ip, roles, ssh) {
                 (Some(internal_ip), Some(roles), Some(ssh)) if !failed => hosts.push(Host {
@@ -275,13 +350,34 @@ impl Validator {
                 _ => failed = true,
             }
         }
-        let etcd = inv.hosts.iter().filter(|h| h.roles.iter().any(|r| r == "etcd")).count();
-        let cp = inv.hosts.iter().filter(|h| h.roles.iter().any(|r| r == "control-plane")).count();
-        let workers = inv.hosts.iter().filter(|h| h.roles.iter().any(|r| r == "worker")).count();
+        let etcd = inv
+            .hosts
+            .iter()
+            .filter(|h| h.roles.iter().any(|r| r == "etcd"))
+            .count();
+        let cp = inv
+            .hosts
+            .iter()
+            .filter(|h| h.roles.iter().any(|r| r == "control-plane"))
+            .count();
+        let workers = inv
+            .hosts
+            .iter()
+            .filter(|h| h.roles.iter().any(|r| r == "worker"))
+            .count();
         if etcd == 0 {
-            self.error(at("hosts"), "no host has the `etcd` role; the cluster needs at least one etcd member");
+            self.error(
+                at("hosts"),
+                "no host has the `etcd` role; the cluster needs at least one etcd member",
+            );
         } else if etcd % 2 == 0 {
-            self.warn(at("hosts"), format!("{etcd} etcd members tolerate no more failures than {}; use an odd number", etcd - 1));
+            self.warn(
+                at("hosts"),
+                format!(
+                    "{etcd} etcd members tolerate no more failures than {}; use an odd number",
+                    etcd - 1
+                ),
+            );
         }
         if cp == 0 {
             self.error(at("hosts"), "no host has the `control-plane` role");
@@ -300,7 +396,10 @@ impl Validator {
 
     fn roles(&mut self, roles: &[String], p: &KeyPath) -> Option<Roles> {
         if roles.is_empty() {
-            self.error(p.key("roles"), "a host needs at least one role: etcd, control-plane or worker");
+            self.error(
+                p.key("roles"),
+                "a host needs at least one role: etcd, control-plane or worker",
+            );
             return None;
         }
         let mut r = Roles::default();
@@ -311,31 +410,71 @@ impl Validator {
                 "control-plane" => &mut r.control_plane,
                 "worker" => &mut r.worker,
                 other => {
-                    self.error(p.key("roles").index(i), format!("unknown role `{other}`; roles are etcd, control-plane and worker"));
+                    self.error(
+                        p.key("roles").index(i),
+                        format!("unknown role `{other}`; roles are etcd, control-plane and worker"),
+                    );
                     ok = false;
                     continue;
                 }
             };
             if *slot {
-                self.error(p.key("roles").index(i), format!("role `{role}` is listed twice"));
+                self.error(
+                    p.key("roles").index(i),
+                    format!("role `{role}` is listed twice"),
+                );
             }
             *slot = true;
         }
         ok.then_some(r)
     }
 
-    fn ssh_target(&mut self, d: &raw::Ssh, h: &raw::Host, p: &KeyPath, base_dir: &Path) -> Option<SshTarget> {
-        let user = h.user.clone().or_else(|| d.user.clone()).unwrap_or_else(|| "root".into());
-        let user_key = if h.user.is_some() { p.key("user") } else { at("ssh.user") };
-        if user.is_empty() || !user.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+    fn ssh_target(
+        &mut self,
+        d: &raw::Ssh,
+        h: &raw::Host,
+        p: &KeyPath,
+        base_dir: &Path,
+    ) -> Option<SshTarget> {
+        let user = h
+            .user
+            .clone()
+            .or_else(|| d.user.clone())
+            .unwrap_or_else(|| "root".into());
+        let user_key = if h.user.is_some() {
+            p.key("user")
+        } else {
+            at("ssh.user")
+        };
+        if user.is_empty()
+            || !user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
             self.error(user_key, format!("`{user}` is not a valid login name"));
         }
         let port = h.port.or(d.port).unwrap_or(22);
         if port == 0 {
-            self.error(if h.port.is_some() { p.key("port") } else { at("ssh.port") }, "port 0 is not a valid SSH port");
+            self.error(
+                if h.port.is_some() {
+                    p.key("port")
+                } else {
+                    at("ssh.port")
+                },
+                "port 0 is not a valid SSH port",
+            );
         }
-        let policy_key = if h.host_key_policy.is_some() { p.key("host_key_policy") } else { at("ssh.host_key_policy") };
-        let host_key_policy = match h.host_key_policy.as_deref().or(d.host_key_policy.as_deref()).unwrap_or("strict") {
+        let policy_key = if h.host_key_policy.is_some() {
+            p.key("host_key_policy")
+        } else {
+            at("ssh.host_key_policy")
+        };
+        let host_key_policy = match h
+            .host_key_policy
+            .as_deref()
+            .or(d.host_key_policy.as_deref())
+            .unwrap_or("strict")
+        {
             "strict" => Some(HostKeyPolicy::Strict),
             "accept-new" => Some(HostKeyPolicy::AcceptNew),
             other => {
@@ -346,12 +485,20 @@ impl Validator {
         if let Some(k) = &h.host_key {
             self.check(p.key("host_key"), fingerprint(k));
         }
-        let file = |v: Option<&String>, default: &str| base_dir.join(expand_home(v.map_or(default, String::as_str)));
+        let file = |v: Option<&String>, default: &str| {
+            base_dir.join(expand_home(v.map_or(default, String::as_str)))
+        };
         Some(SshTarget {
             user,
             port,
-            identity_file: file(h.identity_file.as_ref().or(d.identity_file.as_ref()), "~/.ssh/id_ed25519"),
-            known_hosts: file(h.known_hosts.as_ref().or(d.known_hosts.as_ref()), "~/.ssh/known_hosts"),
+            identity_file: file(
+                h.identity_file.as_ref().or(d.identity_file.as_ref()),
+                "~/.ssh/id_ed25519",
+            ),
+            known_hosts: file(
+                h.known_hosts.as_ref().or(d.known_hosts.as_ref()),
+                "~/.ssh/known_hosts",
+            ),
             host_key_policy: host_key_policy?,
             sudo: h.sudo.or(d.sudo).unwrap_or(false),
             host_key: h.host_key.clone(),
@@ -370,14 +517,18 @@ impl Validator {
         for (a, (i, x)) in taken.iter().enumerate() {
             for (j, y) in &taken[a + 1..] {
                 if x.contains(&y.network()) || y.contains(&x.network()) {
-                    self.error(at("hosts").index(*j).key("pod_cidr"), format!("{y} overlaps hosts[{i}].pod_cidr {x}"));
+                    self.error(
+                        at("hosts").index(*j).key("pod_cidr"),
+                        format!("{y} overlaps hosts[{i}].pod_cidr {x}"),
+                    );
                 }
             }
         }
-        let mut free = pod_cidr
-            .subnets(prefix)
-            .ok()?
-            .filter(|s| !taken.iter().any(|(_, t)| t.contains(&s.network()) || s.contains(&t.network())));
+        let mut free = pod_cidr.subnets(prefix).ok()?.filter(|s| {
+            !taken
+                .iter()
+                .any(|(_, t)| t.contains(&s.network()) || s.contains(&t.network()))
+        });
         for (i, h) in hosts.iter_mut().enumerate() {
             if h.roles.worker && h.pod_cidr.is_none() {
                 match free.next() {
@@ -395,12 +546,22 @@ impl Validator {
     fn api(&mut self, a: &raw::Api, hosts: &[Host]) -> Option<Api> {
         for (i, san) in a.extra_sans.iter().enumerate() {
             if san.parse::<IpAddr>().is_err() {
-                self.check(at("api.extra_sans").index(i), dns_name(san.strip_prefix("*.").unwrap_or(san)));
+                self.check(
+                    at("api.extra_sans").index(i),
+                    dns_name(san.strip_prefix("*.").unwrap_or(san)),
+                );
             }
         }
         let (host, port) = match &a.endpoint {
             Some(e) => self.check(at("api.endpoint"), endpoint(e))?,
-            None => (hosts.iter().find(|h| h.roles.control_plane)?.internal_ip.to_string(), 6443),
+            None => (
+                hosts
+                    .iter()
+                    .find(|h| h.roles.control_plane)?
+                    .internal_ip
+                    .to_string(),
+                6443,
+            ),
         };
         Some(Api {
             host,
@@ -412,7 +573,8 @@ impl Validator {
 
 pub fn expand_home(p: &str) -> PathBuf {
     match p.strip_prefix("~/") {
-        Some(rest) => std::env::var_os("HOME").map_or_else(|| PathBuf::from(p), |h| PathBuf::from(h).join(rest)),
+        Some(rest) => std::env::var_os("HOME")
+            .map_or_else(|| PathBuf::from(p), |h| PathBuf::from(h).join(rest)),
         None => PathBuf::from(p),
     }
 }
@@ -426,13 +588,17 @@ fn cidr(s: &str) -> Result<Ipv4Net, String> {
         .parse()
         .map_err(|_| format!("`{s}` is not an IPv4 CIDR such as 10.200.0.0/16"))?;
     if net.network() != net.addr() {
-        return Err(format!("`{s}` has host bits set; did you mean {}?", net.trunc()));
+        return Err(format!(
+            "`{s}` has host bits set; did you mean {}?",
+            net.trunc()
+        ));
     }
     Ok(net)
 }
 
 fn ipv4(s: &str) -> Result<Ipv4Addr, String> {
-    s.parse().map_err(|_| format!("`{s}` is not an IPv4 address"))
+    s.parse()
+        .map_err(|_| format!("`{s}` is not an IPv4 address"))
 }
 
 /// An SSH address: an IP address or a DNS name.
@@ -450,7 +616,8 @@ fn address(s: &str) -> Result<(), String> {
 fn dns_label(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-');
     ok.then_some(()).ok_or_else(|| {
@@ -496,7 +663,9 @@ fn bastion(s: &str) -> Result<(), String> {
 
 fn fingerprint(s: &str) -> Result<(), String> {
     let ok = s.strip_prefix("SHA256:").is_some_and(|b| {
-        b.len() == 43 && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+        b.len() == 43
+            && b.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
     });
     ok.then_some(()).ok_or_else(|| {
         format!("`{s}` is not an SSH key fingerprint; `ssh-keyscan HOST | ssh-keygen -lf -` prints it as SHA256:<43 characters>")
@@ -517,8 +686,14 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(endpoint("10.0.0.1:6443").unwrap(), ("10.0.0.1".into(), 6443));
-        assert_eq!(endpoint("api.example.com:443").unwrap().0, "api.example.com");
+        assert_eq!(
+            endpoint("10.0.0.1:6443").unwrap(),
+            ("10.0.0.1".into(), 6443)
+        );
+        assert_eq!(
+            endpoint("api.example.com:443").unwrap().0,
+            "api.example.com"
+        );
         assert!(endpoint("10.0.0.1").is_err());
         assert!(endpoint("10.0.0.1:0").is_err());
         assert!(endpoint("bad_host:6443").is_err());

@@ -96,7 +96,11 @@ mod tests {
     fn parses_versions() {
         assert_eq!(
             "1.35.2".parse::<Semver>().unwrap(),
-            Semver { major: 1, minor: 35, patch: 2 }
+            Semver {
+                major: 1,
+                minor: 35,
+                patch: 2
+            }
         );
         assert_eq!("v2.1.4".parse::<Semver>().unwrap().major, 2);
         for bad in ["1.35", "1.35.x", "1..0", "1.35.0.1", "", "1.35.0-rc.1"] {

@@ -40,13 +40,15 @@ impl CertInfo {
 }
 
 fn der_of(pem_text: &str) -> Result<Vec<u8>> {
-    let (_, pem) = parse_x509_pem(pem_text.as_bytes()).map_err(|e| anyhow!("not a PEM certificate: {e}"))?;
+    let (_, pem) =
+        parse_x509_pem(pem_text.as_bytes()).map_err(|e| anyhow!("not a PEM certificate: {e}"))?;
     Ok(pem.contents)
 }
 
 pub fn parse(pem_text: &str) -> Result<CertInfo> {
     let der = der_of(pem_text)?;
-    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| anyhow!("not an X.509 certificate: {e}"))?;
+    let (_, cert) =
+        X509Certificate::from_der(&der).map_err(|e| anyhow!("not an X.509 certificate: {e}"))?;
     let name_attrs = |name: &X509Name, oid| -> Vec<String> {
         name.iter_by_oid(oid)
             .filter_map(|a| a.as_str().ok().map(String::from))
@@ -54,11 +56,17 @@ pub fn parse(pem_text: &str) -> Result<CertInfo> {
     };
     let mut info = CertInfo {
         subject: cert.subject().to_string(),
-        common_name: name_attrs(cert.subject(), &x509_parser::oid_registry::OID_X509_COMMON_NAME)
-            .into_iter()
-            .next()
-            .unwrap_or_default(),
-        organizations: name_attrs(cert.subject(), &x509_parser::oid_registry::OID_X509_ORGANIZATION_NAME),
+        common_name: name_attrs(
+            cert.subject(),
+            &x509_parser::oid_registry::OID_X509_COMMON_NAME,
+        )
+        .into_iter()
+        .next()
+        .unwrap_or_default(),
+        organizations: name_attrs(
+            cert.subject(),
+            &x509_parser::oid_registry::OID_X509_ORGANIZATION_NAME,
+        ),
         issuer: cert.issuer().to_string(),
         dns_names: Vec::new(),
         ip_addresses: Vec::new(),
@@ -126,10 +134,17 @@ pub fn signed_by(cert_pem: &str, ca_pem: &str) -> Result<bool> {
 pub fn differences(spec: &CertSpec, info: &CertInfo, key_algorithm: &str, now: i64) -> Vec<String> {
     let mut why = Vec::new();
     if info.common_name != spec.common_name {
-        why.push(format!("subject CN is {}, want {}", info.common_name, spec.common_name));
+        why.push(format!(
+            "subject CN is {}, want {}",
+            info.common_name, spec.common_name
+        ));
     }
     if sorted(&info.organizations) != sorted(&spec.organizations) {
-        why.push(format!("organizations are [{}], want [{}]", info.organizations.join(", "), spec.organizations.join(", ")));
+        why.push(format!(
+            "organizations are [{}], want [{}]",
+            info.organizations.join(", "),
+            spec.organizations.join(", ")
+        ));
     }
     let want_dns = sorted(&spec.dns_names);
     let have_dns = sorted(&info.dns_names);
@@ -151,7 +166,10 @@ pub fn differences(spec: &CertSpec, info: &CertInfo, key_algorithm: &str, now: i
         why.push("extended key usage differs".to_string());
     }
     if info.key_algorithm != key_algorithm {
-        why.push(format!("key is {}, pki.key_algorithm is {key_algorithm}", info.key_algorithm));
+        why.push(format!(
+            "key is {}, pki.key_algorithm is {key_algorithm}",
+            info.key_algorithm
+        ));
     }
     if info.not_after <= now {
         why.push("expired".to_string());

@@ -63,18 +63,25 @@ pub fn new_ca(ca: Ca, settings: &PkiSettings) -> Result<Pem> {
 }
 
 pub fn new_leaf(spec: &CertSpec, ca: &Pem, settings: &PkiSettings) -> Result<Pem> {
-    let ca_key = KeyPair::from_pem(&ca.key).with_context(|| format!("reading the {} key", spec.ca.name()))?;
+    let ca_key = KeyPair::from_pem(&ca.key)
+        .with_context(|| format!("reading the {} key", spec.ca.name()))?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert, ca_key)
         .with_context(|| format!("reading the {} certificate", spec.ca.name()))?;
     let key = new_key(settings.algorithm)?;
-    let mut p = base_params(&spec.common_name, &spec.organizations, settings.cert_validity_days);
+    let mut p = base_params(
+        &spec.common_name,
+        &spec.organizations,
+        settings.cert_validity_days,
+    );
     // ECDSA keys cannot encipher keys, so keyEncipherment is never set.
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     if spec.usage.server {
-        p.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        p.extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
     }
     if spec.usage.client {
-        p.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+        p.extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
     }
     for d in &spec.dns_names {
         p.subject_alt_names.push(SanType::DnsName(

@@ -58,7 +58,9 @@ impl Pki {
             .iter()
             .find(|(s, _)| s.name == name && s.host.as_deref() == host)
             .map(|(_, p)| p)
-            .unwrap_or_else(|| panic!("no certificate {name} for {host:?}: spec and render disagree"))
+            .unwrap_or_else(|| {
+                panic!("no certificate {name} for {host:?}: spec and render disagree")
+            })
     }
 }
 
@@ -179,7 +181,13 @@ pub fn ensure(cluster: &Cluster) -> Result<(Pki, Report)> {
 }
 
 /// Reads a leaf certificate and says why it no longer matches its spec (empty when it does).
-fn check_leaf(spec: &CertSpec, cert: &str, ca: Option<&str>, alg: &str, now: i64) -> Result<(inspect::CertInfo, Vec<String>)> {
+fn check_leaf(
+    spec: &CertSpec,
+    cert: &str,
+    ca: Option<&str>,
+    alg: &str,
+    now: i64,
+) -> Result<(inspect::CertInfo, Vec<String>)> {
     let info = inspect::parse(cert)?;
     let mut why = inspect::differences(spec, &info, alg, now);
     if let Some(ca) = ca {
@@ -216,7 +224,9 @@ fn save_pair(dir: &Path, stem: &str, pem: &Pem) -> Result<()> {
 /// went missing rather than never existing.
 fn any_leaf_signed_by(dir: &Path, ca: Ca) -> bool {
     fn walk(dir: &Path, cn: &str) -> bool {
-        let Ok(entries) = std::fs::read_dir(dir) else { return false };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
         entries.flatten().any(|e| {
             let p = e.path();
             if p.is_dir() {
@@ -254,7 +264,8 @@ pub fn list(cluster: &Cluster) -> Result<Vec<Listed>> {
         let path = crt(&dir, ca.file());
         let info = match store::read(&path)? {
             Some(pem) => {
-                let info = inspect::parse(&pem).with_context(|| format!("reading {}", path.display()))?;
+                let info =
+                    inspect::parse(&pem).with_context(|| format!("reading {}", path.display()))?;
                 ca_pems.insert(ca, pem);
                 Some(info)
             }
@@ -272,8 +283,14 @@ pub fn list(cluster: &Cluster) -> Result<Vec<Listed>> {
         let path = crt(&dir, &spec.state_file());
         let (info, stale) = match store::read(&path)? {
             Some(pem) => {
-                let (info, why) = check_leaf(&spec, &pem, ca_pems.get(&spec.ca).map(String::as_str), cluster.pki.algorithm.as_str(), now)
-                    .with_context(|| format!("reading {}", path.display()))?;
+                let (info, why) = check_leaf(
+                    &spec,
+                    &pem,
+                    ca_pems.get(&spec.ca).map(String::as_str),
+                    cluster.pki.algorithm.as_str(),
+                    now,
+                )
+                .with_context(|| format!("reading {}", path.display()))?;
                 (Some(info), why)
             }
             None => (None, Vec::new()),

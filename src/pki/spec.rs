@@ -53,10 +53,19 @@ pub struct Usage {
     pub client: bool,
 }
 
-const SERVER: Usage = Usage { server: true, client: false };
-const CLIENT: Usage = Usage { server: false, client: true };
+const SERVER: Usage = Usage {
+    server: true,
+    client: false,
+};
+const CLIENT: Usage = Usage {
+    server: false,
+    client: true,
+};
 /// etcd members use their serving certificate as a client too (etcd issue 9785).
-const SERVER_AND_CLIENT: Usage = Usage { server: true, client: true };
+const SERVER_AND_CLIENT: Usage = Usage {
+    server: true,
+    client: true,
+};
 
 /// One leaf certificate the cluster needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,14 +142,13 @@ pub fn leaf_certs(c: &Cluster) -> Vec<CertSpec> {
     let loopback4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let loopback6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
-    let mut api_dns: Vec<String> = [
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-    ]
-    .map(String::from)
-    .to_vec();
-    api_dns.push(format!("kubernetes.default.svc.{}", c.network.cluster_domain));
+    let mut api_dns: Vec<String> = ["kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+        .map(String::from)
+        .to_vec();
+    api_dns.push(format!(
+        "kubernetes.default.svc.{}",
+        c.network.cluster_domain
+    ));
     let mut api_ips = vec![IpAddr::V4(c.network.api_service_ip), loopback4];
     for h in c.control_plane_hosts() {
         api_dns.push(h.name.clone());
@@ -159,21 +167,55 @@ pub fn leaf_certs(c: &Cluster) -> Vec<CertSpec> {
 
     let mut certs = vec![
         CertSpec::new("apiserver", Ca::Cluster, "kube-apiserver", SERVER).sans(api_dns, api_ips),
-        CertSpec::new("apiserver-kubelet-client", Ca::Cluster, "kube-apiserver-kubelet-client", CLIENT),
-        CertSpec::new("apiserver-etcd-client", Ca::Etcd, "kube-apiserver-etcd-client", CLIENT),
-        CertSpec::new("front-proxy-client", Ca::FrontProxy, "front-proxy-client", CLIENT),
-        CertSpec::new("etcd-healthcheck-client", Ca::Etcd, "kube-etcd-healthcheck-client", CLIENT),
+        CertSpec::new(
+            "apiserver-kubelet-client",
+            Ca::Cluster,
+            "kube-apiserver-kubelet-client",
+            CLIENT,
+        ),
+        CertSpec::new(
+            "apiserver-etcd-client",
+            Ca::Etcd,
+            "kube-apiserver-etcd-client",
+            CLIENT,
+        ),
+        CertSpec::new(
+            "front-proxy-client",
+            Ca::FrontProxy,
+            "front-proxy-client",
+            CLIENT,
+        ),
+        CertSpec::new(
+            "etcd-healthcheck-client",
+            Ca::Etcd,
+            "kube-etcd-healthcheck-client",
+            CLIENT,
+        ),
         CertSpec::new("admin", Ca::Cluster, "kubernetes-admin", CLIENT).org(ADMIN_GROUP),
-        CertSpec::new("super-admin", Ca::Cluster, "kubernetes-super-admin", CLIENT).org("system:masters"),
-        CertSpec::new("controller-manager", Ca::Cluster, "system:kube-controller-manager", CLIENT),
+        CertSpec::new("super-admin", Ca::Cluster, "kubernetes-super-admin", CLIENT)
+            .org("system:masters"),
+        CertSpec::new(
+            "controller-manager",
+            Ca::Cluster,
+            "system:kube-controller-manager",
+            CLIENT,
+        ),
         CertSpec::new("scheduler", Ca::Cluster, "system:kube-scheduler", CLIENT),
         CertSpec::new("kube-proxy", Ca::Cluster, "system:kube-proxy", CLIENT),
     ];
     for h in c.etcd_hosts() {
         let dns = vec![h.name.clone(), "localhost".to_string()];
         let ips = vec![IpAddr::V4(h.internal_ip), loopback4, loopback6];
-        certs.push(CertSpec::new("etcd-server", Ca::Etcd, &h.name, SERVER_AND_CLIENT).on(h).sans(dns.clone(), ips.clone()));
-        certs.push(CertSpec::new("etcd-peer", Ca::Etcd, &h.name, SERVER_AND_CLIENT).on(h).sans(dns, ips));
+        certs.push(
+            CertSpec::new("etcd-server", Ca::Etcd, &h.name, SERVER_AND_CLIENT)
+                .on(h)
+                .sans(dns.clone(), ips.clone()),
+        );
+        certs.push(
+            CertSpec::new("etcd-peer", Ca::Etcd, &h.name, SERVER_AND_CLIENT)
+                .on(h)
+                .sans(dns, ips),
+        );
     }
     for h in c.worker_hosts() {
         let node = format!("system:node:{}", h.name);
@@ -181,7 +223,11 @@ pub fn leaf_certs(c: &Cluster) -> Vec<CertSpec> {
         if let Ok(ip) = h.address.parse::<IpAddr>() {
             ips.push(ip);
         }
-        certs.push(CertSpec::new("kubelet-client", Ca::Cluster, &node, CLIENT).org("system:nodes").on(h));
+        certs.push(
+            CertSpec::new("kubelet-client", Ca::Cluster, &node, CLIENT)
+                .org("system:nodes")
+                .on(h),
+        );
         certs.push(
             CertSpec::new("kubelet-server", Ca::Cluster, &node, SERVER)
                 .org("system:nodes")

@@ -21,7 +21,9 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
 /// Writes a file atomically with the given mode; never replaces an existing file, so that no
 /// key can be lost by accident.
 pub fn create(path: &Path, content: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().context("a state file has a parent directory")?;
+    let dir = path
+        .parent()
+        .context("a state file has a parent directory")?;
     ensure_private_dir(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp",

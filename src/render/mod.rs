@@ -88,7 +88,13 @@ impl HostBuilder<'_> {
         });
     }
 
-    fn template(&mut self, path: &str, mode: u32, template: &str, ctx: &impl Serialize) -> Result<()> {
+    fn template(
+        &mut self,
+        path: &str,
+        mode: u32,
+        template: &str,
+        ctx: &impl Serialize,
+    ) -> Result<()> {
         let text = self.t.render(template, ctx)?;
         self.file(path, mode, text);
         Ok(())
@@ -145,11 +151,24 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
         b.dir(&format!("{PKI}/etcd"), 0o755);
         b.dir("/var/lib/etcd", 0o700);
         b.binaries("/usr/local/bin", &["etcd", "etcdctl", "etcdutl"]);
-        b.file(&format!("{PKI}/etcd/ca.crt"), PUBLIC, pki.ca(Ca::Etcd).cert.as_str());
-        b.pair(&format!("{PKI}/etcd/server"), pki.leaf("etcd-server", Some(&h.name)));
-        b.pair(&format!("{PKI}/etcd/peer"), pki.leaf("etcd-peer", Some(&h.name)));
+        b.file(
+            &format!("{PKI}/etcd/ca.crt"),
+            PUBLIC,
+            pki.ca(Ca::Etcd).cert.as_str(),
+        );
+        b.pair(
+            &format!("{PKI}/etcd/server"),
+            pki.leaf("etcd-server", Some(&h.name)),
+        );
+        b.pair(
+            &format!("{PKI}/etcd/peer"),
+            pki.leaf("etcd-peer", Some(&h.name)),
+        );
         // Lets an operator on the host run etcdctl, and the health gates check the member.
-        b.pair(&format!("{PKI}/etcd/healthcheck-client"), pki.leaf("etcd-healthcheck-client", None));
+        b.pair(
+            &format!("{PKI}/etcd/healthcheck-client"),
+            pki.leaf("etcd-healthcheck-client", None),
+        );
         let initial_cluster: Vec<String> = c
             .etcd_hosts()
             .map(|e| format!("{}=https://{}:2380", e.name, e.internal_ip))
@@ -166,13 +185,33 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
     if h.roles.control_plane {
         b.dir(&format!("{PKI}/etcd"), 0o755);
         b.dir("/var/log/kubernetes", 0o700);
-        b.binaries("/usr/local/bin", &["kube-apiserver", "kube-controller-manager", "kube-scheduler"]);
+        b.binaries(
+            "/usr/local/bin",
+            &[
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+            ],
+        );
         b.pair(&format!("{PKI}/ca"), pki.ca(Ca::Cluster));
-        b.file(&format!("{PKI}/front-proxy-ca.crt"), PUBLIC, pki.ca(Ca::FrontProxy).cert.as_str());
+        b.file(
+            &format!("{PKI}/front-proxy-ca.crt"),
+            PUBLIC,
+            pki.ca(Ca::FrontProxy).cert.as_str(),
+        );
         if !h.roles.etcd {
-            b.file(&format!("{PKI}/etcd/ca.crt"), PUBLIC, pki.ca(Ca::Etcd).cert.as_str());
+            b.file(
+                &format!("{PKI}/etcd/ca.crt"),
+                PUBLIC,
+                pki.ca(Ca::Etcd).cert.as_str(),
+            );
         }
-        for name in ["apiserver", "apiserver-kubelet-client", "apiserver-etcd-client", "front-proxy-client"] {
+        for name in [
+            "apiserver",
+            "apiserver-kubelet-client",
+            "apiserver-etcd-client",
+            "front-proxy-client",
+        ] {
             b.pair(&format!("{PKI}/{name}"), pki.leaf(name, None));
         }
         b.file(&format!("{PKI}/sa.key"), SECRET, pki.sa_key.as_str());
@@ -183,21 +222,39 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
         let local = format!("https://{}:6443", h.internal_ip);
         for (file, user, cert) in [
             ("admin.conf", "kubernetes-admin", "admin"),
-            ("controller-manager.conf", "system:kube-controller-manager", "controller-manager"),
+            (
+                "controller-manager.conf",
+                "system:kube-controller-manager",
+                "controller-manager",
+            ),
             ("scheduler.conf", "system:kube-scheduler", "scheduler"),
         ] {
-            let server = if cert == "admin" { c.api.url() } else { local.clone() };
+            let server = if cert == "admin" {
+                c.api.url()
+            } else {
+                local.clone()
+            };
             let text = kubeconfig(t, c, pki, user, pki.leaf(cert, None), &server)?;
             b.file(&format!("/etc/kubernetes/{file}"), SECRET, text);
         }
-        b.template("/etc/kubernetes/kube-scheduler.yaml", PUBLIC, "kube-scheduler.yaml", &common)?;
+        b.template(
+            "/etc/kubernetes/kube-scheduler.yaml",
+            PUBLIC,
+            "kube-scheduler.yaml",
+            &common,
+        )?;
         b.template(
             "/etc/kubernetes/encryption-config.yaml",
             SECRET,
             "encryption-config.yaml",
             &json!({ "encryption_key": pki.encryption_key }),
         )?;
-        b.template("/etc/kubernetes/audit-policy.yaml", PUBLIC, "audit-policy.yaml", &common)?;
+        b.template(
+            "/etc/kubernetes/audit-policy.yaml",
+            PUBLIC,
+            "audit-policy.yaml",
+            &common,
+        )?;
         let apiserver = merge(
             &common,
             json!({
@@ -211,7 +268,10 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
     }
 
     if h.roles.worker {
-        let pod_cidr = h.pod_cidr.expect("validation assigns every worker a pod range").to_string();
+        let pod_cidr = h
+            .pod_cidr
+            .expect("validation assigns every worker a pod range")
+            .to_string();
         let node = merge(&common, json!({ "pod_cidr": pod_cidr }));
         for (dir, mode) in [
             ("/var/lib/kubelet", 0o700),
@@ -225,19 +285,55 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
         }
         b.binaries(
             "/usr/local/bin",
-            &["containerd", "containerd-shim-runc-v2", "ctr", "runc", "kubelet", "kube-proxy"],
+            &[
+                "containerd",
+                "containerd-shim-runc-v2",
+                "ctr",
+                "runc",
+                "kubelet",
+                "kube-proxy",
+            ],
         );
         b.binaries("/opt/cni/bin", &["bridge", "host-local", "loopback"]);
-        b.file("/etc/modules-load.d/kubernetes.conf", PUBLIC, t.render("modules-load.conf", &common)?);
-        b.file("/etc/sysctl.d/99-kubernetes.conf", PUBLIC, t.render("sysctl.conf", &common)?);
+        b.file(
+            "/etc/modules-load.d/kubernetes.conf",
+            PUBLIC,
+            t.render("modules-load.conf", &common)?,
+        );
+        b.file(
+            "/etc/sysctl.d/99-kubernetes.conf",
+            PUBLIC,
+            t.render("sysctl.conf", &common)?,
+        );
         if !h.roles.control_plane {
-            b.file(&format!("{PKI}/ca.crt"), PUBLIC, pki.ca(Ca::Cluster).cert.as_str());
+            b.file(
+                &format!("{PKI}/ca.crt"),
+                PUBLIC,
+                pki.ca(Ca::Cluster).cert.as_str(),
+            );
         }
-        b.pair("/var/lib/kubelet/pki/kubelet", pki.leaf("kubelet-server", Some(&h.name)));
+        b.pair(
+            "/var/lib/kubelet/pki/kubelet",
+            pki.leaf("kubelet-server", Some(&h.name)),
+        );
         let kubelet_user = format!("system:node:{}", h.name);
-        let kubelet_conf = kubeconfig(t, c, pki, &kubelet_user, pki.leaf("kubelet-client", Some(&h.name)), &c.api.url())?;
+        let kubelet_conf = kubeconfig(
+            t,
+            c,
+            pki,
+            &kubelet_user,
+            pki.leaf("kubelet-client", Some(&h.name)),
+            &c.api.url(),
+        )?;
         b.file("/etc/kubernetes/kubelet.conf", SECRET, kubelet_conf);
-        let proxy_conf = kubeconfig(t, c, pki, "system:kube-proxy", pki.leaf("kube-proxy", None), &c.api.url())?;
+        let proxy_conf = kubeconfig(
+            t,
+            c,
+            pki,
+            "system:kube-proxy",
+            pki.leaf("kube-proxy", None),
+            &c.api.url(),
+        )?;
         b.file("/etc/kubernetes/kube-proxy.conf", SECRET, proxy_conf);
 
         let containerd = c.versions.containerd;
@@ -253,8 +349,18 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
                 "pause_image": c.versions.pause_image,
             }),
         )?;
-        b.template("/etc/cni/net.d/10-bridge.conf", PUBLIC, "cni-bridge.conf", &node)?;
-        b.template("/etc/cni/net.d/99-loopback.conf", PUBLIC, "cni-loopback.conf", &node)?;
+        b.template(
+            "/etc/cni/net.d/10-bridge.conf",
+            PUBLIC,
+            "cni-bridge.conf",
+            &node,
+        )?;
+        b.template(
+            "/etc/cni/net.d/99-loopback.conf",
+            PUBLIC,
+            "cni-loopback.conf",
+            &node,
+        )?;
         b.template(
             "/var/lib/kubelet/config.yaml",
             PUBLIC,
@@ -292,7 +398,14 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
     Ok(out)
 }
 
-fn kubeconfig(t: &Templates, c: &Cluster, pki: &Pki, user: &str, pem: &Pem, server: &str) -> Result<String> {
+fn kubeconfig(
+    t: &Templates,
+    c: &Cluster,
+    pki: &Pki,
+    user: &str,
+    pem: &Pem,
+    server: &str,
+) -> Result<String> {
     t.render(
         "kubeconfig.yaml",
         &json!({

@@ -6,7 +6,10 @@ use tera::Tera;
 
 macro_rules! template {
     ($dir:literal, $name:literal) => {
-        ($name, include_str!(concat!("../../", $dir, "/", $name, ".tera")))
+        (
+            $name,
+            include_str!(concat!("../../", $dir, "/", $name, ".tera")),
+        )
     };
 }
 

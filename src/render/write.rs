@@ -45,7 +45,11 @@ pub fn write_tree(r: &Rendered, out: &Path) -> Result<()> {
             write_file(&path, &f.content, f.mode)?;
         }
     }
-    write_file(&out.join("admin.kubeconfig"), r.admin_kubeconfig.as_bytes(), 0o600)
+    write_file(
+        &out.join("admin.kubeconfig"),
+        r.admin_kubeconfig.as_bytes(),
+        0o600,
+    )
 }
 
 fn create_dir(path: &Path, mode: u32) -> Result<()> {

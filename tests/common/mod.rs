@@ -34,7 +34,8 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn with_inventory(source: &Path) -> Self {
-        let text = std::fs::read_to_string(source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+        let text =
+            std::fs::read_to_string(source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
         Self::with_text(&text)
     }
 
@@ -60,7 +61,10 @@ impl Workspace {
         // The inventory goes after the command words, before the options.
         let mut full: Vec<&str> = args.to_vec();
         let inv = self.inventory();
-        let at = full.iter().position(|a| a.starts_with("--")).unwrap_or(full.len());
+        let at = full
+            .iter()
+            .position(|a| a.starts_with("--"))
+            .unwrap_or(full.len());
         full.insert(at, &inv);
         provisioner(&full)
     }
@@ -69,7 +73,12 @@ impl Workspace {
     pub fn render(&self) -> Tree {
         let out = self.out();
         let o = self.run(&["render", "--out", out.to_str().unwrap()]);
-        assert!(o.status.success(), "render failed:\n{}{}", text(&o.stdout), text(&o.stderr));
+        assert!(
+            o.status.success(),
+            "render failed:\n{}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
         Tree::read(&out)
     }
 }
@@ -96,11 +105,17 @@ impl Tree {
             }
         }
         walk(root, root, &mut files);
-        Tree { root: root.to_path_buf(), files }
+        Tree {
+            root: root.to_path_buf(),
+            files,
+        }
     }
 
     pub fn text(&self, rel: &str) -> String {
-        let (_, c) = self.files.get(rel).unwrap_or_else(|| panic!("{rel} was not rendered"));
+        let (_, c) = self
+            .files
+            .get(rel)
+            .unwrap_or_else(|| panic!("{rel} was not rendered"));
         String::from_utf8(c.clone()).unwrap()
     }
 
