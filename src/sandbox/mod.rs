@@ -46,14 +46,6 @@ pub const DEFAULT_SUDO_USER: &str = "kube";
 /// Prefix of the sandbox's namespaces, interfaces and cgroups.
 pub const DEFAULT_PREFIX: &str = "psbx";
 
-/// The Debian packages the host needs, for the message that lists what is missing.
-pub const HOST_PACKAGES: &[&str] = &[
-    "systemd-container",
-    "debootstrap",
-    "iproute2",
-    "openssh-client",
-];
-
 /// Host-wide kernel settings a machine can change once /proc/sys is writable (kubelet sets the
 /// first six at start, kube-proxy the last); saved by `up` and restored by `down`.
 const HOST_SYSCTLS: &[&str] = &[
