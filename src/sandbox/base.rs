@@ -36,7 +36,7 @@ const PACKAGES: &[&str] = &[
 ];
 
 /// Bumped whenever [`customise`] changes, so cached bases built by an older recipe are rebuilt.
-const RECIPE_VERSION: u32 = 1;
+const RECIPE_VERSION: u32 = 2;
 
 /// The file in the base that records which recipe built it.
 const MARKER: &str = ".provisioner-sandbox-base";
@@ -125,15 +125,15 @@ pub(super) fn ensure(dir: &Path, mirror_override: Option<&str>) -> Result<()> {
     remove_tree(dir).context("cannot replace the outdated base root")?;
     fs::rename(&partial, dir)
         .with_context(|| format!("cannot move the new base root to {}", dir.display()))?;
-    eprintln!(
-        "sandbox: base root ready in {:.0?}",
-        started.elapsed()
-    );
+    eprintln!("sandbox: base root ready in {:.0?}", started.elapsed());
     Ok(())
 }
 
 fn recipe() -> String {
-    format!("recipe {RECIPE_VERSION}\nsuite {SUITE}\npackages {}\n", PACKAGES.join(","))
+    format!(
+        "recipe {RECIPE_VERSION}\nsuite {SUITE}\npackages {}\n",
+        PACKAGES.join(",")
+    )
 }
 
 fn with_suffix(dir: &Path, suffix: &str) -> PathBuf {
@@ -176,9 +176,15 @@ fn debootstrap(target: &Path, mirror: &str, log: &Path) -> Result<()> {
 
 fn is_phase_line(line: &str) -> bool {
     !line.starts_with("I: ")
-        || ["Release", "Resolving", "packages...", "base system", "successfully"]
-            .iter()
-            .any(|key| line.contains(key))
+        || [
+            "Release",
+            "Resolving",
+            "packages...",
+            "base system",
+            "successfully",
+        ]
+        .iter()
+        .any(|key| line.contains(key))
 }
 
 /// Turns a freshly bootstrapped tree into a machine template: everything that must differ per
@@ -209,6 +215,9 @@ fn customise(root: &Path) -> Result<()> {
         "# provisioner sandbox: no DNS server on the test subnet; names are in /etc/hosts\n",
         0o644,
     )?;
+
+    // pam_env warns on every login without it, and those warnings would fill the console log.
+    write_file(&root.join("etc/default/locale"), "LANG=C.UTF-8\n", 0o644)?;
 
     let units = root.join("etc/systemd/system");
     for unit in MASKED_UNITS {
@@ -286,7 +295,9 @@ fn parse_one_line(text: &str) -> Vec<Source> {
     text.lines()
         .filter_map(|line| {
             let line = line.split('#').next()?.trim();
-            let rest = line.strip_prefix("deb ").or_else(|| line.strip_prefix("deb\t"))?;
+            let rest = line
+                .strip_prefix("deb ")
+                .or_else(|| line.strip_prefix("deb\t"))?;
             let mut words = rest.split_whitespace().peekable();
             // Skip the `[arch=amd64 signed-by=...]` options, which may span several words.
             if words.peek()?.starts_with('[') {
@@ -352,13 +363,17 @@ mod tests {
 
     #[test]
     fn reads_one_line_sources() {
-        let text = "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\n\
+        let text =
+            "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\n\
                     deb-src http://m.example/debian bookworm main\n\
                     deb http://s.example/debian-security bookworm-security main\n";
         let got = parse_one_line(text);
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].uri, "http://m.example/debian");
-        assert_eq!(pick_mirror(&got).as_deref(), Some("http://m.example/debian"));
+        assert_eq!(
+            pick_mirror(&got).as_deref(),
+            Some("http://m.example/debian")
+        );
     }
 
     #[test]
@@ -368,7 +383,10 @@ mod tests {
                     Suites: bookworm-security\n\nTypes: deb\nEnabled: no\nURIs: http://x\nSuites: bookworm\n";
         let got = parse_deb822(text);
         assert_eq!(got.len(), 2);
-        assert_eq!(pick_mirror(&got).as_deref(), Some("http://m.example/debian"));
+        assert_eq!(
+            pick_mirror(&got).as_deref(),
+            Some("http://m.example/debian")
+        );
     }
 
     #[test]

@@ -74,7 +74,10 @@ pub(super) fn planned_dirs(leaf: &str) -> Vec<PathBuf> {
         let Some(relative) = path.strip_prefix(h.root.trim_end_matches('/')) else {
             continue;
         };
-        let dir = h.mount_point.join(relative.trim_start_matches('/')).join(leaf);
+        let dir = h
+            .mount_point
+            .join(relative.trim_start_matches('/'))
+            .join(leaf);
         if !dirs.contains(&dir) {
             dirs.push(dir);
         }
@@ -87,14 +90,17 @@ pub(super) fn planned_dirs(leaf: &str) -> Vec<PathBuf> {
 pub(super) fn create(leaf: &str) -> Result<Vec<PathBuf>> {
     let dirs = planned_dirs(leaf);
     for dir in &dirs {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create cgroup {}", dir.display()))?;
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create cgroup {}", dir.display()))?;
         // A new v1 cpuset cgroup has no CPUs or memory nodes, and nothing can join it until it
         // has; copy the parent's, as `cgroup.clone_children` would.
         for file in ["cpuset.cpus", "cpuset.mems"] {
             let own = dir.join(file);
             if fs::read_to_string(&own).is_ok_and(|v| v.trim().is_empty()) {
                 let parent = dir.parent().map(|p| p.join(file));
-                let value = parent.and_then(|p| fs::read_to_string(p).ok()).unwrap_or_default();
+                let value = parent
+                    .and_then(|p| fs::read_to_string(p).ok())
+                    .unwrap_or_default();
                 fs::write(&own, value.trim())
                     .with_context(|| format!("cannot set {}", own.display()))?;
             }

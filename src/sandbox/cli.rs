@@ -131,11 +131,18 @@ fn print(sandbox: &Sandbox, json: bool) -> Result<()> {
         let ssh = if m.reachable { "answers" } else { "no answer" };
         println!("{:<12} {:<16} {:<8} {ssh}", m.name, m.address, state);
     }
-    let users = match sandbox.machines.first().and_then(|m| m.sudo_user.as_deref()) {
+    let users = match sandbox
+        .machines
+        .first()
+        .and_then(|m| m.sudo_user.as_deref())
+    {
         Some(user) => format!("root, {user} (passwordless sudo)"),
         None => "root".to_string(),
     };
-    println!("subnet:      {} (host at {})", sandbox.subnet, sandbox.host_address);
+    println!(
+        "subnet:      {} (host at {})",
+        sandbox.subnet, sandbox.host_address
+    );
     println!("users:       {users}");
     println!("key:         {}", sandbox.key_path.display());
     println!("known_hosts: {}", sandbox.known_hosts_path.display());

@@ -122,7 +122,14 @@ fn add_sudo_user(root: &Path, user: &str, authorized_key: &str) -> Result<()> {
     // The machine's own useradd, so its login.defs and skeleton apply. `*` is "no password"
     // without the `!` of a locked account.
     run(tool("chroot").arg(root).args([
-        "useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", "--password", "*",
+        "useradd",
+        "--create-home",
+        "--shell",
+        "/bin/bash",
+        "--groups",
+        "sudo",
+        "--password",
+        "*",
         user,
     ]))?;
     let passwd = fs::read_to_string(root.join("etc/passwd"))?;
@@ -130,7 +137,8 @@ fn add_sudo_user(root: &Path, user: &str, authorized_key: &str) -> Result<()> {
         .lines()
         .find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
-            (f.first() == Some(&user)).then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))?
+            (f.first() == Some(&user))
+                .then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))?
         })
         .with_context(|| format!("{user} is missing from /etc/passwd after useradd"))?;
     let home = root.join("home").join(user);
@@ -143,7 +151,9 @@ fn add_sudo_user(root: &Path, user: &str, authorized_key: &str) -> Result<()> {
             .with_context(|| format!("cannot chown {}", p.display()))?;
     }
     write_file(
-        &root.join("etc/sudoers.d").join(format!("provisioner-sandbox-{user}")),
+        &root
+            .join("etc/sudoers.d")
+            .join(format!("provisioner-sandbox-{user}")),
         &format!("{user} ALL=(ALL:ALL) NOPASSWD: ALL\n"),
         0o440,
     )
@@ -281,7 +291,10 @@ pub(super) fn wait_for_sshd(
             bail!("the machine stopped during boot (systemd-nspawn exited: {status})");
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        match ssh_banner(m.address, Duration::from_secs(1).min(left.max(Duration::from_millis(100)))) {
+        match ssh_banner(
+            m.address,
+            Duration::from_secs(1).min(left.max(Duration::from_millis(100))),
+        ) {
             Ok(_) => return Ok(()),
             Err(e) if left.is_zero() => {
                 return Err(e).context("sshd did not answer on port 22 before the deadline")
@@ -300,10 +313,15 @@ pub(super) fn ssh(
     known_hosts: &Path,
     command: &str,
 ) -> Result<String> {
-    run(&mut ssh_command(address, user, key, known_hosts).arg(command))
+    run(ssh_command(address, user, key, known_hosts).arg(command))
 }
 
-pub(super) fn ssh_command(address: Ipv4Addr, user: &str, key: &Path, known_hosts: &Path) -> Command {
+pub(super) fn ssh_command(
+    address: Ipv4Addr,
+    user: &str,
+    key: &Path,
+    known_hosts: &Path,
+) -> Command {
     let mut cmd = tool("ssh");
     cmd.args(["-F", "/dev/null", "-i"])
         .arg(key)
@@ -321,8 +339,8 @@ pub(super) fn ssh_command(address: Ipv4Addr, user: &str, key: &Path, known_hosts
 /// trust whatever answers on the network first.
 pub(super) fn known_hosts_line(root: &Path, name: &str, address: Ipv4Addr) -> Result<String> {
     let path = root.join("etc/ssh/ssh_host_ed25519_key.pub");
-    let public = fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let public =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut words = public.split_whitespace();
     let (Some(kind), Some(key)) = (words.next(), words.next()) else {
         bail!("{} is not an SSH public key", path.display());

@@ -151,7 +151,12 @@ impl Sandbox {
     /// An `ssh` command logging into `machine` as `user` with the sandbox's key and known_hosts;
     /// append the remote command with `.arg(...)`.
     pub fn ssh_command(&self, machine: &Machine, user: &str) -> Command {
-        machine::ssh_command(machine.address, user, &self.key_path, &self.known_hosts_path)
+        machine::ssh_command(
+            machine.address,
+            user,
+            &self.key_path,
+            &self.known_hosts_path,
+        )
     }
 }
 
@@ -268,11 +273,17 @@ fn validate(opts: &UpOptions) -> Result<()> {
         );
     }
     if opts.subnet.octets()[3] != 0 {
-        bail!("the subnet is given by its /24 network address, e.g. 10.88.0.0, not {}", opts.subnet);
+        bail!(
+            "the subnet is given by its /24 network address, e.g. 10.88.0.0, not {}",
+            opts.subnet
+        );
     }
     let prefix_ok = !opts.prefix.is_empty()
         && opts.prefix.len() <= 6
-        && opts.prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        && opts
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if !prefix_ok {
         bail!("prefix {:?} must be 1-6 lowercase letters or digits (interface names are limited to 15 bytes)", opts.prefix);
     }
@@ -331,7 +342,16 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
     let _ = fs::remove_file(st.key_path.with_extension("pub"));
     sys::run(
         sys::tool("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "provisioner-sandbox", "-f"])
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "provisioner-sandbox",
+                "-f",
+            ])
             .arg(&st.key_path),
     )
     .context("cannot generate the sandbox's SSH key")?;
@@ -357,7 +377,11 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
         };
         machine::write_identity(&dirs.root(), &identity)
             .with_context(|| step("writing its hostname, keys and users"))?;
-        known_hosts.push_str(&machine::known_hosts_line(&dirs.root(), &m.name, m.address)?);
+        known_hosts.push_str(&machine::known_hosts_line(
+            &dirs.root(),
+            &m.name,
+            m.address,
+        )?);
         let cgroups = cgroup::create(&machine::cgroup_leaf(&opts.prefix, &m.name))
             .with_context(|| step("creating its cgroups"))?;
         let child = machine::launch(&machine::Launch {
@@ -415,8 +439,14 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
             );
         }
         if let Some(user) = &opts.sudo_user {
-            machine::ssh(m.address, user, &st.key_path, &st.known_hosts_path, "sudo -n true")
-                .with_context(|| fail(&format!("logging in as {user} and running `sudo -n true`")))?;
+            machine::ssh(
+                m.address,
+                user,
+                &st.key_path,
+                &st.known_hosts_path,
+                "sudo -n true",
+            )
+            .with_context(|| fail(&format!("logging in as {user} and running `sudo -n true`")))?;
         }
         eprintln!("sandbox: {} is up", m.name);
     }
@@ -534,7 +564,11 @@ pub fn down(state_dir: &Path) -> Result<()> {
 
     let hub = net::hub_netns(&prefix);
     let mut namespaces: Vec<String> = recorded.iter().map(|m| m.netns.clone()).collect();
-    namespaces.extend(net::leftover_netns(&prefix).into_iter().filter(|n| *n != hub));
+    namespaces.extend(
+        net::leftover_netns(&prefix)
+            .into_iter()
+            .filter(|n| *n != hub),
+    );
     namespaces.sort();
     namespaces.dedup();
     for ns in &namespaces {
@@ -569,9 +603,9 @@ pub fn down(state_dir: &Path) -> Result<()> {
     let key = st
         .as_ref()
         .map_or(state_dir.join("id_ed25519"), |s| s.key_path.clone());
-    let known_hosts = st
-        .as_ref()
-        .map_or(state_dir.join("known_hosts"), |s| s.known_hosts_path.clone());
+    let known_hosts = st.as_ref().map_or(state_dir.join("known_hosts"), |s| {
+        s.known_hosts_path.clone()
+    });
     for file in [key.with_extension("pub"), key, known_hosts] {
         let _ = fs::remove_file(file);
     }

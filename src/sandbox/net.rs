@@ -203,6 +203,15 @@ fn host_sysctl(key: &str, value: &str) -> Result<()> {
 
 /// /proc/sys/net shows the reader's namespace, so the write has to happen from inside it.
 fn netns_sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
-    run(tool("ip").args(["netns", "exec", ns, "sh", "-c", "echo \"$1\" > \"/proc/sys/$0\""]).args([key, value]))
-        .map(drop)
+    run(tool("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "sh",
+            "-c",
+            "echo \"$1\" > \"/proc/sys/$0\"",
+        ])
+        .args([key, value]))
+    .map(drop)
 }

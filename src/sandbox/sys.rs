@@ -64,7 +64,11 @@ pub(super) fn run(cmd: &mut Command) -> Result<String> {
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let detail = if stderr.trim().is_empty() { stdout } else { stderr };
+        let detail = if stderr.trim().is_empty() {
+            stdout
+        } else {
+            stderr
+        };
         bail!("`{line}` failed ({}): {}", output.status, detail.trim());
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
@@ -287,6 +291,9 @@ mod tests {
 
     #[test]
     fn strips_colour_codes() {
-        assert_eq!(strip_ansi("[\u{1b}[0;32m  OK  \u{1b}[0m] x\r"), "[  OK  ] x");
+        assert_eq!(
+            strip_ansi("[\u{1b}[0;32m  OK  \u{1b}[0m] x\r"),
+            "[  OK  ] x"
+        );
     }
 }
