@@ -127,7 +127,9 @@ pub struct Host {
     pub roles: Vec<String>,
     /// This node's pod range; default: the next free block of network.pod_cidr.
     pub pod_cidr: Option<String>,
-    /// Per-host SSH overrides.
+    // Per-host SSH overrides. They repeat `Ssh`'s fields because serde cannot combine
+    // `flatten` with `deny_unknown_fields`, and strictness matters more here.
+    /// Login user for this host.
     pub user: Option<String>,
     pub port: Option<u16>,
     pub identity_file: Option<String>,
