@@ -108,7 +108,7 @@ pub(super) fn ensure(dir: &Path, mirror_override: Option<&str>) -> Result<()> {
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     eprintln!(
-        "sandbox: building the base root at {} from {mirror} with debootstrap (about a minute; \
+        "sandbox: building the base root at {} from {mirror} with debootstrap (one to three minutes; \
          log: {})",
         dir.display(),
         log.display()

@@ -242,7 +242,8 @@ fn is_nspawn_of(args: &[String], root: &Path) -> bool {
 
 /// nspawn processes booting any root under `machines_dir`, recorded or not.
 pub(super) fn nspawn_pids_under(machines_dir: &Path) -> Vec<u32> {
-    let prefix = machines_dir.to_string_lossy().into_owned();
+    // With the separator, so /x/machines does not also match /x/machines-old.
+    let prefix = format!("{}/", machines_dir.to_string_lossy().trim_end_matches('/'));
     sys::all_pids()
         .into_iter()
         .filter(|pid| {

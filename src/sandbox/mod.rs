@@ -414,12 +414,17 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
             )
         };
         machine::wait_for_sshd(m, child, deadline).with_context(|| fail("waiting for sshd"))?;
+        // Bounded, since a unit stuck in activation would otherwise hold `--wait` for minutes.
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs()
+            .max(5);
         let system = machine::ssh(
             m.address,
             "root",
             &st.key_path,
             &st.known_hosts_path,
-            "systemctl is-system-running --wait; true",
+            &format!("timeout {wait} systemctl is-system-running --wait; true"),
         )
         .with_context(|| fail("logging in as root with the sandbox key"))?;
         if system.trim() != "running" {

@@ -73,7 +73,7 @@ pub(super) fn check_subnet_free(subnet: Subnet, prefix: &str) -> Result<()> {
     let clash = addrs
         .lines()
         .chain(routes.lines())
-        .find(|l| l.contains(&needle) && !l.contains(&ours));
+        .find(|l| !l.contains(&ours) && l.split_whitespace().any(|word| word.starts_with(&needle)));
     if let Some(line) = clash {
         bail!(
             "the host already uses the sandbox subnet {}: `{}`; pick another subnet",
