@@ -217,6 +217,27 @@ pub fn leaf_certs(c: &Cluster) -> Vec<CertSpec> {
                 .sans(dns, ips),
         );
     }
+    for h in c.control_plane_hosts() {
+        // kubeadm leaves these two with self-signed serving certificates; signed ones let health
+        // checks verify whom they talk to.
+        let dns = vec![h.name.clone(), "localhost".to_string()];
+        let ips = vec![IpAddr::V4(h.internal_ip), loopback4];
+        certs.push(
+            CertSpec::new(
+                "controller-manager-server",
+                Ca::Cluster,
+                "kube-controller-manager",
+                SERVER,
+            )
+            .on(h)
+            .sans(dns.clone(), ips.clone()),
+        );
+        certs.push(
+            CertSpec::new("scheduler-server", Ca::Cluster, "kube-scheduler", SERVER)
+                .on(h)
+                .sans(dns, ips),
+        );
+    }
     for h in c.worker_hosts() {
         let node = format!("system:node:{}", h.name);
         let mut ips = vec![IpAddr::V4(h.internal_ip)];

@@ -214,6 +214,14 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
         ] {
             b.pair(&format!("{PKI}/{name}"), pki.leaf(name, None));
         }
+        b.pair(
+            &format!("{PKI}/kube-controller-manager"),
+            pki.leaf("controller-manager-server", Some(&h.name)),
+        );
+        b.pair(
+            &format!("{PKI}/kube-scheduler"),
+            pki.leaf("scheduler-server", Some(&h.name)),
+        );
         b.file(&format!("{PKI}/sa.key"), SECRET, pki.sa_key.as_str());
         b.file(&format!("{PKI}/sa.pub"), PUBLIC, pki.sa_pub.as_str());
 
