@@ -1,6 +1,7 @@
 //! Renders, for every host, exactly the files its roles need. Pure: the same cluster and PKI
 //! always give the same bytes, and nothing here touches a host or the disk.
 
+mod inputs;
 mod templates;
 mod write;
 
@@ -12,6 +13,7 @@ use serde_json::json;
 
 use crate::inventory::{Cluster, Host};
 use crate::pki::{Ca, Pem, Pki};
+pub use inputs::restarts;
 use templates::Templates;
 pub use write::write_tree;
 
@@ -433,4 +435,85 @@ fn merge(base: &serde_json::Value, extra: serde_json::Value) -> serde_json::Valu
         m.extend(e);
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered() -> Rendered {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventory.toml"))
+            .unwrap();
+        let mut loaded = crate::inventory::parse(&text, dir.path()).unwrap();
+        loaded.cluster.state_dir = dir.path().join("state");
+        let (pki, _) = crate::pki::ensure(&loaded.cluster).unwrap();
+        render(&loaded.cluster, &pki).unwrap()
+    }
+
+    #[test]
+    fn every_file_a_unit_reads_restarts_that_unit() {
+        // Any absolute path on a unit's command line, and any path a config it reads names,
+        // must list the unit among the file's restarts; otherwise a change would go unnoticed.
+        for h in rendered().hosts {
+            let by_path: std::collections::HashMap<&str, &File> =
+                h.files.iter().map(|f| (f.path.as_str(), f)).collect();
+            for f in h
+                .files
+                .iter()
+                .filter(|f| f.path.starts_with("/etc/systemd/system/"))
+            {
+                let unit = f
+                    .path
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(".service");
+                let text = String::from_utf8_lossy(&f.content).replace("\\\n", " ");
+                let mut referenced: Vec<String> = text
+                    .split(|c: char| c.is_whitespace() || c == '=' || c == ',')
+                    .filter(|w| w.starts_with('/') && by_path.contains_key(w))
+                    .map(String::from)
+                    .collect();
+                // Config files name further files (kubeconfigs, certificates).
+                for r in referenced.clone() {
+                    let inner = String::from_utf8_lossy(&by_path[r.as_str()].content).into_owned();
+                    referenced.extend(
+                        inner
+                            .split(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+                            .filter(|w| w.starts_with('/') && by_path.contains_key(w))
+                            .map(String::from),
+                    );
+                }
+                for r in referenced {
+                    assert!(
+                        restarts(&r).contains(&unit),
+                        "{}: {r} is read by {unit} but does not restart it",
+                        h.host
+                    );
+                }
+                assert!(restarts(&f.path).contains(&unit), "{}", f.path);
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_are_marked_and_private() {
+        for h in rendered().hosts {
+            for f in &h.files {
+                let text = String::from_utf8_lossy(&f.content);
+                if text.contains("PRIVATE KEY")
+                    || text.contains("client-key-data")
+                    || text.contains("secretbox")
+                {
+                    assert!(
+                        f.secret && f.mode == 0o600,
+                        "{}: {} holds a secret",
+                        h.host,
+                        f.path
+                    );
+                }
+            }
+        }
+    }
 }
