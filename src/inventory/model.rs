@@ -20,6 +20,7 @@ pub struct Cluster {
     pub api: Api,
     pub pki: PkiSettings,
     pub versions: Versions,
+    pub kubelet: KubeletSettings,
     pub ssh: SshSettings,
     pub hosts: Vec<Host>,
 }
@@ -97,6 +98,12 @@ pub struct Versions {
     pub etcd: Semver,
     pub containerd: Semver,
     pub pause_image: String,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KubeletSettings {
+    pub allow_swap: bool,
+    pub allow_cgroup_v1: bool,
 }
 
 #[derive(Debug, Clone)]

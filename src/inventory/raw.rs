@@ -24,6 +24,8 @@ pub struct Inventory {
     #[serde(default)]
     pub versions: Versions,
     #[serde(default)]
+    pub kubelet: Kubelet,
+    #[serde(default)]
     pub ssh: Ssh,
     #[serde(default)]
     pub hosts: Vec<Host>,
@@ -90,6 +92,17 @@ pub struct Versions {
     pub containerd: Option<String>,
     /// Pause (sandbox) image the container runtime uses. Default "registry.k8s.io/pause:3.10.1".
     pub pause_image: Option<String>,
+}
+
+/// Node requirements the kubelet enforces, and their escape hatches.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Kubelet {
+    /// Let the kubelet run on hosts with swap enabled (failSwapOn: false). Default false.
+    pub allow_swap: Option<bool>,
+    /// Let the kubelet run on cgroup v1 hosts, which Kubernetes 1.35+ refuses by default
+    /// (failCgroupV1: false). A temporary escape hatch; default false.
+    pub allow_cgroup_v1: Option<bool>,
 }
 
 /// SSH access. Every key except `bastion` and `parallelism` can be overridden per host.

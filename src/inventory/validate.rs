@@ -71,6 +71,10 @@ impl Validator {
             api: api?,
             pki: pki?,
             versions: versions?,
+            kubelet: KubeletSettings {
+                allow_swap: inv.kubelet.allow_swap.unwrap_or(false),
+                allow_cgroup_v1: inv.kubelet.allow_cgroup_v1.unwrap_or(false),
+            },
             ssh: ssh?,
             hosts: hosts?,
         })

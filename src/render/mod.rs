@@ -378,7 +378,9 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
             &json!({
                 "cluster_domain": c.network.cluster_domain,
                 "cluster_dns": c.network.cluster_dns.to_string(),
-                "fail_cgroup_v1": c.kubernetes.minor() >= 35,
+                "minor": c.kubernetes.minor(),
+                "allow_cgroup_v1": c.kubelet.allow_cgroup_v1,
+                "allow_swap": c.kubelet.allow_swap,
             }),
         )?;
         b.template(
