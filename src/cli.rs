@@ -64,6 +64,35 @@ pub enum Command {
         out: PathBuf,
     },
 
+    /// Show what `apply` would change on each host, without changing anything
+    #[command(
+        after_help = "Examples:\n  provisioner plan inventory.toml\n  provisioner plan inventory.toml --output json\n\n\
+        Connects to every host, gathers what is there (file hashes, unit states, OS facts), runs the \
+        preflight checks and prints, per host, the files to create or update (secret contents are \
+        never shown) and the services to start or restart, with the reason."
+    )]
+    Plan {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+
+    /// Bring every host to the state the inventory describes, in dependency order
+    #[command(after_help = "Example:\n  provisioner apply inventory.toml\n\n\
+        Verifies the bundle, connects to every host over SSH (host keys always verified), checks \
+        preflight conditions on all hosts before writing anything, uploads only what differs, and \
+        starts services in order: etcd, kube-apiserver, controller-manager and scheduler, RBAC, \
+        containerd/kubelet/kube-proxy, pod routes; each behind a health gate. A second apply with \
+        nothing changed writes nothing and restarts nothing.")]
+    Apply {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        /// Progress as plain lines (text) or one JSON event per line (json)
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+
     /// Print the admin kubeconfig to standard output
     #[command(
         after_help = "Example:\n  provisioner kubeconfig inventory.toml > ~/.kube/config && chmod 600 ~/.kube/config\n\n\
@@ -74,6 +103,15 @@ pub enum Command {
     /// Certificates: list them
     #[command(subcommand)]
     Certs(CertsCommand),
+
+    /// Test machines on this Linux box: systemd containers in their own network namespaces
+    #[command(
+        subcommand,
+        after_help = "Example:\n  provisioner sandbox up --nodes 5 && provisioner apply inventory.toml\n\n\
+        Needs root, systemd-nspawn (package systemd-container) and debootstrap. The machines get \
+        10.88.0.11, .12, ... on a bridge that exists only inside their network namespaces."
+    )]
+    Sandbox(crate::sandbox::cli::SandboxCommand),
 
     /// Print the JSON Schema of the inventory file, for editors
     #[command(

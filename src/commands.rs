@@ -14,9 +14,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Validate(a) => validate(&a.inventory),
         Command::Render { inventory, out } => render_cmd(&inventory.inventory, &out),
         Command::Kubeconfig(a) => kubeconfig(&a.inventory),
+        Command::Plan { inventory, output } => converge(&inventory.inventory, output, true),
+        Command::Apply { inventory, output } => converge(&inventory.inventory, output, false),
         Command::Certs(CertsCommand::List { inventory, output }) => {
             certs_list(&inventory.inventory, output)
         }
+        Command::Sandbox(cmd) => crate::sandbox::cli::run(&cmd),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&inventory::schema())?);
             Ok(())
@@ -161,4 +164,75 @@ fn format_time(unix: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| unix.to_string())
+}
+
+const STANDIN_NOTICE: &str = "NOTE: this bundle's Kubernetes binaries are provisioner's test stand-ins, not Kubernetes \
+(etcd, containerd and runc are real). The result exercises every certificate, kubeconfig, TLS link and \
+start order, but it is a test bed, not a working cluster.";
+
+/// `plan` and `apply`: survey the hosts, plan, and (for apply) execute.
+fn converge(path: &Path, output: Output, plan_only: bool) -> Result<()> {
+    let l = load(path)?;
+    let c = &l.cluster;
+    let bundle_dir = c.bundle.as_ref().with_context(|| {
+        format!("{} has no [cluster] bundle: set it to the directory holding the binaries and their manifest.toml", path.display())
+    })?;
+    // Every binary is checked before any host is contacted.
+    let bundle = crate::bundle::Bundle::open(bundle_dir)?;
+    if bundle.kubernetes_version.trim_start_matches('v') != c.kubernetes.to_string() {
+        anyhow::bail!(
+            "the bundle holds Kubernetes {} but the inventory asks for {}; use a matching bundle",
+            bundle.kubernetes_version,
+            c.kubernetes
+        );
+    }
+    let format = if output == Output::Json {
+        crate::apply::Format::Json
+    } else {
+        crate::apply::Format::Text
+    };
+    let rep = crate::apply::Reporter::new(format);
+    if bundle.standins {
+        rep.note(STANDIN_NOTICE);
+    }
+    let pki = ensure_pki(&l, path)?;
+    let rendered = render::render(c, &pki)?;
+    let inputs = crate::apply::Inputs {
+        cluster: c,
+        rendered: &rendered,
+        pki: &pki,
+        bundle: &bundle,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let survey = crate::apply::survey(&inputs, &rep).await?;
+        let plan = crate::apply::make_plan(&survey);
+        if plan_only {
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+                Output::Text => print!("{}", crate::plan::text(&plan)),
+            }
+            return Ok(());
+        }
+        let outcome = if plan.is_empty() {
+            rep.note("Nothing to do: every host matches the inventory.");
+            crate::apply::Outcome::default()
+        } else {
+            if format == crate::apply::Format::Text {
+                eprint!("{}", crate::plan::text(&plan));
+            }
+            crate::apply::execute(&inputs, &survey, &plan, &rep).await?
+        };
+        match output {
+            Output::Json => println!("{}", serde_json::json!({ "summary": outcome })),
+            Output::Text => eprintln!(
+                "done in {:.1}s: {} file(s) written, {} service(s) started, {} restarted ({:.1}s transfer, {:.1}s starting and waiting)",
+                outcome.seconds, outcome.files_written, outcome.units_started, outcome.units_restarted, outcome.transfer_seconds, outcome.wait_seconds
+            ),
+        }
+        if bundle.standins {
+            rep.note(STANDIN_NOTICE);
+        }
+        anyhow::Ok(())
+    })
 }

@@ -3,8 +3,13 @@
 //! The modules follow the pipeline: `inventory` (read and validate) → `pki` (keys and
 //! certificates in the state directory) → `render` (every host's files, pure).
 
+pub mod apply;
+pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod inventory;
 pub mod pki;
+pub mod plan;
 pub mod render;
+pub mod sandbox;
+pub mod transport;

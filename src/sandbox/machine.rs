@@ -282,13 +282,9 @@ pub(super) fn ssh_banner(address: Ipv4Addr, timeout: Duration) -> Result<String>
 }
 
 /// Waits until sshd answers or the deadline passes; fails early when nspawn exits.
-pub(super) fn wait_for_sshd(
-    m: &MachineState,
-    child: &mut Option<Child>,
-    deadline: Instant,
-) -> Result<()> {
+pub(super) fn wait_for_sshd(m: &MachineState, child: &mut Child, deadline: Instant) -> Result<()> {
     loop {
-        if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+        if let Ok(Some(status)) = child.try_wait() {
             bail!("the machine stopped during boot (systemd-nspawn exited: {status})");
         }
         let left = deadline.saturating_duration_since(Instant::now());

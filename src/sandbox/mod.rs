@@ -360,7 +360,7 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
     net::create_hub(&opts.prefix, subnet).context("cannot create the sandbox network")?;
 
     let hosts_file = hosts_file(&st.machines);
-    let mut children: Vec<Option<Child>> = Vec::new();
+    let mut children: Vec<Child> = Vec::new();
     let mut known_hosts = String::new();
     for i in 0..st.machines.len() {
         let m = st.machines[i].clone();
@@ -377,11 +377,9 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
         };
         machine::write_identity(&dirs.root(), &identity)
             .with_context(|| step("writing its hostname, keys and users"))?;
-        known_hosts.push_str(&machine::known_hosts_line(
-            &dirs.root(),
-            &m.name,
-            m.address,
-        )?);
+        let host_key = machine::known_hosts_line(&dirs.root(), &m.name, m.address)
+            .with_context(|| step("reading its host key"))?;
+        known_hosts.push_str(&host_key);
         let cgroups = cgroup::create(&machine::cgroup_leaf(&opts.prefix, &m.name))
             .with_context(|| step("creating its cgroups"))?;
         let child = machine::launch(&machine::Launch {
@@ -395,11 +393,22 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
         st.machines[i].pid = Some(child.id());
         st.machines[i].cgroups = cgroups;
         st.save(state_dir)?;
-        children.push(Some(child));
+        children.push(child);
         eprintln!("sandbox: booting {} at {}", m.name, m.address);
     }
     sys::write_file(&st.known_hosts_path, &known_hosts, 0o644)?;
 
+    for m in &st.machines {
+        if !net::routes_into_sandbox(&opts.prefix, m.address) {
+            bail!(
+                "machine {} ({}): the host does not route its address into the sandbox network \
+                 (through {}); not probing it",
+                m.name,
+                m.address,
+                net::host_veth(&opts.prefix)
+            );
+        }
+    }
     // One deadline for all: they boot in parallel, so waiting on each in turn costs nothing.
     let deadline = Instant::now() + opts.boot_timeout;
     for (m, child) in st.machines.iter().zip(children.iter_mut()) {
@@ -437,7 +446,7 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
             )
             .unwrap_or_default();
             eprintln!(
-                "sandbox: warning: {} is {} ; failed units:\n{}",
+                "sandbox: warning: {} is {}; failed units:\n{}",
                 m.name,
                 system.trim(),
                 failed.trim()
@@ -457,7 +466,7 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
     }
     // The handles only served to notice an early exit; the machines outlive this process.
     drop(children);
-    Ok(report(state_dir, &st, true))
+    Ok(report(state_dir, &st))
 }
 
 fn hosts_file(machines: &[MachineState]) -> String {
@@ -476,7 +485,7 @@ fn is_running(m: &MachineState) -> bool {
         .is_some_and(|pid| machine::nspawn_running(pid, &m.dir.join("root")))
 }
 
-fn report(state_dir: &Path, st: &State, probe: bool) -> Sandbox {
+fn report(state_dir: &Path, st: &State) -> Sandbox {
     let subnet = net::Subnet { network: st.subnet };
     Sandbox {
         state_dir: state_dir.to_path_buf(),
@@ -489,8 +498,8 @@ fn report(state_dir: &Path, st: &State, probe: bool) -> Sandbox {
             .iter()
             .map(|m| {
                 let running = is_running(m);
-                let reachable = probe
-                    && running
+                let reachable = running
+                    && net::routes_into_sandbox(&st.prefix, m.address)
                     && machine::ssh_banner(m.address, Duration::from_secs(2)).is_ok();
                 Machine {
                     name: m.name.clone(),
@@ -515,7 +524,7 @@ pub fn status(state_dir: &Path) -> Result<Sandbox> {
             state_dir.display()
         )
     })?;
-    Ok(report(state_dir, &st, true))
+    Ok(report(state_dir, &st))
 }
 
 /// Removes everything `up` made in `state_dir`: machines, mounts, cgroups, namespaces, keys and

@@ -84,6 +84,15 @@ pub(super) fn check_subnet_free(subnet: Subnet, prefix: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the kernel sends traffic for `address` into the sandbox, through our host veth. Every
+/// probe checks this first: with a stale state file (after a reboot, say) the machines'
+/// addresses would otherwise be routed out of the host's real interface.
+pub(super) fn routes_into_sandbox(prefix: &str, address: Ipv4Addr) -> bool {
+    let dev = host_veth(prefix);
+    run(tool("ip").args(["-4", "route", "get", &address.to_string()]))
+        .is_ok_and(|route| route.split_whitespace().any(|w| w == dev))
+}
+
 /// Whether a namespace with this name exists.
 pub(super) fn netns_exists(name: &str) -> bool {
     std::path::Path::new("/run/netns").join(name).exists()

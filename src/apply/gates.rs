@@ -1,0 +1,451 @@
+//! The start order and the health gate after each step. A gate that does not pass by its
+//! deadline stops the run, naming the host and the gate, with the unit's journal tail.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use reqwest::Method;
+use serde_json::json;
+
+use super::health::{self, Request, Tls};
+use super::{Inputs, Reporter};
+use crate::pki::{Ca, Pem};
+use crate::plan::UnitChange;
+use crate::transport::Connection;
+
+pub struct Phase {
+    pub name: &'static str,
+    pub units: &'static [&'static str],
+    /// Runs whenever anything changed, even with no unit action of its own.
+    pub always_after_change: bool,
+}
+
+const fn phase(name: &'static str, units: &'static [&'static str]) -> Phase {
+    Phase {
+        name,
+        units,
+        always_after_change: false,
+    }
+}
+
+pub const PHASES: [Phase; 6] = [
+    phase("etcd", &["etcd"]),
+    phase("kube-apiserver", &["kube-apiserver"]),
+    phase(
+        "controllers",
+        &["kube-controller-manager", "kube-scheduler"],
+    ),
+    Phase {
+        name: "rbac",
+        units: &[],
+        always_after_change: true,
+    },
+    phase("workers", &["containerd", "kubelet", "kube-proxy"]),
+    phase("pod network routes", &["pod-routes"]),
+];
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+pub struct Gates<'a> {
+    pub inp: &'a Inputs<'a>,
+    pub conns: &'a BTreeMap<String, Connection>,
+    pub rep: &'a Reporter,
+}
+
+impl Gates<'_> {
+    pub async fn run(&self, phase: &Phase, actions: &[(&str, &UnitChange)]) -> Result<()> {
+        let mut hosts: Vec<&str> = actions.iter().map(|(h, _)| *h).collect();
+        hosts.dedup();
+        let acted =
+            |host: &str, unit: &str| actions.iter().any(|(h, u)| *h == host && u.unit == unit);
+        match phase.name {
+            "etcd" => {
+                for h in &hosts {
+                    self.gate(
+                        h,
+                        "etcd",
+                        "etcd member healthy (mTLS /health)",
+                        self.etcd_health(h),
+                    )
+                    .await?;
+                }
+            }
+            "kube-apiserver" => {
+                for h in &hosts {
+                    let ip = self.ip(h);
+                    self.gate(
+                        h,
+                        "kube-apiserver",
+                        "API server /readyz",
+                        self.https_ok(h, &ip, 6443, "/readyz", Some(self.admin())),
+                    )
+                    .await?;
+                }
+            }
+            "controllers" => {
+                for h in &hosts {
+                    if acted(h, "kube-controller-manager") {
+                        self.gate(
+                            h,
+                            "kube-controller-manager",
+                            "controller-manager /healthz",
+                            self.https_ok(h, "127.0.0.1", 10257, "/healthz", None),
+                        )
+                        .await?;
+                    }
+                    if acted(h, "kube-scheduler") {
+                        self.gate(
+                            h,
+                            "kube-scheduler",
+                            "scheduler /readyz",
+                            self.https_ok(h, "127.0.0.1", 10259, "/readyz", None),
+                        )
+                        .await?;
+                    }
+                }
+            }
+            "rbac" => self.rbac().await?,
+            "workers" => {
+                for h in &hosts {
+                    let conn = &self.conns[*h];
+                    let containerd = async {
+                        let start = Instant::now();
+                        loop {
+                            let o = conn
+                                .run("ctr --address /run/containerd/containerd.sock version")
+                                .await?;
+                            if o.success() {
+                                return Ok(());
+                            }
+                            if start.elapsed() > DEADLINE {
+                                bail!(
+                                    "containerd's socket does not answer: {}",
+                                    o.stderr_text().trim()
+                                );
+                            }
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    };
+                    self.gate(h, "containerd", "containerd socket answers", containerd)
+                        .await?;
+                    self.gate(
+                        h,
+                        "kubelet",
+                        "kubelet /healthz",
+                        self.http_ok(h, "127.0.0.1", 10248),
+                    )
+                    .await?;
+                    self.gate(h, "kubelet", "Node Ready in the API", self.node_ready(h))
+                        .await?;
+                    self.gate(
+                        h,
+                        "kube-proxy",
+                        "kube-proxy /healthz",
+                        self.http_ok(h, "127.0.0.1", 10256),
+                    )
+                    .await?;
+                }
+            }
+            "pod network routes" => {
+                for h in &hosts {
+                    self.gate(
+                        h,
+                        "pod-routes",
+                        "routes to the other nodes' pod ranges",
+                        self.routes(h),
+                    )
+                    .await?;
+                }
+            }
+            other => unreachable!("no gate for phase {other}"),
+        }
+        Ok(())
+    }
+
+    fn ip(&self, host: &str) -> String {
+        let h = self
+            .inp
+            .cluster
+            .host(host)
+            .expect("planned hosts are in the inventory");
+        h.internal_ip.to_string()
+    }
+
+    fn admin(&self) -> Tls {
+        Tls {
+            ca: self.inp.pki.ca(Ca::Cluster).cert.clone(),
+            client: Some(self.inp.pki.leaf("admin", None).clone()),
+        }
+    }
+
+    fn super_admin(&self) -> Pem {
+        self.inp.pki.leaf("super-admin", None).clone()
+    }
+
+    /// Runs one gate; on failure, the error names the host and the gate and carries the unit's journal.
+    async fn gate(
+        &self,
+        host: &str,
+        unit: &str,
+        what: &str,
+        check: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let t = Instant::now();
+        match tokio::time::timeout(DEADLINE + Duration::from_secs(10), check).await {
+            Ok(Ok(())) => {
+                self.rep
+                    .step("gate", Some(host), what, t.elapsed(), "ok", None);
+                Ok(())
+            }
+            outcome => {
+                let reason = match outcome {
+                    Ok(Err(e)) => format!("{e:#}"),
+                    _ => format!("no answer within {} s", DEADLINE.as_secs()),
+                };
+                self.rep.step(
+                    "gate",
+                    Some(host),
+                    what,
+                    t.elapsed(),
+                    "failed",
+                    Some(&reason),
+                );
+                let journal = self.conns[host]
+                    .run(&format!(
+                        "journalctl -u {unit}.service -n 30 --no-pager -o cat"
+                    ))
+                    .await
+                    .map(|o| o.stdout_text())
+                    .unwrap_or_else(|e| format!("(journal unavailable: {e})"));
+                Err(anyhow!(
+                    "{host}: gate \"{what}\" failed: {reason}\nlast lines of `journalctl -u {unit}` on {host}:\n{}",
+                    indent(&journal)
+                ))
+            }
+        }
+    }
+
+    async fn etcd_health(&self, host: &str) -> Result<()> {
+        let tls = Tls {
+            ca: self.inp.pki.ca(Ca::Etcd).cert.clone(),
+            client: Some(self.inp.pki.leaf("etcd-healthcheck-client", None).clone()),
+        };
+        let conn = &self.conns[host];
+        let ip = self.ip(host);
+        let r = Request {
+            conn,
+            target: &ip,
+            port: 2379,
+            tls: Some(&tls),
+            server_name: host,
+            method: Method::GET,
+            path: "/health",
+            body: None,
+        };
+        let start = Instant::now();
+        loop {
+            match health::send(&r).await {
+                Ok(resp) if resp.status == 200 && resp.body.contains("\"true\"") => return Ok(()),
+                Ok(resp) if start.elapsed() > DEADLINE => {
+                    bail!("HTTP {}: {}", resp.status, resp.body.trim())
+                }
+                Err(e) if start.elapsed() > DEADLINE => return Err(e),
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    async fn https_ok(
+        &self,
+        host: &str,
+        target: &str,
+        port: u16,
+        path: &str,
+        tls_client: Option<Tls>,
+    ) -> Result<()> {
+        let tls = tls_client.unwrap_or_else(|| Tls {
+            ca: self.inp.pki.ca(Ca::Cluster).cert.clone(),
+            client: None,
+        });
+        let r = Request {
+            conn: &self.conns[host],
+            target,
+            port,
+            tls: Some(&tls),
+            server_name: host,
+            method: Method::GET,
+            path,
+            body: None,
+        };
+        health::wait_ok(&r, DEADLINE).await
+    }
+
+    async fn http_ok(&self, host: &str, target: &str, port: u16) -> Result<()> {
+        let r = Request {
+            conn: &self.conns[host],
+            target,
+            port,
+            tls: None,
+            server_name: "localhost",
+            method: Method::GET,
+            path: "/healthz",
+            body: None,
+        };
+        health::wait_ok(&r, DEADLINE).await
+    }
+
+    /// A control-plane host to talk to the API through.
+    fn api_host(&self) -> &str {
+        &self
+            .inp
+            .cluster
+            .control_plane_hosts()
+            .next()
+            .expect("validation requires a control plane")
+            .name
+    }
+
+    async fn api(
+        &self,
+        tls: &Tls,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<health::Response> {
+        let host = self.api_host();
+        let ip = self.ip(host);
+        let r = Request {
+            conn: &self.conns[host],
+            target: &ip,
+            port: 6443,
+            tls: Some(tls),
+            server_name: host,
+            method,
+            path,
+            body,
+        };
+        health::send(&r).await
+    }
+
+    async fn node_ready(&self, node: &str) -> Result<()> {
+        let tls = self.admin();
+        let start = Instant::now();
+        loop {
+            let resp = self
+                .api(&tls, Method::GET, &format!("/api/v1/nodes/{node}"), None)
+                .await?;
+            let ready = resp.status == 200
+                && serde_json::from_str::<serde_json::Value>(&resp.body)
+                    .ok()
+                    .and_then(|n| n["status"]["conditions"].as_array().cloned())
+                    .is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    });
+            if ready {
+                return Ok(());
+            }
+            if start.elapsed() > DEADLINE {
+                bail!(
+                    "Node {node} is not Ready (HTTP {}: {})",
+                    resp.status,
+                    resp.body.trim()
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// The bindings a hard-way cluster needs that Kubernetes does not create itself: the admin
+    /// group to cluster-admin, and the API server's kubelet client to the kubelet API.
+    async fn rbac(&self) -> Result<()> {
+        let t = Instant::now();
+        let tls = Tls {
+            ca: self.inp.pki.ca(Ca::Cluster).cert.clone(),
+            client: Some(self.super_admin()),
+        };
+        let bindings = [
+            binding(
+                crate::pki::ADMIN_GROUP,
+                "cluster-admin",
+                "Group",
+                crate::pki::ADMIN_GROUP,
+            ),
+            binding(
+                "provisioner:kube-apiserver-kubelet-client",
+                "system:kubelet-api-admin",
+                "User",
+                "kube-apiserver-kubelet-client",
+            ),
+        ];
+        let base = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
+        for (name, body) in bindings {
+            let got = self
+                .api(&tls, Method::GET, &format!("{base}/{name}"), None)
+                .await?;
+            match got.status {
+                200 => continue,
+                404 => {
+                    let created = self.api(&tls, Method::POST, base, Some(body)).await?;
+                    if created.status != 201 && created.status != 200 && created.status != 409 {
+                        bail!(
+                            "creating ClusterRoleBinding {name}: HTTP {}: {}",
+                            created.status,
+                            created.body.trim()
+                        );
+                    }
+                }
+                s => bail!(
+                    "reading ClusterRoleBinding {name}: HTTP {s}: {}",
+                    got.body.trim()
+                ),
+            }
+        }
+        self.rep.step(
+            "rbac",
+            Some(self.api_host()),
+            "cluster role bindings",
+            t.elapsed(),
+            "ok",
+            None,
+        );
+        Ok(())
+    }
+
+    async fn routes(&self, host: &str) -> Result<()> {
+        let conn = &self.conns[host];
+        for w in self.inp.cluster.worker_hosts().filter(|w| w.name != host) {
+            let cidr = w.pod_cidr.context("workers have pod ranges")?;
+            let o = conn.run_checked(&format!("ip route show {cidr}")).await?;
+            if !o.stdout_text().contains(&format!("via {}", w.internal_ip)) {
+                bail!("no route to {cidr} via {} ({})", w.internal_ip, w.name);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn binding(name: &str, role: &str, kind: &str, subject: &str) -> (String, serde_json::Value) {
+    let mut subject_json = json!({ "kind": kind, "name": subject });
+    if kind != "ServiceAccount" {
+        subject_json["apiGroup"] = json!("rbac.authorization.k8s.io");
+    }
+    (
+        name.to_string(),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": "provisioner" } },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+            "subjects": [subject_json],
+        }),
+    )
+}
+
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

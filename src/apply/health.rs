@@ -1,0 +1,127 @@
+//! Health checks over TLS (reqwest + rustls, ring provider), reaching every endpoint through the
+//! host's SSH connection so that services bound to 127.0.0.1 and networks the operator's machine
+//! cannot route to are checked the same way. Certificates are always verified against the
+//! cluster's own CAs; the client presents a certificate where the endpoint requires one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::pki::Pem;
+use crate::transport::Connection;
+
+/// How a check authenticates: which CA to trust and, optionally, which client certificate to show.
+#[derive(Clone)]
+pub struct Tls {
+    pub ca: String,
+    pub client: Option<Pem>,
+}
+
+fn client_config(tls: &Tls) -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(tls.ca.as_bytes()) {
+        roots.add(cert.context("reading a CA certificate")?)?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    Ok(match &tls.client {
+        Some(pem) => {
+            let certs: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(pem.cert.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .context("reading a client certificate")?;
+            let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes())
+                .context("reading a client key")?;
+            builder.with_client_auth_cert(certs, key)?
+        }
+        None => builder.with_no_client_auth(),
+    })
+}
+
+/// One HTTP(S) request to `target:port` as seen from `conn`'s host. `server_name` is the name the
+/// serving certificate must carry.
+pub struct Request<'a> {
+    pub conn: &'a Connection,
+    pub target: &'a str,
+    pub port: u16,
+    pub tls: Option<&'a Tls>,
+    pub server_name: &'a str,
+    pub method: reqwest::Method,
+    pub path: &'a str,
+    pub body: Option<serde_json::Value>,
+}
+
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+pub async fn send(r: &Request<'_>) -> Result<Response> {
+    let fwd = r.conn.forward(r.target, r.port).await?;
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .resolve(r.server_name, fwd.local_addr());
+    let url = match r.tls {
+        Some(tls) => {
+            builder = builder.use_preconfigured_tls(client_config(tls)?);
+            format!("https://{}:{}{}", r.server_name, r.port, r.path)
+        }
+        None => format!("http://{}:{}{}", r.server_name, r.port, r.path),
+    };
+    let client = builder.build().context("building the HTTP client")?;
+    let mut req = client.request(r.method.clone(), &url);
+    if let Some(b) = &r.body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.map_err(|e| {
+        let detail = fwd
+            .last_error()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        anyhow!(
+            "{url} via {}: {}{detail}",
+            r.conn.host_name(),
+            error_chain(&e)
+        )
+    })?;
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    Ok(Response { status, body })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Polls a GET until it answers 200 or the deadline passes; the error carries the last answer.
+pub async fn wait_ok(r: &Request<'_>, deadline: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut last;
+    loop {
+        match send(r).await {
+            Ok(resp) if resp.status == 200 => return Ok(()),
+            Ok(resp) => last = format!("HTTP {}: {}", resp.status, resp.body.trim()),
+            Err(e) => last = format!("{e:#}"),
+        }
+        if start.elapsed() >= deadline {
+            bail!(
+                "no healthy answer within {} s; last: {last}",
+                deadline.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,268 @@
+//! The runner: the only part of provisioner that touches hosts. It connects, gathers facts,
+//! checks preflight conditions on every host before writing anything, then executes the plan in
+//! dependency order, each step behind a health gate with a deadline.
+
+mod gates;
+pub mod health;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use crate::bundle::Bundle;
+use crate::inventory::Cluster;
+use crate::pki::Pki;
+use crate::plan::{self, DesiredHost, Facts, FileAction, HostPlan, Plan, Source, UnitAction};
+use crate::render::Rendered;
+use crate::transport::{self, Connection};
+pub use report::{Format, Reporter};
+
+pub struct Inputs<'a> {
+    pub cluster: &'a Cluster,
+    pub rendered: &'a Rendered,
+    pub pki: &'a Pki,
+    pub bundle: &'a Bundle,
+}
+
+/// What a run did, for the summary and the tests.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Outcome {
+    pub files_written: usize,
+    pub units_started: usize,
+    pub units_restarted: usize,
+    pub seconds: f64,
+    pub transfer_seconds: f64,
+    pub wait_seconds: f64,
+}
+
+/// The hosts' connections and current state, ready to plan from.
+pub struct Survey {
+    pub conns: BTreeMap<String, Connection>,
+    pub desired: Vec<DesiredHost>,
+    pub facts: Vec<Facts>,
+}
+
+pub async fn survey(inp: &Inputs<'_>, rep: &Reporter) -> Result<Survey> {
+    let desired = plan::desired(inp.rendered, inp.bundle)?;
+    let parallel = inp.cluster.ssh.parallelism as usize;
+
+    rep.phase("connect");
+    let results: Vec<(String, Result<Connection, transport::Error>, Duration)> =
+        stream::iter(&inp.cluster.hosts)
+            .map(|h| async move {
+                let t = Instant::now();
+                let r = Connection::connect(h, &inp.cluster.ssh).await;
+                (h.name.clone(), r, t.elapsed())
+            })
+            .buffer_unordered(parallel)
+            .collect()
+            .await;
+    let mut conns = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (name, r, took) in results {
+        match r {
+            Ok(c) => {
+                rep.step("connect", Some(&name), "ssh", took, "ok", None);
+                conns.insert(name, c);
+            }
+            Err(e) => {
+                rep.step(
+                    "connect",
+                    Some(&name),
+                    "ssh",
+                    took,
+                    "failed",
+                    Some(&e.to_string()),
+                );
+                failures.push(format!("{e}"));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "cannot reach {} host(s); nothing was changed:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+
+    rep.phase("gather facts");
+    let facts: Vec<Facts> = stream::iter(&desired)
+        .map(|d| {
+            let conn = conns[&d.host].clone();
+            async move {
+                let t = Instant::now();
+                let out = conn.run_checked(&plan::facts::script(d)).await?;
+                rep.step("facts", Some(&d.host), "gather", t.elapsed(), "ok", None);
+                anyhow::Ok(plan::facts::parse(&out.stdout_text()))
+            }
+        })
+        .buffered(parallel)
+        .try_collect()
+        .await?;
+
+    let pairs: Vec<(&DesiredHost, &Facts)> = desired.iter().zip(&facts).collect();
+    let k = &inp.cluster.kubelet;
+    let require_cgroup2 = inp.cluster.kubernetes.minor() >= 35 && !k.allow_cgroup_v1;
+    let problems = plan::facts::preflight(&pairs, &inp.bundle.arch, require_cgroup2, k.allow_swap);
+    if !problems.is_empty() {
+        bail!(
+            "preflight failed on {} point(s); nothing was changed:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        );
+    }
+    Ok(Survey {
+        conns,
+        desired,
+        facts,
+    })
+}
+
+pub fn make_plan(s: &Survey) -> Plan {
+    Plan {
+        hosts: s
+            .desired
+            .iter()
+            .zip(&s.facts)
+            .map(|(d, f)| plan::diff(d, f))
+            .collect(),
+    }
+}
+
+/// Executes a plan made from `survey` by [`make_plan`].
+pub async fn execute(inp: &Inputs<'_>, s: &Survey, p: &Plan, rep: &Reporter) -> Result<Outcome> {
+    let start = Instant::now();
+    let mut outcome = Outcome::default();
+    let parallel = inp.cluster.ssh.parallelism as usize;
+
+    rep.phase("files");
+    let t = Instant::now();
+    let written: Vec<usize> = stream::iter(&p.hosts)
+        .filter(|h| std::future::ready(!h.dirs.is_empty() || !h.files.is_empty()))
+        .map(|h| write_host(&s.conns[&h.host], h, rep))
+        .buffer_unordered(parallel)
+        .try_collect()
+        .await?;
+    outcome.files_written = written.iter().sum();
+    outcome.transfer_seconds = t.elapsed().as_secs_f64();
+
+    let g = gates::Gates {
+        inp,
+        conns: &s.conns,
+        rep,
+    };
+    let t = Instant::now();
+    for phase in &gates::PHASES {
+        let actions: Vec<(&str, &crate::plan::UnitChange)> = p
+            .hosts
+            .iter()
+            .flat_map(|h| {
+                h.units
+                    .iter()
+                    .filter(|u| phase.units.contains(&u.unit.as_str()))
+                    .map(move |u| (h.host.as_str(), u))
+            })
+            .collect();
+        if actions.is_empty() && !phase.always_after_change {
+            continue;
+        }
+        rep.phase(phase.name);
+        for (host, u) in &actions {
+            let conn = &s.conns[*host];
+            let verb = match u.action {
+                UnitAction::Start => {
+                    outcome.units_started += 1;
+                    "start"
+                }
+                UnitAction::Restart => {
+                    outcome.units_restarted += 1;
+                    "restart"
+                }
+                UnitAction::Enable => "",
+            };
+            let step = Instant::now();
+            let mut cmd = String::new();
+            if u.enable {
+                cmd.push_str(&format!("systemctl enable --quiet {}.service && ", u.unit));
+            }
+            // --no-block: etcd members only report started once a quorum exists, so all of them
+            // must be asked to start before any is waited for; the gates do the waiting.
+            if verb.is_empty() {
+                cmd.push_str("true");
+            } else {
+                cmd.push_str(&format!("systemctl {verb} --no-block {}.service", u.unit));
+            }
+            conn.run_checked(&cmd)
+                .await
+                .with_context(|| format!("{host}: {verb} {}", u.unit))?;
+            rep.step(
+                phase.name,
+                Some(host),
+                &format!("{verb} {}", u.unit),
+                step.elapsed(),
+                "ok",
+                Some(&u.reason),
+            );
+        }
+        g.run(phase, &actions).await?;
+    }
+    outcome.wait_seconds = t.elapsed().as_secs_f64();
+    outcome.seconds = start.elapsed().as_secs_f64();
+    Ok(outcome)
+}
+
+/// Directories, files, then the reloads they need, on one host.
+async fn write_host(conn: &Connection, h: &HostPlan, rep: &Reporter) -> Result<usize> {
+    let t = Instant::now();
+    if !h.dirs.is_empty() {
+        let cmd: Vec<String> = h
+            .dirs
+            .iter()
+            .map(|(d, m)| format!("install -d -m {m:o} '{d}'"))
+            .collect();
+        conn.run_checked(&cmd.join(" && ")).await?;
+    }
+    let mut written = 0;
+    for c in &h.files {
+        match c.action {
+            FileAction::Chmod => {
+                conn.run_checked(&format!("chmod {:o} '{}'", c.mode, c.path))
+                    .await?;
+            }
+            FileAction::Create | FileAction::Update => {
+                let source = match &c.item.source {
+                    Source::Rendered(bytes) => transport::Source::Bytes(bytes),
+                    Source::Bundle(path) => transport::Source::File(path),
+                };
+                conn.upload(source, &c.path, c.mode).await?;
+                written += 1;
+            }
+        }
+    }
+    if h.daemon_reload {
+        conn.run_checked("systemctl daemon-reload").await?;
+    }
+    if h.load_modules {
+        conn.run_checked("modprobe -a overlay br_netfilter")
+            .await
+            .context("loading kernel modules")?;
+    }
+    if h.reload_sysctl {
+        conn.run_checked("sysctl -q -p /etc/sysctl.d/99-kubernetes.conf")
+            .await
+            .context("applying sysctls")?;
+    }
+    rep.step(
+        "files",
+        Some(&h.host),
+        &format!("{} file(s), {} dir(s)", h.files.len(), h.dirs.len()),
+        t.elapsed(),
+        "ok",
+        None,
+    );
+    Ok(written)
+}

@@ -1,0 +1,92 @@
+//! The desired state of each host: rendered files plus the bundle's binaries, each with its
+//! sha256 and the units it restarts.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use crate::bundle::{sha256_hex, Bundle};
+use crate::render::{restarts, HostFiles, Rendered};
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    Rendered(Vec<u8>),
+    Bundle(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub path: String,
+    pub mode: u32,
+    pub sha256: String,
+    pub secret: bool,
+    pub source: Source,
+    pub restarts: &'static [&'static str],
+}
+
+#[derive(Debug, Clone)]
+pub struct DesiredHost {
+    pub host: String,
+    pub dirs: Vec<(String, u32)>,
+    pub items: Vec<Item>,
+    /// Units in start order, without the `.service` suffix.
+    pub units: Vec<String>,
+}
+
+pub fn desired(rendered: &Rendered, bundle: &Bundle) -> Result<Vec<DesiredHost>> {
+    rendered.hosts.iter().map(|h| host(h, bundle)).collect()
+}
+
+fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
+    let mut items: Vec<Item> = h
+        .files
+        .iter()
+        .map(|f| Item {
+            path: f.path.clone(),
+            mode: f.mode,
+            sha256: sha256_hex(&f.content),
+            secret: f.secret,
+            source: Source::Rendered(f.content.clone()),
+            restarts: restarts(&f.path),
+        })
+        .collect();
+    let mut missing = Vec::new();
+    for b in &h.binaries {
+        match bundle.get(b.name) {
+            Some(e) => items.push(Item {
+                path: b.path.clone(),
+                mode: u32::from_str_radix(&e.mode, 8).unwrap_or(0o755),
+                sha256: e.sha256.clone(),
+                secret: false,
+                source: Source::Bundle(bundle.path_of(e)),
+                restarts: restarts(&b.path),
+            }),
+            None => missing.push(b.name),
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "the bundle {} lacks {} needed by {}; add them to the bundle (see its manifest.toml)",
+            bundle.dir.display(),
+            missing.join(", "),
+            h.host
+        );
+    }
+    let mut dirs = h.dirs.clone();
+    for d in ["/usr/local/bin", "/opt/cni/bin", "/etc/systemd/system"] {
+        if items.iter().any(|i| i.path.starts_with(d)) && !dirs.iter().any(|(p, _)| p == d) {
+            dirs.push((d.to_string(), 0o755));
+        }
+    }
+    dirs.sort();
+    Ok(DesiredHost {
+        host: h.host.clone(),
+        dirs,
+        items,
+        units: h
+            .units
+            .iter()
+            .map(|u| u.trim_end_matches(".service").to_string())
+            .collect(),
+    })
+}

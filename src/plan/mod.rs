@@ -1,0 +1,298 @@
+//! Plan: what `apply` would change on each host, computed purely from the desired state and the
+//! facts gathered from the hosts. `apply` executes exactly this plan.
+
+pub mod desired;
+pub mod facts;
+mod show;
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+pub use desired::{desired, DesiredHost, Item, Source};
+pub use facts::Facts;
+pub use show::text;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileAction {
+    Create,
+    Update,
+    /// Same content, wrong mode.
+    Chmod,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileChange {
+    pub path: String,
+    pub action: FileAction,
+    pub mode: u32,
+    /// Holds key material; only its path is ever shown.
+    pub secret: bool,
+    #[serde(skip)]
+    pub item: Item,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnitAction {
+    Start,
+    Restart,
+    /// Running and unchanged, but not started at boot.
+    Enable,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitChange {
+    pub unit: String,
+    pub action: UnitAction,
+    pub reason: String,
+    /// Also `systemctl enable` it.
+    pub enable: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPlan {
+    pub host: String,
+    pub dirs: Vec<(String, u32)>,
+    pub files: Vec<FileChange>,
+    pub units: Vec<UnitChange>,
+    pub daemon_reload: bool,
+    pub reload_sysctl: bool,
+    pub load_modules: bool,
+}
+
+impl HostPlan {
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty() && self.files.is_empty() && self.units.is_empty()
+    }
+
+    pub fn unit(&self, name: &str) -> Option<&UnitChange> {
+        self.units.iter().find(|u| u.unit == name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub hosts: Vec<HostPlan>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.hosts.iter().all(HostPlan::is_empty)
+    }
+}
+
+/// Compares one host's desired state with its facts.
+pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
+    let dirs = d
+        .dirs
+        .iter()
+        .filter(|(p, mode)| f.dirs.get(p) != Some(mode))
+        .cloned()
+        .collect();
+    let mut files = Vec::new();
+    for item in &d.items {
+        let action = match f.files.get(&item.path) {
+            None => FileAction::Create,
+            Some((sha, _)) if *sha != item.sha256 => FileAction::Update,
+            Some((_, mode)) if *mode != item.mode => FileAction::Chmod,
+            Some(_) => continue,
+        };
+        files.push(FileChange {
+            path: item.path.clone(),
+            action,
+            mode: item.mode,
+            secret: item.secret,
+            item: item.clone(),
+        });
+    }
+    let mut units = Vec::new();
+    for u in &d.units {
+        let state = f.units.get(u).cloned().unwrap_or_default();
+        let changed: BTreeSet<&str> = files
+            .iter()
+            .filter(|c| c.action != FileAction::Chmod && c.item.restarts.contains(&u.as_str()))
+            .map(|c| c.path.as_str())
+            .collect();
+        let unit_file_present = f
+            .files
+            .contains_key(&format!("/etc/systemd/system/{u}.service"));
+        let (action, reason) = if !state.active {
+            let why = if unit_file_present {
+                "not running"
+            } else {
+                "new"
+            };
+            (UnitAction::Start, why.to_string())
+        } else if !changed.is_empty() {
+            let list: Vec<&str> = changed.into_iter().collect();
+            (UnitAction::Restart, format!("changed: {}", list.join(", ")))
+        } else if !state.enabled {
+            (UnitAction::Enable, "not enabled at boot".to_string())
+        } else {
+            continue;
+        };
+        units.push(UnitChange {
+            unit: u.clone(),
+            action,
+            reason,
+            enable: !state.enabled,
+        });
+    }
+    let changed = |p: &str| {
+        files
+            .iter()
+            .any(|c: &FileChange| c.path == p && c.action != FileAction::Chmod)
+    };
+    HostPlan {
+        host: d.host.clone(),
+        dirs,
+        daemon_reload: files
+            .iter()
+            .any(|c| c.path.starts_with("/etc/systemd/system/") && c.action != FileAction::Chmod),
+        reload_sysctl: changed("/etc/sysctl.d/99-kubernetes.conf"),
+        load_modules: changed("/etc/modules-load.d/kubernetes.conf"),
+        files,
+        units,
+    }
+}
+
+pub fn plan(hosts: &[(DesiredHost, Facts)]) -> Plan {
+    Plan {
+        hosts: hosts.iter().map(|(d, f)| diff(d, f)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facts::UnitState;
+
+    fn item(path: &str, content: &str, mode: u32) -> Item {
+        Item {
+            path: path.into(),
+            mode,
+            sha256: crate::bundle::sha256_hex(content.as_bytes()),
+            secret: mode == 0o600,
+            source: Source::Rendered(content.as_bytes().to_vec()),
+            restarts: crate::render::restarts(path),
+        }
+    }
+
+    fn desired_host() -> DesiredHost {
+        DesiredHost {
+            host: "w-1".into(),
+            dirs: vec![("/var/lib/kubelet".into(), 0o700)],
+            items: vec![
+                item("/etc/systemd/system/kubelet.service", "unit", 0o644),
+                item("/var/lib/kubelet/config.yaml", "config", 0o644),
+                item("/etc/kubernetes/kube-proxy.conf", "kubeconfig", 0o600),
+                item("/etc/systemd/system/kube-proxy.service", "unit2", 0o644),
+            ],
+            units: vec!["kubelet".into(), "kube-proxy".into()],
+        }
+    }
+
+    /// Facts of a host that already has exactly the desired state, running.
+    fn converged(d: &DesiredHost) -> Facts {
+        let mut f = Facts::default();
+        for i in &d.items {
+            f.files.insert(i.path.clone(), (i.sha256.clone(), i.mode));
+        }
+        for (p, m) in &d.dirs {
+            f.dirs.insert(p.clone(), *m);
+        }
+        for u in &d.units {
+            f.units.insert(
+                u.clone(),
+                UnitState {
+                    active: true,
+                    enabled: true,
+                },
+            );
+        }
+        f
+    }
+
+    #[test]
+    fn a_converged_host_has_an_empty_plan() {
+        let d = desired_host();
+        assert!(diff(&d, &converged(&d)).is_empty());
+    }
+
+    #[test]
+    fn a_changed_config_restarts_only_its_unit() {
+        let d = desired_host();
+        let mut f = converged(&d);
+        f.files.get_mut("/var/lib/kubelet/config.yaml").unwrap().0 = "old".into();
+        let p = diff(&d, &f);
+        assert_eq!(p.files.len(), 1);
+        assert_eq!(p.files[0].action, FileAction::Update);
+        assert_eq!(p.units.len(), 1);
+        assert_eq!(p.units[0].unit, "kubelet");
+        assert_eq!(p.units[0].action, UnitAction::Restart);
+        assert!(p.units[0].reason.contains("/var/lib/kubelet/config.yaml"));
+        assert!(!p.daemon_reload);
+    }
+
+    #[test]
+    fn a_mode_drift_is_fixed_without_a_restart() {
+        let d = desired_host();
+        let mut f = converged(&d);
+        f.files
+            .get_mut("/etc/kubernetes/kube-proxy.conf")
+            .unwrap()
+            .1 = 0o644;
+        let p = diff(&d, &f);
+        assert_eq!(p.files[0].action, FileAction::Chmod);
+        assert!(p.units.is_empty());
+    }
+
+    #[test]
+    fn a_fresh_host_gets_everything_and_starts_every_unit() {
+        let d = desired_host();
+        let p = diff(&d, &Facts::default());
+        assert_eq!(p.files.len(), 4);
+        assert!(p.files.iter().all(|c| c.action == FileAction::Create));
+        assert_eq!(p.dirs.len(), 1);
+        assert!(p.daemon_reload);
+        let units: Vec<_> = p
+            .units
+            .iter()
+            .map(|u| (u.unit.as_str(), u.action, u.enable, u.reason.as_str()))
+            .collect();
+        assert_eq!(
+            units,
+            vec![
+                ("kubelet", UnitAction::Start, true, "new"),
+                ("kube-proxy", UnitAction::Start, true, "new")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stopped_unit_is_started_and_a_disabled_one_enabled() {
+        let d = desired_host();
+        let mut f = converged(&d);
+        f.units.insert(
+            "kubelet".into(),
+            UnitState {
+                active: false,
+                enabled: true,
+            },
+        );
+        f.units.insert(
+            "kube-proxy".into(),
+            UnitState {
+                active: true,
+                enabled: false,
+            },
+        );
+        let p = diff(&d, &f);
+        assert_eq!(p.unit("kubelet").unwrap().action, UnitAction::Start);
+        assert_eq!(p.unit("kubelet").unwrap().reason, "not running");
+        assert_eq!(p.unit("kube-proxy").unwrap().action, UnitAction::Enable);
+        assert!(p.files.is_empty());
+    }
+}

@@ -1,0 +1,205 @@
+//! Running commands on a session channel.
+
+use russh::ChannelMsg;
+use tokio::io::AsyncRead;
+
+use super::{Connection, Error, OpenError, Result};
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The exit status. A command killed by a signal gets 255, with the signal named at the
+    /// end of stderr.
+    pub status: u32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+
+    /// stdout as text (lossy).
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// stderr as text (lossy).
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// The last lines of stderr, for error messages: at most 10 lines and 2000 characters.
+pub(crate) fn tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    let mut out = lines[lines.len().saturating_sub(10)..].join("\n");
+    if out.len() > 2000 {
+        let mut cut = out.len() - 2000;
+        while !out.is_char_boundary(cut) {
+            cut += 1;
+        }
+        out = format!("...{}", &out[cut..]);
+    }
+    out
+}
+
+/// A command as shown in messages: its first line, at most 200 characters.
+pub(crate) fn shown(command: &str) -> String {
+    let first = command.trim().lines().next().unwrap_or("");
+    let mut s: String = first.chars().take(200).collect();
+    if s.len() < command.trim().len() {
+        s.push_str(" ...");
+    }
+    s
+}
+
+impl Connection {
+    /// Runs a shell command as root (through `sudo -n` when configured). A non-zero exit is
+    /// not an error: look at [`Output::status`].
+    pub async fn run(&self, command: &str) -> Result<Output> {
+        let wrapped = self.as_root(command);
+        self.exec(&wrapped, None::<&[u8]>, command).await
+    }
+
+    /// Runs a shell command as root; a non-zero exit is an error carrying the command and the
+    /// last lines of its stderr.
+    pub async fn run_checked(&self, command: &str) -> Result<Output> {
+        let out = self.run(command).await?;
+        self.check(command, out)
+    }
+
+    /// Runs a POSIX sh script as root (`sh -c`, whatever the user's login shell).
+    pub(crate) async fn run_script(&self, script: &str, shown_as: &str) -> Result<Output> {
+        self.exec(&self.as_root_script(script), None::<&[u8]>, shown_as)
+            .await
+    }
+
+    pub(crate) fn check(&self, command: &str, out: Output) -> Result<Output> {
+        if out.success() {
+            return Ok(out);
+        }
+        let stderr = tail(&out.stderr);
+        let hint = if stderr.contains("sudo: a password is required")
+            || stderr.contains("sudo: a terminal is required")
+        {
+            Some(format!(
+                "user {} needs passwordless sudo on the host (a NOPASSWD rule in /etc/sudoers.d)",
+                self.inner.target.user
+            ))
+        } else if stderr.contains("is not in the sudoers file") {
+            Some(format!(
+                "add user {} to the sudoers with NOPASSWD, or connect as root",
+                self.inner.target.user
+            ))
+        } else {
+            None
+        };
+        Err(Error::Command {
+            host: self.inner.endpoint.label.clone(),
+            command: shown(command),
+            status: out.status,
+            stderr_tail: stderr,
+            hint,
+        })
+    }
+
+    /// Runs `command` exactly as given, feeding `input` to its stdin (then end of file), and
+    /// collects its output. `shown_as` names it in errors.
+    pub(crate) async fn exec<R: AsyncRead + Unpin>(
+        &self,
+        command: &str,
+        input: Option<R>,
+        shown_as: &str,
+    ) -> Result<Output> {
+        let step = || format!("running `{}`", shown(shown_as));
+        let channel = self
+            .open_channel(|link| async move { link.session.channel_open_session().await })
+            .await
+            .map_err(|e| match e {
+                OpenError::Connect(e) => e,
+                OpenError::Channel(e) => {
+                    self.session_error(step(), format!("opening a session channel: {e}"))
+                }
+            })?;
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|e| self.session_error(step(), e))?;
+        let (mut read, write) = channel.split();
+
+        let send = async {
+            if let Some(input) = input {
+                write.data(input).await?;
+            }
+            write.eof().await
+        };
+        tokio::pin!(send);
+        let mut sent: Option<std::result::Result<(), russh::Error>> = None;
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let mut status = None;
+        loop {
+            tokio::select! {
+                r = &mut send, if sent.is_none() => sent = Some(r),
+                msg = read.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => stdout.extend_from_slice(&data),
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.extend_from_slice(&data),
+                    Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
+                    Some(ChannelMsg::ExitSignal { signal_name, error_message, .. }) => {
+                        stderr.extend_from_slice(
+                            format!("\nkilled by signal {signal_name:?} {error_message}").as_bytes(),
+                        );
+                        status = Some(255);
+                    }
+                    Some(ChannelMsg::Failure) => {
+                        return Err(self.session_error(step(), "the host refused to run the command"));
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+            }
+        }
+        let Some(status) = status else {
+            return Err(
+                self.session_error(step(), "the connection ended before the command exited")
+            );
+        };
+        // A command that exits without reading all of its input is judged by its status; an
+        // input that could not be sent while the command succeeded is an error.
+        if let Some(Err(e)) = sent {
+            if status == 0 {
+                return Err(self.session_error(step(), format!("sending its input: {e}")));
+            }
+        }
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let text: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+        let t = tail(text.as_bytes());
+        assert!(t.starts_with("line 21\n"));
+        assert!(t.ends_with("line 30"));
+        let long = "x".repeat(5000);
+        assert_eq!(tail(long.as_bytes()).len(), 2003);
+    }
+
+    #[test]
+    fn shown_commands_are_short() {
+        assert_eq!(shown("echo hi"), "echo hi");
+        assert_eq!(shown("set -e\nrm -rf /x"), "set -e ...");
+        assert_eq!(shown(&"a".repeat(300)).len(), 204);
+    }
+}

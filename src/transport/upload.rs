@@ -1,0 +1,333 @@
+//! Uploads: content streamed to a temporary file beside the target, its SHA-256 checked on the
+//! host, mode and owner (root:root) set, then renamed over the target. Skipped when the host
+//! already has the same content.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use super::exec::tail;
+use super::{quote, Connection, Error, Result};
+
+/// What to upload.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    Bytes(&'a [u8]),
+    /// Read from disk in chunks, never whole into memory.
+    File(&'a Path),
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uploaded {
+    /// The content was written.
+    Written,
+    /// The host had the same content, mode and owner: nothing was done.
+    Unchanged,
+    /// The host had the same content; only its mode or owner was corrected.
+    PermissionsFixed,
+}
+
+/// The state of a file on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RemoteFile {
+    sha256: String,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+const CHUNK: usize = 256 * 1024;
+
+async fn local_sha256(source: Source<'_>) -> std::io::Result<String> {
+    match source {
+        Source::Bytes(b) => Ok(hex(&Sha256::digest(b))),
+        Source::File(p) => {
+            let mut file = tokio::fs::File::open(p).await?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let n = file.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            Ok(hex(&hasher.finalize()))
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+/// `/a/b/c` → (`/a/b`, `c`); `None` unless absolute, without a trailing slash or a newline.
+fn split_path(path: &str) -> Option<(&str, &str)> {
+    if !path.starts_with('/') || path.ends_with('/') || path.contains(['\n', '\0']) {
+        return None;
+    }
+    let (dir, name) = path.rsplit_once('/')?;
+    if name == "." || name == ".." {
+        return None;
+    }
+    Some((if dir.is_empty() { "/" } else { dir }, name))
+}
+
+/// The temporary file an upload writes before renaming: `<dir>/.<name>.provisioner-tmp`.
+pub fn temp_path(path: &str) -> Option<String> {
+    let (dir, name) = split_path(path)?;
+    Some(if dir == "/" {
+        format!("/.{name}.provisioner-tmp")
+    } else {
+        format!("{dir}/.{name}.provisioner-tmp")
+    })
+}
+
+impl Connection {
+    fn upload_error(&self, path: &str, reason: impl Into<String>) -> Error {
+        Error::Upload {
+            host: self.inner.endpoint.label.clone(),
+            path: path.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Uploads `source` to `path` (absolute) with `mode`, owned by root:root, creating missing
+    /// parent directories (mode 0755). Asks the host for the file's current SHA-256, mode and
+    /// owner first (one round trip): the same content is not sent again.
+    pub async fn upload(&self, source: Source<'_>, path: &str, mode: u32) -> Result<Uploaded> {
+        let local = self.hash_source(source, path).await?;
+        let remote = self.remote_file(path).await?;
+        if let Some(r) = remote.filter(|r| r.sha256 == local) {
+            if r.mode == mode && r.uid == 0 && r.gid == 0 {
+                return Ok(Uploaded::Unchanged);
+            }
+            let command = format!("chown 0:0 {p} && chmod {mode:o} {p}", p = quote(path));
+            let out = self.run(&command).await?;
+            if !out.success() {
+                return Err(self.upload_error(
+                    path,
+                    format!("setting mode and owner: {}", tail(&out.stderr)),
+                ));
+            }
+            return Ok(Uploaded::PermissionsFixed);
+        }
+        self.write(source, path, mode, &local).await?;
+        Ok(Uploaded::Written)
+    }
+
+    /// Like [`upload`](Self::upload), but trusts `remote_sha256` (from
+    /// [`sha256_many`](Self::sha256_many), `None` for a missing file) instead of asking: when
+    /// it equals the content's hash nothing is done, not even a mode or owner check.
+    pub async fn upload_known(
+        &self,
+        source: Source<'_>,
+        path: &str,
+        mode: u32,
+        remote_sha256: Option<&str>,
+    ) -> Result<Uploaded> {
+        let local = self.hash_source(source, path).await?;
+        if remote_sha256.is_some_and(|r| r.eq_ignore_ascii_case(&local)) {
+            return Ok(Uploaded::Unchanged);
+        }
+        self.write(source, path, mode, &local).await?;
+        Ok(Uploaded::Written)
+    }
+
+    async fn hash_source(&self, source: Source<'_>, path: &str) -> Result<String> {
+        if split_path(path).is_none() {
+            return Err(self.upload_error(
+                path,
+                "the target must be an absolute file path without a newline",
+            ));
+        }
+        local_sha256(source).await.map_err(|e| {
+            let from = match source {
+                Source::File(p) => format!("reading {}: {e}", p.display()),
+                Source::Bytes(_) => e.to_string(),
+            };
+            self.upload_error(path, from)
+        })
+    }
+
+    /// SHA-256 (lowercase hex) of each file, `None` for a missing one, in one round trip.
+    pub async fn sha256_many<S: AsRef<str>>(&self, paths: &[S]) -> Result<Vec<Option<String>>> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let paths: Vec<&str> = paths.iter().map(AsRef::as_ref).collect();
+        if let Some(bad) = paths
+            .iter()
+            .find(|p| p.contains(['\n', '\0']) || p.is_empty())
+        {
+            return Err(self.session_error(
+                "computing SHA-256 of files",
+                format!("invalid path {bad:?}"),
+            ));
+        }
+        let list: Vec<String> = paths.iter().map(|p| quote(p)).collect();
+        let command = format!(
+            "for p in {}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then h=$(sha256sum < \"$p\") || exit 1; \
+             echo \"${{h%% *}}\"; else echo -; fi; done",
+            list.join(" ")
+        );
+        let shown_as = "sha256sum of files";
+        let out = self.run_script(&command, shown_as).await?;
+        let out = self.check(shown_as, out)?;
+        let text = out.stdout_text();
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() != paths.len() {
+            return Err(self.session_error(
+                "computing SHA-256 of files",
+                format!(
+                    "expected {} lines of output, got {}",
+                    paths.len(),
+                    lines.len()
+                ),
+            ));
+        }
+        lines
+            .into_iter()
+            .zip(paths)
+            .map(|(l, p)| match l {
+                "-" => Ok(None),
+                h if is_sha256(h) => Ok(Some(h.to_string())),
+                other => Err(self.session_error(
+                    format!("computing SHA-256 of {p}"),
+                    format!("unexpected output {other:?}"),
+                )),
+            })
+            .collect()
+    }
+
+    /// SHA-256 of one file, `None` when missing.
+    pub async fn sha256_of(&self, path: &str) -> Result<Option<String>> {
+        Ok(self.sha256_many(&[path]).await?.pop().flatten())
+    }
+
+    async fn remote_file(&self, path: &str) -> Result<Option<RemoteFile>> {
+        let command = format!(
+            "p={}; if [ -e \"$p\" ] || [ -L \"$p\" ]; then h=$(sha256sum < \"$p\") || exit 1; \
+             echo \"${{h%% *}} $(stat -c '%a %u %g' \"$p\")\"; else echo -; fi",
+            quote(path)
+        );
+        let out = self
+            .run_script(&command, &format!("sha256sum {path}"))
+            .await
+            .map_err(|e| self.upload_error(path, format!("checking the current file: {e}")))?;
+        if !out.success() {
+            return Err(self.upload_error(
+                path,
+                format!(
+                    "checking the current file failed (exit status {}): {}",
+                    out.status,
+                    tail(&out.stderr)
+                ),
+            ));
+        }
+        let text = out.stdout_text();
+        let line = text.trim();
+        if line == "-" {
+            return Ok(None);
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let parsed = match f.as_slice() {
+            [h, m, u, g] if is_sha256(h) => (|| {
+                Some(RemoteFile {
+                    sha256: h.to_string(),
+                    mode: u32::from_str_radix(m, 8).ok()?,
+                    uid: u.parse().ok()?,
+                    gid: g.parse().ok()?,
+                })
+            })(),
+            _ => None,
+        };
+        parsed
+            .map(Some)
+            .ok_or_else(|| self.upload_error(path, format!("unexpected output {line:?}")))
+    }
+
+    /// Streams the content to the temporary file, checks it, sets mode and owner, renames.
+    async fn write(&self, source: Source<'_>, path: &str, mode: u32, sha256: &str) -> Result<()> {
+        let (dir, _) = split_path(path).expect("checked by hash_source");
+        let tmp = temp_path(path).expect("checked by hash_source");
+        let script = format!(
+            "set -e\n\
+             dir={dir}; tmp={tmp}; dst={dst}\n\
+             if [ -d \"$dst\" ] && [ ! -L \"$dst\" ]; then echo \"$dst is a directory\" >&2; exit 4; fi\n\
+             [ -d \"$dir\" ] || install -d -m 0755 \"$dir\"\n\
+             trap 'rm -f \"$tmp\"' EXIT\n\
+             rm -f \"$tmp\"\n\
+             (umask 077 && cat > \"$tmp\")\n\
+             got=$(sha256sum < \"$tmp\"); got=${{got%% *}}\n\
+             if [ \"$got\" != {sha256} ]; then echo \"checksum mismatch: sent {sha256}, the host received $got\" >&2; exit 3; fi\n\
+             chown 0:0 \"$tmp\"\n\
+             chmod {mode:o} \"$tmp\"\n\
+             mv -f \"$tmp\" \"$dst\"\n",
+            dir = quote(dir),
+            tmp = quote(&tmp),
+            dst = quote(path),
+        );
+        let command = self.as_root_script(&script);
+        let shown_as = format!("upload of {path}");
+        let out = match source {
+            Source::Bytes(b) => self.exec(&command, Some(b), &shown_as).await,
+            Source::File(p) => {
+                let file = tokio::fs::File::open(p).await.map_err(|e| {
+                    self.upload_error(path, format!("reading {}: {e}", p.display()))
+                })?;
+                let reader = tokio::io::BufReader::with_capacity(CHUNK, file);
+                self.exec(&command, Some(reader), &shown_as).await
+            }
+        }
+        .map_err(|e| self.upload_error(path, e.to_string()))?;
+        if !out.success() {
+            let stderr = tail(&out.stderr);
+            let reason = match out.status {
+                3 => format!("{stderr} (the content changed while it was sent, or the transfer was corrupted)"),
+                _ => format!("exit status {}: {stderr}", out.status),
+            };
+            return Err(self.upload_error(path, reason));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_paths_sit_beside_the_target() {
+        assert_eq!(
+            temp_path("/etc/kubernetes/admin.conf").as_deref(),
+            Some("/etc/kubernetes/.admin.conf.provisioner-tmp")
+        );
+        assert_eq!(temp_path("/x").as_deref(), Some("/.x.provisioner-tmp"));
+        assert_eq!(temp_path("relative/x"), None);
+        assert_eq!(temp_path("/etc/"), None);
+        assert_eq!(temp_path("/etc/.."), None);
+        assert_eq!(temp_path("/a\nb"), None);
+    }
+
+    #[tokio::test]
+    async fn file_hash_is_streamed_and_matches_bytes_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let data: Vec<u8> = (0..(CHUNK * 3 + 17)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let a = local_sha256(Source::File(&p)).await.unwrap();
+        let b = local_sha256(Source::Bytes(&data)).await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            local_sha256(Source::Bytes(b"")).await.unwrap(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}
