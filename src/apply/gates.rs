@@ -415,14 +415,21 @@ impl Gates<'_> {
 
     async fn routes(&self, host: &str) -> Result<()> {
         let conn = &self.conns[host];
-        for w in self.inp.cluster.worker_hosts().filter(|w| w.name != host) {
-            let cidr = w.pod_cidr.context("workers have pod ranges")?;
-            let o = conn.run_checked(&format!("ip route show {cidr}")).await?;
-            if !o.stdout_text().contains(&format!("via {}", w.internal_ip)) {
-                bail!("no route to {cidr} via {} ({})", w.internal_ip, w.name);
+        let start = Instant::now();
+        'poll: loop {
+            for w in self.inp.cluster.worker_hosts().filter(|w| w.name != host) {
+                let cidr = w.pod_cidr.context("workers have pod ranges")?;
+                let o = conn.run_checked(&format!("ip route show {cidr}")).await?;
+                if !o.stdout_text().contains(&format!("via {}", w.internal_ip)) {
+                    if start.elapsed() > DEADLINE {
+                        bail!("no route to {cidr} via {} ({})", w.internal_ip, w.name);
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    continue 'poll;
+                }
             }
+            return Ok(());
         }
-        Ok(())
     }
 }
 

@@ -62,7 +62,12 @@ pub struct Response {
 }
 
 pub async fn send(r: &Request<'_>) -> Result<Response> {
+    // reqwest needs a process-wide provider even for plain HTTP; ring is the one used everywhere.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let fwd = r.conn.forward(r.target, r.port).await?;
+    // reqwest takes the port from the URL, not from the resolved address: the URL names the
+    // forwarded local port, and the host name the certificate must carry.
+    let local_port = fwd.local_addr().port();
     let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .no_proxy()
@@ -70,9 +75,9 @@ pub async fn send(r: &Request<'_>) -> Result<Response> {
     let url = match r.tls {
         Some(tls) => {
             builder = builder.use_preconfigured_tls(client_config(tls)?);
-            format!("https://{}:{}{}", r.server_name, r.port, r.path)
+            format!("https://{}:{local_port}{}", r.server_name, r.path)
         }
-        None => format!("http://{}:{}{}", r.server_name, r.port, r.path),
+        None => format!("http://{}:{local_port}{}", r.server_name, r.path),
     };
     let client = builder.build().context("building the HTTP client")?;
     let mut req = client.request(r.method.clone(), &url);

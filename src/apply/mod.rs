@@ -189,12 +189,14 @@ pub async fn execute(inp: &Inputs<'_>, s: &Survey, p: &Plan, rep: &Reporter) -> 
             if u.enable {
                 cmd.push_str(&format!("systemctl enable --quiet {}.service && ", u.unit));
             }
-            // --no-block: etcd members only report started once a quorum exists, so all of them
-            // must be asked to start before any is waited for; the gates do the waiting.
+            // etcd members report started only once a quorum exists, so all of them are asked
+            // to start before any is waited for (--no-block); the gates do the waiting. Other
+            // units start synchronously, so a gate never sees the process being replaced.
+            let no_block = if u.unit == "etcd" { " --no-block" } else { "" };
             if verb.is_empty() {
                 cmd.push_str("true");
             } else {
-                cmd.push_str(&format!("systemctl {verb} --no-block {}.service", u.unit));
+                cmd.push_str(&format!("systemctl {verb}{no_block} {}.service", u.unit));
             }
             conn.run_checked(&cmd)
                 .await
