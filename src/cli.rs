@@ -91,6 +91,9 @@ pub enum Command {
         /// Progress as plain lines (text) or one JSON event per line (json)
         #[arg(long, value_enum, default_value_t)]
         output: Output,
+        /// Seconds each health gate may take before apply stops
+        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+        gate_timeout: u64,
     },
 
     /// Print the admin kubeconfig to standard output

@@ -14,8 +14,16 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Validate(a) => validate(&a.inventory),
         Command::Render { inventory, out } => render_cmd(&inventory.inventory, &out),
         Command::Kubeconfig(a) => kubeconfig(&a.inventory),
-        Command::Plan { inventory, output } => converge(&inventory.inventory, output, true),
-        Command::Apply { inventory, output } => converge(&inventory.inventory, output, false),
+        Command::Plan { inventory, output } => converge(&inventory.inventory, output, None),
+        Command::Apply {
+            inventory,
+            output,
+            gate_timeout,
+        } => converge(
+            &inventory.inventory,
+            output,
+            Some(std::time::Duration::from_secs(gate_timeout)),
+        ),
         Command::Certs(CertsCommand::List { inventory, output }) => {
             certs_list(&inventory.inventory, output)
         }
@@ -170,8 +178,8 @@ const STANDIN_NOTICE: &str = "NOTE: this bundle's Kubernetes binaries are provis
 (etcd, containerd and runc are real). The result exercises every certificate, kubeconfig, TLS link and \
 start order, but it is a test bed, not a working cluster.";
 
-/// `plan` and `apply`: survey the hosts, plan, and (for apply) execute.
-fn converge(path: &Path, output: Output, plan_only: bool) -> Result<()> {
+/// `plan` and `apply`: survey the hosts, plan, and (for apply, which has a gate deadline) execute.
+fn converge(path: &Path, output: Output, apply: Option<std::time::Duration>) -> Result<()> {
     let l = load(path)?;
     let c = &l.cluster;
     let bundle_dir = c.bundle.as_ref().with_context(|| {
@@ -186,7 +194,8 @@ fn converge(path: &Path, output: Output, plan_only: bool) -> Result<()> {
             c.kubernetes
         );
     }
-    let format = if output == Output::Json {
+    // JSON events are apply's output; plan prints its JSON plan alone on stdout.
+    let format = if output == Output::Json && apply.is_some() {
         crate::apply::Format::Json
     } else {
         crate::apply::Format::Text
@@ -207,13 +216,13 @@ fn converge(path: &Path, output: Output, plan_only: bool) -> Result<()> {
     runtime.block_on(async {
         let survey = crate::apply::survey(&inputs, &rep).await?;
         let plan = crate::apply::make_plan(&survey);
-        if plan_only {
+        let Some(gate_deadline) = apply else {
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
                 Output::Text => print!("{}", crate::plan::text(&plan)),
             }
             return Ok(());
-        }
+        };
         let outcome = if plan.is_empty() {
             rep.note("Nothing to do: every host matches the inventory.");
             crate::apply::Outcome::default()
@@ -221,7 +230,7 @@ fn converge(path: &Path, output: Output, plan_only: bool) -> Result<()> {
             if format == crate::apply::Format::Text {
                 eprint!("{}", crate::plan::text(&plan));
             }
-            crate::apply::execute(&inputs, &survey, &plan, &rep).await?
+            crate::apply::execute(&inputs, &survey, &plan, &rep, gate_deadline).await?
         };
         match output {
             Output::Json => println!("{}", serde_json::json!({ "summary": outcome })),

@@ -45,10 +45,10 @@ pub const PHASES: [Phase; 6] = [
     phase("pod network routes", &["pod-routes"]),
 ];
 
-const DEADLINE: Duration = Duration::from_secs(120);
-
 pub struct Gates<'a> {
     pub inp: &'a Inputs<'a>,
+    /// How long each gate may take.
+    pub deadline: Duration,
     pub conns: &'a BTreeMap<String, Connection>,
     pub rep: &'a Reporter,
 }
@@ -118,7 +118,7 @@ impl Gates<'_> {
                             if o.success() {
                                 return Ok(());
                             }
-                            if start.elapsed() > DEADLINE {
+                            if start.elapsed() > self.deadline {
                                 bail!(
                                     "containerd's socket does not answer: {}",
                                     o.stderr_text().trim()
@@ -192,7 +192,7 @@ impl Gates<'_> {
         check: impl std::future::Future<Output = Result<()>>,
     ) -> Result<()> {
         let t = Instant::now();
-        match tokio::time::timeout(DEADLINE + Duration::from_secs(10), check).await {
+        match tokio::time::timeout(self.deadline + Duration::from_secs(10), check).await {
             Ok(Ok(())) => {
                 self.rep
                     .step("gate", Some(host), what, t.elapsed(), "ok", None);
@@ -201,7 +201,7 @@ impl Gates<'_> {
             outcome => {
                 let reason = match outcome {
                     Ok(Err(e)) => format!("{e:#}"),
-                    _ => format!("no answer within {} s", DEADLINE.as_secs()),
+                    _ => format!("no answer within {} s", self.deadline.as_secs()),
                 };
                 self.rep.step(
                     "gate",
@@ -247,10 +247,10 @@ impl Gates<'_> {
         loop {
             match health::send(&r).await {
                 Ok(resp) if resp.status == 200 && resp.body.contains("\"true\"") => return Ok(()),
-                Ok(resp) if start.elapsed() > DEADLINE => {
+                Ok(resp) if start.elapsed() > self.deadline => {
                     bail!("HTTP {}: {}", resp.status, resp.body.trim())
                 }
-                Err(e) if start.elapsed() > DEADLINE => return Err(e),
+                Err(e) if start.elapsed() > self.deadline => return Err(e),
                 _ => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         }
@@ -278,7 +278,7 @@ impl Gates<'_> {
             path,
             body: None,
         };
-        health::wait_ok(&r, DEADLINE).await
+        health::wait_ok(&r, self.deadline).await
     }
 
     async fn http_ok(&self, host: &str, target: &str, port: u16) -> Result<()> {
@@ -292,7 +292,7 @@ impl Gates<'_> {
             path: "/healthz",
             body: None,
         };
-        health::wait_ok(&r, DEADLINE).await
+        health::wait_ok(&r, self.deadline).await
     }
 
     /// A control-plane host to talk to the API through.
@@ -346,7 +346,7 @@ impl Gates<'_> {
             if ready {
                 return Ok(());
             }
-            if start.elapsed() > DEADLINE {
+            if start.elapsed() > self.deadline {
                 bail!(
                     "Node {node} is not Ready (HTTP {}: {})",
                     resp.status,
@@ -421,7 +421,7 @@ impl Gates<'_> {
                 let cidr = w.pod_cidr.context("workers have pod ranges")?;
                 let o = conn.run_checked(&format!("ip route show {cidr}")).await?;
                 if !o.stdout_text().contains(&format!("via {}", w.internal_ip)) {
-                    if start.elapsed() > DEADLINE {
+                    if start.elapsed() > self.deadline {
                         bail!("no route to {cidr} via {} ({})", w.internal_ip, w.name);
                     }
                     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -134,7 +134,13 @@ pub fn make_plan(s: &Survey) -> Plan {
 }
 
 /// Executes a plan made from `survey` by [`make_plan`].
-pub async fn execute(inp: &Inputs<'_>, s: &Survey, p: &Plan, rep: &Reporter) -> Result<Outcome> {
+pub async fn execute(
+    inp: &Inputs<'_>,
+    s: &Survey,
+    p: &Plan,
+    rep: &Reporter,
+    gate_deadline: Duration,
+) -> Result<Outcome> {
     let start = Instant::now();
     let mut outcome = Outcome::default();
     let parallel = inp.cluster.ssh.parallelism as usize;
@@ -152,6 +158,7 @@ pub async fn execute(inp: &Inputs<'_>, s: &Survey, p: &Plan, rep: &Reporter) -> 
 
     let g = gates::Gates {
         inp,
+        deadline: gate_deadline,
         conns: &s.conns,
         rep,
     };
@@ -249,7 +256,10 @@ async fn write_host(conn: &Connection, h: &HostPlan, rep: &Reporter) -> Result<u
         conn.run_checked("systemctl daemon-reload").await?;
     }
     if h.load_modules {
-        conn.run_checked("modprobe -a overlay br_netfilter")
+        // Kernels with these built in have nothing to load (and may not support modules at all).
+        let load = "grep -qw overlay /proc/filesystems || modprobe overlay; \
+                    [ -d /proc/sys/net/bridge ] || modprobe br_netfilter";
+        conn.run_checked(load)
             .await
             .context("loading kernel modules")?;
     }

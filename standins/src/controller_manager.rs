@@ -1,0 +1,159 @@
+//! kube-controller-manager stand-in: validates flags and files (kubeconfigs, signing pair,
+//! service-account key), holds the kube-controller-manager Lease through the API server, and
+//! serves /healthz on 10257 over HTTPS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::apiclient::ApiClient;
+use crate::controlplane::{self, LeaderElection};
+use crate::filecheck::{self, FileKind};
+use crate::flags::Flags;
+use crate::health::Health;
+use crate::{files, net, say, tls};
+
+pub const SUMMARY: &str =
+    "Holds the kube-controller-manager lease through the API server and serves \
+/healthz on the secure port; runs no controllers.";
+
+pub const FILES: &[(&str, FileKind)] = &[
+    ("kubeconfig", FileKind::Kubeconfig),
+    ("authentication-kubeconfig", FileKind::Kubeconfig),
+    ("authorization-kubeconfig", FileKind::Kubeconfig),
+    ("client-ca-file", FileKind::Certs),
+    ("requestheader-client-ca-file", FileKind::Certs),
+    ("root-ca-file", FileKind::Certs),
+    ("tls-cert-file", FileKind::Certs),
+    ("tls-private-key-file", FileKind::Key),
+    ("service-account-private-key-file", FileKind::Key),
+    ("cluster-signing-cert-file", FileKind::Certs),
+    ("cluster-signing-key-file", FileKind::Key),
+    ("cluster-signing-kubelet-serving-cert-file", FileKind::Certs),
+    ("cluster-signing-kubelet-serving-key-file", FileKind::Key),
+    ("cluster-signing-kubelet-client-cert-file", FileKind::Certs),
+    ("cluster-signing-kubelet-client-key-file", FileKind::Key),
+    (
+        "cluster-signing-kube-apiserver-client-cert-file",
+        FileKind::Certs,
+    ),
+    (
+        "cluster-signing-kube-apiserver-client-key-file",
+        FileKind::Key,
+    ),
+    ("cluster-signing-legacy-unknown-cert-file", FileKind::Certs),
+    ("cluster-signing-legacy-unknown-key-file", FileKind::Key),
+];
+
+pub const PAIRS: &[(&str, &str)] = &[
+    ("tls-cert-file", "tls-private-key-file"),
+    ("cluster-signing-cert-file", "cluster-signing-key-file"),
+    (
+        "cluster-signing-kubelet-serving-cert-file",
+        "cluster-signing-kubelet-serving-key-file",
+    ),
+    (
+        "cluster-signing-kubelet-client-cert-file",
+        "cluster-signing-kubelet-client-key-file",
+    ),
+    (
+        "cluster-signing-kube-apiserver-client-cert-file",
+        "cluster-signing-kube-apiserver-client-key-file",
+    ),
+    (
+        "cluster-signing-legacy-unknown-cert-file",
+        "cluster-signing-legacy-unknown-key-file",
+    ),
+];
+
+pub async fn run(flags: Flags) -> Result<()> {
+    filecheck::require(
+        &flags,
+        &["kubeconfig"],
+        "the controller manager must reach the API server",
+    )?;
+    filecheck::require(
+        &flags,
+        &["tls-cert-file", "tls-private-key-file"],
+        "the stand-in serves only with the provisioner's certificate, never a self-signed one",
+    )?;
+    filecheck::check(&flags, FILES)?;
+    filecheck::check_pairs(&flags, PAIRS)?;
+    // A signer that is not a CA issues certificates nobody accepts.
+    for (cert, _) in PAIRS.iter().skip(1) {
+        if let Some(p) = flags.path(cert) {
+            if !files::is_ca(&files::load_certs(&format!("--{cert}"), p)?[0])? {
+                bail!("--{cert} {p} is not a CA certificate (basicConstraints CA:TRUE)");
+            }
+        }
+    }
+    for f in ["cluster-cidr", "service-cluster-ip-range"] {
+        for c in flags.list(f) {
+            net::parse_cidr(&c).map_err(|e| anyhow::anyhow!("--{f}: {e}"))?;
+        }
+    }
+    if flags.bool_or("allocate-node-cidrs", false) && flags.path("cluster-cidr").is_none() {
+        bail!("--cluster-cidr is required with --allocate-node-cidrs=true");
+    }
+
+    let client = ApiClient::load("--kubeconfig", flags.path("kubeconfig").unwrap_or_default())?;
+    let (chain, key) = files::load_pair(
+        "--tls-cert-file",
+        flags.path("tls-cert-file").unwrap_or_default(),
+        "--tls-private-key-file",
+        flags.path("tls-private-key-file").unwrap_or_default(),
+    )?;
+    let client_ca = match flags.path("client-ca-file") {
+        Some(p) => files::load_certs("--client-ca-file", p)?,
+        None => Vec::new(),
+    };
+    let auth = if client_ca.is_empty() {
+        tls::ClientAuth::None
+    } else {
+        tls::ClientAuth::Optional("--client-ca-file", &client_ca)
+    };
+    let server_tls = tls::server_config(chain, key, auth, flags.get("tls-min-version"))?;
+    let le = LeaderElection {
+        enabled: flags.bool_or("leader-elect", true),
+        namespace: flags
+            .get("leader-elect-resource-namespace")
+            .unwrap_or("kube-system")
+            .into(),
+        name: flags
+            .get("leader-elect-resource-name")
+            .unwrap_or("kube-controller-manager")
+            .into(),
+        lease_duration: controlplane::duration(
+            flags.get("leader-elect-lease-duration"),
+            Duration::from_secs(15),
+            "--leader-elect-lease-duration",
+        )?,
+        retry_period: controlplane::duration(
+            flags.get("leader-elect-retry-period"),
+            Duration::from_secs(2),
+            "--leader-elect-retry-period",
+        )?,
+    };
+    let health = Arc::new(Health::new());
+    let port = flags.get("secure-port").unwrap_or("10257");
+    if port != "0" {
+        let addr = controlplane::bind_addr(flags.path("bind-address"), port)?;
+        controlplane::serve_health(addr, server_tls, &["/healthz"], health.clone()).await?;
+    }
+    say!("controllers are not run by the stand-in; only the lease and health are");
+    controlplane::run_loop(client, le, health).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tables_name_real_flags() {
+        crate::filecheck::assert_table_flags_exist(
+            "kube-controller-manager",
+            super::FILES,
+            super::PAIRS,
+        );
+    }
+}

@@ -1,0 +1,603 @@
+//! End to end on sandbox machines (systemd-nspawn containers booting Debian with real sshd and
+//! systemd): real etcd, containerd and runc; the Kubernetes server binaries are the project's
+//! stand-ins (crate `provisioner-standins`), so these tests prove the provisioning, not a real
+//! Kubernetes. Needs root, systemd-nspawn and debootstrap (see .ci/run).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use common::{provisioner, repo, text};
+use serde_json::Value;
+
+/// One sandbox at a time: the machines share a subnet and names.
+static SANDBOX: Mutex<()> = Mutex::new(());
+
+fn state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/provisioner-sandbox/test")
+}
+
+/// A running sandbox, torn down when dropped (also when the test fails).
+struct Machines {
+    info: Value,
+}
+
+impl Machines {
+    fn up(names: &[&str], sudo_user: bool) -> Machines {
+        assert!(
+            is_root(),
+            "the end-to-end tests need root (systemd-nspawn, network namespaces)"
+        );
+        let state = state_dir();
+        let _ = provisioner(&["sandbox", "down", "--state-dir", state.to_str().unwrap()]);
+        let names = names.join(",");
+        let mut args = vec![
+            "sandbox",
+            "up",
+            "--names",
+            &names,
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--json",
+        ];
+        if sudo_user {
+            args.push("--sudo-user");
+        }
+        let o = provisioner(&args);
+        assert!(
+            o.status.success(),
+            "sandbox up failed:\n{}",
+            text(&o.stderr)
+        );
+        Machines {
+            info: serde_json::from_slice(&o.stdout).expect("sandbox up --json"),
+        }
+    }
+
+    fn address(&self, name: &str) -> String {
+        self.info["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no machine {name}"))["address"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn key(&self) -> &str {
+        self.info["key_path"].as_str().unwrap()
+    }
+
+    fn known_hosts(&self) -> &str {
+        self.info["known_hosts_path"].as_str().unwrap()
+    }
+
+    /// Runs a command as root on a machine with OpenSSH's client.
+    fn ssh(&self, name: &str, command: &str) -> String {
+        let o = Command::new("ssh")
+            .args([
+                "-i",
+                self.key(),
+                "-o",
+                &format!("UserKnownHostsFile={}", self.known_hosts()),
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+            ])
+            .arg(format!("root@{}", self.address(name)))
+            .arg(command)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ssh {name} `{command}`: {}",
+            text(&o.stderr)
+        );
+        text(&o.stdout)
+    }
+}
+
+impl Drop for Machines {
+    fn drop(&mut self) {
+        let _ = provisioner(&[
+            "sandbox",
+            "down",
+            "--state-dir",
+            state_dir().to_str().unwrap(),
+        ]);
+    }
+}
+
+fn is_root() -> bool {
+    text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0"
+}
+
+/// The test bundle: real etcd, containerd, runc and CNI plugins, plus the stand-ins.
+fn bundle() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PROVISIONER_TEST_BUNDLE") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    let dir = target.join("test-bundle");
+    if !dir.join("manifest.toml").exists() {
+        // `cargo test --workspace` builds the stand-ins with everything else.
+        assert!(
+            target.join("debug/kube-apiserver").exists(),
+            "the stand-ins are not built: run `cargo test --workspace` (or `cargo build -p provisioner-standins`)"
+        );
+        // Debug builds carry ~80 MB of debug info each; the hosts need only the code.
+        let standins = target.join("standins-stripped");
+        std::fs::create_dir_all(&standins).unwrap();
+        for b in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet",
+            "kube-proxy",
+        ] {
+            let o = Command::new("strip")
+                .arg("-o")
+                .arg(standins.join(b))
+                .arg(target.join("debug").join(b))
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "strip {b}: {}", text(&o.stderr));
+        }
+        let o = Command::new("bash")
+            .arg(repo().join("tests/testbed/make-test-bundle.sh"))
+            .arg(&dir)
+            .env("STANDIN_DIR", &standins)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "make-test-bundle.sh failed:\n{}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+    }
+    dir
+}
+
+/// Versions of the bundle's components, for the inventory.
+fn bundle_versions(dir: &Path) -> BTreeMap<String, String> {
+    let m: toml::Value =
+        toml::from_str(&std::fs::read_to_string(dir.join("manifest.toml")).unwrap()).unwrap();
+    m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["component"].as_str().unwrap().to_string(),
+                f["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn cgroup_v1_host() -> bool {
+    text(
+        &Command::new("stat")
+            .args(["-fc", "%T", "/sys/fs/cgroup"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+        != "cgroup2fs"
+}
+
+struct Cluster {
+    ws: common::Workspace,
+    bundle: PathBuf,
+}
+
+impl Cluster {
+    fn new(m: &Machines, hosts: &[(&str, &str)], ssh_extra: &str, extra: &str) -> Cluster {
+        let bundle = bundle();
+        let v = bundle_versions(&bundle);
+        let mut inv = format!(
+            "[cluster]\nname = \"e2e\"\nkubernetes_version = \"1.35.0\"\nbundle = \"{}\"\n\n\
+             [versions]\netcd = \"{}\"\ncontainerd = \"{}\"\n\n\
+             [kubelet]\nallow_cgroup_v1 = {}\n\n\
+             [ssh]\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n{ssh_extra}\n{extra}\n",
+            bundle.display(),
+            v["etcd"],
+            v["containerd"],
+            cgroup_v1_host(),
+            m.key(),
+            m.known_hosts()
+        );
+        for (name, roles) in hosts {
+            inv.push_str(&format!(
+                "[[hosts]]\nname = \"{name}\"\naddress = \"{}\"\nroles = [{roles}]\n\n",
+                m.address(name)
+            ));
+        }
+        Cluster {
+            ws: common::Workspace::with_text(&inv),
+            bundle,
+        }
+    }
+
+    fn apply(&self) -> (bool, String, String) {
+        let o = self
+            .ws
+            .run(&["apply", "--output", "json", "--gate-timeout", "30"]);
+        (o.status.success(), text(&o.stdout), text(&o.stderr))
+    }
+
+    fn apply_ok(&self) -> Value {
+        let (ok, out, err) = self.apply();
+        assert!(ok, "apply failed:\n{err}\n{out}");
+        let summary = out
+            .lines()
+            .rev()
+            .find(|l| l.contains("\"summary\""))
+            .unwrap_or_else(|| panic!("no summary in:\n{out}"));
+        serde_json::from_str::<Value>(summary).unwrap()["summary"].clone()
+    }
+
+    fn plan(&self) -> Value {
+        let o = self.ws.run(&["plan", "--output", "json"]);
+        assert!(o.status.success(), "plan failed:\n{}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    fn admin_kubeconfig(&self) -> PathBuf {
+        let o = self.ws.run(&["kubeconfig"]);
+        assert!(o.status.success());
+        let path = self.ws.dir.path().join("admin.kubeconfig");
+        std::fs::write(&path, &o.stdout).unwrap();
+        path
+    }
+}
+
+const UNITS_CP: &[&str] = &[
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "pod-routes",
+];
+const UNITS_WORKER: &[&str] = &["containerd", "kubelet", "kube-proxy", "pod-routes"];
+
+fn timestamps(m: &Machines, hosts: &[(&str, &[&str])]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (h, units) in hosts {
+        for u in *units {
+            let ts = m.ssh(
+                h,
+                &format!("systemctl show -p ActiveEnterTimestampMonotonic --value {u}.service"),
+            );
+            out.insert(format!("{h}/{u}"), ts.trim().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn three_control_planes_and_two_workers_come_up_and_stay_converged() {
+    let _guard = SANDBOX.lock().unwrap_or_else(|e| e.into_inner());
+    let names = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"];
+    let m = Machines::up(&names, false);
+    let cp = "\"etcd\", \"control-plane\"";
+    let w = "\"worker\"";
+    let c = Cluster::new(
+        &m,
+        &[
+            ("cp-1", cp),
+            ("cp-2", cp),
+            ("cp-3", cp),
+            ("worker-1", w),
+            ("worker-2", w),
+        ],
+        "",
+        "",
+    );
+
+    let first = c.apply_ok();
+    assert!(first["files_written"].as_u64().unwrap() > 100, "{first}");
+
+    // Real etcdctl with the generated healthcheck client certificate.
+    let pki = c.ws.state().join("pki");
+    let o = Command::new(c.bundle.join("bin/etcdctl"))
+        .args([
+            "--endpoints",
+            &format!("https://{}:2379", m.address("cp-1")),
+        ])
+        .args(["--cacert", pki.join("etcd/ca.crt").to_str().unwrap()])
+        .args([
+            "--cert",
+            pki.join("etcd/healthcheck-client.crt").to_str().unwrap(),
+        ])
+        .args([
+            "--key",
+            pki.join("etcd/healthcheck-client.key").to_str().unwrap(),
+        ])
+        .args(["endpoint", "health", "--cluster"])
+        .output()
+        .unwrap();
+    let out = text(&o.stdout) + &text(&o.stderr);
+    assert!(
+        o.status.success() && out.matches("is healthy").count() == 3,
+        "etcdctl:\n{out}"
+    );
+
+    // Real kubectl with the admin kubeconfig (stand-in API server).
+    let kc = c.admin_kubeconfig();
+    let kubectl = |args: &[&str]| {
+        let o = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "kubectl {args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    assert_eq!(kubectl(&["get", "--raw", "/readyz"]).trim(), "ok");
+    let nodes: Value = serde_json::from_str(&kubectl(&["get", "--raw", "/api/v1/nodes"])).unwrap();
+    for worker in ["worker-1", "worker-2"] {
+        let node = nodes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["metadata"]["name"] == worker);
+        let ready = node
+            .and_then(|n| n["status"]["conditions"].as_array())
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+        assert!(ready, "{worker} is not Ready: {nodes}");
+    }
+
+    // Every unit active, every private key 0600.
+    let hosts: Vec<(&str, &[&str])> = names
+        .iter()
+        .map(|n| {
+            (
+                *n,
+                if n.starts_with("cp") {
+                    UNITS_CP
+                } else {
+                    UNITS_WORKER
+                },
+            )
+        })
+        .collect();
+    for (h, units) in &hosts {
+        let states = m.ssh(h, &format!("systemctl is-active {}", units.join(" ")));
+        assert!(states.lines().all(|l| l == "active"), "{h}: {states}");
+        let keys = m.ssh(h, "find /etc/kubernetes /var/lib/kubelet -name '*.key' -printf '%m %p\\n' 2>/dev/null; true");
+        assert!(!keys.is_empty());
+        assert!(keys.lines().all(|l| l.starts_with("600 ")), "{h}: {keys}");
+    }
+
+    // A second apply writes nothing and restarts nothing.
+    let before = timestamps(&m, &hosts);
+    let second = c.apply_ok();
+    assert_eq!(
+        (
+            second["files_written"].as_u64(),
+            second["units_started"].as_u64(),
+            second["units_restarted"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{second}"
+    );
+    assert_eq!(
+        timestamps(&m, &hosts),
+        before,
+        "a no-op apply restarted something"
+    );
+
+    // One file changed on one host: the plan shows exactly that, apply restarts only its reader.
+    m.ssh(
+        "worker-1",
+        "echo '# drift' >> /var/lib/kube-proxy/config.yaml",
+    );
+    let plan = c.plan();
+    let changes: Vec<(String, String)> = plan["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| {
+            h["files"].as_array().unwrap().iter().map(move |f| {
+                (
+                    h["host"].as_str().unwrap().to_string(),
+                    f["path"].as_str().unwrap().to_string(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![(
+            "worker-1".to_string(),
+            "/var/lib/kube-proxy/config.yaml".to_string()
+        )],
+        "{plan}"
+    );
+    let third = c.apply_ok();
+    assert_eq!(
+        (
+            third["files_written"].as_u64(),
+            third["units_restarted"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{third}"
+    );
+    let after = timestamps(&m, &hosts);
+    let restarted: Vec<&String> = after.keys().filter(|k| after[*k] != before[*k]).collect();
+    assert_eq!(
+        restarted,
+        vec!["worker-1/kube-proxy"],
+        "only kube-proxy on worker-1 may restart"
+    );
+
+    // One inventory value changed: both workers' kube-proxy config, nothing else.
+    let inv = std::fs::read_to_string(c.ws.inventory()).unwrap();
+    std::fs::write(
+        c.ws.inventory(),
+        inv.replace(
+            "[kubelet]",
+            "[network]\nproxy_mode = \"nftables\"\n\n[kubelet]",
+        ),
+    )
+    .unwrap();
+    let before = timestamps(&m, &hosts);
+    let fourth = c.apply_ok();
+    assert_eq!(fourth["units_restarted"].as_u64(), Some(2), "{fourth}");
+    let after = timestamps(&m, &hosts);
+    let restarted: Vec<&String> = after.keys().filter(|k| after[*k] != before[*k]).collect();
+    assert_eq!(
+        restarted,
+        vec!["worker-1/kube-proxy", "worker-2/kube-proxy"]
+    );
+}
+
+/// A copy of the bundle whose kube-proxy exits at once, with a manifest that matches it.
+fn broken_bundle(good: &Path, into: &Path) -> PathBuf {
+    let dir = into.join("broken-bundle");
+    let o = Command::new("cp")
+        .arg("-al")
+        .arg(good)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let script =
+        b"#!/bin/sh\necho 'kube-proxy stand-in: broken on purpose by the test' >&2\nexit 1\n";
+    let bin = dir.join("bin/kube-proxy");
+    std::fs::remove_file(&bin).unwrap();
+    std::fs::write(&bin, script).unwrap();
+    let manifest = dir.join("manifest.toml");
+    let mut m: toml::Value = toml::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["name"].as_str() == Some("kube-proxy") {
+            f["sha256"] = toml::Value::String(provisioner::bundle::sha256_hex(script));
+            f["size"] = toml::Value::Integer(script.len() as i64);
+        }
+    }
+    std::fs::remove_file(&manifest).unwrap();
+    std::fs::write(&manifest, toml::to_string(&m).unwrap()).unwrap();
+    dir
+}
+
+#[test]
+fn failures_are_reported_precisely_and_the_sudo_path_works() {
+    let _guard = SANDBOX.lock().unwrap_or_else(|e| e.into_inner());
+    let m = Machines::up(&["node-1"], true);
+    let all = "\"etcd\", \"control-plane\", \"worker\"";
+    let c = Cluster::new(&m, &[("node-1", all)], "user = \"kube\"\nsudo = true", "");
+
+    // A host key that differs from known_hosts is refused before anything is sent.
+    let real = std::fs::read_to_string(m.known_hosts()).unwrap();
+    let other_key = c.ws.dir.path().join("other");
+    let o = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            other_key.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let fake_pub = std::fs::read_to_string(other_key.with_extension("pub")).unwrap();
+    let fake_line = format!(
+        "{} {}",
+        m.address("node-1"),
+        fake_pub
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let fake_known = c.ws.dir.path().join("known_hosts.changed");
+    std::fs::write(&fake_known, format!("{fake_line}\n")).unwrap();
+    let inv = std::fs::read_to_string(c.ws.inventory()).unwrap();
+    std::fs::write(
+        c.ws.inventory(),
+        inv.replace(m.known_hosts(), fake_known.to_str().unwrap()),
+    )
+    .unwrap();
+    let (ok, _, err) = c.apply();
+    assert!(
+        !ok && err.contains("node-1") && err.contains("SHA256:"),
+        "a changed host key must be refused:\n{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    std::fs::write(c.ws.inventory(), &inv).unwrap();
+    assert_eq!(std::fs::read_to_string(m.known_hosts()).unwrap(), real);
+
+    // An unreachable host fails the run, naming it, before any write.
+    std::fs::write(
+        c.ws.inventory(),
+        format!(
+            "{inv}\n[[hosts]]\nname = \"ghost\"\naddress = \"10.88.0.99\"\nroles = [\"worker\"]\n"
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = c.apply();
+    assert!(
+        !ok && err.contains("ghost") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    std::fs::write(c.ws.inventory(), &inv).unwrap();
+    assert_eq!(
+        m.ssh("node-1", "test -e /etc/kubernetes && echo yes || echo no")
+            .trim(),
+        "no"
+    );
+
+    // A unit that cannot start stops the run at its gate, with its journal.
+    let broken = broken_bundle(&c.bundle, c.ws.dir.path());
+    std::fs::write(
+        c.ws.inventory(),
+        inv.replace(c.bundle.to_str().unwrap(), broken.to_str().unwrap()),
+    )
+    .unwrap();
+    let (ok, _, err) = c.apply();
+    assert!(!ok, "apply must fail with a broken kube-proxy");
+    assert!(
+        err.contains("node-1: gate \"kube-proxy /healthz\" failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("broken on purpose"),
+        "the journal tail is missing:\n{err}"
+    );
+
+    // Through the sudo user, with the good bundle, everything comes up and converges.
+    std::fs::write(c.ws.inventory(), &inv).unwrap();
+    let fixed = c.apply_ok();
+    let acted =
+        fixed["units_started"].as_u64().unwrap() + fixed["units_restarted"].as_u64().unwrap();
+    assert_eq!(acted, 1, "only kube-proxy is (re)started: {fixed}");
+    let again = c.apply_ok();
+    assert_eq!(
+        (
+            again["files_written"].as_u64(),
+            again["units_started"].as_u64(),
+            again["units_restarted"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    let states = m.ssh("node-1", "systemctl is-active etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy");
+    assert!(states.lines().all(|l| l == "active"), "{states}");
+}

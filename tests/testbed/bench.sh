@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# bench.sh: apply timings on sandbox machines (figures, not a test). Prints the cold apply time for
+# 3 control-plane + 2 workers with its split between transfer and starting/waiting, the no-op
+# re-apply time, and the no-op time for 1, 5 and 10 hosts. Needs root, systemd-nspawn, debootstrap.
+# The Kubernetes binaries are the stand-ins of the test bundle (see README).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+work=$repo/target/bench
+bundle=${PROVISIONER_TEST_BUNDLE:-$repo/target/test-bundle}
+sandbox=/var/lib/provisioner-sandbox/bench
+mkdir -p "$work"
+
+cargo build --release -p provisioner -p provisioner-standins >&2
+bin=$repo/target/release/provisioner
+[ -f "$bundle/manifest.toml" ] || STANDIN_DIR=$repo/target/release bash tests/testbed/make-test-bundle.sh "$bundle" >&2
+
+version() { awk -v c="$1" '$1=="component" && $3=="\""c"\"" {f=1} f && $1=="version" {gsub(/"/,"",$3); print $3; exit}' "$bundle/manifest.toml"; }
+cgroup_v1=false
+[ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || cgroup_v1=true
+
+# cluster N: N machines; the first three (or the only one) run etcd and the control plane.
+cluster() {
+    local n=$1 names=() i
+    for i in $(seq 1 "$n"); do names+=("h-$i"); done
+    "$bin" sandbox down --state-dir "$sandbox" >/dev/null 2>&1 || true
+    "$bin" sandbox up --names "$(IFS=,; echo "${names[*]}")" --state-dir "$sandbox" >/dev/null
+    rm -rf "$work/state"
+    {
+        printf '[cluster]\nname = "bench"\nkubernetes_version = "1.35.0"\nbundle = "%s"\nstate_dir = "%s"\n\n' "$bundle" "$work/state"
+        printf '[versions]\netcd = "%s"\ncontainerd = "%s"\n\n[kubelet]\nallow_cgroup_v1 = %s\n\n' "$(version etcd)" "$(version containerd)" "$cgroup_v1"
+        printf '[ssh]\nidentity_file = "%s/id_ed25519"\nknown_hosts = "%s/known_hosts"\n\n' "$sandbox" "$sandbox"
+        for i in $(seq 1 "$n"); do
+            if [ "$n" -eq 1 ]; then roles='"etcd", "control-plane", "worker"'
+            elif [ "$i" -le 3 ]; then roles='"etcd", "control-plane"'
+            else roles='"worker"'; fi
+            printf '[[hosts]]\nname = "h-%s"\naddress = "10.88.0.%s"\nroles = [%s]\n\n' "$i" "$((10 + i))" "$roles"
+        done
+    } > "$work/inventory.toml"
+}
+
+# apply: prints "wall transfer wait" seconds.
+apply() {
+    local start end summary
+    start=$(date +%s.%N)
+    summary=$("$bin" apply "$work/inventory.toml" --output json | grep '"summary"')
+    end=$(date +%s.%N)
+    python3 -c 'import json,sys; s=json.loads(sys.argv[1])["summary"]; print(f"{float(sys.argv[3])-float(sys.argv[2]):.2f} {s["transfer_seconds"]:.2f} {s["wait_seconds"]:.2f}")' "$summary" "$start" "$end"
+}
+
+cluster 5
+read -r cold transfer wait <<<"$(apply)"
+read -r noop _ _ <<<"$(apply)"
+echo "cold apply, 3 control-plane + 2 workers: ${cold} s (transfer ${transfer} s, starting services and waiting ${wait} s)"
+echo "no-op re-apply, 5 hosts:                 ${noop} s"
+for n in 1 10; do
+    cluster "$n"
+    apply >/dev/null
+    read -r noop _ _ <<<"$(apply)"
+    echo "no-op re-apply, $n host(s):               ${noop} s"
+done
+"$bin" sandbox down --state-dir "$sandbox" >/dev/null

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# demo.sh: the main job on one Linux machine. Builds the test bundle (real etcd, containerd, runc,
+# CNI plugins; stand-ins for the Kubernetes server binaries), starts sandbox machines named and
+# addressed as in inventory.toml, applies inventory.toml to them and checks the result with real
+# etcdctl and kubectl. Needs root, systemd-nspawn (systemd-container) and debootstrap.
+#
+# The sandbox machines need three things the example inventory cannot know: the sandbox's SSH key
+# and known_hosts, the bundle directory with its component versions, and (on hosts that only
+# offer cgroup v1) [kubelet] allow_cgroup_v1. The script writes target/demo/inventory.toml: the
+# example with those keys set, nothing else changed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+work=$repo/target/demo
+bundle=$repo/target/test-bundle
+mkdir -p "$work"
+
+echo "==> building provisioner and the stand-ins"
+cargo build --release -p provisioner -p provisioner-standins
+bin=$repo/target/release/provisioner
+
+echo "==> assembling the test bundle in $bundle"
+STANDIN_DIR=$repo/target/release bash tests/testbed/make-test-bundle.sh "$bundle"
+
+names=$(sed -n 's/^name = "\(.*\)"$/\1/p' inventory.toml | tail -n +2 | paste -sd, -)
+echo "==> starting sandbox machines: $names"
+"$bin" sandbox up --names "$names"
+sandbox=/var/lib/provisioner-sandbox/run
+
+version() { awk -v c="$1" '$1=="component" && $3=="\""c"\"" {f=1} f && $1=="version" {gsub(/"/,"",$3); print $3; exit}' "$bundle/manifest.toml"; }
+cgroup_v1=false
+[ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || cgroup_v1=true
+
+sed -e "s|^# bundle = .*|bundle = \"$bundle\"|" \
+    -e "s|^identity_file = .*|identity_file = \"$sandbox/id_ed25519\"|" \
+    -e "s|^known_hosts = .*|known_hosts = \"$sandbox/known_hosts\"|" \
+    -e "s|^# etcd = .*|etcd = \"$(version etcd)\"|" \
+    -e "s|^# containerd = .*|containerd = \"$(version containerd)\"|" \
+    -e "s|^# allow_cgroup_v1 = .*|allow_cgroup_v1 = $cgroup_v1|" \
+    -e "s|^state_dir = .*|state_dir = \"$work/state\"|" \
+    inventory.toml > "$work/inventory.toml"
+
+echo "==> provisioner apply $work/inventory.toml"
+"$bin" apply "$work/inventory.toml"
+
+echo "==> checking with real etcdctl and kubectl"
+pki=$work/state/pki
+first=$(sed -n 's/^address = "\(.*\)"$/\1/p' inventory.toml | head -n1)
+"$bundle/bin/etcdctl" --endpoints "https://$first:2379" --cacert "$pki/etcd/ca.crt" \
+    --cert "$pki/etcd/healthcheck-client.crt" --key "$pki/etcd/healthcheck-client.key" endpoint health --cluster
+"$bin" kubeconfig "$work/inventory.toml" > "$work/admin.kubeconfig"
+chmod 600 "$work/admin.kubeconfig"
+kubectl --kubeconfig "$work/admin.kubeconfig" get --raw /readyz; echo
+kubectl --kubeconfig "$work/admin.kubeconfig" get --raw /api/v1/nodes \
+    | python3 -c 'import json,sys; [print(n["metadata"]["name"], [c["status"] for c in n["status"]["conditions"] if c["type"]=="Ready"][0]) for n in json.load(sys.stdin)["items"]]'
+echo "The machines keep running: \`$bin sandbox status\`, \`$bin sandbox down\` to remove them."
