@@ -262,6 +262,81 @@ impl Cluster {
     }
 }
 
+/// The checks every applied cluster must pass, with the real tools: etcdctl with the generated
+/// healthcheck certificate, kubectl with the admin kubeconfig, systemd on every host.
+fn verify_cluster(
+    m: &Machines,
+    c: &Cluster,
+    etcd_host: &str,
+    hosts: &[(&str, &[&str])],
+    workers: &[&str],
+    members: usize,
+) {
+    let pki = c.ws.state().join("pki");
+    let o = Command::new(c.bundle.join("bin/etcdctl"))
+        .args([
+            "--endpoints",
+            &format!("https://{}:2379", m.address(etcd_host)),
+        ])
+        .args(["--cacert", pki.join("etcd/ca.crt").to_str().unwrap()])
+        .args([
+            "--cert",
+            pki.join("etcd/healthcheck-client.crt").to_str().unwrap(),
+        ])
+        .args([
+            "--key",
+            pki.join("etcd/healthcheck-client.key").to_str().unwrap(),
+        ])
+        .args(["endpoint", "health", "--cluster"])
+        .output()
+        .unwrap();
+    let out = text(&o.stdout) + &text(&o.stderr);
+    assert!(
+        o.status.success() && out.matches("is healthy").count() == members,
+        "etcdctl:\n{out}"
+    );
+
+    // The API server is a stand-in; kubectl and its TLS are real.
+    let kc = c.admin_kubeconfig();
+    let kubectl = |args: &[&str]| {
+        let o = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "kubectl {args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    assert_eq!(kubectl(&["get", "--raw", "/readyz"]).trim(), "ok");
+    let nodes: Value = serde_json::from_str(&kubectl(&["get", "--raw", "/api/v1/nodes"])).unwrap();
+    for worker in workers {
+        let node = nodes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["metadata"]["name"] == *worker);
+        let ready = node
+            .and_then(|n| n["status"]["conditions"].as_array())
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+        assert!(ready, "{worker} is not Ready: {nodes}");
+    }
+
+    for (h, units) in hosts {
+        let states = m.ssh(h, &format!("systemctl is-active {}", units.join(" ")));
+        assert!(states.lines().all(|l| l == "active"), "{h}: {states}");
+        let keys = m.ssh(h, "find /etc/kubernetes /var/lib/kubelet -name '*.key' -printf '%m %p\\n' 2>/dev/null; true");
+        assert!(!keys.is_empty());
+        assert!(
+            keys.lines().all(|l| l.starts_with("600 ")),
+            "{h}: private keys must be 0600: {keys}"
+        );
+    }
+}
+
 const UNITS_CP: &[&str] = &[
     "etcd",
     "kube-apiserver",
@@ -308,61 +383,6 @@ fn three_control_planes_and_two_workers_come_up_and_stay_converged() {
     let first = c.apply_ok();
     assert!(first["files_written"].as_u64().unwrap() > 100, "{first}");
 
-    // Real etcdctl with the generated healthcheck client certificate.
-    let pki = c.ws.state().join("pki");
-    let o = Command::new(c.bundle.join("bin/etcdctl"))
-        .args([
-            "--endpoints",
-            &format!("https://{}:2379", m.address("cp-1")),
-        ])
-        .args(["--cacert", pki.join("etcd/ca.crt").to_str().unwrap()])
-        .args([
-            "--cert",
-            pki.join("etcd/healthcheck-client.crt").to_str().unwrap(),
-        ])
-        .args([
-            "--key",
-            pki.join("etcd/healthcheck-client.key").to_str().unwrap(),
-        ])
-        .args(["endpoint", "health", "--cluster"])
-        .output()
-        .unwrap();
-    let out = text(&o.stdout) + &text(&o.stderr);
-    assert!(
-        o.status.success() && out.matches("is healthy").count() == 3,
-        "etcdctl:\n{out}"
-    );
-
-    // Real kubectl with the admin kubeconfig (stand-in API server).
-    let kc = c.admin_kubeconfig();
-    let kubectl = |args: &[&str]| {
-        let o = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kc)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "kubectl {args:?}: {}", text(&o.stderr));
-        text(&o.stdout)
-    };
-    assert_eq!(kubectl(&["get", "--raw", "/readyz"]).trim(), "ok");
-    let nodes: Value = serde_json::from_str(&kubectl(&["get", "--raw", "/api/v1/nodes"])).unwrap();
-    for worker in ["worker-1", "worker-2"] {
-        let node = nodes["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["metadata"]["name"] == worker);
-        let ready = node
-            .and_then(|n| n["status"]["conditions"].as_array())
-            .is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            });
-        assert!(ready, "{worker} is not Ready: {nodes}");
-    }
-
-    // Every unit active, every private key 0600.
     let hosts: Vec<(&str, &[&str])> = names
         .iter()
         .map(|n| {
@@ -376,13 +396,7 @@ fn three_control_planes_and_two_workers_come_up_and_stay_converged() {
             )
         })
         .collect();
-    for (h, units) in &hosts {
-        let states = m.ssh(h, &format!("systemctl is-active {}", units.join(" ")));
-        assert!(states.lines().all(|l| l == "active"), "{h}: {states}");
-        let keys = m.ssh(h, "find /etc/kubernetes /var/lib/kubelet -name '*.key' -printf '%m %p\\n' 2>/dev/null; true");
-        assert!(!keys.is_empty());
-        assert!(keys.lines().all(|l| l.starts_with("600 ")), "{h}: {keys}");
-    }
+    verify_cluster(&m, &c, "cp-1", &hosts, &["worker-1", "worker-2"], 3);
 
     // A second apply writes nothing and restarts nothing.
     let before = timestamps(&m, &hosts);
@@ -598,6 +612,14 @@ fn failures_are_reported_precisely_and_the_sudo_path_works() {
         ),
         (Some(0), Some(0), Some(0))
     );
-    let states = m.ssh("node-1", "systemctl is-active etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy");
-    assert!(states.lines().all(|l| l == "active"), "{states}");
+    let all_units: &[&str] = &[
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "containerd",
+        "kubelet",
+        "kube-proxy",
+    ];
+    verify_cluster(&m, &c, "node-1", &[("node-1", all_units)], &["node-1"], 1);
 }

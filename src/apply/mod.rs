@@ -149,7 +149,14 @@ pub async fn execute(
     let t = Instant::now();
     let written: Vec<usize> = stream::iter(&p.hosts)
         .filter(|h| std::future::ready(!h.dirs.is_empty() || !h.files.is_empty()))
-        .map(|h| write_host(&s.conns[&h.host], h, rep))
+        .map(|h| {
+            let d = s
+                .desired
+                .iter()
+                .find(|d| d.host == h.host)
+                .expect("plans are made from the desired hosts");
+            write_host(&s.conns[&h.host], h, d, rep)
+        })
         .buffer_unordered(parallel)
         .try_collect()
         .await?;
@@ -225,7 +232,12 @@ pub async fn execute(
 }
 
 /// Directories, files, then the reloads they need, on one host.
-async fn write_host(conn: &Connection, h: &HostPlan, rep: &Reporter) -> Result<usize> {
+async fn write_host(
+    conn: &Connection,
+    h: &HostPlan,
+    d: &DesiredHost,
+    rep: &Reporter,
+) -> Result<usize> {
     let t = Instant::now();
     if !h.dirs.is_empty() {
         let cmd: Vec<String> = h
@@ -252,6 +264,10 @@ async fn write_host(conn: &Connection, h: &HostPlan, rep: &Reporter) -> Result<u
             }
         }
     }
+    // Every desired file now has its desired content (uploads are verified on the host).
+    conn.run_checked(&plan::facts::record_command(d))
+        .await
+        .context("recording file hashes")?;
     if h.daemon_reload {
         conn.run_checked("systemctl daemon-reload").await?;
     }

@@ -34,6 +34,26 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Where each host keeps `sha256 size mtime path` of the files provisioner last wrote or checked.
+/// A file whose size and mtime still match is not hashed again, which keeps a no-op run fast
+/// (binaries are most of the bytes); any edit changes the mtime and brings the hash back.
+pub const RECORD: &str = "/var/lib/provisioner/files.sha256";
+
+/// A command that records the current size and mtime of every desired file with its desired
+/// sha256; run after the files were written and verified.
+pub fn record_command(d: &DesiredHost) -> String {
+    let lines: Vec<String> = d
+        .items
+        .iter()
+        .map(|i| format!("{} {}", i.sha256, i.path))
+        .collect();
+    format!(
+        "install -d -m 700 /var/lib/provisioner && while read -r sha path; do \
+         set -- $(stat -c '%s %Y' \"$path\") && echo \"$sha $1 $2 $path\"; done > {RECORD}.tmp <<'EOF'\n{}\nEOF\nmv -f {RECORD}.tmp {RECORD}",
+        lines.join("\n")
+    )
+}
+
 /// A POSIX shell script printing one `key=value` line per fact; parsed by [`parse`].
 pub fn script(d: &DesiredHost) -> String {
     let files: Vec<String> = d.items.iter().map(|i| quote(&i.path)).collect();
@@ -50,12 +70,21 @@ echo "cgroup=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 echo "swap=$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)"
 for t in conntrack socat ipset iptables nft; do command -v "$t" >/dev/null 2>&1 && echo "tool=$t"; done
 if command -v ss >/dev/null 2>&1; then ss -Htln | while read -r _ _ _ local _; do echo "listen=${{local##*:}}"; done; fi
-for f in {files}; do [ -f "$f" ] && echo "file=$(sha256sum "$f" | cut -d' ' -f1) $(stat -c %a "$f") $f"; done
+{{ sed 's/^/R /' {record} 2>/dev/null; for f in {files}; do [ -f "$f" ] && stat -c 'S %s %Y %a %n' "$f"; done; }} | awk '
+  $1 == "R" {{ sha[$5] = $2; st[$5] = $3 " " $4; next }}
+  $1 == "S" {{ if (st[$5] == $2 " " $3) print "file=" sha[$5] " " $4 " " $5; else print "hash=" $4 " " $5 }}' |
+while read -r line; do
+  case "$line" in
+    hash=*) m=${{line#hash=}}; f=${{m#* }}; echo "file=$(sha256sum "$f" | cut -d' ' -f1) ${{m%% *}} $f" ;;
+    *) echo "$line" ;;
+  esac
+done
 for d in {dirs}; do [ -d "$d" ] && echo "dir=$(stat -c %a "$d") $d"; done
 for u in {units}; do echo "unit=$u $(systemctl is-active "$u.service" 2>/dev/null) $(systemctl is-enabled "$u.service" 2>/dev/null)"; done
 true
 "#,
         files = files.join(" "),
+        record = RECORD,
         dirs = dirs.join(" "),
         units = units.join(" "),
     )
@@ -239,5 +268,40 @@ mod tests {
     #[test]
     fn quoting_survives_single_quotes() {
         assert_eq!(quote("a'b"), r"'a'\''b'");
+    }
+}
+
+#[cfg(test)]
+mod script_tests {
+    use super::*;
+    use crate::plan::{DesiredHost, Item, Source};
+
+    #[test]
+    fn the_facts_script_runs_and_hashes_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.conf");
+        std::fs::write(&path, "hello\n").unwrap();
+        let item = |p: &std::path::Path| Item {
+            path: p.display().to_string(),
+            mode: 0o644,
+            sha256: String::new(),
+            secret: false,
+            source: Source::Rendered(Vec::new()),
+            restarts: &[],
+        };
+        let d = DesiredHost {
+            host: "local".into(),
+            dirs: vec![(dir.path().display().to_string(), 0o755)],
+            items: vec![item(&path), item(&dir.path().join("missing"))],
+            units: vec![],
+        };
+        let out = std::process::Command::new("sh").arg("-c").arg(script(&d)).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let f = parse(&String::from_utf8_lossy(&out.stdout));
+        let want = crate::bundle::sha256_hex(b"hello\n");
+        let (sha, _) = &f.files[&path.display().to_string()];
+        assert_eq!(sha, &want);
+        assert_eq!(f.files.len(), 1, "a missing file is not reported");
+        assert!(f.dirs.contains_key(&dir.path().display().to_string()));
     }
 }
