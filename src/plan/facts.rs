@@ -295,8 +295,16 @@ mod script_tests {
             items: vec![item(&path), item(&dir.path().join("missing"))],
             units: vec![],
         };
-        let out = std::process::Command::new("sh").arg("-c").arg(script(&d)).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script(&d))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let f = parse(&String::from_utf8_lossy(&out.stdout));
         let want = crate::bundle::sha256_hex(b"hello\n");
         let (sha, _) = &f.files[&path.display().to_string()];
