@@ -12,7 +12,7 @@ use crate::controlplane::{self, LeaderElection};
 use crate::filecheck::{self, FileKind};
 use crate::flags::Flags;
 use crate::health::Health;
-use crate::{files, net, say, tls};
+use crate::{files, net, say};
 
 pub const SUMMARY: &str =
     "Holds the kube-controller-manager lease through the API server and serves \
@@ -98,22 +98,7 @@ pub async fn run(flags: Flags) -> Result<()> {
     }
 
     let client = ApiClient::load("--kubeconfig", flags.path("kubeconfig").unwrap_or_default())?;
-    let (chain, key) = files::load_pair(
-        "--tls-cert-file",
-        flags.path("tls-cert-file").unwrap_or_default(),
-        "--tls-private-key-file",
-        flags.path("tls-private-key-file").unwrap_or_default(),
-    )?;
-    let client_ca = match flags.path("client-ca-file") {
-        Some(p) => files::load_certs("--client-ca-file", p)?,
-        None => Vec::new(),
-    };
-    let auth = if client_ca.is_empty() {
-        tls::ClientAuth::None
-    } else {
-        tls::ClientAuth::Optional("--client-ca-file", &client_ca)
-    };
-    let server_tls = tls::server_config(chain, key, auth, flags.get("tls-min-version"))?;
+    let server_tls = controlplane::serving_tls(&flags)?;
     let le = LeaderElection {
         enabled: flags.bool_or("leader-elect", true),
         namespace: flags

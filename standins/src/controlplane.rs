@@ -174,6 +174,27 @@ pub async fn serve_health(
 }
 
 /// `--bind-address` and `--secure-port` as a socket address.
+/// The secure port's TLS, as both components configure it: --tls-cert-file and
+/// --tls-private-key-file, client certificates checked against --client-ca-file when given.
+pub fn serving_tls(flags: &crate::flags::Flags) -> Result<Arc<ServerConfig>> {
+    let (chain, key) = crate::files::load_pair(
+        "--tls-cert-file",
+        flags.path("tls-cert-file").unwrap_or_default(),
+        "--tls-private-key-file",
+        flags.path("tls-private-key-file").unwrap_or_default(),
+    )?;
+    let client_ca = match flags.path("client-ca-file") {
+        Some(p) => crate::files::load_certs("--client-ca-file", p)?,
+        None => Vec::new(),
+    };
+    let auth = if client_ca.is_empty() {
+        crate::tls::ClientAuth::None
+    } else {
+        crate::tls::ClientAuth::Optional("--client-ca-file", &client_ca)
+    };
+    crate::tls::server_config(chain, key, auth, flags.get("tls-min-version"))
+}
+
 pub fn bind_addr(bind: Option<&str>, port: &str) -> Result<SocketAddr> {
     let ip: std::net::IpAddr = bind
         .unwrap_or("0.0.0.0")

@@ -13,7 +13,7 @@ use crate::controlplane::{self, LeaderElection};
 use crate::filecheck::{self, FileKind};
 use crate::flags::Flags;
 use crate::health::Health;
-use crate::{files, say, tls};
+use crate::say;
 
 pub const SUMMARY: &str =
     "Holds the kube-scheduler lease through the API server and serves /livez, \
@@ -78,22 +78,7 @@ pub async fn run(flags: Flags) -> Result<()> {
         }
     };
     let client = ApiClient::load(kubeconfig_what, &kubeconfig)?;
-    let (chain, key) = files::load_pair(
-        "--tls-cert-file",
-        flags.path("tls-cert-file").unwrap_or_default(),
-        "--tls-private-key-file",
-        flags.path("tls-private-key-file").unwrap_or_default(),
-    )?;
-    let client_ca = match flags.path("client-ca-file") {
-        Some(p) => files::load_certs("--client-ca-file", p)?,
-        None => Vec::new(),
-    };
-    let auth = if client_ca.is_empty() {
-        tls::ClientAuth::None
-    } else {
-        tls::ClientAuth::Optional("--client-ca-file", &client_ca)
-    };
-    let server_tls = tls::server_config(chain, key, auth, flags.get("tls-min-version"))?;
+    let server_tls = controlplane::serving_tls(&flags)?;
     let health = Arc::new(Health::new());
     let port = flags.get("secure-port").unwrap_or("10259");
     if port != "0" {
