@@ -232,18 +232,18 @@ impl Connection {
         &self.inner.endpoint.label
     }
 
+    /// A new session to the host, with every check of the first one.
+    async fn open_link(&self) -> Result<Arc<Link>> {
+        let i = &self.inner;
+        let fresh = session::open(&i.endpoint, &i.target, i.bastion.as_ref(), &i.options).await?;
+        Ok(Arc::new(fresh))
+    }
+
     /// The live session, set up again when it was closed (host rebooted, network cut).
     async fn link(&self) -> Result<Arc<Link>> {
         let mut link = self.inner.link.lock().await;
         if link.session.is_closed() {
-            let fresh = session::open(
-                &self.inner.endpoint,
-                &self.inner.target,
-                self.inner.bastion.as_ref(),
-                &self.inner.options,
-            )
-            .await?;
-            *link = Arc::new(fresh);
+            *link = self.open_link().await?;
         }
         Ok(link.clone())
     }
@@ -252,14 +252,7 @@ impl Connection {
     async fn relink(&self, stale: &Arc<Link>) -> Result<Arc<Link>> {
         let mut link = self.inner.link.lock().await;
         if Arc::ptr_eq(&link, stale) {
-            let fresh = session::open(
-                &self.inner.endpoint,
-                &self.inner.target,
-                self.inner.bastion.as_ref(),
-                &self.inner.options,
-            )
-            .await?;
-            *link = Arc::new(fresh);
+            *link = self.open_link().await?;
         }
         Ok(link.clone())
     }
