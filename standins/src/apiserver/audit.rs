@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::rbac::Attributes;
+use super::rbac::{resource_path, Attributes};
 use crate::identity::Identity;
 
 pub struct Audit {
@@ -83,11 +83,7 @@ fn rule_matches(rule: &Value, who: &Identity, verb: &str, a: &Attributes) -> boo
             let Some(groups) = rule.get("resources").and_then(Value::as_array) else {
                 return true;
             };
-            let full = if subresource.is_empty() {
-                resource.clone()
-            } else {
-                format!("{resource}/{subresource}")
-            };
+            let full = resource_path(resource, subresource);
             groups.iter().any(|g| {
                 g.get("group").and_then(Value::as_str).unwrap_or("") == group
                     && g.get("resources")

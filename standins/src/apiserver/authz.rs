@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use super::rbac::{binding_applies, role_ref, rule_allows, Attributes};
+use super::rbac::{binding_applies, resource_path, role_ref, rule_allows, Attributes};
 use super::status::ApiError;
 use super::store::{name_of, Store, CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS};
 use crate::identity::Identity;
@@ -148,11 +148,7 @@ pub fn forbidden_message(who: &Identity, a: &Attributes) -> String {
             namespace,
             name,
         } => {
-            let res = if subresource.is_empty() {
-                resource.clone()
-            } else {
-                format!("{resource}/{subresource}")
-            };
+            let res = resource_path(resource, subresource);
             let target = if name.is_empty() {
                 format!("{res} is forbidden")
             } else {

@@ -23,6 +23,15 @@ pub enum Attributes {
     },
 }
 
+/// `resource` or `resource/subresource`, the form RBAC rules and messages use.
+pub fn resource_path(resource: &str, subresource: &str) -> String {
+    if subresource.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}/{subresource}")
+    }
+}
+
 impl std::fmt::Display for Attributes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -34,11 +43,7 @@ impl std::fmt::Display for Attributes {
                 namespace,
                 name,
             } => {
-                let res = if subresource.is_empty() {
-                    resource.clone()
-                } else {
-                    format!("{resource}/{subresource}")
-                };
+                let res = resource_path(resource, subresource);
                 let group = if group.is_empty() { "\"\"" } else { group };
                 write!(f, "{verb} {res} (group {group})")?;
                 if !namespace.is_empty() {
@@ -76,11 +81,7 @@ pub fn rule_allows(rule: &Value, a: &Attributes) -> bool {
             name,
             ..
         } => {
-            let combined = if subresource.is_empty() {
-                resource.clone()
-            } else {
-                format!("{resource}/{subresource}")
-            };
+            let combined = resource_path(resource, subresource);
             let resources = rule.get("resources").and_then(Value::as_array);
             let resource_ok = resources.is_some_and(|rs| {
                 rs.iter().filter_map(Value::as_str).any(|r| {
