@@ -116,6 +116,18 @@ pub enum Command {
     )]
     Sandbox(crate::sandbox::cli::SandboxCommand),
 
+    /// Bundles for air-gapped sites: fetch, create, sign and verify the one file apply installs from
+    #[command(
+        subcommand,
+        after_help = "The flow:\n  \
+        provisioner bundle fetch --kubernetes 1.35.0 --image pause.tar --out k8s.tar.zst   (connected machine)\n  \
+        provisioner bundle sign k8s.tar.zst --key bundle-signing\n  \
+        (carry k8s.tar.zst and k8s.tar.zst.sig in)\n  \
+        provisioner bundle verify k8s.tar.zst --public-key bundle-signing.pub\n  \
+        set [cluster] bundle = \"k8s.tar.zst\" and bundle_public_key = \"bundle-signing.pub\", then apply"
+    )]
+    Bundle(crate::bundle::cli::BundleCommand),
+
     /// Print the JSON Schema of the inventory file, for editors
     #[command(
         after_help = "Example (taplo, Even Better TOML):\n  provisioner schema > inventory.schema.json\n  \

@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> Result<()> {
             certs_list(&inventory.inventory, output)
         }
         Command::Sandbox(cmd) => crate::sandbox::cli::run(&cmd),
+        Command::Bundle(cmd) => crate::bundle::cli::run(cmd),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&inventory::schema())?);
             Ok(())
@@ -174,19 +175,18 @@ fn format_time(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-const STANDIN_NOTICE: &str = "NOTE: this bundle's Kubernetes binaries are provisioner's test stand-ins, not Kubernetes \
-(etcd, containerd and runc are real). The result exercises every certificate, kubeconfig, TLS link and \
-start order, but it is a test bed, not a working cluster.";
-
-/// `plan` and `apply`: survey the hosts, plan, and (for apply, which has a gate deadline) execute.
-fn converge(path: &Path, output: Output, apply: Option<std::time::Duration>) -> Result<()> {
-    let l = load(path)?;
-    let c = &l.cluster;
-    let bundle_dir = c.bundle.as_ref().with_context(|| {
-        format!("{} has no [cluster] bundle: set it to the directory holding the binaries and their manifest.toml", path.display())
+/// Opens and verifies the bundle (signature first when a key is configured) before any host is
+/// contacted, and points containerd at its pause image.
+fn open_bundle(c: &mut inventory::Cluster, path: &Path) -> Result<crate::bundle::Bundle> {
+    let bundle_path = c.bundle.as_ref().with_context(|| {
+        format!(
+            "{} has no [cluster] bundle: set it to the bundle archive (provisioner bundle fetch) \
+             or a directory holding the binaries and their manifest.toml",
+            path.display()
+        )
     })?;
-    // Every binary is checked before any host is contacted.
-    let bundle = crate::bundle::Bundle::open(bundle_dir)?;
+    let bundle =
+        crate::bundle::Bundle::open(bundle_path, &c.state_dir, c.bundle_public_key.as_deref())?;
     if bundle.kubernetes_version.trim_start_matches('v') != c.kubernetes.to_string() {
         anyhow::bail!(
             "the bundle holds Kubernetes {} but the inventory asks for {}; use a matching bundle",
@@ -194,6 +194,39 @@ fn converge(path: &Path, output: Output, apply: Option<std::time::Duration>) -> 
             c.kubernetes
         );
     }
+    if let Some(fp) = &bundle.signed_by {
+        eprintln!("bundle signature valid ({fp})");
+    }
+    let default = inventory::version::DEFAULT_PAUSE_IMAGE;
+    match bundle.pause_image() {
+        Some(p) if c.versions.pause_image == p.reference => {}
+        Some(p) if c.versions.pause_image == default => {
+            c.versions.pause_image = p.reference.clone();
+        }
+        Some(p) => anyhow::bail!(
+            "[versions] pause_image is {} but the bundle carries the pause image {}; remove the \
+             setting (the bundled image is used) or use a bundle with that image",
+            c.versions.pause_image,
+            p.reference
+        ),
+        None => eprintln!(
+            "warning: the bundle carries no pause image: nodes must pull {} themselves, which \
+             fails on an air-gapped site (add it with `provisioner bundle fetch --image`)",
+            c.versions.pause_image
+        ),
+    }
+    Ok(bundle)
+}
+
+const STANDIN_NOTICE: &str = "NOTE: this bundle's Kubernetes binaries are provisioner's test stand-ins, not Kubernetes \
+(etcd, containerd and runc are real). The result exercises every certificate, kubeconfig, TLS link and \
+start order, but it is a test bed, not a working cluster.";
+
+/// `plan` and `apply`: survey the hosts, plan, and (for apply, which has a gate deadline) execute.
+fn converge(path: &Path, output: Output, apply: Option<std::time::Duration>) -> Result<()> {
+    let mut l = load(path)?;
+    let bundle = open_bundle(&mut l.cluster, path)?;
+    let c = &l.cluster;
     // JSON events are apply's output; plan prints its JSON plan alone on stdout.
     let format = if output == Output::Json && apply.is_some() {
         crate::apply::Format::Json

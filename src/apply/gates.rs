@@ -11,7 +11,7 @@ use serde_json::json;
 use super::health::{self, Request, Tls};
 use super::{Inputs, Reporter};
 use crate::pki::{Ca, Pem};
-use crate::plan::UnitChange;
+use crate::plan::{ImageImport, UnitChange};
 use crate::transport::Connection;
 
 pub struct Phase {
@@ -29,7 +29,7 @@ const fn phase(name: &'static str, units: &'static [&'static str]) -> Phase {
     }
 }
 
-pub const PHASES: [Phase; 6] = [
+pub const PHASES: [Phase; 7] = [
     phase("etcd", &["etcd"]),
     phase("kube-apiserver", &["kube-apiserver"]),
     phase(
@@ -41,7 +41,9 @@ pub const PHASES: [Phase; 6] = [
         units: &[],
         always_after_change: true,
     },
-    phase("workers", &["containerd", "kubelet", "kube-proxy"]),
+    // All container runtimes (and their images) before any kubelet, so no pod waits for a pull.
+    phase("containerd", &["containerd"]),
+    phase("workers", &["kubelet", "kube-proxy"]),
     phase("pod network routes", &["pod-routes"]),
 ];
 
@@ -106,7 +108,7 @@ impl Gates<'_> {
                 }
             }
             "rbac" => self.rbac().await?,
-            "workers" => {
+            "containerd" => {
                 for h in &hosts {
                     let conn = &self.conns[*h];
                     let containerd = async {
@@ -129,6 +131,10 @@ impl Gates<'_> {
                     };
                     self.gate(h, "containerd", "containerd socket answers", containerd)
                         .await?;
+                }
+            }
+            "workers" => {
+                for h in &hosts {
                     self.gate(
                         h,
                         "kubelet",
@@ -224,6 +230,45 @@ impl Gates<'_> {
                 ))
             }
         }
+    }
+
+    /// Imports image archives into containerd's k8s.io namespace with containerd's own `ctr`,
+    /// then checks that containerd lists each under the digest the bundle manifest names.
+    pub async fn import_images(&self, imports: &[(&str, &ImageImport)]) -> Result<()> {
+        for (host, i) in imports {
+            let conn = &self.conns[*host];
+            let img = &i.image;
+            let ctr = "ctr --address /run/containerd/containerd.sock -n k8s.io";
+            let check = async {
+                conn.run_checked(&format!("{ctr} images import '{}'", img.archive))
+                    .await
+                    .context("ctr images import")?;
+                let out = conn
+                    .run_checked(&format!("{ctr} images ls 'name=={}'", img.reference))
+                    .await?;
+                let listed = out.stdout_text().lines().skip(1).find_map(|l| {
+                    let mut parts = l.split_whitespace();
+                    let reference = parts.next()?;
+                    let digest = parts.nth(1)?;
+                    (reference == img.reference).then(|| digest.to_string())
+                });
+                match listed {
+                    Some(d) if d == img.digest => Ok(()),
+                    Some(d) => bail!(
+                        "containerd lists {} with the digest {d}, but the bundle manifest says {}",
+                        img.reference,
+                        img.digest
+                    ),
+                    None => bail!(
+                        "containerd does not list {} after the import",
+                        img.reference
+                    ),
+                }
+            };
+            let what = format!("image {} imported ({})", img.reference, i.reason);
+            self.gate(host, "containerd", &what, check).await?;
+        }
+        Ok(())
     }
 
     async fn etcd_health(&self, host: &str) -> Result<()> {

@@ -33,6 +33,7 @@ pub struct Outcome {
     pub files_written: usize,
     pub units_started: usize,
     pub units_restarted: usize,
+    pub images_imported: usize,
     pub seconds: f64,
     pub transfer_seconds: f64,
     pub wait_seconds: f64,
@@ -181,7 +182,16 @@ pub async fn execute(
                     .map(move |u| (h.host.as_str(), u))
             })
             .collect();
-        if actions.is_empty() && !phase.always_after_change {
+        // Images are imported once containerd answers, also when containerd itself is unchanged.
+        let imports: Vec<(&str, &crate::plan::ImageImport)> = if phase.name == "containerd" {
+            p.hosts
+                .iter()
+                .flat_map(|h| h.images.iter().map(move |i| (h.host.as_str(), i)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if actions.is_empty() && imports.is_empty() && !phase.always_after_change {
             continue;
         }
         rep.phase(phase.name);
@@ -225,6 +235,8 @@ pub async fn execute(
             );
         }
         g.run(phase, &actions).await?;
+        g.import_images(&imports).await?;
+        outcome.images_imported += imports.len();
     }
     outcome.wait_seconds = t.elapsed().as_secs_f64();
     outcome.seconds = start.elapsed().as_secs_f64();

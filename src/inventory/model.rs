@@ -16,6 +16,8 @@ pub struct Cluster {
     pub state_dir: PathBuf,
     /// Absolute path of the binary bundle, when one is configured.
     pub bundle: Option<PathBuf>,
+    /// Public key whose signature the bundle must carry.
+    pub bundle_public_key: Option<PathBuf>,
     pub network: Network,
     pub api: Api,
     pub pki: PkiSettings,

@@ -40,8 +40,12 @@ pub struct Cluster {
     pub kubernetes_version: String,
     /// Where PKI and secrets are kept, relative to the inventory file. Default ".provisioner".
     pub state_dir: Option<String>,
-    /// Directory (or archive) with the binaries to install, relative to the inventory file.
+    /// Bundle with the binaries and images to install: an archive made by `provisioner bundle
+    /// fetch|create`, or a directory with a manifest.toml. Relative to the inventory file.
     pub bundle: Option<String>,
+    /// OpenSSH public key (ed25519) whose signature the bundle must carry (FILE.sig beside an
+    /// archive, manifest.toml.sig in a directory). Relative to the inventory file.
+    pub bundle_public_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

@@ -54,6 +54,16 @@ impl Validator {
         );
         let state_dir = base_dir.join(c.state_dir.as_deref().unwrap_or(".provisioner"));
         let bundle = c.bundle.as_deref().map(|b| base_dir.join(expand_home(b)));
+        let bundle_public_key = c
+            .bundle_public_key
+            .as_deref()
+            .map(|k| base_dir.join(expand_home(k)));
+        if bundle_public_key.is_some() && bundle.is_none() {
+            self.error(
+                at("cluster.bundle_public_key"),
+                "is set but [cluster] bundle is not: name the signed bundle too",
+            );
+        }
 
         let network = self.network(&inv.network);
         let pki = self.pki(&inv.pki);
@@ -67,6 +77,7 @@ impl Validator {
             kubernetes: kubernetes?,
             state_dir,
             bundle,
+            bundle_public_key,
             network: network?,
             api: api?,
             pki: pki?,

@@ -80,6 +80,16 @@ impl KubeVersion {
     pub fn default_etcd(self) -> &'static str {
         "3.5.24"
     }
+
+    /// runc release the default containerd ships with.
+    pub fn default_runc(self) -> &'static str {
+        "1.3.0"
+    }
+
+    /// CNI plugins release (bridge, host-local, loopback, portmap) current for these minors.
+    pub fn default_cni(self) -> &'static str {
+        "1.7.1"
+    }
 }
 
 impl fmt::Display for KubeVersion {

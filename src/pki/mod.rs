@@ -8,7 +8,7 @@
 pub mod inspect;
 mod issue;
 pub mod spec;
-mod store;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -21,6 +21,22 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
 /// Writes a file atomically with the given mode; never replaces an existing file, so that no
 /// key can be lost by accident.
 pub fn create(path: &Path, content: &[u8], mode: u32) -> Result<()> {
+    let tmp = write_temp(path, content, mode)?;
+    // hard_link fails if the target exists: a concurrent run cannot overwrite what another created.
+    let linked = fs::hard_link(&tmp, path).with_context(|| format!("creating {}", path.display()));
+    fs::remove_file(&tmp).ok();
+    linked
+}
+
+/// Writes a file atomically with the given mode, replacing what was there; for records that are
+/// rebuilt from other state, never for keys.
+pub fn replace(path: &Path, content: &[u8], mode: u32) -> Result<()> {
+    let tmp = write_temp(path, content, mode)?;
+    fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+/// Writes `content` to a temporary file beside `path`, synced and with its final mode.
+fn write_temp(path: &Path, content: &[u8], mode: u32) -> Result<std::path::PathBuf> {
     let dir = path
         .parent()
         .context("a state file has a parent directory")?;
@@ -40,10 +56,7 @@ pub fn create(path: &Path, content: &[u8], mode: u32) -> Result<()> {
         .and_then(|_| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
-    // hard_link fails if the target exists: a concurrent run cannot overwrite what another created.
-    fs::hard_link(&tmp, path).with_context(|| format!("creating {}", path.display()))?;
-    fs::remove_file(&tmp).ok();
-    Ok(())
+    Ok(tmp)
 }
 
 pub fn read(path: &Path) -> Result<Option<String>> {

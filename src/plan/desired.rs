@@ -24,6 +24,18 @@ pub struct Item {
     pub restarts: &'static [&'static str],
 }
 
+/// A container image the host's containerd must hold, imported from an uploaded archive.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DesiredImage {
+    pub reference: String,
+    pub digest: String,
+    /// The archive on the host.
+    pub archive: String,
+}
+
+/// Where image archives are kept on hosts, so a no-op run finds them by hash and sends nothing.
+pub const IMAGE_DIR: &str = "/var/lib/provisioner/images";
+
 #[derive(Debug, Clone)]
 pub struct DesiredHost {
     pub host: String,
@@ -31,6 +43,7 @@ pub struct DesiredHost {
     pub items: Vec<Item>,
     /// Units in start order, without the `.service` suffix.
     pub units: Vec<String>,
+    pub images: Vec<DesiredImage>,
 }
 
 pub fn desired(rendered: &Rendered, bundle: &Bundle) -> Result<Vec<DesiredHost>> {
@@ -58,7 +71,7 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
                 mode: u32::from_str_radix(&e.mode, 8).unwrap_or(0o755),
                 sha256: e.sha256.clone(),
                 secret: false,
-                source: Source::Bundle(bundle.path_of(e)),
+                source: Source::Bundle(bundle.path_of(&e.path)),
                 restarts: restarts(&b.path),
             }),
             None => missing.push(b.name),
@@ -72,8 +85,36 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
             h.host
         );
     }
+    // Every host running containerd gets the bundle's images: the pause image at least.
+    let mut images = Vec::new();
+    if h.units
+        .iter()
+        .any(|u| u.trim_end_matches(".service") == "containerd")
+    {
+        for i in &bundle.images {
+            let archive = format!("{IMAGE_DIR}/{}.tar", i.name);
+            items.push(Item {
+                path: archive.clone(),
+                mode: 0o644,
+                sha256: i.sha256.clone(),
+                secret: false,
+                source: Source::Bundle(bundle.path_of(&i.path)),
+                restarts: &[],
+            });
+            images.push(DesiredImage {
+                reference: i.reference.clone(),
+                digest: i.digest.clone(),
+                archive,
+            });
+        }
+    }
     let mut dirs = h.dirs.clone();
-    for d in ["/usr/local/bin", "/opt/cni/bin", "/etc/systemd/system"] {
+    for d in [
+        "/usr/local/bin",
+        "/opt/cni/bin",
+        "/etc/systemd/system",
+        IMAGE_DIR,
+    ] {
         if items.iter().any(|i| i.path.starts_with(d)) && !dirs.iter().any(|(p, _)| p == d) {
             dirs.push((d.to_string(), 0o755));
         }
@@ -88,5 +129,6 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
             .iter()
             .map(|u| u.trim_end_matches(".service").to_string())
             .collect(),
+        images,
     })
 }

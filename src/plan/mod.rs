@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-pub use desired::{desired, DesiredHost, Item, Source};
+pub use desired::{desired, DesiredHost, DesiredImage, Item, Source};
 pub use facts::Facts;
 pub use show::text;
 
@@ -51,12 +51,21 @@ pub struct UnitChange {
     pub enable: bool,
 }
 
+/// An image to import into containerd from its archive on the host.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageImport {
+    #[serde(flatten)]
+    pub image: DesiredImage,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct HostPlan {
     pub host: String,
     pub dirs: Vec<(String, u32)>,
     pub files: Vec<FileChange>,
     pub units: Vec<UnitChange>,
+    pub images: Vec<ImageImport>,
     pub daemon_reload: bool,
     pub reload_sysctl: bool,
     pub load_modules: bool,
@@ -64,7 +73,10 @@ pub struct HostPlan {
 
 impl HostPlan {
     pub fn is_empty(&self) -> bool {
-        self.dirs.is_empty() && self.files.is_empty() && self.units.is_empty()
+        self.dirs.is_empty()
+            && self.files.is_empty()
+            && self.units.is_empty()
+            && self.images.is_empty()
     }
 
     pub fn unit(&self, name: &str) -> Option<&UnitChange> {
@@ -140,6 +152,21 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
             enable: !state.enabled,
         });
     }
+    let images = d
+        .images
+        .iter()
+        .filter_map(|i| {
+            let reason = match f.images.get(&i.reference) {
+                Some(digest) if *digest == i.digest => return None,
+                Some(digest) => format!("containerd has {digest}"),
+                None => "not in containerd".to_string(),
+            };
+            Some(ImageImport {
+                image: i.clone(),
+                reason,
+            })
+        })
+        .collect();
     let changed = |p: &str| {
         files
             .iter()
@@ -155,6 +182,7 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
         load_modules: changed("/etc/modules-load.d/kubernetes.conf"),
         files,
         units,
+        images,
     }
 }
 
@@ -191,6 +219,11 @@ mod tests {
                 item("/etc/systemd/system/kube-proxy.service", "unit2", 0o644),
             ],
             units: vec!["kubelet".into(), "kube-proxy".into()],
+            images: vec![DesiredImage {
+                reference: "registry.k8s.io/pause:3.10.1".into(),
+                digest: "sha256:aa".into(),
+                archive: "/var/lib/provisioner/images/pause.tar".into(),
+            }],
         }
     }
 
@@ -202,6 +235,9 @@ mod tests {
         }
         for (p, m) in &d.dirs {
             f.dirs.insert(p.clone(), *m);
+        }
+        for i in &d.images {
+            f.images.insert(i.reference.clone(), i.digest.clone());
         }
         for u in &d.units {
             f.units.insert(
@@ -294,5 +330,19 @@ mod tests {
         assert_eq!(p.unit("kubelet").unwrap().reason, "not running");
         assert_eq!(p.unit("kube-proxy").unwrap().action, UnitAction::Enable);
         assert!(p.files.is_empty());
+    }
+
+    #[test]
+    fn a_missing_or_different_image_is_imported() {
+        let d = desired_host();
+        let mut f = converged(&d);
+        f.images.clear();
+        let p = diff(&d, &f);
+        assert_eq!(p.images.len(), 1);
+        assert_eq!(p.images[0].reason, "not in containerd");
+        assert!(p.units.is_empty(), "an import restarts nothing");
+        f.images
+            .insert("registry.k8s.io/pause:3.10.1".into(), "sha256:bb".into());
+        assert_eq!(diff(&d, &f).images[0].reason, "containerd has sha256:bb");
     }
 }

@@ -41,6 +41,13 @@ pub fn text(plan: &Plan) -> String {
             };
             let _ = writeln!(out, "  {verb} {}: {}", u.unit, u.reason);
         }
+        for i in &h.images {
+            let _ = writeln!(
+                out,
+                "  import image {} ({}): {}",
+                i.image.reference, i.image.digest, i.reason
+            );
+        }
     }
     if plan.is_empty() {
         out.push_str("Nothing to do: every host matches the inventory.\n");

@@ -36,7 +36,7 @@ fn key_cache() -> &'static tokio::sync::Mutex<HashMap<PathBuf, Arc<PrivateKey>>>
     CACHE.get_or_init(Default::default)
 }
 
-async fn load_identity(path: &Path) -> Result<Arc<PrivateKey>, String> {
+pub(crate) async fn load_identity(path: &Path) -> Result<Arc<PrivateKey>, String> {
     let mut cache = key_cache().lock().await;
     if let Some(k) = cache.get(path) {
         return Ok(k.clone());

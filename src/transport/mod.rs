@@ -24,7 +24,7 @@
 //!
 //! Errors name the host, the step, and the fix; they never contain key material.
 
-mod auth;
+pub(crate) mod auth;
 mod exec;
 mod forward;
 pub mod hostkey;

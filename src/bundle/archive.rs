@@ -1,0 +1,222 @@
+//! The bundle archive: one tar + zstd file, `manifest.toml` first, then every listed file.
+//! Reading streams it once, checking each entry against the manifest as it goes, so a
+//! tampered or truncated archive is refused without unpacking it anywhere first.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::check::mismatch;
+use super::manifest::{Listed, Manifest};
+use super::MANIFEST;
+
+/// zstd level: close to the best ratio for binaries while packing a few hundred MB in seconds.
+const LEVEL: i32 = 9;
+const MAX_MANIFEST: u64 = 16 << 20;
+
+/// Writes the archive for the bundle directory `dir` (already checked against `m`) to `out`,
+/// atomically. Each file is hashed again as it is packed.
+pub fn pack(dir: &Path, m: &Manifest, out: &Path) -> Result<u64> {
+    let partial = out.with_extension("partial");
+    let result = pack_to(dir, m, &partial);
+    if result.is_err() {
+        fs::remove_file(&partial).ok();
+    }
+    result?;
+    fs::rename(&partial, out)
+        .with_context(|| format!("moving the archive to {}", out.display()))?;
+    Ok(fs::metadata(out)?.len())
+}
+
+fn pack_to(dir: &Path, m: &Manifest, partial: &Path) -> Result<()> {
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let enc = zstd::Encoder::new(BufWriter::new(file), LEVEL)?;
+    let mut tar = tar::Builder::new(enc);
+    let manifest = m.to_toml()?;
+    append(
+        &mut tar,
+        MANIFEST,
+        0o644,
+        manifest.len() as u64,
+        manifest.as_bytes(),
+    )?;
+    let modes: BTreeMap<&str, u32> = m
+        .files
+        .iter()
+        .map(|e| {
+            (
+                e.path.as_str(),
+                u32::from_str_radix(&e.mode, 8).unwrap_or(0o755),
+            )
+        })
+        .collect();
+    for l in m.listed() {
+        let f = File::open(dir.join(l.path)).with_context(|| format!("opening {}", l.path))?;
+        let mut hashing = Hashing::new(BufReader::new(f));
+        let mode = modes.get(l.path).copied().unwrap_or(0o644);
+        append(&mut tar, l.path, mode, l.size, &mut hashing)
+            .with_context(|| format!("packing {}", l.path))?;
+        let (sha, size) = hashing.finish();
+        mismatch(&l, &sha, size)?;
+    }
+    let enc = tar.into_inner()?;
+    let mut w = enc.finish()?;
+    w.flush()?;
+    w.into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()
+        .context("syncing the archive")?;
+    Ok(())
+}
+
+fn append(
+    tar: &mut tar::Builder<impl Write>,
+    path: &str,
+    mode: u32,
+    size: u64,
+    data: impl Read,
+) -> Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    // A fixed time keeps archives of the same files byte-identical.
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut h, path, data)?;
+    Ok(())
+}
+
+/// Reads the archive, checking every entry against the manifest; with `dest`, the files are
+/// also written there (a new, empty directory). Returns the manifest.
+pub fn read(archive: &Path, dest: Option<&Path>) -> Result<Manifest> {
+    let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    let dec = zstd::Decoder::new(file).context("not a zstd stream")?;
+    let mut tar = tar::Archive::new(dec);
+    let mut entries = tar.entries().context("not a tar archive")?;
+
+    let not_bundle = || {
+        format!(
+            "{} is not a provisioner bundle: its first entry must be {MANIFEST}",
+            archive.display()
+        )
+    };
+    let mut first = entries.next().with_context(not_bundle)??;
+    if entry_path(&first)? != MANIFEST || first.size() > MAX_MANIFEST {
+        bail!(not_bundle());
+    }
+    let mut text = String::new();
+    first
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {MANIFEST} in {}", archive.display()))?;
+    let m = Manifest::parse(&text, &archive.join(MANIFEST))?;
+    if let Some(d) = dest {
+        fs::write(d.join(MANIFEST), &text)?;
+    }
+
+    let mut pending: BTreeMap<&str, Listed<'_>> = m.listed().map(|l| (l.path, l)).collect();
+    let modes: BTreeMap<&str, u32> = m
+        .files
+        .iter()
+        .map(|e| {
+            (
+                e.path.as_str(),
+                u32::from_str_radix(&e.mode, 8).unwrap_or(0o755),
+            )
+        })
+        .collect();
+    for entry in entries {
+        let mut entry = entry.with_context(|| format!("reading {}", archive.display()))?;
+        let path = entry_path(&entry)?;
+        match entry.header().entry_type() {
+            tar::EntryType::Regular => {}
+            tar::EntryType::Directory => continue,
+            other => bail!(
+                "{}: {path} is a {other:?} entry; a bundle holds regular files only",
+                archive.display()
+            ),
+        }
+        let Some(l) = pending.remove(path.as_str()) else {
+            bail!(
+                "{}: {path} is not listed in the manifest (or appears twice)",
+                archive.display()
+            );
+        };
+        let mut hashing = Hashing::new(&mut entry);
+        match dest {
+            Some(d) => {
+                let target = d.join(l.path);
+                fs::create_dir_all(target.parent().expect("listed paths are relative"))?;
+                let mut out = File::create(&target)
+                    .with_context(|| format!("writing {}", target.display()))?;
+                std::io::copy(&mut hashing, &mut out)
+                    .with_context(|| format!("unpacking {path}"))?;
+                let mode = modes.get(l.path).copied().unwrap_or(0o644);
+                out.set_permissions(fs::Permissions::from_mode(mode))?;
+            }
+            None => {
+                std::io::copy(&mut hashing, &mut std::io::sink())
+                    .with_context(|| format!("reading {path}"))?;
+            }
+        }
+        let (sha, size) = hashing.finish();
+        mismatch(&l, &sha, size).with_context(|| archive.display().to_string())?;
+    }
+    if !pending.is_empty() {
+        let missing: Vec<&str> = pending.keys().copied().collect();
+        bail!(
+            "{}: the manifest lists files the archive lacks: {}",
+            archive.display(),
+            missing.join(", ")
+        );
+    }
+    Ok(m)
+}
+
+fn entry_path(e: &tar::Entry<'_, impl Read>) -> Result<String> {
+    let raw = e.path_bytes();
+    let s = std::str::from_utf8(&raw).context("an entry's path is not UTF-8")?;
+    Ok(s.trim_start_matches("./").trim_end_matches('/').to_string())
+}
+
+/// Hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<R: Read> Hashing<R> {
+    fn new(inner: R) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    fn finish(self) -> (String, u64) {
+        (super::hex(&self.hasher.finalize()), self.size)
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,398 @@
+//! `bundle fetch`: downloads the release binaries from their upstream locations (or a mirror
+//! laid out the same way), checks each against the checksum file its project publishes next to
+//! it, and writes one bundle archive.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+
+use super::manifest::{Entry, Header, Image, Manifest, FORMAT};
+use super::{archive, create, image};
+
+/// Overrides the upstream locations: `$PROVISIONER_MIRROR/dl.k8s.io/release/...`.
+pub const MIRROR_ENV: &str = "PROVISIONER_MIRROR";
+
+/// The CNI plugins a cluster built by provisioner uses (and a few commonly added ones).
+pub const CNI_PLUGINS: &[&str] = &[
+    "bridge",
+    "host-local",
+    "loopback",
+    "portmap",
+    "bandwidth",
+    "firewall",
+    "tuning",
+];
+
+const KUBERNETES_BINARIES: &[&str] = &[
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+];
+
+pub struct Request {
+    pub kubernetes: String,
+    pub etcd: String,
+    pub containerd: String,
+    pub runc: String,
+    pub cni: String,
+    pub arch: String,
+    /// Base URL replacing `https://` of every upstream location.
+    pub mirror: Option<String>,
+    /// Extra CA certificates (PEM) to trust, for a mirror behind an internal CA.
+    pub ca_cert: Option<PathBuf>,
+    /// OCI image archives to carry (at least the pause image).
+    pub images: Vec<PathBuf>,
+}
+
+/// One download and the files taken from it.
+struct Artifact {
+    component: &'static str,
+    version: String,
+    url: String,
+    checksum_url: String,
+    /// (path inside the downloaded tarball, or "" for a plain binary; name in the bundle)
+    take: Vec<(String, String)>,
+}
+
+fn artifacts(r: &Request) -> Vec<Artifact> {
+    let (k, e, c, rc, n, a) = (
+        &r.kubernetes,
+        &r.etcd,
+        &r.containerd,
+        &r.runc,
+        &r.cni,
+        &r.arch,
+    );
+    let mut out: Vec<Artifact> = KUBERNETES_BINARIES
+        .iter()
+        .map(|b| {
+            let url = format!("https://dl.k8s.io/release/v{k}/bin/linux/{a}/{b}");
+            Artifact {
+                component: "kubernetes",
+                version: k.clone(),
+                checksum_url: format!("{url}.sha256"),
+                url,
+                take: vec![(String::new(), b.to_string())],
+            }
+        })
+        .collect();
+    let gh = "https://github.com";
+    let etcd_dir = format!("etcd-v{e}-linux-{a}");
+    out.push(Artifact {
+        component: "etcd",
+        version: e.clone(),
+        url: format!("{gh}/etcd-io/etcd/releases/download/v{e}/{etcd_dir}.tar.gz"),
+        checksum_url: format!("{gh}/etcd-io/etcd/releases/download/v{e}/SHA256SUMS"),
+        take: ["etcd", "etcdctl", "etcdutl"]
+            .iter()
+            .map(|b| (format!("{etcd_dir}/{b}"), b.to_string()))
+            .collect(),
+    });
+    let ctd = format!(
+        "{gh}/containerd/containerd/releases/download/v{c}/containerd-{c}-linux-{a}.tar.gz"
+    );
+    out.push(Artifact {
+        component: "containerd",
+        version: c.clone(),
+        checksum_url: format!("{ctd}.sha256sum"),
+        url: ctd,
+        take: ["containerd", "containerd-shim-runc-v2", "ctr"]
+            .iter()
+            .map(|b| (format!("bin/{b}"), b.to_string()))
+            .collect(),
+    });
+    out.push(Artifact {
+        component: "runc",
+        version: rc.clone(),
+        url: format!("{gh}/opencontainers/runc/releases/download/v{rc}/runc.{a}"),
+        checksum_url: format!("{gh}/opencontainers/runc/releases/download/v{rc}/runc.sha256sum"),
+        take: vec![(String::new(), "runc".into())],
+    });
+    let cni = format!(
+        "{gh}/containernetworking/plugins/releases/download/v{n}/cni-plugins-linux-{a}-v{n}.tgz"
+    );
+    out.push(Artifact {
+        component: "cni-plugins",
+        version: n.clone(),
+        checksum_url: format!("{cni}.sha256"),
+        url: cni,
+        take: CNI_PLUGINS
+            .iter()
+            .map(|p| (p.to_string(), p.to_string()))
+            .collect(),
+    });
+    out
+}
+
+/// `https://host/path` through the mirror: `MIRROR/host/path`.
+fn located(url: &str, mirror: Option<&str>) -> String {
+    match mirror {
+        Some(m) => format!(
+            "{}/{}",
+            m.trim_end_matches('/'),
+            url.trim_start_matches("https://")
+        ),
+        None => url.to_string(),
+    }
+}
+
+/// Downloads everything into `stage` (an empty directory) and returns the manifest.
+pub async fn fetch(r: &Request, stage: &Path) -> Result<Manifest> {
+    if let Some(m) = &r.mirror {
+        if !m.starts_with("https://") {
+            bail!(
+                "the mirror {m} is not an https:// URL: checksums come from the same server, so \
+                 only an authenticated connection protects them (use --mirror-ca FILE for an \
+                 internal CA)"
+            );
+        }
+    }
+    let client = client(r.ca_cert.as_deref())?;
+    std::fs::create_dir_all(stage.join("bin"))?;
+    std::fs::create_dir_all(stage.join("cni"))?;
+    let list = artifacts(r);
+    let entries: Vec<Vec<Entry>> = stream::iter(&list)
+        .map(|a| fetch_one(&client, a, r.mirror.as_deref(), stage))
+        .buffered(4)
+        .try_collect()
+        .await?;
+    let mut images = Vec::new();
+    for path in &r.images {
+        let info = image::inspect(path)?;
+        let name = create::image_name(&info.reference);
+        let rel = format!("images/{name}.tar");
+        std::fs::create_dir_all(stage.join("images"))?;
+        std::fs::copy(path, stage.join(&rel))
+            .with_context(|| format!("copying {}", path.display()))?;
+        let mut f = std::fs::File::open(stage.join(&rel))?;
+        let (sha256, size) = super::check::hash_reader(&mut f)?;
+        images.push(Image {
+            name,
+            reference: info.reference,
+            digest: info.digest,
+            path: rel,
+            sha256,
+            size,
+        });
+    }
+    Ok(Manifest {
+        bundle: Header {
+            format: FORMAT,
+            arch: r.arch.clone(),
+            kubernetes_version: r.kubernetes.clone(),
+            standins: false,
+            components: list.iter().fold(Vec::new(), |mut v, a| {
+                if !v.contains(&a.component.to_string()) {
+                    v.push(a.component.to_string());
+                }
+                v
+            }),
+        },
+        files: entries.into_iter().flatten().collect(),
+        images,
+        sources: Vec::new(),
+    })
+}
+
+/// Writes the archive for a staged download.
+pub fn write_archive(stage: &Path, m: &Manifest, out: &Path) -> Result<u64> {
+    super::check::check_dir(stage, m, None)?;
+    archive::pack(stage, m, out)
+}
+
+fn client(ca_cert: Option<&Path>) -> Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(20))
+        .read_timeout(Duration::from_secs(60));
+    if let Some(p) = ca_cert {
+        let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificates", p.display()))?;
+        b = b.tls_certs_merge(certs);
+    }
+    b.build().context("building the HTTP client")
+}
+
+async fn fetch_one(
+    client: &reqwest::Client,
+    a: &Artifact,
+    mirror: Option<&str>,
+    stage: &Path,
+) -> Result<Vec<Entry>> {
+    let url = located(&a.url, mirror);
+    let file_name = a.url.rsplit('/').next().unwrap_or_default();
+    let sums = get_text(client, &located(&a.checksum_url, mirror)).await?;
+    let want = expected_sha256(&sums, file_name).with_context(|| {
+        format!(
+            "{} does not list a sha256 for {file_name}",
+            located(&a.checksum_url, mirror)
+        )
+    })?;
+    eprintln!("downloading {url}");
+    let bytes = get_bytes(client, &url).await?;
+    let got = super::hex(&Sha256::digest(&bytes));
+    if got != want {
+        bail!(
+            "{file_name} from {url} has sha256 {got}, but its checksum file says {want}: \
+             refusing it (damaged download or tampered mirror)"
+        );
+    }
+    let mut entries = Vec::new();
+    if a.take.len() == 1 && a.take[0].0.is_empty() {
+        let name = &a.take[0].1;
+        entries.push(put(stage, a, name, &bytes, &url)?);
+    } else {
+        let mut wanted: Vec<&(String, String)> = a.take.iter().collect();
+        let gz = flate2::read::GzDecoder::new(&bytes[..]);
+        let mut tar = tar::Archive::new(gz);
+        for e in tar
+            .entries()
+            .with_context(|| format!("reading {file_name}"))?
+        {
+            let mut e = e.with_context(|| format!("reading {file_name}"))?;
+            let path = e
+                .path()?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_string();
+            let Some(i) = wanted.iter().position(|(member, _)| *member == path) else {
+                continue;
+            };
+            let (_, name) = wanted.remove(i);
+            let mut data = Vec::new();
+            e.read_to_end(&mut data)?;
+            entries.push(put(stage, a, name, &data, &format!("{url}#{path}"))?);
+        }
+        if !wanted.is_empty() {
+            let missing: Vec<&str> = wanted.iter().map(|(m, _)| m.as_str()).collect();
+            bail!("{file_name} from {url} lacks {}", missing.join(", "));
+        }
+    }
+    eprintln!("verified {file_name} ({} MB)", bytes.len() >> 20);
+    Ok(entries)
+}
+
+fn put(stage: &Path, a: &Artifact, name: &str, data: &[u8], source: &str) -> Result<Entry> {
+    let dir = if a.component == "cni-plugins" {
+        "cni"
+    } else {
+        "bin"
+    };
+    let rel = format!("{dir}/{name}");
+    std::fs::write(stage.join(&rel), data).with_context(|| format!("writing {rel}"))?;
+    Ok(Entry {
+        name: name.to_string(),
+        component: a.component.to_string(),
+        version: a.version.clone(),
+        path: rel,
+        sha256: super::sha256_hex(data),
+        size: data.len() as u64,
+        mode: "0755".into(),
+        arch: None,
+        source: Some(source.to_string()),
+    })
+}
+
+async fn get_bytes(client: &reqwest::Client, url: &str) -> Result<Vec<u8>> {
+    let mut resp = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("downloading {url}"))?;
+    if !resp.status().is_success() {
+        bail!("downloading {url}: HTTP {}", resp.status());
+    }
+    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .with_context(|| format!("downloading {url}"))?
+    {
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+async fn get_text(client: &reqwest::Client, url: &str) -> Result<String> {
+    String::from_utf8(get_bytes(client, url).await?).with_context(|| format!("{url} is not text"))
+}
+
+/// Finds the sha256 for `file` in a checksum file: `HASH  NAME` lines (sha256sum's format, also
+/// with `*NAME`), or a lone hash when the file covers one artifact (dl.k8s.io's `.sha256`).
+fn expected_sha256(sums: &str, file: &str) -> Option<String> {
+    let is_hash = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+    let lines: Vec<&str> = sums
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if let [only] = lines.as_slice() {
+        if is_hash(only) {
+            return Some(only.to_ascii_lowercase());
+        }
+    }
+    lines.iter().find_map(|l| {
+        let mut parts = l.split_whitespace();
+        let (h, name) = (parts.next()?, parts.next()?);
+        let name = name.trim_start_matches('*');
+        let base = name.rsplit('/').next().unwrap_or(name);
+        (is_hash(h) && base == file).then(|| h.to_ascii_lowercase())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "9e1d2f2a2bb1a3c04e0ce7a9f1b1b2e1f4d5c6a7b8c9d0e1f2a3b4c5d6e7f8a9";
+
+    #[test]
+    fn reads_the_checksum_formats_upstream_publishes() {
+        assert_eq!(
+            expected_sha256(&format!("{H}\n"), "kubelet").as_deref(),
+            Some(H)
+        );
+        let sums = format!("0000000000000000000000000000000000000000000000000000000000000000  runc.arm64\n{H}  runc.amd64\n");
+        assert_eq!(expected_sha256(&sums, "runc.amd64").as_deref(), Some(H));
+        assert_eq!(
+            expected_sha256(&format!("{H} *x.tgz"), "x.tgz").as_deref(),
+            Some(H)
+        );
+        assert_eq!(expected_sha256(&sums, "runc.s390x"), None);
+        assert_eq!(expected_sha256("not a hash\n", "x"), None);
+    }
+
+    #[test]
+    fn mirrors_keep_the_upstream_layout() {
+        assert_eq!(
+            located(
+                "https://dl.k8s.io/release/v1.35.0/bin/linux/amd64/kubelet",
+                Some("https://m.example/up/")
+            ),
+            "https://m.example/up/dl.k8s.io/release/v1.35.0/bin/linux/amd64/kubelet"
+        );
+        let r = Request {
+            kubernetes: "1.35.0".into(),
+            etcd: "3.5.24".into(),
+            containerd: "2.2.0".into(),
+            runc: "1.3.0".into(),
+            cni: "1.7.1".into(),
+            arch: "amd64".into(),
+            mirror: None,
+            ca_cert: None,
+            images: vec![],
+        };
+        let urls: Vec<String> = artifacts(&r).into_iter().map(|a| a.url).collect();
+        assert!(urls.contains(&"https://github.com/etcd-io/etcd/releases/download/v3.5.24/etcd-v3.5.24-linux-amd64.tar.gz".to_string()));
+        assert!(urls.contains(&"https://github.com/containerd/containerd/releases/download/v2.2.0/containerd-2.2.0-linux-amd64.tar.gz".to_string()));
+        assert!(urls.contains(&"https://github.com/containernetworking/plugins/releases/download/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz".to_string()));
+    }
+}

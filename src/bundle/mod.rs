@@ -1,0 +1,125 @@
+//! The bundle: every binary and image the hosts need, with a `manifest.toml` naming each file's
+//! component, version, sha256 and size. It is either a directory or one archive (tar + zstd)
+//! made by `provisioner bundle fetch|create`, optionally signed. Everything is verified before
+//! any host is contacted, and the hosts check each upload's sha256 again.
+
+pub mod archive;
+pub mod check;
+pub mod cli;
+pub mod create;
+pub mod fetch;
+pub mod image;
+pub mod manifest;
+pub mod signature;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+pub use manifest::{Entry, Image, Manifest};
+
+pub const MANIFEST: &str = "manifest.toml";
+
+/// A verified bundle, unpacked in a directory.
+#[derive(Debug)]
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub arch: String,
+    pub kubernetes_version: String,
+    /// The Kubernetes binaries are the project's test stand-ins, not upstream Kubernetes.
+    pub standins: bool,
+    /// Fingerprint of the key whose signature was checked.
+    pub signed_by: Option<String>,
+    files: BTreeMap<String, Entry>,
+    pub images: Vec<Image>,
+}
+
+impl Bundle {
+    /// Opens and verifies the bundle at `path` (a directory or an archive). Archives are
+    /// unpacked into `state_dir/bundles/`, and the state directory remembers which files were
+    /// already hashed. With `public_key`, a valid signature is required first.
+    pub fn open(path: &Path, state_dir: &Path, public_key: Option<&Path>) -> Result<Bundle> {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("the bundle {} cannot be read", path.display()))?;
+        let signed = signature::signed_file(path);
+        let digests = match (public_key, meta.is_dir()) {
+            (None, true) => None,
+            _ => Some(signature::digests(&signed)?),
+        };
+        let signed_by = match (public_key, &digests) {
+            (Some(k), Some(d)) => Some(signature::verify(&signed, d, k)?),
+            _ => None,
+        };
+        let record = state_dir.join("bundle-checked.json");
+        let dir = match digests.filter(|_| !meta.is_dir()) {
+            Some(d) => unpack(path, &hex(&d.sha256), state_dir)?,
+            None => path.to_path_buf(),
+        };
+        let m = read_manifest(&dir)?;
+        check::check_dir(&dir, &m, Some(&record))?;
+        Ok(Bundle {
+            dir,
+            arch: m.bundle.arch,
+            kubernetes_version: m.bundle.kubernetes_version,
+            standins: m.bundle.standins,
+            signed_by,
+            files: m.files.into_iter().map(|e| (e.name.clone(), e)).collect(),
+            images: m.images,
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.files.get(name)
+    }
+
+    pub fn path_of(&self, path: &str) -> PathBuf {
+        self.dir.join(path)
+    }
+
+    /// The sandbox image containerd is pointed at, when the bundle carries one.
+    pub fn pause_image(&self) -> Option<&Image> {
+        self.images.iter().find(|i| i.name == "pause")
+    }
+}
+
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the bundle manifest {}", path.display()))?;
+    Manifest::parse(&text, &path)
+}
+
+/// Unpacks a verified archive once into `state_dir/bundles/<sha256>`; later runs reuse it.
+fn unpack(archive: &Path, sha256: &str, state_dir: &Path) -> Result<PathBuf> {
+    let root = state_dir.join("bundles");
+    let dir = root.join(&sha256[..32]);
+    if dir.join(MANIFEST).is_file() {
+        return Ok(dir);
+    }
+    crate::pki::store::ensure_private_dir(&root)?;
+    let tmp = root.join(format!(".unpacking-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    if let Err(e) = archive::read(archive, Some(&tmp)) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.context("refusing the bundle; nothing was installed"));
+    }
+    std::fs::rename(&tmp, &dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Only the bundle in use is kept: older unpacked bundles are hundreds of MB each.
+    for old in std::fs::read_dir(&root)?.flatten() {
+        if old.path() != dir {
+            let _ = std::fs::remove_dir_all(old.path());
+        }
+    }
+    Ok(dir)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}

@@ -1,0 +1,127 @@
+//! Bundle signatures: SSHSIG (the format of `ssh-keygen -Y sign`) with an ordinary OpenSSH key,
+//! written beside the signed file as `FILE.sig`. `ssh-keygen -Y verify -n provisioner-bundle`
+//! checks the same signatures, and `ssh-keygen -Y sign -n provisioner-bundle` makes ones this
+//! code accepts.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use russh::keys::ssh_key::{LineEnding, SshSig};
+use russh::keys::{HashAlg, PrivateKey, PublicKey};
+use sha2::{Digest, Sha256, Sha512};
+
+/// The SSHSIG namespace: a signature made for anything else (a git commit, a file signed with
+/// `-n file`) is not a bundle signature.
+pub const NAMESPACE: &str = "provisioner-bundle";
+
+/// The file a signature covers: an archive itself, or a bundle directory's manifest (which
+/// holds the sha256 of every other file).
+pub fn signed_file(bundle: &Path) -> PathBuf {
+    if bundle.is_dir() {
+        bundle.join(super::MANIFEST)
+    } else {
+        bundle.to_path_buf()
+    }
+}
+
+pub fn sig_path(signed: &Path) -> PathBuf {
+    let mut s = signed.as_os_str().to_owned();
+    s.push(".sig");
+    PathBuf::from(s)
+}
+
+/// SHA-256 and SHA-512 of a file, read once: the first identifies an archive, the second is
+/// what SSHSIG signs.
+pub struct Digests {
+    pub sha256: Vec<u8>,
+    pub sha512: Vec<u8>,
+}
+
+pub fn digests(path: &Path) -> Result<Digests> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let (mut a, mut b) = (Sha256::new(), Sha512::new());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        a.update(&buf[..n]);
+        b.update(&buf[..n]);
+    }
+    Ok(Digests {
+        sha256: a.finalize().to_vec(),
+        sha512: b.finalize().to_vec(),
+    })
+}
+
+/// Signs `signed` with the private key, writing `signed.sig`. Returns the signature's path.
+pub fn sign(signed: &Path, key: &PrivateKey) -> Result<PathBuf> {
+    let d = digests(signed)?;
+    let sig = key
+        .sign_prehash(NAMESPACE, HashAlg::Sha512, &d.sha512)
+        .context("signing")?;
+    let pem = sig
+        .to_pem(LineEnding::LF)
+        .context("encoding the signature")?;
+    let out = sig_path(signed);
+    let tmp = sig_path(&out);
+    std::fs::write(&tmp, pem).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(out)
+}
+
+/// Checks `signed.sig` against the public key file (one OpenSSH public key line, as
+/// `ssh-keygen` writes it). Returns the key's fingerprint.
+pub fn verify(signed: &Path, d: &Digests, public_key: &Path) -> Result<String> {
+    let key = read_public_key(public_key)?;
+    let sig_file = sig_path(signed);
+    let pem = std::fs::read_to_string(&sig_file).with_context(|| {
+        format!(
+            "{} has no signature ({} is missing) but the bundle must be signed: sign it with \
+             `provisioner bundle sign {} --key KEY`",
+            signed.display(),
+            sig_file.display(),
+            signed.display()
+        )
+    })?;
+    let sig = SshSig::from_pem(pem.trim())
+        .with_context(|| format!("{} is not an SSH signature", sig_file.display()))?;
+    let prehash = match sig.hash_alg() {
+        HashAlg::Sha256 => &d.sha256,
+        HashAlg::Sha512 => &d.sha512,
+        other => bail!("{}: unsupported hash {other:?}", sig_file.display()),
+    };
+    let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+    key.verify_prehash(NAMESPACE, prehash, &sig).map_err(|e| {
+        let why = match e {
+            russh::keys::ssh_key::Error::PublicKey => "it was made with another key".to_string(),
+            russh::keys::ssh_key::Error::Namespace => format!(
+                "it was made for the namespace {:?}, not {NAMESPACE:?}",
+                sig.namespace()
+            ),
+            _ => "the file does not match it (changed after signing?)".to_string(),
+        };
+        anyhow::anyhow!(
+            "the signature {} is not valid for {} with the key {fingerprint}: {why}; refusing the bundle",
+            sig_file.display(),
+            signed.display()
+        )
+    })?;
+    Ok(fingerprint)
+}
+
+pub fn read_public_key(path: &Path) -> Result<PublicKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the public key {}", path.display()))?;
+    PublicKey::from_openssh(text.trim()).with_context(|| {
+        format!(
+            "{} is not an OpenSSH public key (expected one line like `ssh-ed25519 AAAA... comment`)",
+            path.display()
+        )
+    })
+}
