@@ -186,7 +186,16 @@ fn converge(path: &Path, output: Output, apply: Option<std::time::Duration>) -> 
         format!("{} has no [cluster] bundle: set it to the directory holding the binaries and their manifest.toml", path.display())
     })?;
     // Every binary is checked before any host is contacted.
+    let t = std::time::Instant::now();
     let bundle = crate::bundle::Bundle::open(bundle_dir)?;
+    tracing::debug!(
+        dir = %bundle.dir.display(),
+        kubernetes = %bundle.kubernetes_version,
+        arch = %bundle.arch,
+        standins = bundle.standins,
+        ms = t.elapsed().as_millis() as u64,
+        "bundle checked"
+    );
     if bundle.kubernetes_version.trim_start_matches('v') != c.kubernetes.to_string() {
         anyhow::bail!(
             "the bundle holds Kubernetes {} but the inventory asks for {}; use a matching bundle",
