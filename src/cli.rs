@@ -19,9 +19,18 @@ Exit codes:
         The inventory (inventory.toml) lists the hosts, their roles, the networks and the versions. \
         provisioner validates it, keeps the cluster's PKI in a local state directory, and renders every \
         certificate, kubeconfig, component config and systemd unit each host needs.",
-    after_help = "Start with:\n  provisioner validate inventory.toml\n  provisioner render inventory.toml --out rendered/\n\n".to_string() + EXIT_CODES,
+    after_help = "Start with:\n  provisioner validate inventory.toml\n  provisioner render inventory.toml --out rendered/\n\n\
+        On a terminal, plan and apply show a progress line per host; redirected or piped, they print \
+        plain lines. Add -v (anywhere on the command line) to also log each SSH connection, host key \
+        decision, remote command, upload, restart decision and health check, with timings.\n\n".to_string() + EXIT_CODES,
 )]
 pub struct Cli {
+    /// Log what provisioner does on standard error: -v for SSH connections, host keys and
+    /// authentication, remote commands, uploads, plan decisions and health checks; -vv for
+    /// more. RUST_LOG adds its own filters (RUST_LOG=russh=debug)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -88,7 +97,8 @@ pub enum Command {
     Apply {
         #[command(flatten)]
         inventory: InventoryArg,
-        /// Progress as plain lines (text) or one JSON event per line (json)
+        /// Progress as text (live lines on a terminal, plain lines otherwise) or one JSON event
+        /// per line (json)
         #[arg(long, value_enum, default_value_t)]
         output: Output,
         /// Seconds each health gate may take before apply stops
@@ -148,4 +158,35 @@ pub enum CertsCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn verbosity(args: &[&str]) -> u8 {
+        Cli::try_parse_from(args)
+            .map(|c| c.verbose)
+            .unwrap_or(u8::MAX)
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn v_counts_and_goes_anywhere() {
+        assert_eq!(verbosity(&["provisioner", "validate", "i.toml"]), 0);
+        assert_eq!(verbosity(&["provisioner", "-v", "validate", "i.toml"]), 1);
+        assert_eq!(verbosity(&["provisioner", "-vv", "validate", "i.toml"]), 2);
+        assert_eq!(verbosity(&["provisioner", "validate", "i.toml", "-v"]), 1);
+        assert_eq!(verbosity(&["provisioner", "apply", "i.toml", "-vv"]), 2);
+        assert_eq!(
+            verbosity(&["provisioner", "--verbose", "plan", "i.toml"]),
+            1
+        );
+        assert_eq!(verbosity(&["provisioner", "-v", "sandbox", "status"]), 1);
+    }
 }

@@ -185,8 +185,17 @@ fn open_bundle(c: &mut inventory::Cluster, path: &Path) -> Result<crate::bundle:
             path.display()
         )
     })?;
+    let t = std::time::Instant::now();
     let bundle =
         crate::bundle::Bundle::open(bundle_path, &c.state_dir, c.bundle_public_key.as_deref())?;
+    tracing::debug!(
+        dir = %bundle.dir.display(),
+        kubernetes = %bundle.kubernetes_version,
+        arch = %bundle.arch,
+        standins = bundle.standins,
+        ms = t.elapsed().as_millis() as u64,
+        "bundle checked"
+    );
     if bundle.kubernetes_version.trim_start_matches('v') != c.kubernetes.to_string() {
         anyhow::bail!(
             "the bundle holds Kubernetes {} but the inventory asks for {}; use a matching bundle",

@@ -6,6 +6,7 @@ use provisioner::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    provisioner::logging::init(cli.verbose);
     match provisioner::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

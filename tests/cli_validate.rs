@@ -206,3 +206,36 @@ fn every_command_has_help_with_an_example() {
         "{top}"
     );
 }
+
+#[test]
+fn v_logs_debug_lines_on_stderr_and_nothing_without_it() {
+    let inventory = common::repo().join("inventory.toml");
+    let inventory = inventory.to_str().unwrap();
+    let quiet = provisioner(&["validate", inventory]);
+    assert_eq!(quiet.status.code(), Some(0), "{}", text(&quiet.stderr));
+    assert_eq!(text(&quiet.stderr), "", "nothing but the result without -v");
+
+    for args in [
+        &["-v", "validate", inventory][..],
+        &["validate", inventory, "--verbose"],
+        &["-vv", "validate", inventory],
+    ] {
+        let o = provisioner(args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert_eq!(o.stdout, quiet.stdout, "{args:?}: -v changes stderr only");
+        assert!(
+            err.lines().any(|l| l.contains("DEBUG")
+                && l.contains("provisioner::inventory")
+                && l.contains("reading the inventory")),
+            "{args:?}: no debug line:\n{err}"
+        );
+        assert!(!err.contains('\x1b'), "{args:?}: colours in a pipe:\n{err}");
+    }
+
+    let top = text(&provisioner(&["--help"]).stdout);
+    assert!(
+        top.contains("-v, --verbose") && top.contains("-vv"),
+        "{top}"
+    );
+}

@@ -197,6 +197,13 @@ impl Gates<'_> {
         what: &str,
         check: impl std::future::Future<Output = Result<()>>,
     ) -> Result<()> {
+        self.rep.start(Some(host), what);
+        tracing::debug!(
+            host,
+            gate = what,
+            deadline_s = self.deadline.as_secs(),
+            "waiting for a health gate"
+        );
         let t = Instant::now();
         match tokio::time::timeout(self.deadline + Duration::from_secs(10), check).await {
             Ok(Ok(())) => {
@@ -405,6 +412,8 @@ impl Gates<'_> {
     /// The bindings a hard-way cluster needs that Kubernetes does not create itself: the admin
     /// group to cluster-admin, and the API server's kubelet client to the kubelet API.
     async fn rbac(&self) -> Result<()> {
+        self.rep
+            .start(Some(self.api_host()), "cluster role bindings");
         let t = Instant::now();
         let tls = Tls {
             ca: self.inp.pki.ca(Ca::Cluster).cert.clone(),
@@ -429,6 +438,7 @@ impl Gates<'_> {
             let got = self
                 .api(&tls, Method::GET, &format!("{base}/{name}"), None)
                 .await?;
+            tracing::debug!(binding = %name, status = got.status, "ClusterRoleBinding looked up");
             match got.status {
                 200 => continue,
                 404 => {

@@ -61,7 +61,25 @@ pub struct Response {
     pub body: String,
 }
 
+/// Sends `r`, and logs its answer or why there was none.
 pub async fn send(r: &Request<'_>) -> Result<Response> {
+    let t = Instant::now();
+    let result = request(r).await;
+    // The URL as seen from the host, not the forwarded local port the client really used.
+    let scheme = if r.tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}:{}{}", r.target, r.port, r.path);
+    let host = r.conn.host_name();
+    let ms = t.elapsed().as_millis() as u64;
+    match &result {
+        Ok(resp) => {
+            tracing::debug!(host, %url, method = %r.method, status = resp.status, ms, "health check")
+        }
+        Err(e) => tracing::debug!(host, %url, method = %r.method, ms, "health check failed: {e:#}"),
+    }
+    result
+}
+
+async fn request(r: &Request<'_>) -> Result<Response> {
     // reqwest needs a process-wide provider even for plain HTTP; ring is the one used everywhere.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let fwd = r.conn.forward(r.target, r.port).await?;

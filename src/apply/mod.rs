@@ -54,6 +54,7 @@ pub async fn survey(inp: &Inputs<'_>, rep: &Reporter) -> Result<Survey> {
     let results: Vec<(String, Result<Connection, transport::Error>, Duration)> =
         stream::iter(&inp.cluster.hosts)
             .map(|h| async move {
+                rep.start(Some(&h.name), "ssh");
                 let t = Instant::now();
                 let r = Connection::connect(h, &inp.cluster.ssh).await;
                 (h.name.clone(), r, t.elapsed())
@@ -95,6 +96,7 @@ pub async fn survey(inp: &Inputs<'_>, rep: &Reporter) -> Result<Survey> {
         .map(|d| {
             let conn = conns[&d.host].clone();
             async move {
+                rep.start(Some(&d.host), "gather");
                 let t = Instant::now();
                 let out = conn.run_checked(&plan::facts::script(d)).await?;
                 rep.step("facts", Some(&d.host), "gather", t.elapsed(), "ok", None);
@@ -208,6 +210,8 @@ pub async fn execute(
                 }
                 UnitAction::Enable => "",
             };
+            let what = format!("{verb} {}", u.unit);
+            rep.start(Some(host), &what);
             let step = Instant::now();
             let mut cmd = String::new();
             if u.enable {
@@ -228,7 +232,7 @@ pub async fn execute(
             rep.step(
                 phase.name,
                 Some(host),
-                &format!("{verb} {}", u.unit),
+                &what,
                 step.elapsed(),
                 "ok",
                 Some(&u.reason),
@@ -250,6 +254,9 @@ async fn write_host(
     d: &DesiredHost,
     rep: &Reporter,
 ) -> Result<usize> {
+    let host = Some(h.host.as_str());
+    let what = format!("{} file(s), {} dir(s)", h.files.len(), h.dirs.len());
+    rep.start(host, &what);
     let t = Instant::now();
     if !h.dirs.is_empty() {
         let cmd: Vec<String> = h
@@ -260,7 +267,9 @@ async fn write_host(
         conn.run_checked(&cmd.join(" && ")).await?;
     }
     let mut written = 0;
-    for c in &h.files {
+    let total: u64 = h.files.iter().map(upload_size).sum();
+    let mut sent = 0;
+    for (i, c) in h.files.iter().enumerate() {
         match c.action {
             FileAction::Chmod => {
                 conn.run_checked(&format!("chmod {:o} '{}'", c.mode, c.path))
@@ -271,10 +280,15 @@ async fn write_host(
                     Source::Rendered(bytes) => transport::Source::Bytes(bytes),
                     Source::Bundle(path) => transport::Source::File(path),
                 };
-                conn.upload(source, &c.path, c.mode).await?;
+                let item = format!("{} ({}/{})", c.path, i + 1, h.files.len());
+                let before = sent;
+                let progress = |n: u64| rep.progress(host, &item, before + n, total);
+                conn.upload_with_progress(source, &c.path, c.mode, &progress)
+                    .await?;
                 written += 1;
             }
         }
+        sent += upload_size(c);
     }
     // Every desired file now has its desired content (uploads are verified on the host).
     conn.run_checked(&plan::facts::record_command(d))
@@ -296,13 +310,16 @@ async fn write_host(
             .await
             .context("applying sysctls")?;
     }
-    rep.step(
-        "files",
-        Some(&h.host),
-        &format!("{} file(s), {} dir(s)", h.files.len(), h.dirs.len()),
-        t.elapsed(),
-        "ok",
-        None,
-    );
+    rep.step("files", host, &what, t.elapsed(), "ok", None);
     Ok(written)
+}
+
+/// The bytes a file change sends, for the progress bar; a file that cannot be read counts as
+/// empty here and fails in the upload, which names it.
+fn upload_size(c: &crate::plan::FileChange) -> u64 {
+    match (&c.action, &c.item.source) {
+        (FileAction::Chmod, _) => 0,
+        (_, Source::Rendered(bytes)) => bytes.len() as u64,
+        (_, Source::Bundle(path)) => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+    }
 }

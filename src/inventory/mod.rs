@@ -30,6 +30,7 @@ pub fn schema() -> serde_json::Value {
 /// operator's input has to change.
 pub fn load(path: &Path) -> Result<Loaded, Invalid> {
     let file = path.display().to_string();
+    tracing::debug!(file, "reading the inventory");
     let text = std::fs::read_to_string(path).map_err(|e| Invalid {
         file: file.clone(),
         problems: vec![Problem::error(
@@ -41,7 +42,21 @@ pub fn load(path: &Path) -> Result<Loaded, Invalid> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    parse(&text, base_dir).map_err(|problems| Invalid { file, problems })
+    let loaded = parse(&text, base_dir).map_err(|problems| {
+        tracing::debug!(file, problems = problems.len(), "the inventory is invalid");
+        Invalid {
+            file: file.clone(),
+            problems,
+        }
+    })?;
+    tracing::debug!(
+        file,
+        cluster = %loaded.cluster.name,
+        hosts = loaded.cluster.hosts.len(),
+        warnings = loaded.warnings.len(),
+        "the inventory is valid"
+    );
+    Ok(loaded)
 }
 
 /// Validates inventory text; relative paths in it are taken from `base_dir`.

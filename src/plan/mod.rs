@@ -111,6 +111,7 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
             Some((_, mode)) if *mode != item.mode => FileAction::Chmod,
             Some(_) => continue,
         };
+        tracing::trace!(host = %d.host, path = %item.path, ?action, "file planned");
         files.push(FileChange {
             path: item.path.clone(),
             action,
@@ -145,6 +146,7 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
         } else {
             continue;
         };
+        tracing::debug!(host = %d.host, unit = %u, ?action, %reason, "unit planned");
         units.push(UnitChange {
             unit: u.clone(),
             action,

@@ -39,6 +39,7 @@ fn key_cache() -> &'static tokio::sync::Mutex<HashMap<PathBuf, Arc<PrivateKey>>>
 pub(crate) async fn load_identity(path: &Path) -> Result<Arc<PrivateKey>, String> {
     let mut cache = key_cache().lock().await;
     if let Some(k) = cache.get(path) {
+        tracing::trace!(identity = %path.display(), "identity file already read");
         return Ok(k.clone());
     }
     let text = tokio::fs::read_to_string(path)
@@ -47,6 +48,7 @@ pub(crate) async fn load_identity(path: &Path) -> Result<Arc<PrivateKey>, String
     let key = match russh::keys::decode_secret_key(&text, None) {
         Ok(k) => k,
         Err(russh::keys::Error::KeyIsEncrypted) => {
+            tracing::debug!(identity = %path.display(), "identity file is encrypted");
             let passphrase = passphrase(path).await?;
             russh::keys::decode_secret_key(&text, Some(&passphrase))
                 .map_err(|e| format!("cannot decrypt it ({e}): is the passphrase right?"))?
@@ -60,6 +62,7 @@ pub(crate) async fn load_identity(path: &Path) -> Result<Arc<PrivateKey>, String
 
 async fn passphrase(path: &Path) -> Result<String, String> {
     if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+        tracing::debug!("passphrase taken from {PASSPHRASE_ENV}");
         return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
@@ -70,7 +73,9 @@ async fn passphrase(path: &Path) -> Result<String, String> {
         ));
     }
     let prompt = format!("Passphrase for {}: ", path.display());
-    tokio::task::spawn_blocking(move || rpassword::prompt_password(prompt))
+    tracing::debug!("asking for the passphrase on the terminal");
+    // The prompt shares the terminal with the progress lines, whose redraws would erase it.
+    tokio::task::spawn_blocking(move || crate::term::suspend(|| rpassword::prompt_password(prompt)))
         .await
         .map_err(|e| format!("asking for its passphrase: {e}"))?
         .map_err(|e| format!("asking for its passphrase: {e}"))
@@ -94,6 +99,7 @@ pub async fn authenticate(
 ) -> Result<(), Vec<String>> {
     let mut tried = Vec::new();
     if identity.exists() {
+        tracing::debug!(user, identity = %identity.display(), "trying the identity file");
         match load_identity(identity).await {
             Ok(key) => {
                 let hash = if key.algorithm().is_rsa() {
@@ -106,7 +112,10 @@ pub async fn authenticate(
                     .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
                     .await
                 {
-                    Ok(r) if r.success() => return Ok(()),
+                    Ok(r) if r.success() => {
+                        tracing::debug!(user, key = %fp, "the host accepted the identity file's key");
+                        return Ok(());
+                    }
                     Ok(_) => tried.push(format!(
                         "the key of identity file {} ({fp}) was refused",
                         identity.display()
@@ -133,6 +142,9 @@ pub async fn authenticate(
         Agent::Socket(p) => Some(p.clone()),
         Agent::None => None,
     };
+    if let Some(last) = tried.last() {
+        tracing::debug!("{last}");
+    }
     let Some(socket) = socket else {
         if *agent == Agent::FromEnv {
             tried.push("no ssh-agent (SSH_AUTH_SOCK is not set)".into());
@@ -153,11 +165,13 @@ pub async fn authenticate(
             return Err(tried);
         }
     };
+    tracing::debug!(agent = %socket.display(), keys = identities.len(), "trying ssh-agent");
     let mut refused = 0;
     for identity in identities {
         let AgentIdentity::PublicKey { key, .. } = identity else {
             continue;
         };
+        let fp = key.fingerprint(HashAlg::Sha256).to_string();
         let hash = if key.algorithm().is_rsa() {
             rsa_hash(handle).await
         } else {
@@ -167,8 +181,14 @@ pub async fn authenticate(
             .authenticate_publickey_with(user, key, hash, &mut client)
             .await
         {
-            Ok(r) if r.success() => return Ok(()),
-            Ok(_) => refused += 1,
+            Ok(r) if r.success() => {
+                tracing::debug!(user, key = %fp, "the host accepted an ssh-agent key");
+                return Ok(());
+            }
+            Ok(_) => {
+                tracing::debug!(user, key = %fp, "the host refused an ssh-agent key");
+                refused += 1;
+            }
             Err(e) => tried.push(format!("ssh-agent could not sign: {e}")),
         }
     }

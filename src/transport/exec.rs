@@ -1,5 +1,7 @@
 //! Running commands on a session channel.
 
+use std::time::Instant;
+
 use russh::ChannelMsg;
 use tokio::io::AsyncRead;
 
@@ -56,6 +58,14 @@ pub(crate) fn shown(command: &str) -> String {
     s
 }
 
+/// At most `max` characters of `s`, with ` ...` when it was longer.
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => format!("{} ...", s[..cut].trim_end_matches(" ...")),
+        None => s.to_string(),
+    }
+}
+
 impl Connection {
     /// Runs a shell command as root (through `sudo -n` when configured). A non-zero exit is
     /// not an error: look at [`Output::status`].
@@ -109,6 +119,28 @@ impl Connection {
     /// Runs `command` exactly as given, feeding `input` to its stdin (then end of file), and
     /// collects its output. `shown_as` names it in errors.
     pub(crate) async fn exec<R: AsyncRead + Unpin>(
+        &self,
+        command: &str,
+        input: Option<R>,
+        shown_as: &str,
+    ) -> Result<Output> {
+        let host = self.host_name();
+        // The log never shows a whole script, only the start of its first line, as errors do:
+        // scripts are long, and what follows their first line can be file contents.
+        let first = shown(shown_as);
+        tracing::trace!(host, command = %first, "running");
+        let brief = clip(&first, 80);
+        let t = Instant::now();
+        let result = self.exec_on_channel(command, input, shown_as).await;
+        let ms = t.elapsed().as_millis() as u64;
+        match &result {
+            Ok(out) => tracing::debug!(host, command = %brief, status = out.status, ms, "ran"),
+            Err(e) => tracing::debug!(host, command = %brief, ms, "could not run: {e}"),
+        }
+        result
+    }
+
+    async fn exec_on_channel<R: AsyncRead + Unpin>(
         &self,
         command: &str,
         input: Option<R>,
@@ -194,6 +226,16 @@ mod tests {
         assert!(t.ends_with("line 30"));
         let long = "x".repeat(5000);
         assert_eq!(tail(long.as_bytes()).len(), 2003);
+    }
+
+    #[test]
+    fn clipped_commands_keep_their_start() {
+        assert_eq!(
+            clip("systemctl restart etcd.service", 80),
+            "systemctl restart etcd.service"
+        );
+        assert_eq!(clip("abcdef", 3), "abc ...");
+        assert_eq!(clip("éééé", 2), "éé ...");
     }
 
     #[test]

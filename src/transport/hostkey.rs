@@ -201,6 +201,31 @@ pub enum Accepted {
     Recorded,
 }
 
+impl Accepted {
+    fn reason(&self) -> &'static str {
+        match self {
+            Accepted::Known => "listed in known_hosts",
+            Accepted::Pinned => "matches the inventory's host_key",
+            Accepted::Certificate => "host certificate signed by a trusted @cert-authority",
+            Accepted::Recorded => "new, recorded in known_hosts (accept-new)",
+        }
+    }
+}
+
+impl HostKeyProblem {
+    /// The problem in a few words, for the debug log (the error carries the rest).
+    fn kind(&self) -> &'static str {
+        match self {
+            HostKeyProblem::Unknown { .. } => "unknown host key",
+            HostKeyProblem::Changed { .. } => "the key CHANGED",
+            HostKeyProblem::Revoked { .. } => "the key is @revoked",
+            HostKeyProblem::PinMismatch { .. } => "not the inventory's host_key",
+            HostKeyProblem::RecordFailed { .. } => "could not record it in known_hosts",
+            HostKeyProblem::Unreadable { .. } => "known_hosts unreadable",
+        }
+    }
+}
+
 /// Checks the key one endpoint presents.
 #[derive(Debug)]
 pub struct Verifier {
@@ -294,6 +319,35 @@ impl Verifier {
     }
 
     pub fn verify(&self, presented: &PublicKeyOrCertificate) -> Result<Accepted, HostKeyProblem> {
+        let result = self.decide(presented);
+        let (data, certificate) = match presented {
+            PublicKeyOrCertificate::PublicKey { key, .. } => (key.key_data(), false),
+            PublicKeyOrCertificate::Certificate(cert) => (cert.public_key(), true),
+        };
+        let (_, key) = self.presented(data);
+        let (host, key_type, fingerprint) = (&key.name, &key.key_type, &key.fingerprint);
+        match &result {
+            Ok(how) => tracing::debug!(
+                host,
+                key_type,
+                fingerprint,
+                certificate,
+                "host key accepted: {}",
+                how.reason()
+            ),
+            Err(problem) => tracing::debug!(
+                host,
+                key_type,
+                fingerprint,
+                certificate,
+                "host key refused: {}",
+                problem.kind()
+            ),
+        }
+        result
+    }
+
+    fn decide(&self, presented: &PublicKeyOrCertificate) -> Result<Accepted, HostKeyProblem> {
         match presented {
             PublicKeyOrCertificate::PublicKey { key, .. } => self.verify_key(key.key_data(), None),
             PublicKeyOrCertificate::Certificate(cert) => {

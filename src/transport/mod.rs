@@ -235,6 +235,7 @@ impl Connection {
     /// A new session to the host, with every check of the first one.
     async fn open_link(&self) -> Result<Arc<Link>> {
         let i = &self.inner;
+        tracing::debug!(host = %i.endpoint.label, "the SSH session was lost; setting it up again");
         let fresh = session::open(&i.endpoint, &i.target, i.bastion.as_ref(), &i.options).await?;
         Ok(Arc::new(fresh))
     }

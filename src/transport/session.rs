@@ -244,13 +244,26 @@ pub async fn establish(
             tokio::time::sleep(delay).await;
             delay *= 2;
         }
+        let via_bastion = via.is_some();
+        tracing::debug!(host = %ep.label, attempt, of = attempts, via_bastion, "connecting");
+        let t = std::time::Instant::now();
         match handshake(ep, via, target, options, can_pin).await {
             Ok(h) => {
+                let ms = t.elapsed().as_millis() as u64;
+                tracing::debug!(host = %ep.label, ms, "SSH handshake done");
                 handle = Some(h);
                 break;
             }
-            Err(Failure::Fatal(e)) => return Err(e),
-            Err(Failure::Retry(reason)) => last = reason,
+            Err(Failure::Fatal(e)) => {
+                let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                tracing::debug!(host = %ep.label, "not retried: {first}");
+                return Err(e);
+            }
+            Err(Failure::Retry(reason)) => {
+                let retry_in_ms = (attempt < attempts).then_some(delay.as_millis() as u64);
+                tracing::debug!(host = %ep.label, attempt, retry_in_ms, "attempt failed: {reason}");
+                last = reason;
+            }
         }
     }
     let Some(mut handle) = handle else {
@@ -270,8 +283,13 @@ pub async fn establish(
             ),
         });
     };
+    let t = std::time::Instant::now();
     auth::authenticate(&mut handle, &ep.user, &target.identity_file, &options.agent)
         .await
+        .inspect(|()| {
+            let ms = t.elapsed().as_millis() as u64;
+            tracing::debug!(host = %ep.label, user = %ep.user, ms, "authenticated");
+        })
         .map_err(|tried| Error::Auth {
             host: ep.label.clone(),
             user: ep.user.clone(),

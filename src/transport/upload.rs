@@ -3,9 +3,12 @@
 //! already has the same content.
 
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use super::exec::tail;
 use super::{quote, Connection, Error, Result};
@@ -40,22 +43,62 @@ struct RemoteFile {
 
 const CHUNK: usize = 256 * 1024;
 
-async fn local_sha256(source: Source<'_>) -> std::io::Result<String> {
+/// Told how many bytes of the content have been sent so far, as an upload goes.
+pub type Progress<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
+/// The content's SHA-256 and size.
+async fn local_sha256(source: Source<'_>) -> std::io::Result<(String, u64)> {
     match source {
-        Source::Bytes(b) => Ok(hex(&Sha256::digest(b))),
+        Source::Bytes(b) => Ok((hex(&Sha256::digest(b)), b.len() as u64)),
         Source::File(p) => {
             let mut file = tokio::fs::File::open(p).await?;
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; CHUNK];
+            let mut size = 0u64;
             loop {
                 let n = file.read(&mut buf).await?;
                 if n == 0 {
                     break;
                 }
+                size += n as u64;
                 hasher.update(&buf[..n]);
             }
-            Ok(hex(&hasher.finalize()))
+            Ok((hex(&hasher.finalize()), size))
         }
+    }
+}
+
+/// A reader that tells `seen` how much has been read from it: what the channel has taken to send.
+struct Counted<'a, R> {
+    inner: R,
+    read: u64,
+    seen: Progress<'a>,
+}
+
+impl<'a, R> Counted<'a, R> {
+    fn new(inner: R, seen: Progress<'a>) -> Self {
+        Counted {
+            inner,
+            read: 0,
+            seen,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counted<'_, R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.read += n as u64;
+            (self.seen)(self.read);
+        }
+        polled
     }
 }
 
@@ -102,24 +145,51 @@ impl Connection {
     /// parent directories (mode 0755). Asks the host for the file's current SHA-256, mode and
     /// owner first (one round trip): the same content is not sent again.
     pub async fn upload(&self, source: Source<'_>, path: &str, mode: u32) -> Result<Uploaded> {
-        let local = self.hash_source(source, path).await?;
+        self.upload_with_progress(source, path, mode, &|_| {}).await
+    }
+
+    /// [`upload`](Self::upload), telling `progress` the bytes sent as they go.
+    pub async fn upload_with_progress(
+        &self,
+        source: Source<'_>,
+        path: &str,
+        mode: u32,
+        progress: Progress<'_>,
+    ) -> Result<Uploaded> {
+        let t = Instant::now();
+        let (local, size) = self.hash_source(source, path).await?;
         let remote = self.remote_file(path).await?;
-        if let Some(r) = remote.filter(|r| r.sha256 == local) {
-            if r.mode == mode && r.uid == 0 && r.gid == 0 {
-                return Ok(Uploaded::Unchanged);
+        let done = match remote.filter(|r| r.sha256 == local) {
+            Some(r) if r.mode == mode && r.uid == 0 && r.gid == 0 => Uploaded::Unchanged,
+            Some(_) => {
+                let command = format!("chown 0:0 {p} && chmod {mode:o} {p}", p = quote(path));
+                let out = self.run(&command).await?;
+                if !out.success() {
+                    return Err(self.upload_error(
+                        path,
+                        format!("setting mode and owner: {}", tail(&out.stderr)),
+                    ));
+                }
+                Uploaded::PermissionsFixed
             }
-            let command = format!("chown 0:0 {p} && chmod {mode:o} {p}", p = quote(path));
-            let out = self.run(&command).await?;
-            if !out.success() {
-                return Err(self.upload_error(
-                    path,
-                    format!("setting mode and owner: {}", tail(&out.stderr)),
-                ));
+            None => {
+                self.write(source, path, mode, &local, progress).await?;
+                Uploaded::Written
             }
-            return Ok(Uploaded::PermissionsFixed);
-        }
-        self.write(source, path, mode, &local).await?;
-        Ok(Uploaded::Written)
+        };
+        self.log_upload(path, size, done, t);
+        Ok(done)
+    }
+
+    fn log_upload(&self, path: &str, size: u64, done: Uploaded, t: Instant) {
+        tracing::debug!(
+            host = %self.host_name(),
+            path,
+            bytes = size,
+            result = ?done,
+            ms = t.elapsed().as_millis() as u64,
+            "upload"
+        );
     }
 
     /// Like [`upload`](Self::upload), but trusts `remote_sha256` (from
@@ -132,15 +202,19 @@ impl Connection {
         mode: u32,
         remote_sha256: Option<&str>,
     ) -> Result<Uploaded> {
-        let local = self.hash_source(source, path).await?;
-        if remote_sha256.is_some_and(|r| r.eq_ignore_ascii_case(&local)) {
-            return Ok(Uploaded::Unchanged);
-        }
-        self.write(source, path, mode, &local).await?;
-        Ok(Uploaded::Written)
+        let t = Instant::now();
+        let (local, size) = self.hash_source(source, path).await?;
+        let done = if remote_sha256.is_some_and(|r| r.eq_ignore_ascii_case(&local)) {
+            Uploaded::Unchanged
+        } else {
+            self.write(source, path, mode, &local, &|_| {}).await?;
+            Uploaded::Written
+        };
+        self.log_upload(path, size, done, t);
+        Ok(done)
     }
 
-    async fn hash_source(&self, source: Source<'_>, path: &str) -> Result<String> {
+    async fn hash_source(&self, source: Source<'_>, path: &str) -> Result<(String, u64)> {
         if split_path(path).is_none() {
             return Err(self.upload_error(
                 path,
@@ -254,7 +328,14 @@ impl Connection {
     }
 
     /// Streams the content to the temporary file, checks it, sets mode and owner, renames.
-    async fn write(&self, source: Source<'_>, path: &str, mode: u32, sha256: &str) -> Result<()> {
+    async fn write(
+        &self,
+        source: Source<'_>,
+        path: &str,
+        mode: u32,
+        sha256: &str,
+        progress: Progress<'_>,
+    ) -> Result<()> {
         let (dir, _) = split_path(path).expect("checked by hash_source");
         let tmp = temp_path(path).expect("checked by hash_source");
         let script = format!(
@@ -277,13 +358,17 @@ impl Connection {
         let command = self.as_root_script(&script);
         let shown_as = format!("upload of {path}");
         let out = match source {
-            Source::Bytes(b) => self.exec(&command, Some(b), &shown_as).await,
+            Source::Bytes(b) => {
+                self.exec(&command, Some(Counted::new(b, progress)), &shown_as)
+                    .await
+            }
             Source::File(p) => {
                 let file = tokio::fs::File::open(p).await.map_err(|e| {
                     self.upload_error(path, format!("reading {}: {e}", p.display()))
                 })?;
                 let reader = tokio::io::BufReader::with_capacity(CHUNK, file);
-                self.exec(&command, Some(reader), &shown_as).await
+                self.exec(&command, Some(Counted::new(reader, progress)), &shown_as)
+                    .await
             }
         }
         .map_err(|e| self.upload_error(path, e.to_string()))?;
@@ -325,8 +410,9 @@ mod tests {
         let a = local_sha256(Source::File(&p)).await.unwrap();
         let b = local_sha256(Source::Bytes(&data)).await.unwrap();
         assert_eq!(a, b);
+        assert_eq!(a.1, data.len() as u64);
         assert_eq!(
-            local_sha256(Source::Bytes(b"")).await.unwrap(),
+            local_sha256(Source::Bytes(b"")).await.unwrap().0,
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }

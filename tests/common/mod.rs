@@ -19,6 +19,8 @@ pub fn fixture(rel: &str) -> PathBuf {
 pub fn provisioner(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_provisioner"))
         .args(args)
+        // A RUST_LOG of the developer's shell would add log lines to the output the tests read.
+        .env_remove("RUST_LOG")
         .output()
         .expect("the provisioner binary runs")
 }
