@@ -325,6 +325,21 @@ fn verify_cluster(
         assert!(ready, "{worker} is not Ready: {nodes}");
     }
 
+    for worker in workers {
+        let (reference, digest) = pause_image(&c.bundle);
+        assert_eq!(
+            image_digest(m, worker, &reference).as_deref(),
+            Some(digest.as_str()),
+            "{worker}: containerd must hold the bundle's pause image with the manifest's digest"
+        );
+        let config = m.ssh(worker, "cat /etc/containerd/config.toml");
+        assert!(
+            config.contains(&format!("'{reference}'"))
+                || config.contains(&format!("\"{reference}\"")),
+            "{worker}: containerd's sandbox image must be the bundled one:\n{config}"
+        );
+    }
+
     for (h, units) in hosts {
         let states = m.ssh(h, &format!("systemctl is-active {}", units.join(" ")));
         assert!(states.lines().all(|l| l == "active"), "{h}: {states}");
@@ -335,6 +350,34 @@ fn verify_cluster(
             "{h}: private keys must be 0600: {keys}"
         );
     }
+}
+
+/// The bundle's pause image: (reference, manifest digest).
+fn pause_image(bundle: &Path) -> (String, String) {
+    let m: toml::Value =
+        toml::from_str(&std::fs::read_to_string(bundle.join("manifest.toml")).unwrap()).unwrap();
+    let image = m["images"]
+        .as_array()
+        .and_then(|i| i.iter().find(|i| i["name"].as_str() == Some("pause")))
+        .expect("the test bundle carries a pause image");
+    (
+        image["reference"].as_str().unwrap().to_string(),
+        image["digest"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The digest containerd (real, through its own ctr) lists an image under, if it has it.
+fn image_digest(m: &Machines, host: &str, reference: &str) -> Option<String> {
+    let out = m.ssh(
+        host,
+        &format!(
+            "ctr --address /run/containerd/containerd.sock -n k8s.io images ls 'name=={reference}'"
+        ),
+    );
+    out.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.first() == Some(&reference)).then(|| f[2].to_string())
+    })
 }
 
 const UNITS_CP: &[&str] = &[
@@ -459,6 +502,41 @@ fn three_control_planes_and_two_workers_come_up_and_stay_converged() {
         vec!["worker-1/kube-proxy"],
         "only kube-proxy on worker-1 may restart"
     );
+
+    // An image removed from containerd is imported again, and nothing restarts for it.
+    let (pause, digest) = pause_image(&c.bundle);
+    m.ssh(
+        "worker-2",
+        &format!("ctr --address /run/containerd/containerd.sock -n k8s.io images rm '{pause}'"),
+    );
+    assert_eq!(image_digest(&m, "worker-2", &pause), None);
+    let plan = c.plan();
+    let imports: Vec<(&str, usize)> = plan["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap(),
+                h["images"].as_array().unwrap().len(),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(imports, vec![("worker-2", 1)], "{plan}");
+    let before = timestamps(&m, &hosts);
+    let reimport = c.apply_ok();
+    assert_eq!(
+        (
+            reimport["images_imported"].as_u64(),
+            reimport["files_written"].as_u64(),
+            reimport["units_restarted"].as_u64()
+        ),
+        (Some(1), Some(0), Some(0)),
+        "{reimport}"
+    );
+    assert_eq!(timestamps(&m, &hosts), before);
+    assert_eq!(image_digest(&m, "worker-2", &pause), Some(digest));
 
     // One inventory value changed: both workers' kube-proxy config, nothing else.
     let inv = std::fs::read_to_string(c.ws.inventory()).unwrap();
@@ -597,8 +675,47 @@ fn failures_are_reported_precisely_and_the_sudo_path_works() {
         "the journal tail is missing:\n{err}"
     );
 
-    // Through the sudo user, with the good bundle, everything comes up and converges.
-    std::fs::write(c.ws.inventory(), &inv).unwrap();
+    // Through the sudo user, with the good binaries carried in a signed archive made by
+    // `bundle create`, everything comes up and converges.
+    let archive = c.ws.dir.path().join("bundle.tar.zst");
+    let key = c.ws.dir.path().join("signing");
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    for args in [
+        vec![
+            "bundle",
+            "create",
+            "--from",
+            c.bundle.to_str().unwrap(),
+            "--out",
+            archive.to_str().unwrap(),
+        ],
+        vec![
+            "bundle",
+            "sign",
+            archive.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    ] {
+        let o = common::provisioner(&args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+    }
+    std::fs::write(
+        c.ws.inventory(),
+        inv.replace(
+            &format!("bundle = \"{}\"", c.bundle.display()),
+            &format!(
+                "bundle = \"{}\"\nbundle_public_key = \"{}\"",
+                archive.display(),
+                key.with_extension("pub").display()
+            ),
+        ),
+    )
+    .unwrap();
     let fixed = c.apply_ok();
     let acted =
         fixed["units_started"].as_u64().unwrap() + fixed["units_restarted"].as_u64().unwrap();

@@ -159,7 +159,7 @@ pub async fn fetch(r: &Request, stage: &Path) -> Result<Manifest> {
     std::fs::create_dir_all(stage.join("cni"))?;
     let list = artifacts(r);
     let entries: Vec<Vec<Entry>> = stream::iter(&list)
-        .map(|a| fetch_one(&client, a, r.mirror.as_deref(), stage))
+        .map(|a| fetch_one(&client, a, r, stage))
         .buffered(4)
         .try_collect()
         .await?;
@@ -224,9 +224,10 @@ fn client(ca_cert: Option<&Path>) -> Result<reqwest::Client> {
 async fn fetch_one(
     client: &reqwest::Client,
     a: &Artifact,
-    mirror: Option<&str>,
+    r: &Request,
     stage: &Path,
 ) -> Result<Vec<Entry>> {
+    let (mirror, arch) = (r.mirror.as_deref(), r.arch.as_str());
     let url = located(&a.url, mirror);
     let file_name = a.url.rsplit('/').next().unwrap_or_default();
     let sums = get_text(client, &located(&a.checksum_url, mirror)).await?;
@@ -248,7 +249,7 @@ async fn fetch_one(
     let mut entries = Vec::new();
     if a.take.len() == 1 && a.take[0].0.is_empty() {
         let name = &a.take[0].1;
-        entries.push(put(stage, a, name, &bytes, &url)?);
+        entries.push(put(stage, a, arch, name, &bytes, &url)?);
     } else {
         let mut wanted: Vec<&(String, String)> = a.take.iter().collect();
         let gz = flate2::read::GzDecoder::new(&bytes[..]);
@@ -269,7 +270,7 @@ async fn fetch_one(
             let (_, name) = wanted.remove(i);
             let mut data = Vec::new();
             e.read_to_end(&mut data)?;
-            entries.push(put(stage, a, name, &data, &format!("{url}#{path}"))?);
+            entries.push(put(stage, a, arch, name, &data, &format!("{url}#{path}"))?);
         }
         if !wanted.is_empty() {
             let missing: Vec<&str> = wanted.iter().map(|(m, _)| m.as_str()).collect();
@@ -280,7 +281,14 @@ async fn fetch_one(
     Ok(entries)
 }
 
-fn put(stage: &Path, a: &Artifact, name: &str, data: &[u8], source: &str) -> Result<Entry> {
+fn put(
+    stage: &Path,
+    a: &Artifact,
+    arch: &str,
+    name: &str,
+    data: &[u8],
+    source: &str,
+) -> Result<Entry> {
     let dir = if a.component == "cni-plugins" {
         "cni"
     } else {
@@ -296,7 +304,7 @@ fn put(stage: &Path, a: &Artifact, name: &str, data: &[u8], source: &str) -> Res
         sha256: super::sha256_hex(data),
         size: data.len() as u64,
         mode: "0755".into(),
-        arch: None,
+        arch: Some(arch.to_string()),
         source: Some(source.to_string()),
     })
 }

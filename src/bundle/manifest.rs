@@ -111,6 +111,14 @@ impl Manifest {
             );
         }
         for e in &m.files {
+            if let Some(arch) = e.arch.as_ref().filter(|a| **a != m.bundle.arch) {
+                bail!(
+                    "{}: {} is for {arch} but the bundle is for {}",
+                    origin.display(),
+                    e.name,
+                    m.bundle.arch
+                );
+            }
             if u32::from_str_radix(&e.mode, 8).map_or(true, |m| m > 0o7777) {
                 bail!(
                     "{}: {} has the mode {:?}, not an octal mode",

@@ -11,9 +11,12 @@ bundle=${PROVISIONER_TEST_BUNDLE:-$repo/target/test-bundle}
 sandbox=/var/lib/provisioner-sandbox/bench
 mkdir -p "$work"
 
-cargo build --release -p provisioner -p provisioner-standins >&2
+cargo build --release -p provisioner >&2
 bin=$repo/target/release/provisioner
-[ -f "$bundle/manifest.toml" ] || STANDIN_DIR=$repo/target/release bash tests/testbed/make-test-bundle.sh "$bundle" >&2
+if [ ! -f "$bundle/manifest.toml" ]; then
+    cargo build --release -p provisioner-standins >&2
+    STANDIN_DIR=$repo/target/release bash tests/testbed/make-test-bundle.sh "$bundle" >&2
+fi
 
 version() { awk -v c="$1" '$1=="component" && $3=="\""c"\"" {f=1} f && $1=="version" {gsub(/"/,"",$3); print $3; exit}' "$bundle/manifest.toml"; }
 cgroup_v1=false
