@@ -226,6 +226,8 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 handler = functools.partial(Quiet, directory=root)
 srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+# A refused fetch drops its other downloads midway; that is expected, not worth a traceback.
+srv.handle_error = lambda *args: None
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
 srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
@@ -401,12 +403,55 @@ fn fetch_from_a_mirror_checks_every_download_against_its_checksum_file() {
     );
 }
 
-/// A small bundle tree (scripts in place of binaries) packed by `bundle create`.
+/// A legacy docker-archive (`docker save` before Docker 25: manifest.json, config, layer tars).
+fn docker_archive(dir: &Path, out: &Path) {
+    let src = dir.join("docker-src");
+    let layer = put(&src, "layer-src/hello", b"hello\n");
+    let layer_tar = src.join("0123/layer.tar");
+    std::fs::create_dir_all(layer_tar.parent().unwrap()).unwrap();
+    run_ok(
+        "tar",
+        &[
+            "-cf",
+            layer_tar.to_str().unwrap(),
+            "-C",
+            layer.parent().unwrap().to_str().unwrap(),
+            "hello",
+        ],
+    );
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["sha256:{}"]}}}}"#,
+        sha256(&layer_tar)
+    );
+    put(&src, "cfg.json", config.as_bytes());
+    put(
+        &src,
+        "manifest.json",
+        br#"[{"Config":"cfg.json","RepoTags":["app:1.0"],"Layers":["0123/layer.tar"]}]"#,
+    );
+    run_ok(
+        "tar",
+        &[
+            "-cf",
+            out.to_str().unwrap(),
+            "-C",
+            src.to_str().unwrap(),
+            "manifest.json",
+            "cfg.json",
+            "0123",
+        ],
+    );
+}
+
+/// A small bundle tree (scripts in place of binaries, one docker-archive image) packed by
+/// `bundle create`.
 fn small_bundle(dir: &Path) -> PathBuf {
     let tree = dir.join("tree");
     put(&tree, "bin/etcd", b"#!/bin/sh\necho etcd\n");
     put(&tree, "bin/kubelet", b"#!/bin/sh\necho kubelet\n");
     put(&tree, "cni/bridge", b"#!/bin/sh\n");
+    std::fs::create_dir_all(tree.join("images")).unwrap();
+    docker_archive(dir, &tree.join("images/app.tar"));
     let out = dir.join("small.tar.zst");
     let o = provisioner(&[
         "bundle",
@@ -629,6 +674,7 @@ fn apply_refuses_a_bad_bundle_before_connecting_to_any_host() {
             "manifest.toml",
             "bin",
             "cni",
+            "images",
         ],
     );
     Guarded::new(&tampered, None).refused("bin/kubelet does not match the manifest");
@@ -645,9 +691,10 @@ fn apply_refuses_a_bad_bundle_before_connecting_to_any_host() {
             tree.to_str().unwrap(),
             "manifest.toml",
             "cni",
+            "images",
         ],
     );
-    Guarded::new(&short, None).refused("lacks: bin/etcd, bin/kubelet");
+    Guarded::new(&short, None).refused("lacks: bin/etcd, bin/kubelet\n");
 
     // The same checks hold for a bundle directory.
     Guarded::new(&tree, None).refused("bin/kubelet does not match the manifest");
@@ -669,6 +716,24 @@ fn create_packs_a_bundle_directory_and_checks_it_first() {
             tree.to_str().unwrap(),
         ],
     );
+    // The docker-archive became an OCI archive whose manifest digest the bundle manifest names.
+    let m: toml::Value =
+        toml::from_str(&std::fs::read_to_string(tree.join("manifest.toml")).unwrap()).unwrap();
+    let image = &m["images"][0];
+    assert_eq!(
+        image["reference"].as_str(),
+        Some("docker.io/library/app:1.0")
+    );
+    assert_eq!(image["path"].as_str(), Some("images/app.tar"));
+    let index = run_ok(
+        "tar",
+        &[
+            "-xOf",
+            tree.join("images/app.tar").to_str().unwrap(),
+            "index.json",
+        ],
+    );
+    assert!(index.contains(image["digest"].as_str().unwrap()), "{index}");
     // A directory with its manifest is packed as it is, byte-identical (fixed times and order).
     let again = dir.path().join("again.tar.zst");
     let o = provisioner(&[

@@ -141,9 +141,10 @@ pub fn run(cmd: BundleCommand) -> Result<()> {
                 runc: a.versions.runc,
                 cni: a.versions.cni,
             };
-            let m = create::manifest_for(&a.from, &v)?;
             refuse_existing(&a.out)?;
-            let size = archive::pack(&a.from, &m, &a.out)?;
+            let scratch = scratch_dir(&a.out)?;
+            let (root, m) = create::prepare(&a.from, &v, scratch.path())?;
+            let size = archive::pack(&root, &m, &a.out)?;
             report_written(&a.out, &m, size);
             Ok(())
         }
@@ -180,14 +181,7 @@ fn fetch_cmd(a: FetchArgs) -> Result<()> {
         ca_cert: a.mirror_ca,
         images: a.images,
     };
-    let parent = match a.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let stage = tempfile::Builder::new()
-        .prefix(".bundle-fetch-")
-        .tempdir_in(&parent)
-        .with_context(|| format!("creating a work directory in {}", parent.display()))?;
+    let stage = scratch_dir(&a.out)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let m = runtime.block_on(fetch::fetch(&r, stage.path()))?;
     if m.images.iter().all(|i| i.name != "pause") {
@@ -232,6 +226,18 @@ fn verify_cmd(file: &Path, public_key: Option<&Path>) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// A work directory beside the output, so the finished archive is renamed, never copied.
+fn scratch_dir(out: &Path) -> Result<tempfile::TempDir> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".bundle-work-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a work directory in {}", parent.display()))
 }
 
 fn refuse_existing(out: &Path) -> Result<()> {

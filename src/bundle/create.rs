@@ -37,9 +37,42 @@ pub fn component_of(name: &str) -> Option<&'static str> {
     })
 }
 
+/// The directory to pack and its manifest, every file checked against it. A bundle directory is
+/// packed as it is; a plain tree is first staged in `scratch` (binaries linked, images converted
+/// to OCI archives) and described.
+pub fn prepare(from: &Path, versions: &Versions, scratch: &Path) -> Result<(PathBuf, Manifest)> {
+    if from.join(MANIFEST).is_file() {
+        return Ok((from.to_path_buf(), manifest_for(from, versions)?));
+    }
+    for sub in ["bin", "cni"] {
+        for path in list(&from.join(sub))? {
+            let to = scratch.join(sub).join(file_name(&path));
+            std::fs::create_dir_all(to.parent().expect("has a parent"))?;
+            if std::fs::hard_link(&path, &to).is_err() {
+                std::fs::copy(&path, &to).with_context(|| format!("copying {}", path.display()))?;
+            }
+        }
+    }
+    for path in list(&from.join("images"))? {
+        std::fs::create_dir_all(scratch.join("images"))?;
+        let incoming = scratch.join("images/.incoming.tar");
+        let info = image::to_oci(&path, &incoming)?;
+        let to = scratch.join(format!("images/{}.tar", image_name(&info.reference)));
+        if to.exists() {
+            bail!(
+                "two archives in {} hold {}",
+                from.join("images").display(),
+                info.reference
+            );
+        }
+        std::fs::rename(&incoming, &to)?;
+    }
+    Ok((scratch.to_path_buf(), manifest_for(scratch, versions)?))
+}
+
 /// Builds the manifest for `dir` (reading an existing one, or describing a plain tree) and
 /// checks every file against it.
-pub fn manifest_for(dir: &Path, versions: &Versions) -> Result<Manifest> {
+fn manifest_for(dir: &Path, versions: &Versions) -> Result<Manifest> {
     let m = if dir.join(MANIFEST).is_file() {
         read_manifest(dir)?
     } else {

@@ -165,12 +165,12 @@ pub async fn fetch(r: &Request, stage: &Path) -> Result<Manifest> {
         .await?;
     let mut images = Vec::new();
     for path in &r.images {
-        let info = image::inspect(path)?;
+        std::fs::create_dir_all(stage.join("images"))?;
+        let incoming = stage.join("images/.incoming.tar");
+        let info = image::to_oci(path, &incoming)?;
         let name = create::image_name(&info.reference);
         let rel = format!("images/{name}.tar");
-        std::fs::create_dir_all(stage.join("images"))?;
-        std::fs::copy(path, stage.join(&rel))
-            .with_context(|| format!("copying {}", path.display()))?;
+        std::fs::rename(&incoming, stage.join(&rel))?;
         let mut f = std::fs::File::open(stage.join(&rel))?;
         let (sha256, size) = super::check::hash_reader(&mut f)?;
         images.push(Image {
