@@ -31,6 +31,7 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         ("cluster name with capitals", format!("[cluster]\nname = \"Demo\"\nkubernetes_version = \"1.35.0\"\n{ONE_HOST}"), "cluster.name"),
         ("unsupported Kubernetes", format!("[cluster]\nname = \"demo\"\nkubernetes_version = \"1.29.4\"\n{ONE_HOST}"), "cluster.kubernetes_version"),
         ("malformed version", format!("[cluster]\nname = \"demo\"\nkubernetes_version = \"latest\"\n{ONE_HOST}"), "cluster.kubernetes_version"),
+        ("bundle key without a bundle", format!("[cluster]\nname = \"demo\"\nkubernetes_version = \"1.35.0\"\nbundle_public_key = \"signing.pub\"\n{ONE_HOST}"), "cluster.bundle_public_key"),
         ("malformed pod CIDR", with("[network]\npod_cidr = \"10.200.0.0/33\"\n"), "network.pod_cidr"),
         ("pod CIDR with host bits", with("[network]\npod_cidr = \"10.200.1.0/16\"\n"), "network.pod_cidr"),
         ("overlapping CIDRs", with("[network]\npod_cidr = \"10.0.0.0/8\"\nservice_cidr = \"10.32.0.0/24\"\n"), "network.service_cidr"),
