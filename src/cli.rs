@@ -8,7 +8,9 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  runtime failure (a file could not be written, a certificate could not be read, ...)
-  2  invalid input: bad usage or an invalid inventory";
+  2  invalid input: bad usage or an invalid inventory
+  3  certs check: a certificate has expired or expires soon
+  4  certs check: a certificate drifted from the state directory or the inventory";
 
 #[derive(Parser)]
 #[command(
@@ -113,7 +115,7 @@ pub enum Command {
     )]
     Kubeconfig(InventoryArg),
 
-    /// Certificates: list them
+    /// Certificates: list, check on the hosts, regenerate without downtime
     #[command(subcommand)]
     Certs(CertsCommand),
 
@@ -148,6 +150,69 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum CertsCommand {
+    /// Check every certificate in the state directory and on every host: expiry and drift
+    #[command(after_help = "Examples:\n  provisioner certs check inventory.toml\n  \
+        provisioner certs check inventory.toml --warn-days 60 --output json\n\n\
+        Reads the certificates on the hosts over SSH (kubeconfigs: only their client certificate; \
+        no private key leaves a host), so it works when they have already expired. For each: \
+        name, subject, issuer, SANs, not-after, days left, and drift: the host's copy differs from \
+        the state directory, or the certificate no longer matches the inventory.\n\n\
+        Exit codes:\n  0  all certificates valid for more than --warn-days, no drift\n  \
+        1  the check itself failed (a host unreachable, ...)\n  \
+        3  a certificate has expired or expires within --warn-days (this wins over 4)\n  \
+        4  drift: a host's copy differs, or a certificate no longer matches the inventory")]
+    Check {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+        /// Warn about certificates expiring within this many days
+        #[arg(long, value_name = "DAYS", default_value_t = 30)]
+        warn_days: i64,
+    },
+
+    /// Reissue leaf certificates from the same CAs and roll them out, the cluster serving throughout
+    #[command(
+        after_help = "Examples:\n  provisioner certs regenerate inventory.toml --dry-run\n  \
+        provisioner certs regenerate inventory.toml --all\n  \
+        provisioner certs regenerate inventory.toml --cert apiserver --cert kubelet-server@worker-1\n  \
+        provisioner certs regenerate inventory.toml --host worker-2\n\n\
+        Without a selection, regenerates the certificates that no longer match the inventory \
+        (a new SAN, a renamed node) and those expiring within 30 days. The kubeconfigs embedding \
+        them follow. First: every health gate must pass (--force skips this; with expired \
+        certificates it is skipped by itself), the state directory's PKI is backed up to \
+        STATE_DIR/backups/<time>/, and when etcd restarts, an etcd snapshot is saved on its first \
+        member. Then only the services using a new certificate restart, one host at a time behind \
+        its health gate: etcd members one by one with every member healthy before each, then the \
+        API servers, controller-managers and schedulers, then kubelets and kube-proxies. The run \
+        stops at the first failing gate with the rest of the cluster still serving."
+    )]
+    Regenerate {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        /// A certificate name (every host's) or NAME@HOST (repeatable)
+        #[arg(long = "cert", value_name = "NAME")]
+        certs: Vec<String>,
+        /// Every certificate of this host (repeatable; with --cert, only those on these hosts)
+        #[arg(long = "host", value_name = "HOST")]
+        hosts: Vec<String>,
+        /// Every leaf certificate
+        #[arg(long, conflicts_with_all = ["certs", "hosts"])]
+        all: bool,
+        /// Regenerate even though a health gate fails before the start
+        #[arg(long)]
+        force: bool,
+        /// Print what would be regenerated and restarted; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds each health gate may take before the rollout stops
+        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+        gate_timeout: u64,
+        /// Progress as plain lines (text) or one JSON event per line (json)
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+
     /// List every certificate of the cluster: subject, SANs, issuer, expiry, and whether it still
     /// matches the inventory
     #[command(after_help = "Examples:\n  provisioner certs list inventory.toml\n  \

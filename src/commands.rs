@@ -27,6 +27,30 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Certs(CertsCommand::List { inventory, output }) => {
             certs_list(&inventory.inventory, output)
         }
+        Command::Certs(CertsCommand::Check {
+            inventory,
+            output,
+            warn_days,
+        }) => certs_check(&inventory.inventory, output, warn_days),
+        Command::Certs(CertsCommand::Regenerate {
+            inventory,
+            certs,
+            hosts,
+            all,
+            force,
+            dry_run,
+            gate_timeout,
+            output,
+        }) => certs_regenerate(
+            &inventory.inventory,
+            &crate::certs::regenerate::Selection { certs, hosts, all },
+            &crate::certs::regenerate::Options {
+                force,
+                dry_run,
+                gate_timeout: std::time::Duration::from_secs(gate_timeout),
+            },
+            output,
+        ),
         Command::Sandbox(cmd) => crate::sandbox::cli::run(&cmd),
         Command::Bundle(cmd) => crate::bundle::cli::run(cmd),
         Command::Schema => {
@@ -152,7 +176,7 @@ fn certs_list(path: &Path, output: Output) -> Result<()> {
                 if !i.sans().is_empty() {
                     println!("  SANs:      {}", i.sans().join(", "));
                 }
-                println!("  not after: {}", format_time(i.not_after));
+                println!("  not after: {}", crate::pki::inspect::rfc3339(i.not_after));
                 if !r.stale.is_empty() {
                     println!("  STALE:     {}", r.stale.join("; "));
                 }
@@ -165,14 +189,135 @@ fn certs_list(path: &Path, output: Output) -> Result<()> {
     Ok(())
 }
 
-fn format_time(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
+/// A command's verdict as an exit code other than 0, 1 and 2 (documented per command).
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The PKI as the state directory holds it, refusing to create anything: the lifecycle commands
+/// work on a cluster that exists.
+fn existing_pki(l: &Loaded) -> Result<(Vec<pki::Listed>, pki::Pki)> {
+    let listed = pki::list(&l.cluster)?;
+    let missing: Vec<String> = listed
+        .iter()
+        .filter(|r| r.info.is_none())
+        .map(|r| match &r.host {
+            Some(h) => format!("{}@{h}", r.name),
+            None => r.name.clone(),
         })
-        .unwrap_or_else(|| unix.to_string())
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "the state directory {} lacks {}: this command works on a cluster built by `provisioner apply`; run that first",
+            l.cluster.state_dir.display(),
+            missing.join(", ")
+        );
+    }
+    let (pki, _) = pki::ensure(&l.cluster)?;
+    Ok((listed, pki))
+}
+
+fn certs_check(path: &Path, output: Output, warn_days: i64) -> Result<()> {
+    use crate::certs::check;
+    let l = load(path)?;
+    let (listed, pki) = existing_pki(&l)?;
+    let rendered = render::render(&l.cluster, &pki)?;
+    let expected = check::expected(&rendered, &pki);
+    let now = now();
+    let mut rows = check::state_rows(&listed, now, warn_days)?;
+    let rep = crate::apply::Reporter::new(crate::apply::Format::Text);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let host_rows = runtime.block_on(async {
+        let conns = crate::apply::connect(&l.cluster, &rep).await?;
+        let mut out = Vec::new();
+        for (host, list) in &expected {
+            let o = conns[host]
+                .run_checked(&check::read_script(list))
+                .await
+                .with_context(|| format!("{host}: reading its certificates"))?;
+            let found = check::parse_read(&o.stdout_text(), list);
+            out.extend(check::host_rows(host, list, &found, &rows, now, warn_days)?);
+        }
+        anyhow::Ok(out)
+    })?;
+    rows.extend(host_rows);
+    let report = check::Report { warn_days, rows };
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => print!("{}", check::text(&report)),
+    }
+    match report.exit_code() {
+        0 => Ok(()),
+        code => Err(Exit(code).into()),
+    }
+}
+
+fn certs_regenerate(
+    path: &Path,
+    sel: &crate::certs::regenerate::Selection,
+    opts: &crate::certs::regenerate::Options,
+    output: Output,
+) -> Result<()> {
+    use crate::certs::regenerate;
+    let mut l = load(path)?;
+    let bundle = open_bundle(&mut l.cluster, path)?;
+    let (listed, mut pki) = existing_pki(&l)?;
+    let c = &l.cluster;
+    let ids = regenerate::select(c, &listed, sel, 30, now())?;
+    if ids.is_empty() {
+        println!(
+            "Nothing to regenerate: every certificate matches the inventory and is valid for more than 30 days              (select some with --cert, --host or --all)."
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "regenerating {} certificate(s): {}",
+        ids.len(),
+        ids.join(", ")
+    );
+    let expired = regenerate::any_expired(&listed, &ids, now());
+    pki.reissue(c, &ids)?;
+    let rendered = render::render(c, &pki)?;
+    let format = match output {
+        Output::Json => crate::apply::Format::Json,
+        Output::Text => crate::apply::Format::Text,
+    };
+    let rep = crate::apply::Reporter::new(format);
+    if bundle.standins {
+        rep.note(STANDIN_NOTICE);
+    }
+    let inputs = crate::apply::Inputs {
+        cluster: c,
+        rendered: &rendered,
+        pki: &pki,
+        bundle: &bundle,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let outcome = runtime.block_on(regenerate::roll_out(&inputs, &ids, expired, opts, &rep))?;
+    if let Some(outcome) = outcome {
+        match output {
+            Output::Json => println!("{}", serde_json::json!({ "summary": outcome })),
+            Output::Text => eprintln!(
+                "done in {:.1}s: {} certificate(s) regenerated, {} file(s) written, {} service(s) restarted",
+                outcome.seconds,
+                ids.len(),
+                outcome.files_written,
+                outcome.units_restarted
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Opens and verifies the bundle (signature first when a key is configured) before any host is

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod bundle;
+pub mod certs;
 pub mod cli;
 pub mod commands;
 pub mod inventory;

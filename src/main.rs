@@ -10,6 +10,10 @@ fn main() -> ExitCode {
     match provisioner::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            // The command printed its report; the code is its verdict.
+            if let Some(exit) = err.downcast_ref::<provisioner::commands::Exit>() {
+                return ExitCode::from(exit.0);
+            }
             let invalid = err
                 .downcast_ref::<provisioner::inventory::Invalid>()
                 .is_some();

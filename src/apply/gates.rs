@@ -278,15 +278,58 @@ impl Gates<'_> {
         Ok(())
     }
 
+    /// Every etcd member answers healthy right now (no waiting).
+    pub async fn etcd_quorum(&self) -> Result<()> {
+        for h in self.inp.cluster.etcd_hosts() {
+            self.etcd_health_once(&h.name)
+                .await
+                .with_context(|| format!("etcd member {}", h.name))?;
+        }
+        Ok(())
+    }
+
+    /// The gate before an etcd member goes down for a restart: every member is healthy, so the
+    /// others keep a quorum while it is away.
+    pub async fn gate_etcd_quorum(&self, host: &str) -> Result<()> {
+        let check = async {
+            let start = Instant::now();
+            loop {
+                match self.etcd_quorum().await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if start.elapsed() > self.deadline => return Err(e),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+        };
+        self.gate(
+            host,
+            "etcd",
+            "every etcd member healthy before this one restarts",
+            check,
+        )
+        .await
+    }
+
     async fn etcd_health(&self, host: &str) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            match self.etcd_health_once(host).await {
+                Ok(()) => return Ok(()),
+                Err(e) if start.elapsed() > self.deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    /// One `/health` request to the member over mTLS with the healthcheck client certificate.
+    async fn etcd_health_once(&self, host: &str) -> Result<()> {
         let tls = Tls {
             ca: self.inp.pki.ca(Ca::Etcd).cert.clone(),
             client: Some(self.inp.pki.leaf("etcd-healthcheck-client", None).clone()),
         };
-        let conn = &self.conns[host];
         let ip = self.ip(host);
         let r = Request {
-            conn,
+            conn: &self.conns[host],
             target: &ip,
             port: 2379,
             tls: Some(&tls),
@@ -295,16 +338,11 @@ impl Gates<'_> {
             path: "/health",
             body: None,
         };
-        let start = Instant::now();
-        loop {
-            match health::send(&r).await {
-                Ok(resp) if resp.status == 200 && resp.body.contains("\"true\"") => return Ok(()),
-                Ok(resp) if start.elapsed() > self.deadline => {
-                    bail!("HTTP {}: {}", resp.status, resp.body.trim())
-                }
-                Err(e) if start.elapsed() > self.deadline => return Err(e),
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
+        let resp = health::send(&r).await?;
+        if resp.status == 200 && resp.body.contains("\"true\"") {
+            Ok(())
+        } else {
+            bail!("HTTP {}: {}", resp.status, resp.body.trim())
         }
     }
 

@@ -49,47 +49,7 @@ pub struct Survey {
 pub async fn survey(inp: &Inputs<'_>, rep: &Reporter) -> Result<Survey> {
     let desired = plan::desired(inp.rendered, inp.bundle)?;
     let parallel = inp.cluster.ssh.parallelism as usize;
-
-    rep.phase("connect");
-    let results: Vec<(String, Result<Connection, transport::Error>, Duration)> =
-        stream::iter(&inp.cluster.hosts)
-            .map(|h| async move {
-                rep.start(Some(&h.name), "ssh");
-                let t = Instant::now();
-                let r = Connection::connect(h, &inp.cluster.ssh).await;
-                (h.name.clone(), r, t.elapsed())
-            })
-            .buffer_unordered(parallel)
-            .collect()
-            .await;
-    let mut conns = BTreeMap::new();
-    let mut failures = Vec::new();
-    for (name, r, took) in results {
-        match r {
-            Ok(c) => {
-                rep.step("connect", Some(&name), "ssh", took, "ok", None);
-                conns.insert(name, c);
-            }
-            Err(e) => {
-                rep.step(
-                    "connect",
-                    Some(&name),
-                    "ssh",
-                    took,
-                    "failed",
-                    Some(&e.to_string()),
-                );
-                failures.push(format!("{e}"));
-            }
-        }
-    }
-    if !failures.is_empty() {
-        bail!(
-            "cannot reach {} host(s); nothing was changed:\n  {}",
-            failures.len(),
-            failures.join("\n  ")
-        );
-    }
+    let conns = connect(inp.cluster, rep).await?;
 
     rep.phase("gather facts");
     let facts: Vec<Facts> = stream::iter(&desired)
@@ -134,6 +94,89 @@ pub fn make_plan(s: &Survey) -> Plan {
             .map(|(d, f)| plan::diff(d, f))
             .collect(),
     }
+}
+
+/// One SSH connection per host, all of them or an error naming each host that failed.
+pub async fn connect(cluster: &Cluster, rep: &Reporter) -> Result<BTreeMap<String, Connection>> {
+    rep.phase("connect");
+    let results: Vec<(String, Result<Connection, transport::Error>, Duration)> =
+        stream::iter(&cluster.hosts)
+            .map(|h| async move {
+                rep.start(Some(&h.name), "ssh");
+                let t = Instant::now();
+                let r = Connection::connect(h, &cluster.ssh).await;
+                (h.name.clone(), r, t.elapsed())
+            })
+            .buffer_unordered(cluster.ssh.parallelism as usize)
+            .collect()
+            .await;
+    let mut conns = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (name, r, took) in results {
+        match r {
+            Ok(c) => {
+                rep.step("connect", Some(&name), "ssh", took, "ok", None);
+                conns.insert(name, c);
+            }
+            Err(e) => {
+                let e = e.to_string();
+                rep.step("connect", Some(&name), "ssh", took, "failed", Some(&e));
+                failures.push(e);
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "cannot reach {} host(s); nothing was changed:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+    Ok(conns)
+}
+
+/// Runs every health gate against the cluster as it is (each unit of each host, as if it had
+/// just been started), without changing anything. `certs regenerate` refuses to start on a
+/// cluster that fails one.
+pub async fn check_health(
+    inp: &Inputs<'_>,
+    s: &Survey,
+    rep: &Reporter,
+    deadline: Duration,
+) -> Result<()> {
+    let g = gates::Gates {
+        inp,
+        deadline,
+        conns: &s.conns,
+        rep,
+    };
+    let all: Vec<(String, crate::plan::UnitChange)> = s
+        .desired
+        .iter()
+        .flat_map(|d| {
+            d.units.iter().map(|u| {
+                let check = crate::plan::UnitChange {
+                    unit: u.clone(),
+                    action: UnitAction::Restart,
+                    reason: "health check".into(),
+                    enable: false,
+                };
+                (d.host.clone(), check)
+            })
+        })
+        .collect();
+    rep.phase("health check");
+    for phase in gates::PHASES.iter().filter(|p| !p.always_after_change) {
+        let actions: Vec<(&str, &crate::plan::UnitChange)> = all
+            .iter()
+            .filter(|(_, u)| phase.units.contains(&u.unit.as_str()))
+            .map(|(h, u)| (h.as_str(), u))
+            .collect();
+        if !actions.is_empty() {
+            g.run(phase, &actions).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Executes a plan made from `survey` by [`make_plan`].
@@ -197,54 +240,97 @@ pub async fn execute(
             continue;
         }
         rep.phase(phase.name);
-        for (host, u) in &actions {
-            let conn = &s.conns[*host];
-            let verb = match u.action {
-                UnitAction::Start => {
-                    outcome.units_started += 1;
-                    "start"
-                }
-                UnitAction::Restart => {
-                    outcome.units_restarted += 1;
-                    "restart"
-                }
-                UnitAction::Enable => "",
-            };
-            let what = format!("{verb} {}", u.unit);
-            rep.start(Some(host), &what);
-            let step = Instant::now();
-            let mut cmd = String::new();
-            if u.enable {
-                cmd.push_str(&format!("systemctl enable --quiet {}.service && ", u.unit));
-            }
-            // etcd members report started only once a quorum exists, so all of them are asked
-            // to start before any is waited for (--no-block); the gates do the waiting. Other
-            // units start synchronously, so a gate never sees the process being replaced.
-            let no_block = if u.unit == "etcd" { " --no-block" } else { "" };
-            if verb.is_empty() {
-                cmd.push_str("true");
-            } else {
-                cmd.push_str(&format!("systemctl {verb}{no_block} {}.service", u.unit));
-            }
-            conn.run_checked(&cmd)
-                .await
-                .with_context(|| format!("{host}: {verb} {}", u.unit))?;
-            rep.step(
-                phase.name,
-                Some(host),
-                &what,
-                step.elapsed(),
-                "ok",
-                Some(&u.reason),
-            );
+        // First starts go together (etcd members need each other for a quorum). Restarts roll:
+        // one host at a time behind the phase's gate, so the rest of the cluster keeps serving;
+        // etcd also checks that every member is healthy before each member goes down. When the
+        // cluster is already unhealthy there is nothing to keep serving, and they go together.
+        let (rolling, together): (Vec<_>, Vec<_>) = actions
+            .iter()
+            .partition(|(_, u)| u.action == UnitAction::Restart);
+        let roll = !rolling.is_empty() && (phase.name != "etcd" || g.etcd_quorum().await.is_ok());
+        let (rolling, together) = if roll {
+            (rolling, together)
+        } else {
+            (Vec::new(), actions.clone())
+        };
+        for (host, u) in &together {
+            unit_action(&s.conns[*host], host, phase.name, u, rep, &mut outcome).await?;
         }
-        g.run(phase, &actions).await?;
+        if !together.is_empty() || rolling.is_empty() {
+            g.run(phase, &together).await?;
+        }
+        let mut hosts: Vec<&str> = rolling.iter().map(|(h, _)| *h).collect();
+        hosts.dedup();
+        for host in hosts {
+            if phase.name == "etcd" {
+                g.gate_etcd_quorum(host).await?;
+            }
+            let mine: Vec<(&str, &crate::plan::UnitChange)> = rolling
+                .iter()
+                .filter(|(h, _)| *h == host)
+                .copied()
+                .collect();
+            for (host, u) in &mine {
+                unit_action(&s.conns[*host], host, phase.name, u, rep, &mut outcome).await?;
+            }
+            g.run(phase, &mine).await?;
+        }
         g.import_images(&imports).await?;
         outcome.images_imported += imports.len();
     }
     outcome.wait_seconds = t.elapsed().as_secs_f64();
     outcome.seconds = start.elapsed().as_secs_f64();
     Ok(outcome)
+}
+
+/// Starts, restarts or enables one unit on one host.
+async fn unit_action(
+    conn: &Connection,
+    host: &str,
+    phase: &str,
+    u: &crate::plan::UnitChange,
+    rep: &Reporter,
+    outcome: &mut Outcome,
+) -> Result<()> {
+    let verb = match u.action {
+        UnitAction::Start => {
+            outcome.units_started += 1;
+            "start"
+        }
+        UnitAction::Restart => {
+            outcome.units_restarted += 1;
+            "restart"
+        }
+        UnitAction::Enable => "",
+    };
+    let what = format!("{verb} {}", u.unit);
+    rep.start(Some(host), &what);
+    let step = Instant::now();
+    let mut cmd = String::new();
+    if u.enable {
+        cmd.push_str(&format!("systemctl enable --quiet {}.service && ", u.unit));
+    }
+    // etcd members report started only once a quorum exists, so all of them are asked to start
+    // before any is waited for (--no-block); the gates do the waiting. Other units start
+    // synchronously, so a gate never sees the process being replaced.
+    let no_block = if u.unit == "etcd" { " --no-block" } else { "" };
+    if verb.is_empty() {
+        cmd.push_str("true");
+    } else {
+        cmd.push_str(&format!("systemctl {verb}{no_block} {}.service", u.unit));
+    }
+    conn.run_checked(&cmd)
+        .await
+        .with_context(|| format!("{host}: {verb} {}", u.unit))?;
+    rep.step(
+        phase,
+        Some(host),
+        &what,
+        step.elapsed(),
+        "ok",
+        Some(&u.reason),
+    );
+    Ok(())
 }
 
 /// Directories, files, then the reloads they need, on one host.

@@ -39,6 +39,17 @@ impl CertInfo {
     }
 }
 
+/// A Unix time as RFC 3339 (UTC), the way certificates' validity is shown.
+pub fn rfc3339(unix: i64) -> String {
+    ::time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&::time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
 fn der_of(pem_text: &str) -> Result<Vec<u8>> {
     let (_, pem) =
         parse_x509_pem(pem_text.as_bytes()).map_err(|e| anyhow!("not a PEM certificate: {e}"))?;

@@ -62,6 +62,78 @@ impl Pki {
                 panic!("no certificate {name} for {host:?}: spec and render disagree")
             })
     }
+
+    /// Every leaf certificate with its spec.
+    pub fn leaves(&self) -> impl Iterator<Item = &(CertSpec, Pem)> {
+        self.leaves.iter()
+    }
+
+    /// Issues new keys and certificates from the same CAs for the leaves `ids` (as
+    /// [`CertSpec::id`] names them), in memory: [`save_leaves`] writes them to the state directory.
+    pub fn reissue(&mut self, cluster: &Cluster, ids: &[String]) -> Result<()> {
+        for (spec, pem) in self.leaves.iter_mut() {
+            if ids.contains(&spec.id()) {
+                *pem = issue::new_leaf(spec, &self.cas[&spec.ca], &cluster.pki)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub use issue::TEST_ISSUE_EXPIRED;
+
+/// Replaces the state directory's copies of the leaves `ids` with those of `pki`. The caller has
+/// made a backup first: unlike everything else here, this overwrites keys.
+pub fn save_leaves(cluster: &Cluster, pki: &Pki, ids: &[String]) -> Result<()> {
+    let dir = pki_dir(&cluster.state_dir);
+    for (spec, pem) in pki.leaves() {
+        if ids.contains(&spec.id()) {
+            let stem = spec.state_file();
+            store::replace(&key(&dir, &stem), pem.key.as_bytes(), 0o600)?;
+            store::replace(&crt(&dir, &stem), pem.cert.as_bytes(), 0o644)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies the state directory's PKI and secrets to `state_dir/backups/<timestamp>/`, with their
+/// modes. Returns the backup's path.
+pub fn backup(state_dir: &Path) -> Result<PathBuf> {
+    let t = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    let dest = state_dir.join("backups").join(stamp);
+    for sub in ["pki", "secrets"] {
+        copy_tree(&state_dir.join(sub), &dest.join(sub))?;
+    }
+    Ok(dest)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    store::ensure_private_dir(to)?;
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return Ok(());
+    };
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", from.display()))?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type()?.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            let mode = e.metadata()?.permissions().mode() & 0o777;
+            let data = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+            store::create(&dst, &data, mode)?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Default)]

@@ -1,0 +1,457 @@
+//! `certs check`: every managed certificate, in the state directory and on each host (read over
+//! SSH, so it works when the certificates have already expired and TLS no longer does): expiry,
+//! and drift between a host's copy, the state directory and the inventory.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use serde::Serialize;
+
+use crate::pki::{self, inspect, Ca, Pki};
+use crate::render::Rendered;
+
+/// Exit code when a certificate has expired or expires within the warning window.
+pub const EXIT_EXPIRING: u8 = 3;
+/// Exit code when a host's copy differs from the state directory, or a certificate no longer
+/// matches the inventory.
+pub const EXIT_DRIFT: u8 = 4;
+
+#[derive(Debug, Serialize)]
+pub struct Row {
+    /// `apiserver`, `kubelet-server@worker-1`, `kubernetes-ca`, ...
+    pub name: String,
+    /// None for the state directory's copy.
+    pub host: Option<String>,
+    pub path: String,
+    pub subject: String,
+    pub issuer: String,
+    pub sans: Vec<String>,
+    pub not_after: i64,
+    pub days_left: i64,
+    pub expired: bool,
+    pub expiring: bool,
+    pub drift: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub warn_days: i64,
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    pub fn exit_code(&self) -> u8 {
+        if self.rows.iter().any(|r| r.expired || r.expiring) {
+            EXIT_EXPIRING
+        } else if self.rows.iter().any(|r| !r.drift.is_empty()) {
+            EXIT_DRIFT
+        } else {
+            0
+        }
+    }
+}
+
+/// A certificate a host should have: where, which one, and its PEM.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub path: String,
+    pub name: String,
+    pub pem: String,
+    /// The file is a kubeconfig embedding the certificate as client-certificate-data.
+    pub kubeconfig: bool,
+}
+
+/// The certificates each rendered host carries: every `.crt` file and every kubeconfig's client
+/// certificate.
+pub fn expected(rendered: &Rendered, pki: &Pki) -> BTreeMap<String, Vec<Expected>> {
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for ca in Ca::ALL {
+        names.insert(pki.ca(ca).cert.trim().to_string(), ca.name().to_string());
+    }
+    for (spec, pem) in pki.leaves() {
+        names.insert(pem.cert.trim().to_string(), spec.id());
+    }
+    let mut out = BTreeMap::new();
+    for h in &rendered.hosts {
+        let mut list = Vec::new();
+        for f in &h.files {
+            let text = String::from_utf8_lossy(&f.content);
+            let (pem, kubeconfig) = if f.path.ends_with(".crt") {
+                (text.trim().to_string(), false)
+            } else if let Some(pem) = kubeconfig_client_cert(&text) {
+                (pem, true)
+            } else {
+                continue;
+            };
+            let name = names.get(&pem).cloned().unwrap_or_else(|| f.path.clone());
+            list.push(Expected {
+                path: f.path.clone(),
+                name,
+                pem,
+                kubeconfig,
+            });
+        }
+        out.insert(h.host.clone(), list);
+    }
+    out
+}
+
+/// The PEM of a kubeconfig's client-certificate-data.
+fn kubeconfig_client_cert(text: &str) -> Option<String> {
+    let data = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-certificate-data:"))?;
+    decode_b64_pem(data.trim())
+}
+
+fn decode_b64_pem(data: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .ok()?;
+    Some(String::from_utf8(bytes).ok()?.trim().to_string())
+}
+
+/// One command printing each file's certificate: `.crt` files whole, kubeconfigs only their
+/// client-certificate-data line, so no private key ever leaves the host.
+pub fn read_script(list: &[Expected]) -> String {
+    let mut s = String::from("for f in");
+    for e in list {
+        s.push_str(&format!(" '{}'", e.path.replace('\'', r"'\''")));
+    }
+    s.push_str(
+        "; do echo \"==> $f\"; if [ ! -f \"$f\" ]; then echo MISSING; \
+         elif [ \"${f%.crt}\" != \"$f\" ]; then cat \"$f\"; \
+         else sed -n 's/^ *client-certificate-data: *//p' \"$f\"; fi; done",
+    );
+    s
+}
+
+/// Parses [`read_script`]'s output: path → PEM (None when the file is missing).
+pub fn parse_read(output: &str, list: &[Expected]) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    let finish = |cur: Option<(String, String)>, out: &mut BTreeMap<String, Option<String>>| {
+        if let Some((path, body)) = cur {
+            let body = body.trim();
+            let kubeconfig = list.iter().any(|e| e.path == path && e.kubeconfig);
+            let pem = match body {
+                "MISSING" => None,
+                b if kubeconfig => Some(decode_b64_pem(b).unwrap_or_default()),
+                b => Some(b.to_string()),
+            };
+            out.insert(path, pem);
+        }
+    };
+    for line in output.lines() {
+        if let Some(path) = line.strip_prefix("==> ") {
+            finish(current.take(), &mut out);
+            current = Some((path.to_string(), String::new()));
+        } else if let Some((_, body)) = current.as_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    finish(current, &mut out);
+    out
+}
+
+fn row(
+    name: String,
+    host: Option<String>,
+    path: String,
+    pem: &str,
+    drift: Vec<String>,
+    now: i64,
+    warn_days: i64,
+) -> Result<Row> {
+    let info = inspect::parse(pem).with_context(|| match &host {
+        Some(h) => format!("{h}: {path} holds no readable certificate"),
+        None => format!("{path} holds no readable certificate"),
+    })?;
+    let left = info.not_after - now;
+    Ok(Row {
+        name,
+        host,
+        path,
+        subject: info.subject.clone(),
+        issuer: info.issuer.clone(),
+        sans: info.sans(),
+        not_after: info.not_after,
+        days_left: left.div_euclid(86_400),
+        expired: left <= 0,
+        expiring: left > 0 && left < warn_days * 86_400,
+        drift,
+    })
+}
+
+/// The state directory's certificates, with the identities that no longer match the inventory.
+pub fn state_rows(listed: &[pki::Listed], now: i64, warn_days: i64) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for l in listed {
+        let Some(pem) = std::fs::read_to_string(&l.file).ok() else {
+            continue;
+        };
+        let name = match &l.host {
+            Some(h) => format!("{}@{h}", l.name),
+            None => l.name.clone(),
+        };
+        let drift = l
+            .stale
+            .iter()
+            .map(|w| format!("no longer matches the inventory: {w}"))
+            .collect();
+        rows.push(row(
+            name,
+            None,
+            l.file.clone(),
+            &pem,
+            drift,
+            now,
+            warn_days,
+        )?);
+    }
+    Ok(rows)
+}
+
+/// One host's certificates compared with what the state directory says it should have.
+pub fn host_rows(
+    host: &str,
+    expected: &[Expected],
+    found: &BTreeMap<String, Option<String>>,
+    state: &[Row],
+    now: i64,
+    warn_days: i64,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for e in expected {
+        let pem = match found.get(&e.path) {
+            Some(Some(pem)) => pem,
+            _ => {
+                rows.push(Row {
+                    name: e.name.clone(),
+                    host: Some(host.to_string()),
+                    path: e.path.clone(),
+                    subject: String::new(),
+                    issuer: String::new(),
+                    sans: Vec::new(),
+                    not_after: 0,
+                    days_left: 0,
+                    expired: false,
+                    expiring: false,
+                    drift: vec!["missing on the host".into()],
+                });
+                continue;
+            }
+        };
+        let mut drift = Vec::new();
+        if pem.trim() != e.pem {
+            drift.push("differs from the state directory".to_string());
+        } else if let Some(s) = state.iter().find(|r| r.name == e.name) {
+            // The same certificate as the state's, so the same identity problems.
+            drift.extend(s.drift.iter().cloned());
+        }
+        rows.push(row(
+            e.name.clone(),
+            Some(host.to_string()),
+            e.path.clone(),
+            pem,
+            drift,
+            now,
+            warn_days,
+        )?);
+    }
+    Ok(rows)
+}
+
+/// The report as people read it: one line per certificate, problems first.
+pub fn text(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut rows: Vec<&Row> = r.rows.iter().collect();
+    rows.sort_by_key(|r| {
+        (
+            !(r.expired || r.expiring || !r.drift.is_empty()),
+            r.days_left,
+        )
+    });
+    for row in rows {
+        let place = match &row.host {
+            Some(h) => format!("{h}:{}", row.path),
+            None => format!("state:{}", row.path),
+        };
+        let status = if row.subject.is_empty() {
+            "MISSING".to_string()
+        } else if row.expired {
+            format!("EXPIRED {} day(s) ago", -row.days_left)
+        } else if row.expiring {
+            format!("expires in {} day(s)", row.days_left)
+        } else {
+            format!("ok, {} day(s) left", row.days_left)
+        };
+        let _ = writeln!(out, "{:<34} {status}", row.name);
+        let _ = writeln!(out, "    {place}");
+        if !row.subject.is_empty() {
+            let _ = writeln!(out, "    subject {}; issuer {}", row.subject, row.issuer);
+            if !row.sans.is_empty() {
+                let _ = writeln!(out, "    SANs {}", row.sans.join(", "));
+            }
+            let _ = writeln!(
+                out,
+                "    not after {}",
+                crate::pki::inspect::rfc3339(row.not_after)
+            );
+        }
+        for d in &row.drift {
+            let _ = writeln!(out, "    DRIFT: {d}");
+        }
+    }
+    let count = |f: &dyn Fn(&&Row) -> bool| r.rows.iter().filter(f).count();
+    let _ = writeln!(
+        out,
+        "{} certificate(s) checked: {} expired, {} expiring within {} days, {} drifted",
+        r.rows.len(),
+        count(&|x| x.expired),
+        count(&|x| x.expiring),
+        r.warn_days,
+        count(&|x| !x.drift.is_empty())
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_back_what_the_script_prints() {
+        let list = vec![
+            Expected {
+                path: "/a.crt".into(),
+                name: "a".into(),
+                pem: "A".into(),
+                kubeconfig: false,
+            },
+            Expected {
+                path: "/k.conf".into(),
+                name: "k".into(),
+                pem: "K".into(),
+                kubeconfig: true,
+            },
+            Expected {
+                path: "/gone.crt".into(),
+                name: "g".into(),
+                pem: "G".into(),
+                kubeconfig: false,
+            },
+        ];
+        let b64 = base64::engine::general_purpose::STANDARD.encode("-----BEGIN X-----\nK\n");
+        let out = format!("==> /a.crt\nline1\nline2\n==> /k.conf\n{b64}\n==> /gone.crt\nMISSING\n");
+        let got = parse_read(&out, &list);
+        assert_eq!(got["/a.crt"].as_deref(), Some("line1\nline2"));
+        assert_eq!(got["/k.conf"].as_deref(), Some("-----BEGIN X-----\nK"));
+        assert_eq!(got["/gone.crt"], None);
+        let script = read_script(&list);
+        assert!(script.contains("'/k.conf'") && script.contains("client-certificate-data"));
+    }
+
+    #[test]
+    fn the_worst_finding_decides_the_exit_code() {
+        let base = || Row {
+            name: "x".into(),
+            host: None,
+            path: "p".into(),
+            subject: "CN=x".into(),
+            issuer: "CN=ca".into(),
+            sans: vec![],
+            not_after: 0,
+            days_left: 100,
+            expired: false,
+            expiring: false,
+            drift: vec![],
+        };
+        let mut r = Report {
+            warn_days: 30,
+            rows: vec![base()],
+        };
+        assert_eq!(r.exit_code(), 0);
+        r.rows[0].drift.push("differs".into());
+        assert_eq!(r.exit_code(), EXIT_DRIFT);
+        r.rows.push(Row {
+            expiring: true,
+            ..base()
+        });
+        assert_eq!(r.exit_code(), EXIT_EXPIRING);
+    }
+}
+
+#[cfg(test)]
+mod rendered_tests {
+    use super::*;
+
+    #[test]
+    fn every_certificate_a_host_gets_is_found_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventory.toml"))
+            .unwrap();
+        let mut loaded = crate::inventory::parse(&text, dir.path()).unwrap();
+        loaded.cluster.state_dir = dir.path().join("state");
+        let (pki, _) = crate::pki::ensure(&loaded.cluster).unwrap();
+        let rendered = crate::render::render(&loaded.cluster, &pki).unwrap();
+        let e = expected(&rendered, &pki);
+        let names = |h: &str| -> Vec<String> { e[h].iter().map(|x| x.name.clone()).collect() };
+        let worker = names("worker-1");
+        for want in [
+            "ca",
+            "kubelet-server@worker-1",
+            "kubelet-client@worker-1",
+            "kube-proxy",
+        ] {
+            assert!(worker.contains(&want.to_string()), "{want} in {worker:?}");
+        }
+        let cp = names("cp-1");
+        for want in [
+            "apiserver",
+            "etcd-peer@cp-1",
+            "admin",
+            "controller-manager",
+            "front-proxy-client",
+        ] {
+            assert!(cp.contains(&want.to_string()), "{want} in {cp:?}");
+        }
+        assert!(
+            !cp.contains(&"super-admin".to_string()),
+            "super-admin never leaves the state directory"
+        );
+        // A host copy equal to the state's is clean; another one drifts; a missing one too.
+        let list = &e["worker-1"];
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut found: BTreeMap<String, Option<String>> = list
+            .iter()
+            .map(|x| (x.path.clone(), Some(x.pem.clone())))
+            .collect();
+        let rows = host_rows("worker-1", list, &found, &[], now, 30).unwrap();
+        assert!(rows
+            .iter()
+            .all(|r| r.drift.is_empty() && !r.expired && !r.expiring));
+        let other = pki.leaf("admin", None).cert.trim().to_string();
+        found.insert("/var/lib/kubelet/pki/kubelet.crt".into(), Some(other));
+        found.insert("/etc/kubernetes/pki/ca.crt".into(), None);
+        let rows = host_rows("worker-1", list, &found, &[], now, 30).unwrap();
+        let drifted: Vec<(&str, &str)> = rows
+            .iter()
+            .filter(|r| !r.drift.is_empty())
+            .map(|r| (r.path.as_str(), r.drift[0].as_str()))
+            .collect();
+        assert_eq!(
+            drifted,
+            [
+                ("/etc/kubernetes/pki/ca.crt", "missing on the host"),
+                (
+                    "/var/lib/kubelet/pki/kubelet.crt",
+                    "differs from the state directory"
+                )
+            ]
+        );
+    }
+}

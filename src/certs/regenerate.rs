@@ -1,0 +1,312 @@
+//! `certs regenerate`: new leaf certificates from the same CAs, pushed and rolled out with the
+//! cluster serving throughout (apply restarts one host at a time behind its gate).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::apply::{self, Inputs, Reporter};
+use crate::inventory::Cluster;
+use crate::pki::{self, spec};
+
+/// Which certificates to regenerate.
+#[derive(Debug, Default, Clone)]
+pub struct Selection {
+    /// Certificate names (`apiserver`, every `kubelet-server`) or ids (`kubelet-server@worker-1`).
+    pub certs: Vec<String>,
+    /// Hosts whose own certificates are selected.
+    pub hosts: Vec<String>,
+    pub all: bool,
+}
+
+/// Leaf ids to regenerate. Without any selector: those that no longer match the inventory and
+/// those expiring within `warn_days`.
+pub fn select(
+    cluster: &Cluster,
+    listed: &[pki::Listed],
+    sel: &Selection,
+    warn_days: i64,
+    now: i64,
+) -> Result<Vec<String>> {
+    let leaves = spec::leaf_certs(cluster);
+    let mut unknown = Vec::new();
+    for c in &sel.certs {
+        if !leaves.iter().any(|s| s.name == c.as_str() || s.id() == *c) {
+            unknown.push(format!("certificate {c}"));
+        }
+    }
+    for h in &sel.hosts {
+        if cluster.host(h).is_none() {
+            unknown.push(format!("host {h}"));
+        }
+    }
+    if !unknown.is_empty() {
+        let mut names: Vec<&str> = leaves.iter().map(|s| s.name).collect();
+        names.dedup();
+        bail!(
+            "unknown {}; certificates are {} (add @HOST for one host's)",
+            unknown.join(", "),
+            names.join(", ")
+        );
+    }
+    let by_default = !sel.all && sel.certs.is_empty() && sel.hosts.is_empty();
+    let mut ids = Vec::new();
+    for s in &leaves {
+        let id = s.id();
+        let chosen = if sel.all {
+            true
+        } else if by_default {
+            listed.iter().any(|l| {
+                l.name == s.name
+                    && l.host == s.host
+                    && (!l.stale.is_empty()
+                        || l.info
+                            .as_ref()
+                            .is_some_and(|i| i.not_after - now < warn_days * 86_400))
+            })
+        } else {
+            let cert_ok = sel.certs.is_empty() || sel.certs.iter().any(|c| c == s.name || *c == id);
+            let host_ok =
+                sel.hosts.is_empty() || s.host.as_ref().is_some_and(|h| sel.hosts.contains(h));
+            cert_ok && host_ok
+        };
+        if chosen {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Whether any of the selected certificates has already expired in the state directory: then
+/// the gates fail because of what this command is about to fix.
+pub fn any_expired(listed: &[pki::Listed], ids: &[String], now: i64) -> bool {
+    listed.iter().any(|l| {
+        let id = match &l.host {
+            Some(h) => format!("{}@{h}", l.name),
+            None => l.name.clone(),
+        };
+        ids.contains(&id) && l.info.as_ref().is_some_and(|i| i.not_after <= now)
+    })
+}
+
+pub struct Options {
+    pub force: bool,
+    pub dry_run: bool,
+    pub gate_timeout: Duration,
+}
+
+/// Runs the whole regeneration on a surveyed cluster whose `inp.pki` already holds the new
+/// certificates (in memory). Returns what apply did.
+pub async fn roll_out(
+    inp: &Inputs<'_>,
+    ids: &[String],
+    expired: bool,
+    opts: &Options,
+    rep: &Reporter,
+) -> Result<Option<apply::Outcome>> {
+    let survey = apply::survey(inp, rep).await?;
+    let plan = apply::make_plan(&survey);
+    let restarts_etcd = plan.hosts.iter().any(|h| h.unit("etcd").is_some());
+    eprint!("{}", crate::plan::text(&plan));
+    if opts.dry_run {
+        eprintln!(
+            "dry run: would back up the state directory{}, replace {} certificate(s) and roll out the plan above, \
+             one host at a time per service; nothing was changed",
+            if restarts_etcd { ", snapshot etcd" } else { "" },
+            ids.len()
+        );
+        return Ok(None);
+    }
+    if let Err(e) = apply::check_health(inp, &survey, rep, Duration::from_secs(20)).await {
+        if expired {
+            eprintln!(
+                "the cluster fails a health gate, as expected with expired certificates: {e:#}"
+            );
+        } else if opts.force {
+            eprintln!("warning: continuing with --force although a health gate fails: {e:#}");
+        } else {
+            bail!(
+                "{e:#}\nNothing was changed: the cluster must be healthy before certificates are \
+                 rolled, or a restart could take the last healthy member down. Fix the failing \
+                 service, or pass --force to regenerate anyway."
+            );
+        }
+    }
+    let c = inp.cluster;
+    let backup = pki::backup(&c.state_dir)?;
+    eprintln!(
+        "backed up the state directory's PKI and secrets to {}",
+        backup.display()
+    );
+    if restarts_etcd {
+        match snapshot_etcd(inp, &survey).await {
+            Ok(msg) => eprintln!("{msg}"),
+            Err(e) if expired || opts.force => {
+                eprintln!("warning: no etcd snapshot ({e:#}); continuing because etcd is not serving anyway")
+            }
+            Err(e) => return Err(e.context("taking an etcd snapshot before restarting etcd")),
+        }
+    }
+    pki::save_leaves(c, inp.pki, ids)?;
+    let outcome = apply::execute(inp, &survey, &plan, rep, opts.gate_timeout)
+        .await
+        .context(
+            "the rollout stopped there: the new certificates are in the state directory and on \
+             the hosts already done, the rest still serve with the old ones (same CA, still \
+             trusted). Fix what the gate reports, then run `provisioner apply` to finish",
+        )?;
+    Ok(Some(outcome))
+}
+
+/// `etcdctl snapshot save` on the first etcd member, kept on that host.
+async fn snapshot_etcd(inp: &Inputs<'_>, survey: &apply::Survey) -> Result<String> {
+    let c = inp.cluster;
+    let h = c
+        .etcd_hosts()
+        .next()
+        .context("the cluster has no etcd member")?;
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let file = format!("/var/lib/provisioner/backups/etcd-{stamp}.db");
+    let pki = "/etc/kubernetes/pki/etcd";
+    let cmd = format!(
+        "install -d -m 700 /var/lib/provisioner/backups && ETCDCTL_API=3 etcdctl \
+         --endpoints https://{ip}:2379 --cacert {pki}/ca.crt --cert {pki}/healthcheck-client.crt \
+         --key {pki}/healthcheck-client.key --command-timeout 60s snapshot save {file} >/dev/null",
+        ip = h.internal_ip
+    );
+    survey.conns[&h.name].run_checked(&cmd).await?;
+    Ok(format!("etcd snapshot saved on {} at {file}", h.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bundled inventory (3 control-plane + 2 workers) with a fresh PKI.
+    fn cluster() -> (tempfile::TempDir, Cluster) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventory.toml"))
+            .unwrap();
+        let mut loaded = crate::inventory::parse(&text, dir.path()).unwrap();
+        loaded.cluster.state_dir = dir.path().join("state");
+        crate::pki::ensure(&loaded.cluster).unwrap();
+        (dir, loaded.cluster)
+    }
+
+    fn pick(c: &Cluster, sel: Selection) -> Result<Vec<String>> {
+        let listed = pki::list(c).unwrap();
+        select(
+            c,
+            &listed,
+            &sel,
+            30,
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+        )
+    }
+
+    #[test]
+    fn selects_by_name_host_or_all() {
+        let (_d, c) = cluster();
+        let by_name = pick(
+            &c,
+            Selection {
+                certs: vec!["kubelet-server".into(), "apiserver".into()],
+                ..Selection::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            by_name,
+            [
+                "apiserver",
+                "kubelet-server@worker-1",
+                "kubelet-server@worker-2"
+            ]
+        );
+        let one = Selection {
+            certs: vec!["kubelet-server@worker-2".into()],
+            ..Selection::default()
+        };
+        assert_eq!(pick(&c, one).unwrap(), ["kubelet-server@worker-2"]);
+        let host = Selection {
+            hosts: vec!["cp-2".into()],
+            ..Selection::default()
+        };
+        assert_eq!(
+            pick(&c, host).unwrap(),
+            [
+                "etcd-server@cp-2",
+                "etcd-peer@cp-2",
+                "controller-manager-server@cp-2",
+                "scheduler-server@cp-2"
+            ]
+        );
+        let all = pick(
+            &c,
+            Selection {
+                all: true,
+                ..Selection::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(all.len(), spec::leaf_certs(&c).len());
+    }
+
+    #[test]
+    fn by_default_only_stale_or_expiring_ones_and_unknown_names_are_refused() {
+        let (_d, c) = cluster();
+        assert!(pick(&c, Selection::default()).unwrap().is_empty());
+        // A control-plane host's new address makes the API server certificate stale.
+        let mut moved = c.clone();
+        moved.hosts[0].internal_ip = "10.88.0.99".parse().unwrap();
+        let stale = pick(&moved, Selection::default()).unwrap();
+        assert!(stale.contains(&"apiserver".to_string()), "{stale:?}");
+        let err = pick(
+            &c,
+            Selection {
+                certs: vec!["apiserverr".into()],
+                hosts: vec!["cp-9".into()],
+                ..Selection::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("certificate apiserverr") && err.contains("host cp-9"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reissued_certificates_replace_the_state_copies_after_a_backup() {
+        let (_d, c) = cluster();
+        let (mut p, _) = pki::ensure(&c).unwrap();
+        let before = p.leaf("apiserver", None).cert.clone();
+        let ids = vec!["apiserver".to_string()];
+        p.reissue(&c, &ids).unwrap();
+        assert_ne!(p.leaf("apiserver", None).cert, before);
+        let backup = pki::backup(&c.state_dir).unwrap();
+        pki::save_leaves(&c, &p, &ids).unwrap();
+        let dir = pki::pki_dir(&c.state_dir);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("apiserver.crt")).unwrap(),
+            p.leaf("apiserver", None).cert
+        );
+        assert_eq!(
+            std::fs::read_to_string(backup.join("pki/apiserver.crt")).unwrap(),
+            before
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.join("apiserver.key")), 0o600);
+        assert_eq!(mode(&backup.join("pki/apiserver.key")), 0o600);
+        assert_eq!(mode(&backup), 0o700);
+        // The others are untouched and the reloaded PKI has no stale entry.
+        let (again, report) = pki::ensure(&c).unwrap();
+        assert!(report.stale.is_empty() && report.issued.is_empty());
+        assert_eq!(
+            again.leaf("apiserver", None).cert,
+            p.leaf("apiserver", None).cert
+        );
+    }
+}
