@@ -740,3 +740,215 @@ fn failures_are_reported_precisely_and_the_sudo_path_works() {
     ];
     verify_cluster(&m, &c, "node-1", &[("node-1", all_units)], &["node-1"], 1);
 }
+
+/// A background client opening a fresh TLS connection (a new curl each time) every 200 ms to
+/// etcd (real, client certificate) and to the API server (`/readyz`, admin certificate). A tick
+/// fails only when no member answers: members restart one at a time, the cluster must not stop.
+struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(usize, Vec<String>)>>,
+    _certs: tempfile::TempDir,
+}
+
+impl Probe {
+    fn start(m: &Machines, c: &Cluster, members: &[&str]) -> Probe {
+        let pki = c.ws.state().join("pki");
+        let certs = tempfile::tempdir().unwrap();
+        // The client credentials of the moment, kept still while the state directory changes.
+        for f in [
+            "ca.crt",
+            "admin.crt",
+            "admin.key",
+            "etcd/ca.crt",
+            "etcd/healthcheck-client.crt",
+            "etcd/healthcheck-client.key",
+        ] {
+            std::fs::copy(pki.join(f), certs.path().join(f.replace('/', "-"))).unwrap();
+        }
+        let dir = certs.path().to_path_buf();
+        let addresses: Vec<String> = members.iter().map(|h| m.address(h)).collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let f = |n: &str| dir.join(n).to_str().unwrap().to_string();
+            let answered = |port: u16, path: &str, ca: &str, cert: &str, key: &str, want: &str| {
+                addresses.iter().any(|ip| {
+                    Command::new("curl")
+                        .args(["-sS", "--max-time", "2", "--cacert", &f(ca)])
+                        .args(["--cert", &f(cert), "--key", &f(key)])
+                        .arg(format!("https://{ip}:{port}{path}"))
+                        .output()
+                        .is_ok_and(|o| o.status.success() && text(&o.stdout).contains(want))
+                })
+            };
+            let (mut ticks, mut failures) = (0, Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                ticks += 1;
+                let etcd = answered(
+                    2379,
+                    "/health",
+                    "etcd-ca.crt",
+                    "etcd-healthcheck-client.crt",
+                    "etcd-healthcheck-client.key",
+                    "true",
+                );
+                let api = answered(6443, "/readyz", "ca.crt", "admin.crt", "admin.key", "ok");
+                for (ok, what) in [(etcd, "etcd"), (api, "kube-apiserver")] {
+                    if !ok {
+                        failures.push(format!("tick {ticks}: no {what} answered"));
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            (ticks, failures)
+        });
+        Probe {
+            stop,
+            thread: Some(thread),
+            _certs: certs,
+        }
+    }
+
+    fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+fn certs_check(c: &Cluster) -> (i32, String) {
+    let o = c.ws.run(&["certs", "check"]);
+    (
+        o.status.code().unwrap_or(-1),
+        text(&o.stdout) + &text(&o.stderr),
+    )
+}
+
+#[test]
+fn certificates_are_checked_and_regenerated_while_the_cluster_keeps_serving() {
+    let _guard = SANDBOX.lock().unwrap_or_else(|e| e.into_inner());
+    let names = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"];
+    let m = Machines::up(&names, false);
+    let cp = "\"etcd\", \"control-plane\"";
+    let hosts: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| {
+            (
+                *n,
+                if n.starts_with("cp") {
+                    cp
+                } else {
+                    "\"worker\""
+                },
+            )
+        })
+        .collect();
+    let c = Cluster::new(&m, &hosts, "", "");
+    c.apply_ok();
+    let unit_hosts: Vec<(&str, &[&str])> = names
+        .iter()
+        .map(|n| {
+            (
+                *n,
+                if n.starts_with("cp") {
+                    UNITS_CP
+                } else {
+                    UNITS_WORKER
+                },
+            )
+        })
+        .collect();
+
+    // All well: exit 0.
+    let (code, out) = certs_check(&c);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("0 expired, 0 expiring within 30 days, 0 drifted"),
+        "{out}"
+    );
+
+    // A host's copy replaced by another certificate: drift, exit 4, naming host and file.
+    m.ssh(
+        "worker-1",
+        "cp /var/lib/kubelet/pki/kubelet.crt /root/kubelet.crt.orig && \
+         cp /etc/kubernetes/pki/ca.crt /var/lib/kubelet/pki/kubelet.crt",
+    );
+    let (code, out) = certs_check(&c);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("worker-1:/var/lib/kubelet/pki/kubelet.crt")
+            && out.contains("DRIFT: differs from the state directory"),
+        "{out}"
+    );
+    m.ssh(
+        "worker-1",
+        "cp /root/kubelet.crt.orig /var/lib/kubelet/pki/kubelet.crt",
+    );
+    assert_eq!(certs_check(&c).0, 0);
+
+    // --dry-run changes nothing.
+    let state_crt = c.ws.state().join("pki/apiserver.crt");
+    let before = std::fs::read_to_string(&state_crt).unwrap();
+    let o = c.ws.run(&["certs", "regenerate", "--all", "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("dry run"), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&state_crt).unwrap(), before);
+
+    // Every leaf regenerated and rolled out while a client keeps connecting: no failed tick.
+    let probe = Probe::start(&m, &c, &["cp-1", "cp-2", "cp-3"]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let o =
+        c.ws.run(&["certs", "regenerate", "--all", "--gate-timeout", "60"]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (ticks, failures) = probe.finish();
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "regenerate --all failed:\n{err}");
+    assert!(ticks > 20, "the probe ran only {ticks} ticks");
+    assert!(
+        failures.is_empty(),
+        "the cluster stopped serving during the rollout:\n{}\n{err}",
+        failures.join("\n")
+    );
+    assert!(err.contains("backed up the state directory"), "{err}");
+    assert!(err.contains("etcd snapshot saved on cp-1"), "{err}");
+    let after = std::fs::read_to_string(&state_crt).unwrap();
+    assert_ne!(after, before, "the API server certificate was not reissued");
+    assert_eq!(
+        m.ssh("cp-2", "cat /etc/kubernetes/pki/apiserver.crt")
+            .trim(),
+        after.trim(),
+        "the host must serve the new certificate"
+    );
+    assert_eq!(certs_check(&c).0, 0);
+    let again = c.apply_ok();
+    assert_eq!(
+        (
+            again["files_written"].as_u64(),
+            again["units_restarted"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+
+    // Expired certificates (a test hook issues them already expired): check says 3, and
+    // regenerate brings every gate back.
+    let o = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .args(["certs", "regenerate", &c.ws.inventory(), "--all", "--force"])
+        .args(["--gate-timeout", "10"])
+        .env(provisioner::pki::TEST_ISSUE_EXPIRED, "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "expired certificates cannot pass a gate"
+    );
+    let (code, out) = certs_check(&c);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("EXPIRED"), "{out}");
+    let o =
+        c.ws.run(&["certs", "regenerate", "--all", "--gate-timeout", "60"]);
+    assert!(o.status.success(), "recovery failed:\n{}", text(&o.stderr));
+    let (code, out) = certs_check(&c);
+    assert_eq!(code, 0, "{out}");
+    verify_cluster(&m, &c, "cp-1", &unit_hosts, &["worker-1", "worker-2"], 3);
+}

@@ -29,6 +29,9 @@ pub struct Facts {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct UnitState {
     pub active: bool,
+    /// Activating or reloading: its process is there (and may hold its ports) but not ready,
+    /// e.g. an etcd member waiting for peers it cannot reach.
+    pub starting: bool,
     pub enabled: bool,
 }
 
@@ -148,10 +151,18 @@ pub fn parse(output: &str) -> Facts {
             "unit" => {
                 let mut parts = value.split(' ');
                 if let Some(name) = parts.next() {
-                    let active = parts.next() == Some("active");
+                    let state = parts.next();
+                    let active = state == Some("active");
+                    let starting = matches!(state, Some("activating" | "reloading"));
                     let enabled = parts.next() == Some("enabled");
-                    f.units
-                        .insert(name.to_string(), UnitState { active, enabled });
+                    f.units.insert(
+                        name.to_string(),
+                        UnitState {
+                            active,
+                            starting,
+                            enabled,
+                        },
+                    );
                 }
             }
             _ => {}
@@ -227,7 +238,7 @@ pub fn preflight(
             }
         }
         for u in &d.units {
-            if f.units.get(u).is_some_and(|s| s.active) {
+            if f.units.get(u).is_some_and(|s| s.active || s.starting) {
                 continue;
             }
             for p in ports(u) {
@@ -275,6 +286,7 @@ mod tests {
             f.units["etcd"],
             UnitState {
                 active: true,
+                starting: false,
                 enabled: true
             }
         );

@@ -131,8 +131,12 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
         let unit_file_present = f
             .files
             .contains_key(&format!("/etc/systemd/system/{u}.service"));
-        let (action, reason) = if !state.active {
-            let why = if unit_file_present {
+        // A unit stuck starting with changed inputs is restarted with them; unchanged, it is
+        // left to finish starting.
+        let (action, reason) = if !state.active && (!state.starting || changed.is_empty()) {
+            let why = if state.starting {
+                "still starting"
+            } else if unit_file_present {
                 "not running"
             } else {
                 "new"
@@ -246,6 +250,7 @@ mod tests {
                 u.clone(),
                 UnitState {
                     active: true,
+                    starting: false,
                     enabled: true,
                 },
             );
@@ -317,6 +322,7 @@ mod tests {
             "kubelet".into(),
             UnitState {
                 active: false,
+                starting: false,
                 enabled: true,
             },
         );
@@ -324,6 +330,7 @@ mod tests {
             "kube-proxy".into(),
             UnitState {
                 active: true,
+                starting: false,
                 enabled: false,
             },
         );
@@ -346,5 +353,28 @@ mod tests {
         f.images
             .insert("registry.k8s.io/pause:3.10.1".into(), "sha256:bb".into());
         assert_eq!(diff(&d, &f).images[0].reason, "containerd has sha256:bb");
+    }
+
+    #[test]
+    fn a_unit_stuck_starting_is_restarted_when_its_inputs_changed() {
+        let d = desired_host();
+        let mut f = converged(&d);
+        f.units.insert(
+            "kubelet".into(),
+            UnitState {
+                active: false,
+                starting: true,
+                enabled: true,
+            },
+        );
+        assert_eq!(
+            diff(&d, &f).unit("kubelet").unwrap().reason,
+            "still starting"
+        );
+        f.files.get_mut("/var/lib/kubelet/config.yaml").unwrap().0 = "old".into();
+        assert_eq!(
+            diff(&d, &f).unit("kubelet").unwrap().action,
+            UnitAction::Restart
+        );
     }
 }

@@ -48,7 +48,7 @@ apply() {
     start=$(date +%s.%N)
     summary=$("$bin" apply "$work/inventory.toml" --output json | grep '"summary"')
     end=$(date +%s.%N)
-    python3 -c 'import json,sys; s=json.loads(sys.argv[1])["summary"]; print(f"{float(sys.argv[3])-float(sys.argv[2]):.2f} {s["transfer_seconds"]:.2f} {s["wait_seconds"]:.2f}")' "$summary" "$start" "$end"
+    python3 -c 'import json,sys; s=json.loads(sys.argv[1])["summary"]; print("%.2f %.2f %.2f" % (float(sys.argv[3]) - float(sys.argv[2]), s["transfer_seconds"], s["wait_seconds"]))' "$summary" "$start" "$end"
 }
 
 cluster 5
