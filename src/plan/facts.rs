@@ -63,7 +63,41 @@ pub fn record_command(d: &DesiredHost) -> String {
 pub fn script(d: &DesiredHost) -> String {
     let files: Vec<String> = d.items.iter().map(|i| quote(&i.path)).collect();
     let dirs: Vec<String> = d.dirs.iter().map(|(p, _)| quote(p)).collect();
-    let units: Vec<String> = d.units.iter().map(|u| quote(u)).collect();
+    // One process per kind of fact, not one per file or unit: forks are most of a no-op run's
+    // time on a busy host.
+    let stat_files = if files.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "stat -c 'S %s %Y %a %n' -- {} 2>/dev/null;",
+            files.join(" ")
+        )
+    };
+    let stat_dirs = if dirs.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "for d in {}; do [ -d \"$d\" ] && echo \"$d\"; done | xargs -r stat -c 'dir=%a %n' --",
+            dirs.join(" ")
+        )
+    };
+    let units = if d.units.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<String> = d
+            .units
+            .iter()
+            .map(|u| quote(&format!("{u}.service")))
+            .collect();
+        format!(
+            "systemctl show -p Id -p ActiveState -p UnitFileState -- {} 2>/dev/null | awk '\
+             BEGIN {{ RS = \"\"; FS = \"\\n\" }}\
+             {{ id = \"\"; a = \"\"; e = \"\"; for (i = 1; i <= NF; i++) {{ k = substr($i, 1, index($i, \"=\") - 1); v = substr($i, index($i, \"=\") + 1);\
+             if (k == \"Id\") id = v; else if (k == \"ActiveState\") a = v; else if (k == \"UnitFileState\") e = v }}\
+             sub(/\\.service$/, \"\", id); print \"unit=\" id \" \" a \" \" e }}'",
+            names.join(" ")
+        )
+    };
     // A hung containerd must not hang the survey: the import step finds out what is wrong.
     let images = if d.images.is_empty() {
         ""
@@ -83,7 +117,7 @@ echo "cgroup=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 echo "swap=$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)"
 for t in conntrack socat ipset iptables nft; do command -v "$t" >/dev/null 2>&1 && echo "tool=$t"; done
 if command -v ss >/dev/null 2>&1; then ss -Htln | while read -r _ _ _ local _; do echo "listen=${{local##*:}}"; done; fi
-{{ sed 's/^/R /' {record} 2>/dev/null; for f in {files}; do [ -f "$f" ] && stat -c 'S %s %Y %a %n' "$f"; done; }} | awk '
+{{ sed 's/^/R /' {record} 2>/dev/null; {stat_files} }} | awk '
   $1 == "R" {{ sha[$5] = $2; st[$5] = $3 " " $4; next }}
   $1 == "S" {{ if (st[$5] == $2 " " $3) print "file=" sha[$5] " " $4 " " $5; else print "hash=" $4 " " $5 }}' |
 while read -r line; do
@@ -92,15 +126,15 @@ while read -r line; do
     *) echo "$line" ;;
   esac
 done
-for d in {dirs}; do [ -d "$d" ] && echo "dir=$(stat -c %a "$d") $d"; done
-for u in {units}; do echo "unit=$u $(systemctl is-active "$u.service" 2>/dev/null) $(systemctl is-enabled "$u.service" 2>/dev/null)"; done
+{stat_dirs}
+{units}
 {images}
 true
 "#,
-        files = files.join(" "),
+        stat_files = stat_files,
         record = RECORD,
-        dirs = dirs.join(" "),
-        units = units.join(" "),
+        stat_dirs = stat_dirs,
+        units = units,
     )
 }
 
