@@ -121,6 +121,7 @@ fn ensure_pki(l: &Loaded, inventory: &Path) -> Result<pki::Pki> {
 
 fn render_cmd(path: &Path, out: &Path) -> Result<()> {
     let l = load(path)?;
+    let _lock = pki::store::lock(&l.cluster.state_dir)?;
     let pki = ensure_pki(&l, path)?;
     let rendered = render::render(&l.cluster, &pki)?;
     render::write_tree(&rendered, out)?;
@@ -271,6 +272,7 @@ fn certs_regenerate(
 ) -> Result<()> {
     use crate::certs::regenerate;
     let mut l = load(path)?;
+    let _lock = pki::store::lock(&l.cluster.state_dir)?;
     let bundle = open_bundle(&mut l.cluster, path)?;
     let (listed, mut pki) = existing_pki(&l)?;
     let c = &l.cluster;
@@ -379,6 +381,7 @@ start order, but it is a test bed, not a working cluster.";
 /// `plan` and `apply`: survey the hosts, plan, and (for apply, which has a gate deadline) execute.
 fn converge(path: &Path, output: Output, apply: Option<std::time::Duration>) -> Result<()> {
     let mut l = load(path)?;
+    let _lock = pki::store::lock(&l.cluster.state_dir)?;
     let bundle = open_bundle(&mut l.cluster, path)?;
     let c = &l.cluster;
     // JSON events are apply's output; plan prints its JSON plan alone on stdout.

@@ -66,3 +66,48 @@ pub fn read(path: &Path) -> Result<Option<String>> {
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
+
+/// An exclusive lock on the state directory, held while a command may change it or the hosts,
+/// so two runs never interleave. Released when dropped (also when the process dies).
+pub struct StateLock {
+    _file: fs::File,
+}
+
+pub fn lock(state_dir: &Path) -> Result<StateLock> {
+    ensure_private_dir(state_dir)?;
+    let path = state_dir.join(".lock");
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(StateLock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another provisioner run is using the state directory {} (it holds {}); wait for it to finish",
+            state_dir.display(),
+            path.display()
+        ),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_second_lock_on_the_same_state_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = super::lock(dir.path()).unwrap();
+        let err = super::lock(dir.path())
+            .err()
+            .expect("must be refused")
+            .to_string();
+        assert!(err.contains("another provisioner run"), "{err}");
+        drop(held);
+        super::lock(dir.path()).unwrap();
+    }
+}
