@@ -148,8 +148,51 @@ pub enum Command {
     Schema,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CaChoice {
+    Cluster,
+    Etcd,
+    FrontProxy,
+    All,
+}
+
 #[derive(Subcommand)]
 pub enum CertsCommand {
+    /// Replace a CA without downtime: trust both, reissue everything, drop the old one
+    #[command(
+        after_help = "Examples:\n  provisioner certs rotate-ca inventory.toml --dry-run\n  \
+        provisioner certs rotate-ca inventory.toml --ca all\n  \
+        provisioner certs rotate-ca inventory.toml --ca etcd\n\n\
+        Three stages, each rolled out like `certs regenerate` (health check first, backup, etcd \
+        snapshot, one host at a time behind its gate):\n  \
+        1. a new CA is made; every trust bundle (client CA files, kubeconfig CA data, etcd's \
+        trusted CA, the kubelet's client CA, the requestheader CA) carries the old and the new one;\n  \
+        2. every certificate the CA signs is reissued from the new one;\n  \
+        3. the old CA leaves every bundle and the new one takes its place in the state directory.\n\
+        The stage is recorded in STATE_DIR/pki/rotation.toml: after an interruption, the same \
+        command continues where it stopped. Clients outside the cluster need the new CA after \
+        stage 3 (`provisioner kubeconfig` prints it)."
+    )]
+    RotateCa {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        /// Which CA
+        #[arg(long, value_enum, default_value = "all")]
+        ca: CaChoice,
+        /// Continue even though a health gate fails before a stage
+        #[arg(long)]
+        force: bool,
+        /// Print the stages; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds each health gate may take before the rollout stops
+        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+        gate_timeout: u64,
+        /// Progress as plain lines (text) or one JSON event per line (json)
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+
     /// Check every certificate in the state directory and on every host: expiry and drift
     #[command(after_help = "Examples:\n  provisioner certs check inventory.toml\n  \
         provisioner certs check inventory.toml --warn-days 60 --output json\n\n\

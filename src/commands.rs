@@ -27,6 +27,23 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Certs(CertsCommand::List { inventory, output }) => {
             certs_list(&inventory.inventory, output)
         }
+        Command::Certs(CertsCommand::RotateCa {
+            inventory,
+            ca,
+            force,
+            dry_run,
+            gate_timeout,
+            output,
+        }) => certs_rotate_ca(
+            &inventory.inventory,
+            ca,
+            &crate::certs::regenerate::Options {
+                force,
+                dry_run,
+                gate_timeout: std::time::Duration::from_secs(gate_timeout),
+            },
+            output,
+        ),
         Command::Certs(CertsCommand::Check {
             inventory,
             output,
@@ -264,6 +281,33 @@ fn certs_check(path: &Path, output: Output, warn_days: i64) -> Result<()> {
     }
 }
 
+fn certs_rotate_ca(
+    path: &Path,
+    ca: crate::cli::CaChoice,
+    opts: &crate::certs::regenerate::Options,
+    output: Output,
+) -> Result<()> {
+    use crate::cli::CaChoice;
+    let mut l = load(path)?;
+    let _lock = pki::store::lock(&l.cluster.state_dir)?;
+    let bundle = open_bundle(&mut l.cluster, path)?;
+    existing_pki(&l)?;
+    let which: Vec<pki::Ca> = match ca {
+        CaChoice::Cluster => vec![pki::Ca::Cluster],
+        CaChoice::Etcd => vec![pki::Ca::Etcd],
+        CaChoice::FrontProxy => vec![pki::Ca::FrontProxy],
+        CaChoice::All => pki::Ca::ALL.to_vec(),
+    };
+    let rep = crate::apply::Reporter::new(match output {
+        Output::Json => crate::apply::Format::Json,
+        Output::Text => crate::apply::Format::Text,
+    });
+    if bundle.standins {
+        rep.note(STANDIN_NOTICE);
+    }
+    crate::certs::rotate::run(&l.cluster, &bundle, &which, opts, &rep)
+}
+
 fn certs_regenerate(
     path: &Path,
     sel: &crate::certs::regenerate::Selection,
@@ -306,7 +350,11 @@ fn certs_regenerate(
         bundle: &bundle,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let outcome = runtime.block_on(regenerate::roll_out(&inputs, &ids, expired, opts, &rep))?;
+    let what = format!("replace {} certificate(s)", ids.len());
+    let save = || pki::save_leaves(c, &pki, &ids);
+    let outcome = runtime.block_on(regenerate::roll_out(
+        &inputs, &what, expired, opts, &rep, save,
+    ))?;
     if let Some(outcome) = outcome {
         match output {
             Output::Json => println!("{}", serde_json::json!({ "summary": outcome })),

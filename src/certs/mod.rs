@@ -1,4 +1,6 @@
-//! Certificate lifecycle on a running cluster: `certs check` and `certs regenerate`.
+//! Certificate lifecycle on a running cluster: `certs check`, `certs regenerate` and
+//! `certs rotate-ca`.
 
 pub mod check;
 pub mod regenerate;
+pub mod rotate;

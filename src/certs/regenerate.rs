@@ -95,14 +95,17 @@ pub struct Options {
     pub gate_timeout: Duration,
 }
 
-/// Runs the whole regeneration on a surveyed cluster whose `inp.pki` already holds the new
-/// certificates (in memory). Returns what apply did.
+/// Rolls out `inp` (whose PKI already holds the new certificates, in memory): survey and plan,
+/// health check, backup, etcd snapshot when etcd restarts, then `save` (which writes the new
+/// state) and the rollout. `what` says what is rolled out, for the dry run. Returns what apply
+/// did, or None for a dry run.
 pub async fn roll_out(
     inp: &Inputs<'_>,
-    ids: &[String],
+    what: &str,
     expired: bool,
     opts: &Options,
     rep: &Reporter,
+    save: impl FnOnce() -> Result<()>,
 ) -> Result<Option<apply::Outcome>> {
     let survey = apply::survey(inp, rep).await?;
     let plan = apply::make_plan(&survey);
@@ -110,10 +113,9 @@ pub async fn roll_out(
     eprint!("{}", crate::plan::text(&plan));
     if opts.dry_run {
         eprintln!(
-            "dry run: would back up the state directory{}, replace {} certificate(s) and roll out the plan above, \
+            "dry run: would back up the state directory{}, {what} and roll out the plan above, \
              one host at a time per service; nothing was changed",
             if restarts_etcd { ", snapshot etcd" } else { "" },
-            ids.len()
         );
         return Ok(None);
     }
@@ -147,7 +149,7 @@ pub async fn roll_out(
             Err(e) => return Err(e.context("taking an etcd snapshot before restarting etcd")),
         }
     }
-    pki::save_leaves(c, inp.pki, ids)?;
+    save()?;
     let outcome = apply::execute(inp, &survey, &plan, rep, opts.gate_timeout)
         .await
         .context(

@@ -69,7 +69,12 @@ pub fn new_ca(ca: Ca, settings: &PkiSettings) -> Result<Pem> {
 pub fn new_leaf(spec: &CertSpec, ca: &Pem, settings: &PkiSettings) -> Result<Pem> {
     let ca_key = KeyPair::from_pem(&ca.key)
         .with_context(|| format!("reading the {} key", spec.ca.name()))?;
-    let issuer = Issuer::from_ca_cert_pem(&ca.cert, ca_key)
+    // During a CA rotation the CA "certificate" is a trust bundle whose first member signs.
+    let signing = match ca.cert.find("-----END CERTIFICATE-----") {
+        Some(end) => &ca.cert[..end + "-----END CERTIFICATE-----".len()],
+        None => ca.cert.as_str(),
+    };
+    let issuer = Issuer::from_ca_cert_pem(signing, ca_key)
         .with_context(|| format!("reading the {} certificate", spec.ca.name()))?;
     let key = new_key(settings.algorithm)?;
     let mut p = base_params(

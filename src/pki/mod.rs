@@ -7,6 +7,7 @@
 
 pub mod inspect;
 mod issue;
+pub mod rotation;
 pub mod spec;
 pub mod store;
 
@@ -150,11 +151,11 @@ pub fn pki_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("pki")
 }
 
-fn crt(dir: &Path, stem: &str) -> PathBuf {
+pub(crate) fn crt(dir: &Path, stem: &str) -> PathBuf {
     dir.join(format!("{stem}.crt"))
 }
 
-fn key(dir: &Path, stem: &str) -> PathBuf {
+pub(crate) fn key(dir: &Path, stem: &str) -> PathBuf {
     dir.join(format!("{stem}.key"))
 }
 
@@ -186,6 +187,7 @@ pub fn ensure(cluster: &Cluster) -> Result<(Pki, Report)> {
         };
         cas.insert(ca, pem);
     }
+    rotation::overlay(&dir, &mut cas)?;
 
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let alg = cluster.pki.algorithm.as_str();
@@ -270,7 +272,7 @@ fn check_leaf(
     Ok((info, why))
 }
 
-fn load_pair(dir: &Path, stem: &str) -> Result<Option<Pem>> {
+pub(crate) fn load_pair(dir: &Path, stem: &str) -> Result<Option<Pem>> {
     match (store::read(&crt(dir, stem))?, store::read(&key(dir, stem))?) {
         (Some(cert), Some(key)) => Ok(Some(Pem { cert, key })),
         (None, None) => Ok(None),
@@ -287,7 +289,7 @@ fn load_pair(dir: &Path, stem: &str) -> Result<Option<Pem>> {
     }
 }
 
-fn save_pair(dir: &Path, stem: &str, pem: &Pem) -> Result<()> {
+pub(crate) fn save_pair(dir: &Path, stem: &str, pem: &Pem) -> Result<()> {
     store::create(&key(dir, stem), pem.key.as_bytes(), 0o600)?;
     store::create(&crt(dir, stem), pem.cert.as_bytes(), 0o644)
 }
@@ -331,15 +333,19 @@ pub fn list(cluster: &Cluster) -> Result<Vec<Listed>> {
     let dir = pki_dir(&cluster.state_dir);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut rows = Vec::new();
-    let mut ca_pems = BTreeMap::new();
+    let mut pairs = BTreeMap::new();
+    for ca in Ca::ALL {
+        if let Some(pem) = load_pair(&dir, ca.file())? {
+            pairs.insert(ca, pem);
+        }
+    }
+    rotation::overlay(&dir, &mut pairs)?;
+    let ca_pems: BTreeMap<Ca, String> = pairs.into_iter().map(|(ca, p)| (ca, p.cert)).collect();
     for ca in Ca::ALL {
         let path = crt(&dir, ca.file());
-        let info = match store::read(&path)? {
+        let info = match ca_pems.get(&ca) {
             Some(pem) => {
-                let info =
-                    inspect::parse(&pem).with_context(|| format!("reading {}", path.display()))?;
-                ca_pems.insert(ca, pem);
-                Some(info)
+                Some(inspect::parse(pem).with_context(|| format!("reading {}", path.display()))?)
             }
             None => None,
         };

@@ -1,0 +1,135 @@
+//! `certs rotate-ca`: a new CA without downtime, in three stages each rolled out like
+//! `certs regenerate` (one host at a time behind its gate) and recorded when done, so that the
+//! same command continues an interrupted rotation. See [`crate::pki::rotation`] for the stages.
+
+use anyhow::{bail, Context, Result};
+
+use super::regenerate::{roll_out, Options};
+use crate::apply::{Inputs, Reporter};
+use crate::bundle::Bundle;
+use crate::inventory::Cluster;
+use crate::pki::{self, inspect, rotation, Ca};
+
+/// Test hook: stop after this stage has been rolled out and recorded, as an interruption would.
+pub const TEST_STOP_AFTER_STAGE: &str = "PROVISIONER_TEST_STOP_AFTER_STAGE";
+
+const STAGE_NAMES: [&str; 3] = [
+    "trust the new CA beside the old one",
+    "reissue every certificate from the new CA",
+    "stop trusting the old CA",
+];
+
+pub fn run(
+    c: &Cluster,
+    bundle: &Bundle,
+    which: &[Ca],
+    opts: &Options,
+    rep: &Reporter,
+) -> Result<()> {
+    let dir = pki::pki_dir(&c.state_dir);
+    let names: Vec<String> = which.iter().map(|c| c.name().to_string()).collect();
+    let mut r = match rotation::read(&dir)? {
+        Some(r) if r.cas != names => bail!(
+            "a rotation of {} is in progress (stage {} of 3); finish it first: \
+             `provisioner certs rotate-ca INVENTORY --ca {}`",
+            r.cas.join(", "),
+            r.stage,
+            cli_value(&r.cas)
+        ),
+        Some(r) => {
+            eprintln!(
+                "resuming the rotation of {} at stage {} of 3 ({})",
+                names.join(", "),
+                r.stage,
+                STAGE_NAMES[usize::from(r.stage) - 1]
+            );
+            r
+        }
+        None if opts.dry_run => {
+            eprintln!(
+                "dry run: rotating {} would take three stages:",
+                names.join(", ")
+            );
+            for (i, s) in STAGE_NAMES.iter().enumerate() {
+                eprintln!(
+                    "  {}. {s}, rolled out one host at a time behind the health gates",
+                    i + 1
+                );
+            }
+            eprintln!("nothing was changed");
+            return Ok(());
+        }
+        None => {
+            let backup = pki::backup(&c.state_dir)?;
+            eprintln!(
+                "backed up the state directory's PKI and secrets to {}",
+                backup.display()
+            );
+            let r = rotation::start(&dir, which, &c.pki)?;
+            eprintln!("created the new {}", names.join(", "));
+            r
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    loop {
+        let stage = r.stage;
+        rep.note(&format!(
+            "stage {stage} of 3: {}",
+            STAGE_NAMES[usize::from(stage) - 1]
+        ));
+        let (mut p, _) = pki::ensure(c)?;
+        let mut ids = Vec::new();
+        if stage == 2 {
+            // Only what the new CA has not signed yet, so a resumed stage reissues nothing twice.
+            for (s, pem) in p.leaves() {
+                let signer = &p.ca(s.ca).cert;
+                if which.contains(&s.ca) && !inspect::signed_by(&pem.cert, signer)? {
+                    ids.push(s.id());
+                }
+            }
+            p.reissue(c, &ids)?;
+        }
+        let rendered = crate::render::render(c, &p)?;
+        let inputs = Inputs {
+            cluster: c,
+            rendered: &rendered,
+            pki: &p,
+            bundle,
+        };
+        let what = match stage {
+            2 => format!("reissue {} certificate(s) from the new CA", ids.len()),
+            _ => STAGE_NAMES[usize::from(stage) - 1].to_string(),
+        };
+        let save = || pki::save_leaves(c, &p, &ids);
+        let done = runtime.block_on(roll_out(&inputs, &what, false, opts, rep, save))?;
+        if done.is_none() {
+            return Ok(());
+        }
+        if stage == 3 {
+            rotation::finish(&dir, &r)?;
+            rep.note(&format!("the rotation of {} is complete", names.join(", ")));
+            return Ok(());
+        }
+        r.stage += 1;
+        rotation::write(&dir, &r)?;
+        if std::env::var(TEST_STOP_AFTER_STAGE).ok() == Some(stage.to_string()) {
+            bail!("stopped after stage {stage} by {TEST_STOP_AFTER_STAGE}");
+        }
+    }
+}
+
+/// `--ca` value naming these CAs.
+fn cli_value(names: &[String]) -> String {
+    if names.len() == Ca::ALL.len() {
+        return "all".into();
+    }
+    names
+        .iter()
+        .map(|n| match n.as_str() {
+            "ca" => "cluster",
+            "etcd-ca" => "etcd",
+            _ => "front-proxy",
+        })
+        .collect::<Vec<_>>()
+        .join(" --ca ")
+}

@@ -1,0 +1,186 @@
+//! A CA rotation in progress, recorded in `pki/rotation.toml` so that an interrupted rotation
+//! continues where it stopped. The new CAs wait in `pki/rotation/` until the last stage.
+//!
+//! Stage 1: every trust bundle carries the old CA and the new one; the old one still signs.
+//! Stage 2: the new CA signs (first in the bundles) and every leaf is reissued from it.
+//! Stage 3: the old CA leaves every bundle; the new one replaces it in the state directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::{load_pair, save_pair, store, Ca, Pem};
+use crate::inventory::PkiSettings;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// The CAs being rotated, by name (`ca`, `etcd-ca`, `front-proxy-ca`).
+    pub cas: Vec<String>,
+    /// The stage to roll out next (1 to 3).
+    pub stage: u8,
+}
+
+impl Rotation {
+    pub fn includes(&self, ca: Ca) -> bool {
+        self.cas.iter().any(|n| n == ca.name())
+    }
+}
+
+fn record(pki_dir: &Path) -> PathBuf {
+    pki_dir.join("rotation.toml")
+}
+
+fn next_dir(pki_dir: &Path) -> PathBuf {
+    pki_dir.join("rotation")
+}
+
+pub fn read(pki_dir: &Path) -> Result<Option<Rotation>> {
+    let path = record(pki_dir);
+    match store::read(&path)? {
+        None => Ok(None),
+        Some(text) => {
+            let r: Rotation =
+                toml::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
+            if !(1..=3).contains(&r.stage) {
+                bail!("{}: stage {} does not exist", path.display(), r.stage);
+            }
+            Ok(Some(r))
+        }
+    }
+}
+
+pub fn write(pki_dir: &Path, r: &Rotation) -> Result<()> {
+    store::replace(&record(pki_dir), toml::to_string(r)?.as_bytes(), 0o600)
+}
+
+/// Creates the new CAs (keeping any a previous, interrupted start already made) and records
+/// stage 1.
+pub fn start(pki_dir: &Path, cas: &[Ca], settings: &PkiSettings) -> Result<Rotation> {
+    let next = next_dir(pki_dir);
+    for ca in cas {
+        if load_pair(&next, ca.file())?.is_none() {
+            save_pair(&next, ca.file(), &super::issue::new_ca(*ca, settings)?)?;
+        }
+    }
+    let r = Rotation {
+        cas: cas.iter().map(|c| c.name().to_string()).collect(),
+        stage: 1,
+    };
+    write(pki_dir, &r)?;
+    Ok(r)
+}
+
+/// Replaces each rotated CA with its successor in the state directory and ends the rotation.
+pub fn finish(pki_dir: &Path, r: &Rotation) -> Result<()> {
+    let next = next_dir(pki_dir);
+    for ca in Ca::ALL.into_iter().filter(|c| r.includes(*c)) {
+        let new = load_pair(&next, ca.file())?
+            .with_context(|| format!("the new {} is missing from {}", ca.name(), next.display()))?;
+        store::replace(&super::key(pki_dir, ca.file()), new.key.as_bytes(), 0o600)?;
+        store::replace(&super::crt(pki_dir, ca.file()), new.cert.as_bytes(), 0o644)?;
+    }
+    std::fs::remove_dir_all(&next).with_context(|| format!("removing {}", next.display()))?;
+    std::fs::remove_file(record(pki_dir)).context("removing the rotation record")?;
+    Ok(())
+}
+
+/// What each rotated CA is during the recorded stage: the trust bundle (signing CA first) and
+/// the signing key.
+pub fn overlay(pki_dir: &Path, cas: &mut BTreeMap<Ca, Pem>) -> Result<()> {
+    let Some(r) = read(pki_dir)? else {
+        return Ok(());
+    };
+    let next = next_dir(pki_dir);
+    for ca in Ca::ALL.into_iter().filter(|c| r.includes(*c)) {
+        let new = load_pair(&next, ca.file())?.with_context(|| {
+            format!(
+                "a rotation of {} is recorded but the new CA is missing from {}; restore it from \
+                 the backup taken when the rotation started",
+                ca.name(),
+                next.display()
+            )
+        })?;
+        let Some(old) = cas.get(&ca) else { continue };
+        let both =
+            |first: &Pem, second: &Pem| format!("{}\n{}\n", first.cert.trim(), second.cert.trim());
+        let pem = match r.stage {
+            1 => Pem {
+                cert: both(old, &new),
+                key: old.key.clone(),
+            },
+            2 => Pem {
+                cert: both(&new, old),
+                key: new.key.clone(),
+            },
+            _ => new,
+        };
+        cas.insert(ca, pem);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{ensure, inspect, pki_dir, save_leaves};
+
+    #[test]
+    fn each_stage_trusts_and_signs_with_the_right_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventory.toml"))
+            .unwrap();
+        let mut loaded = crate::inventory::parse(&text, dir.path()).unwrap();
+        loaded.cluster.state_dir = dir.path().join("state");
+        let c = &loaded.cluster;
+        let (before, _) = ensure(c).unwrap();
+        let old = before.ca(Ca::Etcd).cert.clone();
+        let pki = pki_dir(&c.state_dir);
+        let mut r = start(&pki, &[Ca::Etcd], &c.pki).unwrap();
+        let new = load_pair(&next_dir(&pki), Ca::Etcd.file())
+            .unwrap()
+            .unwrap()
+            .cert;
+
+        // Stage 1: both trusted, the old one first (it still signs); nothing is stale.
+        let (p, report) = ensure(c).unwrap();
+        assert_eq!(p.ca(Ca::Etcd).cert.matches("BEGIN CERTIFICATE").count(), 2);
+        assert!(p.ca(Ca::Etcd).cert.starts_with(old.trim()));
+        assert_eq!(
+            p.ca(Ca::Cluster).cert,
+            before.ca(Ca::Cluster).cert,
+            "only etcd rotates"
+        );
+        assert!(report.stale.is_empty(), "{:?}", report.stale);
+
+        // Stage 2: the new one signs; the old leaves are stale until reissued.
+        r.stage = 2;
+        write(&pki, &r).unwrap();
+        let (mut p, report) = ensure(c).unwrap();
+        assert!(p.ca(Ca::Etcd).cert.starts_with(new.trim()));
+        let stale: Vec<&str> = report.stale.iter().map(|(id, _)| id.as_str()).collect();
+        assert!(
+            stale.contains(&"etcd-server@cp-1") && !stale.contains(&"apiserver"),
+            "{stale:?}"
+        );
+        let ids: Vec<String> = stale.iter().map(|s| s.to_string()).collect();
+        p.reissue(c, &ids).unwrap();
+        save_leaves(c, &p, &ids).unwrap();
+        let server = &p.leaf("etcd-server", Some("cp-1")).cert;
+        assert!(inspect::signed_by(server, &new).unwrap());
+        assert!(!inspect::signed_by(server, &old).unwrap());
+        assert!(ensure(c).unwrap().1.stale.is_empty());
+
+        // Stage 3, then finished: the new CA alone, in the state directory's own files.
+        r.stage = 3;
+        write(&pki, &r).unwrap();
+        assert_eq!(ensure(c).unwrap().0.ca(Ca::Etcd).cert.trim(), new.trim());
+        finish(&pki, &r).unwrap();
+        assert!(read(&pki).unwrap().is_none() && !next_dir(&pki).exists());
+        let (after, report) = ensure(c).unwrap();
+        assert_eq!(after.ca(Ca::Etcd).cert.trim(), new.trim());
+        assert!(report.stale.is_empty() && report.created.is_empty());
+    }
+}
