@@ -742,43 +742,54 @@ fn failures_are_reported_precisely_and_the_sudo_path_works() {
 }
 
 /// A background client opening a fresh TLS connection (a new curl each time) every 200 ms to
-/// etcd (real, client certificate) and to the API server (`/readyz`, admin certificate). A tick
-/// fails only when no member answers: members restart one at a time, the cluster must not stop.
+/// etcd (real, client certificate) and to the API server (`/readyz`, admin certificate), with the
+/// credentials the state directory holds at that moment: the current trust bundle (the CA, and
+/// during a rotation the new one too) and the current client certificate. A tick fails only when
+/// no member answers (members restart one at a time; the cluster must not stop).
 struct Probe {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<(usize, Vec<String>)>>,
-    _certs: tempfile::TempDir,
 }
 
 impl Probe {
     fn start(m: &Machines, c: &Cluster, members: &[&str]) -> Probe {
         let pki = c.ws.state().join("pki");
-        let certs = tempfile::tempdir().unwrap();
-        // The client credentials of the moment, kept still while the state directory changes.
-        for f in [
-            "ca.crt",
-            "admin.crt",
-            "admin.key",
-            "etcd/ca.crt",
-            "etcd/healthcheck-client.crt",
-            "etcd/healthcheck-client.key",
-        ] {
-            std::fs::copy(pki.join(f), certs.path().join(f.replace('/', "-"))).unwrap();
-        }
-        let dir = certs.path().to_path_buf();
         let addresses: Vec<String> = members.iter().map(|h| m.address(h)).collect();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            let f = |n: &str| dir.join(n).to_str().unwrap().to_string();
-            let answered = |port: u16, path: &str, ca: &str, cert: &str, key: &str, want: &str| {
-                addresses.iter().any(|ip| {
-                    Command::new("curl")
-                        .args(["-sS", "--max-time", "2", "--cacert", &f(ca)])
-                        .args(["--cert", &f(cert), "--key", &f(key)])
-                        .arg(format!("https://{ip}:{port}{path}"))
-                        .output()
-                        .is_ok_and(|o| o.status.success() && text(&o.stdout).contains(want))
+            let scratch = tempfile::tempdir().unwrap();
+            // Copies the credentials of the moment: `ca` plus the rotation's new CA if any.
+            let snapshot = |ca: &str, cert: &str| {
+                let read = |rel: &str| std::fs::read_to_string(pki.join(rel)).unwrap_or_default();
+                let bundle = read(&format!("{ca}.crt")) + &read(&format!("rotation/{ca}.crt"));
+                let p = |ext: &str| {
+                    scratch
+                        .path()
+                        .join(format!("{}.{ext}", cert.replace('/', "-")))
+                };
+                std::fs::write(p("ca"), bundle).unwrap();
+                std::fs::write(p("crt"), read(&format!("{cert}.crt"))).unwrap();
+                std::fs::write(p("key"), read(&format!("{cert}.key"))).unwrap();
+                (p("ca"), p("crt"), p("key"))
+            };
+            let answered = |port: u16, path: &str, ca: &str, cert: &str, want: &str| {
+                // A certificate and its key are replaced one after the other: a pair read in
+                // between does not match, so a failed round is retried once with a fresh read.
+                (0..2).any(|_| {
+                    let (ca, crt, key) = snapshot(ca, cert);
+                    addresses.iter().any(|ip| {
+                        Command::new("curl")
+                            .args(["-sS", "--max-time", "2", "--cacert"])
+                            .arg(&ca)
+                            .arg("--cert")
+                            .arg(&crt)
+                            .arg("--key")
+                            .arg(&key)
+                            .arg(format!("https://{ip}:{port}{path}"))
+                            .output()
+                            .is_ok_and(|o| o.status.success() && text(&o.stdout).contains(want))
+                    })
                 })
             };
             let (mut ticks, mut failures) = (0, Vec::new());
@@ -787,12 +798,11 @@ impl Probe {
                 let etcd = answered(
                     2379,
                     "/health",
-                    "etcd-ca.crt",
-                    "etcd-healthcheck-client.crt",
-                    "etcd-healthcheck-client.key",
+                    "etcd/ca",
+                    "etcd/healthcheck-client",
                     "true",
                 );
-                let api = answered(6443, "/readyz", "ca.crt", "admin.crt", "admin.key", "ok");
+                let api = answered(6443, "/readyz", "ca", "admin", "ok");
                 for (ok, what) in [(etcd, "etcd"), (api, "kube-apiserver")] {
                     if !ok {
                         failures.push(format!("tick {ticks}: no {what} answered"));
@@ -805,7 +815,6 @@ impl Probe {
         Probe {
             stop,
             thread: Some(thread),
-            _certs: certs,
         }
     }
 
@@ -951,4 +960,124 @@ fn certificates_are_checked_and_regenerated_while_the_cluster_keeps_serving() {
     let (code, out) = certs_check(&c);
     assert_eq!(code, 0, "{out}");
     verify_cluster(&m, &c, "cp-1", &unit_hosts, &["worker-1", "worker-2"], 3);
+
+    // Every CA rotated, interrupted after stage 1 by a test hook and resumed by the same command,
+    // while the probe keeps connecting with the current trust bundle: no failed tick.
+    let pki = c.ws.state().join("pki");
+    let old_cas = c.ws.dir.path().join("old-cas.pem");
+    let read = |rel: &str| std::fs::read_to_string(pki.join(rel)).unwrap();
+    std::fs::write(&old_cas, read("ca.crt") + &read("etcd/ca.crt")).unwrap();
+    let probe = Probe::start(&m, &c, &["cp-1", "cp-2", "cp-3"]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let o = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .args(["certs", "rotate-ca", &c.ws.inventory(), "--ca", "all"])
+        .args(["--gate-timeout", "60"])
+        .env(provisioner::certs::rotate::TEST_STOP_AFTER_STAGE, "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("stopped after stage 1"),
+        "the test hook must stop the rotation after stage 1:\n{err}"
+    );
+    assert!(
+        read("rotation.toml").contains("stage = 2"),
+        "{}",
+        read("rotation.toml")
+    );
+    let o =
+        c.ws.run(&["certs", "rotate-ca", "--ca", "all", "--gate-timeout", "60"]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (ticks, failures) = probe.finish();
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "rotate-ca failed:\n{err}");
+    assert!(
+        err.contains("resuming the rotation") && err.contains("stage 2 of 3"),
+        "{err}"
+    );
+    assert!(ticks > 20, "the probe ran only {ticks} ticks");
+    assert!(
+        failures.is_empty(),
+        "the cluster stopped serving during the rotation:\n{}\n{err}",
+        failures.join("\n")
+    );
+    assert!(!pki.join("rotation.toml").exists() && !pki.join("rotation").exists());
+
+    // A client trusting only the old CAs is refused, by the API server and by etcd.
+    let (old_ca, admin, admin_key) = (
+        old_cas.to_str().unwrap(),
+        pki.join("admin.crt"),
+        pki.join("admin.key"),
+    );
+    for url in [
+        format!("https://{}:6443/readyz", m.address("cp-1")),
+        format!("https://{}:2379/health", m.address("cp-2")),
+    ] {
+        let o = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert", old_ca, "--cert"])
+            .arg(&admin)
+            .arg("--key")
+            .arg(&admin_key)
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert!(
+            !o.status.success(),
+            "{url} must not be trusted through the old CA"
+        );
+    }
+
+    // Every certificate on every host chains to a new CA (real openssl verify).
+    let new_cas = c.ws.dir.path().join("new-cas.pem");
+    std::fs::write(
+        &new_cas,
+        read("ca.crt") + &read("etcd/ca.crt") + &read("front-proxy-ca.crt"),
+    )
+    .unwrap();
+    let old_text = std::fs::read_to_string(&old_cas).unwrap();
+    assert!(
+        !old_text.contains(read("ca.crt").trim()),
+        "the cluster CA did not change"
+    );
+    let mut checked = 0;
+    for h in names {
+        let list = m.ssh(
+            h,
+            "find /etc/kubernetes/pki /var/lib/kubelet/pki -name '*.crt' 2>/dev/null; true",
+        );
+        for path in list.lines() {
+            let local = c.ws.dir.path().join("host.crt");
+            std::fs::write(&local, m.ssh(h, &format!("cat {path}"))).unwrap();
+            let o = Command::new("openssl")
+                .args([
+                    "verify",
+                    "-CAfile",
+                    new_cas.to_str().unwrap(),
+                    local.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{h}:{path} does not chain to a new CA: {}",
+                text(&o.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 30,
+        "only {checked} certificates found on the hosts"
+    );
+    assert_eq!(certs_check(&c).0, 0);
+    let again = c.apply_ok();
+    assert_eq!(
+        (
+            again["files_written"].as_u64(),
+            again["units_restarted"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{again}"
+    );
 }

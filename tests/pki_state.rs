@@ -25,7 +25,10 @@ fn state_directory_modes_are_private() {
             keys += 1;
             assert_eq!(*mode, 0o600, "{rel}");
         } else if rel == ".lock" {
-            assert!(content.is_empty() && *mode == 0o600, "the run lock is empty and private");
+            assert!(
+                content.is_empty() && *mode == 0o600,
+                "the run lock is empty and private"
+            );
         } else {
             assert!(
                 String::from_utf8_lossy(content).contains("-----BEGIN"),
