@@ -902,6 +902,21 @@ fn certificates_are_checked_and_regenerated_while_the_cluster_keeps_serving() {
     assert!(text(&o.stderr).contains("dry run"), "{}", text(&o.stderr));
     assert_eq!(std::fs::read_to_string(&state_crt).unwrap(), before);
 
+    // A failing gate before the start: refused, nothing changed, and it says what to do.
+    m.ssh("cp-2", "systemctl stop kube-scheduler");
+    let o = c.ws.run(&["certs", "regenerate", "--cert", "admin"]);
+    let err = text(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "regenerate must refuse an unhealthy cluster"
+    );
+    assert!(
+        err.contains("cp-2") && err.contains("scheduler") && err.contains("pass --force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&state_crt).unwrap(), before);
+    m.ssh("cp-2", "systemctl start kube-scheduler");
+
     // Every leaf regenerated and rolled out while a client keeps connecting: no failed tick.
     let probe = Probe::start(&m, &c, &["cp-1", "cp-2", "cp-3"]);
     std::thread::sleep(std::time::Duration::from_secs(1));
@@ -950,6 +965,11 @@ fn certificates_are_checked_and_regenerated_while_the_cluster_keeps_serving() {
     assert!(
         !o.status.success(),
         "expired certificates cannot pass a gate"
+    );
+    assert!(
+        text(&o.stderr).contains("the rollout stopped there"),
+        "{}",
+        text(&o.stderr)
     );
     let (code, out) = certs_check(&c);
     assert_eq!(code, 3, "{out}");
