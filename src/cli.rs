@@ -148,6 +148,23 @@ pub enum Command {
     Schema,
 }
 
+/// How `certs regenerate` and `certs rotate-ca` roll their changes out.
+#[derive(Args)]
+pub struct RolloutArgs {
+    /// Go on even though a health gate fails before the start
+    #[arg(long)]
+    pub force: bool,
+    /// Print what would be done; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Seconds each health gate may take before the rollout stops
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub gate_timeout: u64,
+    /// Progress as plain lines (text) or one JSON event per line (json)
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum CaChoice {
     Cluster,
@@ -179,18 +196,8 @@ pub enum CertsCommand {
         /// Which CA
         #[arg(long, value_enum, default_value = "all")]
         ca: CaChoice,
-        /// Continue even though a health gate fails before a stage
-        #[arg(long)]
-        force: bool,
-        /// Print the stages; change nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// Seconds each health gate may take before the rollout stops
-        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
-        gate_timeout: u64,
-        /// Progress as plain lines (text) or one JSON event per line (json)
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
+        #[command(flatten)]
+        rollout: RolloutArgs,
     },
 
     /// Check every certificate in the state directory and on every host: expiry and drift
@@ -242,18 +249,8 @@ pub enum CertsCommand {
         /// Every leaf certificate
         #[arg(long, conflicts_with_all = ["certs", "hosts"])]
         all: bool,
-        /// Regenerate even though a health gate fails before the start
-        #[arg(long)]
-        force: bool,
-        /// Print what would be regenerated and restarted; change nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// Seconds each health gate may take before the rollout stops
-        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
-        gate_timeout: u64,
-        /// Progress as plain lines (text) or one JSON event per line (json)
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
+        #[command(flatten)]
+        rollout: RolloutArgs,
     },
 
     /// List every certificate of the cluster: subject, SANs, issuer, expiry, and whether it still

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{CertsCommand, Cli, Command, Output};
+use crate::cli::{CertsCommand, Cli, Command, Output, RolloutArgs};
 use crate::inventory::{self, Loaded};
 use crate::{pki, render};
 
@@ -30,20 +30,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Certs(CertsCommand::RotateCa {
             inventory,
             ca,
-            force,
-            dry_run,
-            gate_timeout,
-            output,
-        }) => certs_rotate_ca(
-            &inventory.inventory,
-            ca,
-            &crate::certs::regenerate::Options {
-                force,
-                dry_run,
-                gate_timeout: std::time::Duration::from_secs(gate_timeout),
-            },
-            output,
-        ),
+            rollout,
+        }) => certs_rotate_ca(&inventory.inventory, ca, &rollout),
         Command::Certs(CertsCommand::Check {
             inventory,
             output,
@@ -54,19 +42,11 @@ pub fn run(cli: Cli) -> Result<()> {
             certs,
             hosts,
             all,
-            force,
-            dry_run,
-            gate_timeout,
-            output,
+            rollout,
         }) => certs_regenerate(
             &inventory.inventory,
             &crate::certs::regenerate::Selection { certs, hosts, all },
-            &crate::certs::regenerate::Options {
-                force,
-                dry_run,
-                gate_timeout: std::time::Duration::from_secs(gate_timeout),
-            },
-            output,
+            &rollout,
         ),
         Command::Sandbox(cmd) => crate::sandbox::cli::run(&cmd),
         Command::Bundle(cmd) => crate::bundle::cli::run(cmd),
@@ -281,12 +261,21 @@ fn certs_check(path: &Path, output: Output, warn_days: i64) -> Result<()> {
     }
 }
 
-fn certs_rotate_ca(
-    path: &Path,
-    ca: crate::cli::CaChoice,
-    opts: &crate::certs::regenerate::Options,
-    output: Output,
-) -> Result<()> {
+/// The options and the reporter of a rollout.
+fn rollout(args: &RolloutArgs) -> (crate::certs::regenerate::Options, crate::apply::Reporter) {
+    let opts = crate::certs::regenerate::Options {
+        force: args.force,
+        dry_run: args.dry_run,
+        gate_timeout: std::time::Duration::from_secs(args.gate_timeout),
+    };
+    let rep = crate::apply::Reporter::new(match args.output {
+        Output::Json => crate::apply::Format::Json,
+        Output::Text => crate::apply::Format::Text,
+    });
+    (opts, rep)
+}
+
+fn certs_rotate_ca(path: &Path, ca: crate::cli::CaChoice, args: &RolloutArgs) -> Result<()> {
     use crate::cli::CaChoice;
     let mut l = load(path)?;
     let _lock = pki::store::lock(&l.cluster.state_dir)?;
@@ -298,21 +287,17 @@ fn certs_rotate_ca(
         CaChoice::FrontProxy => vec![pki::Ca::FrontProxy],
         CaChoice::All => pki::Ca::ALL.to_vec(),
     };
-    let rep = crate::apply::Reporter::new(match output {
-        Output::Json => crate::apply::Format::Json,
-        Output::Text => crate::apply::Format::Text,
-    });
+    let (opts, rep) = rollout(args);
     if bundle.standins {
         rep.note(STANDIN_NOTICE);
     }
-    crate::certs::rotate::run(&l.cluster, &bundle, &which, opts, &rep)
+    crate::certs::rotate::run(&l.cluster, &bundle, &which, &opts, &rep)
 }
 
 fn certs_regenerate(
     path: &Path,
     sel: &crate::certs::regenerate::Selection,
-    opts: &crate::certs::regenerate::Options,
-    output: Output,
+    args: &RolloutArgs,
 ) -> Result<()> {
     use crate::certs::regenerate;
     let mut l = load(path)?;
@@ -335,11 +320,7 @@ fn certs_regenerate(
     let expired = regenerate::any_expired(&listed, &ids, now());
     pki.reissue(c, &ids)?;
     let rendered = render::render(c, &pki)?;
-    let format = match output {
-        Output::Json => crate::apply::Format::Json,
-        Output::Text => crate::apply::Format::Text,
-    };
-    let rep = crate::apply::Reporter::new(format);
+    let (opts, rep) = rollout(args);
     if bundle.standins {
         rep.note(STANDIN_NOTICE);
     }
@@ -353,10 +334,10 @@ fn certs_regenerate(
     let what = format!("replace {} certificate(s)", ids.len());
     let save = || pki::save_leaves(c, &pki, &ids);
     let outcome = runtime.block_on(regenerate::roll_out(
-        &inputs, &what, expired, opts, &rep, save,
+        &inputs, &what, expired, &opts, &rep, save,
     ))?;
     if let Some(outcome) = outcome {
-        match output {
+        match args.output {
             Output::Json => println!("{}", serde_json::json!({ "summary": outcome })),
             Output::Text => eprintln!(
                 "done in {:.1}s: {} certificate(s) regenerated, {} file(s) written, {} service(s) restarted",

@@ -51,20 +51,10 @@ fn pack_to(dir: &Path, m: &Manifest, partial: &Path) -> Result<()> {
         manifest.len() as u64,
         manifest.as_bytes(),
     )?;
-    let modes: BTreeMap<&str, u32> = m
-        .files
-        .iter()
-        .map(|e| {
-            (
-                e.path.as_str(),
-                u32::from_str_radix(&e.mode, 8).unwrap_or(0o755),
-            )
-        })
-        .collect();
     for l in m.listed() {
         let f = File::open(dir.join(l.path)).with_context(|| format!("opening {}", l.path))?;
         let mut hashing = Hashing::new(BufReader::new(f));
-        let mode = modes.get(l.path).copied().unwrap_or(0o644);
+        let mode = m.mode_of(l.path);
         append(&mut tar, l.path, mode, l.size, &mut hashing)
             .with_context(|| format!("packing {}", l.path))?;
         let (sha, size) = hashing.finish();
@@ -127,16 +117,6 @@ pub fn read(archive: &Path, dest: Option<&Path>) -> Result<Manifest> {
     }
 
     let mut pending: BTreeMap<&str, Listed<'_>> = m.listed().map(|l| (l.path, l)).collect();
-    let modes: BTreeMap<&str, u32> = m
-        .files
-        .iter()
-        .map(|e| {
-            (
-                e.path.as_str(),
-                u32::from_str_radix(&e.mode, 8).unwrap_or(0o755),
-            )
-        })
-        .collect();
     for entry in entries {
         let mut entry = entry.with_context(|| format!("reading {}", archive.display()))?;
         let path = entry_path(&entry)?;
@@ -163,7 +143,7 @@ pub fn read(archive: &Path, dest: Option<&Path>) -> Result<Manifest> {
                     .with_context(|| format!("writing {}", target.display()))?;
                 std::io::copy(&mut hashing, &mut out)
                     .with_context(|| format!("unpacking {path}"))?;
-                let mode = modes.get(l.path).copied().unwrap_or(0o644);
+                let mode = m.mode_of(l.path);
                 out.set_permissions(fs::Permissions::from_mode(mode))?;
             }
             None => {
@@ -185,7 +165,8 @@ pub fn read(archive: &Path, dest: Option<&Path>) -> Result<Manifest> {
     Ok(m)
 }
 
-fn entry_path(e: &tar::Entry<'_, impl Read>) -> Result<String> {
+/// An entry's path as tar tools write it, without a leading `./`.
+pub(crate) fn entry_path(e: &tar::Entry<'_, impl Read>) -> Result<String> {
     let raw = e.path_bytes();
     let s = std::str::from_utf8(&raw).context("an entry's path is not UTF-8")?;
     Ok(s.trim_start_matches("./").trim_end_matches('/').to_string())

@@ -158,11 +158,7 @@ fn read_members(path: &Path, want: impl Fn(&str) -> bool) -> Result<BTreeMap<Str
     let mut out = BTreeMap::new();
     for entry in tar.entries().with_context(ctx)? {
         let mut entry = entry.with_context(ctx)?;
-        let name = entry
-            .path()?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_string();
+        let name = super::archive::entry_path(&entry)?;
         if want(&name) {
             let mut data = Vec::new();
             entry.read_to_end(&mut data).with_context(ctx)?;
@@ -174,29 +170,20 @@ fn read_members(path: &Path, want: impl Fn(&str) -> bool) -> Result<BTreeMap<Str
 
 /// Reads `index.json` and checks that the manifest it points at is in the archive.
 pub fn inspect(path: &Path) -> Result<ImageInfo> {
-    let ctx = || format!("image archive {}", path.display());
-    let mut index = None;
-    let mut blobs = BTreeMap::new();
-    let file = File::open(path).with_context(ctx)?;
-    let mut tar = tar::Archive::new(file);
-    for entry in tar.entries().with_context(ctx)? {
-        let mut entry = entry.with_context(ctx)?;
-        let name = entry
-            .path()?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_string();
-        if name == "index.json" {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).with_context(ctx)?;
-            let i: Index = serde_json::from_str(&text)
-                .with_context(|| format!("{}: index.json is not an OCI index", path.display()))?;
-            index = Some(i);
-        } else if let Some(hex) = name.strip_prefix("blobs/sha256/") {
-            let (sha, _) = super::check::hash_reader(&mut entry).with_context(ctx)?;
-            blobs.insert(hex.to_string(), sha);
-        }
-    }
+    let members = read_members(path, |n| {
+        n == "index.json" || n.starts_with("blobs/sha256/")
+    })?;
+    let index: Option<Index> = match members.get("index.json") {
+        Some(text) => Some(
+            serde_json::from_slice(text)
+                .with_context(|| format!("{}: index.json is not an OCI index", path.display()))?,
+        ),
+        None => None,
+    };
+    let blobs: BTreeMap<&str, String> = members
+        .iter()
+        .filter_map(|(n, data)| Some((n.strip_prefix("blobs/sha256/")?, super::sha256_hex(data))))
+        .collect();
     let Some(index) = index else {
         bail!(
             "{} has no index.json: it is not an OCI image archive (convert it with \

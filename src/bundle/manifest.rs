@@ -138,6 +138,16 @@ impl Manifest {
         ))
     }
 
+    /// The mode a listed file is installed (and packed) with: its own for binaries, 0644 for
+    /// image archives.
+    pub fn mode_of(&self, path: &str) -> u32 {
+        self.files
+            .iter()
+            .find(|e| e.path == path)
+            .and_then(|e| u32::from_str_radix(&e.mode, 8).ok())
+            .unwrap_or(0o644)
+    }
+
     /// Every file the manifest lists: binaries and image archives.
     pub fn listed(&self) -> impl Iterator<Item = Listed<'_>> {
         let files = self.files.iter().map(|e| Listed {

@@ -392,12 +392,9 @@ mod rendered_tests {
     #[test]
     fn every_certificate_a_host_gets_is_found_and_named() {
         let dir = tempfile::tempdir().unwrap();
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventory.toml"))
-            .unwrap();
-        let mut loaded = crate::inventory::parse(&text, dir.path()).unwrap();
-        loaded.cluster.state_dir = dir.path().join("state");
-        let (pki, _) = crate::pki::ensure(&loaded.cluster).unwrap();
-        let rendered = crate::render::render(&loaded.cluster, &pki).unwrap();
+        let cluster = crate::inventory::bundled_for_test(dir.path());
+        let (pki, _) = crate::pki::ensure(&cluster).unwrap();
+        let rendered = crate::render::render(&cluster, &pki).unwrap();
         let e = expected(&rendered, &pki);
         let names = |h: &str| -> Vec<String> { e[h].iter().map(|x| x.name.clone()).collect() };
         let worker = names("worker-1");

@@ -187,12 +187,9 @@ mod tests {
     /// The bundled inventory (3 control-plane + 2 workers) with a fresh PKI.
     fn cluster() -> (tempfile::TempDir, Cluster) {
         let dir = tempfile::tempdir().unwrap();
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventory.toml"))
-            .unwrap();
-        let mut loaded = crate::inventory::parse(&text, dir.path()).unwrap();
-        loaded.cluster.state_dir = dir.path().join("state");
-        crate::pki::ensure(&loaded.cluster).unwrap();
-        (dir, loaded.cluster)
+        let cluster = crate::inventory::bundled_for_test(dir.path());
+        crate::pki::ensure(&cluster).unwrap();
+        (dir, cluster)
     }
 
     fn pick(c: &Cluster, sel: Selection) -> Result<Vec<String>> {

@@ -98,3 +98,13 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Loaded, Vec<Problem>> {
         None => Err(problems),
     }
 }
+
+/// The repository's `inventory.toml` (3 control-plane + 2 workers) with its state directory
+/// under `dir`, for unit tests.
+#[cfg(test)]
+pub fn bundled_for_test(dir: &Path) -> Cluster {
+    let text = include_str!("../../inventory.toml");
+    let mut loaded = parse(text, dir).expect("the bundled inventory is valid");
+    loaded.cluster.state_dir = dir.join("state");
+    loaded.cluster
+}

@@ -130,11 +130,8 @@ mod tests {
     #[test]
     fn each_stage_trusts_and_signs_with_the_right_ca() {
         let dir = tempfile::tempdir().unwrap();
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventory.toml"))
-            .unwrap();
-        let mut loaded = crate::inventory::parse(&text, dir.path()).unwrap();
-        loaded.cluster.state_dir = dir.path().join("state");
-        let c = &loaded.cluster;
+        let cluster = crate::inventory::bundled_for_test(dir.path());
+        let c = &cluster;
         let (before, _) = ensure(c).unwrap();
         let old = before.ca(Ca::Etcd).cert.clone();
         let pki = pki_dir(&c.state_dir);

@@ -445,12 +445,9 @@ mod tests {
 
     fn rendered() -> Rendered {
         let dir = tempfile::tempdir().unwrap();
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventory.toml"))
-            .unwrap();
-        let mut loaded = crate::inventory::parse(&text, dir.path()).unwrap();
-        loaded.cluster.state_dir = dir.path().join("state");
-        let (pki, _) = crate::pki::ensure(&loaded.cluster).unwrap();
-        render(&loaded.cluster, &pki).unwrap()
+        let cluster = crate::inventory::bundled_for_test(dir.path());
+        let (pki, _) = crate::pki::ensure(&cluster).unwrap();
+        render(&cluster, &pki).unwrap()
     }
 
     #[test]
