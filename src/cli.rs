@@ -170,7 +170,10 @@ pub enum CaChoice {
     Cluster,
     Etcd,
     FrontProxy,
+    /// The three CAs (not the service-account key, whose last stage waits for old tokens)
     All,
+    /// The service-account token signing key pair
+    ServiceAccount,
 }
 
 #[derive(Subcommand)]
@@ -188,14 +191,22 @@ pub enum CertsCommand {
         3. the old CA leaves every bundle and the new one takes its place in the state directory.\n\
         The stage is recorded in STATE_DIR/pki/rotation.toml: after an interruption, the same \
         command continues where it stopped. Clients outside the cluster need the new CA after \
-        stage 3 (`provisioner kubeconfig` prints it)."
+        stage 3 (`provisioner kubeconfig` prints it).\n\n\
+        --ca service-account rotates the token signing key the same way: the API server accepts \
+        tokens of both keys, then the new one signs, then the old public key is dropped once \
+        --token-lifetime has passed since (default 70 minutes: kubelet-projected tokens live an \
+        hour); until then the command stops after stage 2 and says when to run it again."
     )]
     RotateCa {
         #[command(flatten)]
         inventory: InventoryArg,
-        /// Which CA
+        /// Which CA (or the service-account key pair)
         #[arg(long, value_enum, default_value = "all")]
         ca: CaChoice,
+        /// With --ca service-account: how long a token signed by the old key may live (the old
+        /// public key stays trusted that long after the new key signs)
+        #[arg(long, value_name = "SECONDS", default_value_t = 4200)]
+        token_lifetime: u64,
         #[command(flatten)]
         rollout: RolloutArgs,
     },

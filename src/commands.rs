@@ -30,8 +30,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Certs(CertsCommand::RotateCa {
             inventory,
             ca,
+            token_lifetime,
             rollout,
-        }) => certs_rotate_ca(&inventory.inventory, ca, &rollout),
+        }) => certs_rotate_ca(&inventory.inventory, ca, token_lifetime, &rollout),
         Command::Certs(CertsCommand::Check {
             inventory,
             output,
@@ -275,23 +276,33 @@ fn rollout(args: &RolloutArgs) -> (crate::certs::regenerate::Options, crate::app
     (opts, rep)
 }
 
-fn certs_rotate_ca(path: &Path, ca: crate::cli::CaChoice, args: &RolloutArgs) -> Result<()> {
+fn certs_rotate_ca(
+    path: &Path,
+    ca: crate::cli::CaChoice,
+    token_lifetime: u64,
+    args: &RolloutArgs,
+) -> Result<()> {
     use crate::cli::CaChoice;
     let mut l = load(path)?;
     let _lock = pki::store::lock(&l.cluster.state_dir)?;
     let bundle = open_bundle(&mut l.cluster, path)?;
     existing_pki(&l)?;
-    let which: Vec<pki::Ca> = match ca {
-        CaChoice::Cluster => vec![pki::Ca::Cluster],
-        CaChoice::Etcd => vec![pki::Ca::Etcd],
-        CaChoice::FrontProxy => vec![pki::Ca::FrontProxy],
-        CaChoice::All => pki::Ca::ALL.to_vec(),
+    let target = crate::certs::rotate::Target {
+        cas: match ca {
+            CaChoice::Cluster => vec![pki::Ca::Cluster],
+            CaChoice::Etcd => vec![pki::Ca::Etcd],
+            CaChoice::FrontProxy => vec![pki::Ca::FrontProxy],
+            CaChoice::All => pki::Ca::ALL.to_vec(),
+            CaChoice::ServiceAccount => Vec::new(),
+        },
+        service_account: ca == CaChoice::ServiceAccount,
+        token_lifetime: std::time::Duration::from_secs(token_lifetime),
     };
     let (opts, rep) = rollout(args);
     if bundle.standins {
         rep.note(STANDIN_NOTICE);
     }
-    crate::certs::rotate::run(&l.cluster, &bundle, &which, &opts, &rep)
+    crate::certs::rotate::run(&l.cluster, &bundle, &target, &opts, &rep)
 }
 
 fn certs_regenerate(

@@ -1091,6 +1091,66 @@ fn certificates_are_checked_and_regenerated_while_the_cluster_keeps_serving() {
         "only {checked} certificates found on the hosts"
     );
     assert_eq!(certs_check(&c).0, 0);
+
+    // The service-account key: stages 1 and 2, then a pause while old tokens may live, then
+    // the old public key goes. The stand-in API server refuses a signing key whose public half
+    // it is not given, so each stage's pair is checked on every control-plane host.
+    let count_keys = |h: &str| {
+        m.ssh(h, "grep -c 'BEGIN PUBLIC KEY' /etc/kubernetes/pki/sa.pub")
+            .trim()
+            .to_string()
+    };
+    let old_sa_key = read("sa.key");
+    let probe = Probe::start(&m, &c, &["cp-1", "cp-2", "cp-3"]);
+    let o = c.ws.run(&[
+        "certs",
+        "rotate-ca",
+        "--ca",
+        "service-account",
+        "--gate-timeout",
+        "60",
+    ]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("stays trusted until"), "{err}");
+    assert!(read("rotation.toml").contains("stage = 3"));
+    for h in ["cp-1", "cp-2", "cp-3"] {
+        assert_eq!(
+            count_keys(h),
+            "2",
+            "{h}: both public keys during the rotation"
+        );
+    }
+    assert_ne!(
+        m.ssh("cp-1", "cat /etc/kubernetes/pki/sa.key").trim(),
+        old_sa_key.trim(),
+        "the new key signs after stage 2"
+    );
+    let o = c.ws.run(&[
+        "certs",
+        "rotate-ca",
+        "--ca",
+        "service-account",
+        "--token-lifetime",
+        "0",
+        "--gate-timeout",
+        "60",
+    ]);
+    let (ticks, failures) = probe.finish();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        ticks > 10 && failures.is_empty(),
+        "{ticks} ticks: {failures:?}"
+    );
+    for h in ["cp-1", "cp-2", "cp-3"] {
+        assert_eq!(
+            count_keys(h),
+            "1",
+            "{h}: only the new public key at the end"
+        );
+    }
+    assert_ne!(read("sa.key"), old_sa_key);
+    assert!(!pki.join("rotation.toml").exists());
     let again = c.apply_ok();
     assert_eq!(
         (

@@ -19,15 +19,22 @@ const STAGE_NAMES: [&str; 3] = [
     "stop trusting the old CA",
 ];
 
-pub fn run(
-    c: &Cluster,
-    bundle: &Bundle,
-    which: &[Ca],
-    opts: &Options,
-    rep: &Reporter,
-) -> Result<()> {
+/// What to rotate.
+pub struct Target {
+    pub cas: Vec<Ca>,
+    pub service_account: bool,
+    /// How long tokens signed by the old service-account key may live: its public key is
+    /// trusted that long after the new key started signing.
+    pub token_lifetime: std::time::Duration,
+}
+
+pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Reporter) -> Result<()> {
     let dir = pki::pki_dir(&c.state_dir);
-    let names: Vec<String> = which.iter().map(|c| c.name().to_string()).collect();
+    let which = t.cas.as_slice();
+    let mut names: Vec<String> = which.iter().map(|c| c.name().to_string()).collect();
+    if t.service_account {
+        names.push(rotation::SERVICE_ACCOUNT.to_string());
+    }
     let mut r = match rotation::read(&dir)? {
         Some(r) if r.cas != names => bail!(
             "a rotation of {} is in progress (stage {} of 3); finish it first: \
@@ -65,7 +72,7 @@ pub fn run(
                 "backed up the state directory's PKI and secrets to {}",
                 backup.display()
             );
-            let r = rotation::start(&dir, which, &c.pki)?;
+            let r = rotation::start(&dir, which, t.service_account, &c.pki)?;
             eprintln!("created the new {}", names.join(", "));
             r
         }
@@ -73,6 +80,18 @@ pub fn run(
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     loop {
         let stage = r.stage;
+        if let (3, Some(since)) = (stage, r.new_key_signing_since) {
+            let until = since + t.token_lifetime.as_secs() as i64;
+            if time::OffsetDateTime::now_utc().unix_timestamp() < until {
+                rep.note(&format!(
+                    "stages 1 and 2 are done. The old service-account public key stays trusted until {} \
+                     so that the tokens it signed can expire; run the same command again after that to \
+                     finish (stage 3)",
+                    crate::pki::inspect::rfc3339(until)
+                ));
+                return Ok(());
+            }
+        }
         rep.note(&format!(
             "stage {stage} of 3: {}",
             STAGE_NAMES[usize::from(stage) - 1]
@@ -111,6 +130,9 @@ pub fn run(
             return Ok(());
         }
         r.stage += 1;
+        if r.stage == 3 && r.includes_service_account() {
+            r.new_key_signing_since = Some(time::OffsetDateTime::now_utc().unix_timestamp());
+        }
         rotation::write(&dir, &r)?;
         if std::env::var(TEST_STOP_AFTER_STAGE).ok() == Some(stage.to_string()) {
             bail!("stopped after stage {stage} by {TEST_STOP_AFTER_STAGE}");
@@ -118,18 +140,17 @@ pub fn run(
     }
 }
 
-/// `--ca` value naming these CAs.
+/// The `--ca` value naming what a recorded rotation rotates.
 fn cli_value(names: &[String]) -> String {
-    if names.len() == Ca::ALL.len() {
+    let all: Vec<&str> = Ca::ALL.iter().map(|c| c.name()).collect();
+    if names == all.as_slice() {
         return "all".into();
     }
-    names
-        .iter()
-        .map(|n| match n.as_str() {
-            "ca" => "cluster",
-            "etcd-ca" => "etcd",
-            _ => "front-proxy",
-        })
-        .collect::<Vec<_>>()
-        .join(" --ca ")
+    match names.first().map(String::as_str) {
+        Some("ca") => "cluster",
+        Some("etcd-ca") => "etcd",
+        Some("front-proxy-ca") => "front-proxy",
+        _ => "service-account",
+    }
+    .into()
 }

@@ -213,7 +213,7 @@ pub fn ensure(cluster: &Cluster) -> Result<(Pki, Report)> {
         leaves.push((spec, pem));
     }
 
-    let (sa_key, sa_pub) = match (store::read(&dir.join("sa.key"))?, store::read(&dir.join("sa.pub"))?) {
+    let (mut sa_key, mut sa_pub) = match (store::read(&dir.join("sa.key"))?, store::read(&dir.join("sa.pub"))?) {
         (Some(k), Some(p)) => (k, p),
         (None, None) => {
             let kp = issue::new_key(cluster.pki.algorithm)?;
@@ -228,6 +228,7 @@ pub fn ensure(cluster: &Cluster) -> Result<(Pki, Report)> {
             dir.display()
         ),
     };
+    rotation::overlay_service_account(&dir, &mut sa_key, &mut sa_pub)?;
 
     let enc_path = cluster.state_dir.join("secrets").join("encryption-key");
     let encryption_key = match store::read(&enc_path)? {

@@ -4,6 +4,10 @@
 //! Stage 1: every trust bundle carries the old CA and the new one; the old one still signs.
 //! Stage 2: the new CA signs (first in the bundles) and every leaf is reissued from it.
 //! Stage 3: the old CA leaves every bundle; the new one replaces it in the state directory.
+//!
+//! The service-account key pair rotates the same way: the API server accepts tokens signed by
+//! either key (stage 1), the new key signs (stage 2), and the old public key is dropped (stage 3)
+//! only once the tokens it signed have expired.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,18 +18,29 @@ use serde::{Deserialize, Serialize};
 use super::{load_pair, save_pair, store, Ca, Pem};
 use crate::inventory::PkiSettings;
 
+/// The name the service-account key pair has among the rotated CAs.
+pub const SERVICE_ACCOUNT: &str = "service-account";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
-    /// The CAs being rotated, by name (`ca`, `etcd-ca`, `front-proxy-ca`).
+    /// What is being rotated, by name (`ca`, `etcd-ca`, `front-proxy-ca`, `service-account`).
     pub cas: Vec<String>,
     /// The stage to roll out next (1 to 3).
     pub stage: u8,
+    /// When stage 2 of a service-account rotation was done (Unix time): tokens signed by the old
+    /// key may live on for their lifetime after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_key_signing_since: Option<i64>,
 }
 
 impl Rotation {
     pub fn includes(&self, ca: Ca) -> bool {
         self.cas.iter().any(|n| n == ca.name())
+    }
+
+    pub fn includes_service_account(&self) -> bool {
+        self.cas.iter().any(|n| n == SERVICE_ACCOUNT)
     }
 }
 
@@ -56,18 +71,33 @@ pub fn write(pki_dir: &Path, r: &Rotation) -> Result<()> {
     store::replace(&record(pki_dir), toml::to_string(r)?.as_bytes(), 0o600)
 }
 
-/// Creates the new CAs (keeping any a previous, interrupted start already made) and records
-/// stage 1.
-pub fn start(pki_dir: &Path, cas: &[Ca], settings: &PkiSettings) -> Result<Rotation> {
+/// Creates the new CAs and service-account key pair (keeping any a previous, interrupted start
+/// already made) and records stage 1.
+pub fn start(
+    pki_dir: &Path,
+    cas: &[Ca],
+    service_account: bool,
+    settings: &PkiSettings,
+) -> Result<Rotation> {
     let next = next_dir(pki_dir);
     for ca in cas {
         if load_pair(&next, ca.file())?.is_none() {
             save_pair(&next, ca.file(), &super::issue::new_ca(*ca, settings)?)?;
         }
     }
+    if service_account && store::read(&next.join("sa.key"))?.is_none() {
+        let kp = super::issue::new_key(settings.algorithm)?;
+        store::create(&next.join("sa.pub"), kp.public_key_pem().as_bytes(), 0o644)?;
+        store::create(&next.join("sa.key"), kp.serialize_pem().as_bytes(), 0o600)?;
+    }
+    let mut names: Vec<String> = cas.iter().map(|c| c.name().to_string()).collect();
+    if service_account {
+        names.push(SERVICE_ACCOUNT.to_string());
+    }
     let r = Rotation {
-        cas: cas.iter().map(|c| c.name().to_string()).collect(),
+        cas: names,
         stage: 1,
+        new_key_signing_since: None,
     };
     write(pki_dir, &r)?;
     Ok(r)
@@ -81,6 +111,11 @@ pub fn finish(pki_dir: &Path, r: &Rotation) -> Result<()> {
             .with_context(|| format!("the new {} is missing from {}", ca.name(), next.display()))?;
         store::replace(&super::key(pki_dir, ca.file()), new.key.as_bytes(), 0o600)?;
         store::replace(&super::crt(pki_dir, ca.file()), new.cert.as_bytes(), 0o644)?;
+    }
+    if r.includes_service_account() {
+        let (key, public) = new_service_account(&next)?;
+        store::replace(&pki_dir.join("sa.key"), key.as_bytes(), 0o600)?;
+        store::replace(&pki_dir.join("sa.pub"), public.as_bytes(), 0o644)?;
     }
     std::fs::remove_dir_all(&next).with_context(|| format!("removing {}", next.display()))?;
     std::fs::remove_file(record(pki_dir)).context("removing the rotation record")?;
@@ -122,6 +157,46 @@ pub fn overlay(pki_dir: &Path, cas: &mut BTreeMap<Ca, Pem>) -> Result<()> {
     Ok(())
 }
 
+fn new_service_account(next: &Path) -> Result<(String, String)> {
+    match (
+        store::read(&next.join("sa.key"))?,
+        store::read(&next.join("sa.pub"))?,
+    ) {
+        (Some(k), Some(p)) => Ok((k, p)),
+        _ => bail!(
+            "a rotation of the service-account key is recorded but the new key pair is missing \
+             from {}; restore it from the backup taken when the rotation started",
+            next.display()
+        ),
+    }
+}
+
+/// What the service-account key pair is during the recorded stage: the signing key and the
+/// public keys the API server accepts (the signing one first).
+pub fn overlay_service_account(
+    pki_dir: &Path,
+    key: &mut String,
+    public: &mut String,
+) -> Result<()> {
+    let Some(r) = read(pki_dir)?.filter(Rotation::includes_service_account) else {
+        return Ok(());
+    };
+    let (new_key, new_pub) = new_service_account(&next_dir(pki_dir))?;
+    let both = |a: &str, b: &str| format!("{}\n{}\n", a.trim(), b.trim());
+    match r.stage {
+        1 => *public = both(public, &new_pub),
+        2 => {
+            *public = both(&new_pub, public);
+            *key = new_key;
+        }
+        _ => {
+            *public = new_pub;
+            *key = new_key;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,7 +210,7 @@ mod tests {
         let (before, _) = ensure(c).unwrap();
         let old = before.ca(Ca::Etcd).cert.clone();
         let pki = pki_dir(&c.state_dir);
-        let mut r = start(&pki, &[Ca::Etcd], &c.pki).unwrap();
+        let mut r = start(&pki, &[Ca::Etcd], true, &c.pki).unwrap();
         let new = load_pair(&next_dir(&pki), Ca::Etcd.file())
             .unwrap()
             .unwrap()
@@ -143,6 +218,12 @@ mod tests {
 
         // Stage 1: both trusted, the old one first (it still signs); nothing is stale.
         let (p, report) = ensure(c).unwrap();
+        assert_eq!(
+            p.sa_key, before.sa_key,
+            "the old service-account key still signs"
+        );
+        assert!(p.sa_pub.starts_with(before.sa_pub.trim()));
+        assert_eq!(p.sa_pub.matches("BEGIN PUBLIC KEY").count(), 2);
         assert_eq!(p.ca(Ca::Etcd).cert.matches("BEGIN CERTIFICATE").count(), 2);
         assert!(p.ca(Ca::Etcd).cert.starts_with(old.trim()));
         assert_eq!(
@@ -157,6 +238,8 @@ mod tests {
         write(&pki, &r).unwrap();
         let (mut p, report) = ensure(c).unwrap();
         assert!(p.ca(Ca::Etcd).cert.starts_with(new.trim()));
+        assert_ne!(p.sa_key, before.sa_key, "the new service-account key signs");
+        assert!(p.sa_pub.ends_with(&format!("{}\n", before.sa_pub.trim())));
         let stale: Vec<&str> = report.stale.iter().map(|(id, _)| id.as_str()).collect();
         assert!(
             stale.contains(&"etcd-server@cp-1") && !stale.contains(&"apiserver"),
@@ -178,6 +261,8 @@ mod tests {
         assert!(read(&pki).unwrap().is_none() && !next_dir(&pki).exists());
         let (after, report) = ensure(c).unwrap();
         assert_eq!(after.ca(Ca::Etcd).cert.trim(), new.trim());
+        assert_eq!(after.sa_pub.matches("BEGIN PUBLIC KEY").count(), 1);
+        assert_ne!(after.sa_pub, before.sa_pub);
         assert!(report.stale.is_empty() && report.created.is_empty());
     }
 }
