@@ -9,9 +9,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
-use super::check::mismatch;
+use super::check::{mismatch, Hashing};
 use super::manifest::{Listed, Manifest};
 use super::MANIFEST;
 
@@ -90,10 +89,12 @@ fn append(
 }
 
 /// Reads the archive, checking every entry against the manifest; with `dest`, the files are
-/// also written there (a new, empty directory). Returns the manifest.
-pub fn read(archive: &Path, dest: Option<&Path>) -> Result<Manifest> {
+/// also written there (a new, empty directory). Returns the manifest and the sha256 of the
+/// archive's bytes as read, so a caller that checked a signature over an earlier read can tell
+/// that the file did not change in between.
+pub fn read(archive: &Path, dest: Option<&Path>) -> Result<(Manifest, String)> {
     let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
-    let dec = zstd::Decoder::new(file).context("not a zstd stream")?;
+    let dec = zstd::Decoder::new(Hashing::new(file)).context("not a zstd stream")?;
     let mut tar = tar::Archive::new(dec);
     let mut entries = tar.entries().context("not a tar archive")?;
 
@@ -162,7 +163,13 @@ pub fn read(archive: &Path, dest: Option<&Path>) -> Result<Manifest> {
             missing.join(", ")
         );
     }
-    Ok(m)
+    drop(pending);
+    // Whatever follows the tar stream is part of the file too.
+    let mut rest = tar.into_inner().finish();
+    std::io::copy(&mut rest, &mut std::io::sink())
+        .with_context(|| format!("reading {}", archive.display()))?;
+    let (sha256, _) = rest.into_inner().finish();
+    Ok((m, sha256))
 }
 
 /// An entry's path as tar tools write it, without a leading `./`.
@@ -172,32 +179,47 @@ pub(crate) fn entry_path(e: &tar::Entry<'_, impl Read>) -> Result<String> {
     Ok(s.trim_start_matches("./").trim_end_matches('/').to_string())
 }
 
-/// Hashes what passes through it.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-    size: u64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::manifest::{Entry, Header, FORMAT};
 
-impl<R: Read> Hashing<R> {
-    fn new(inner: R) -> Self {
-        Hashing {
-            inner,
-            hasher: Sha256::new(),
-            size: 0,
-        }
-    }
-
-    fn finish(self) -> (String, u64) {
-        (super::hex(&self.hasher.finalize()), self.size)
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
+    #[test]
+    fn reading_returns_the_hash_of_every_byte_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        let data = b"#!/bin/sh\necho etcd\n";
+        std::fs::write(dir.path().join("bin/etcd"), data).unwrap();
+        let m = Manifest {
+            bundle: Header {
+                format: FORMAT,
+                arch: "amd64".into(),
+                kubernetes_version: "1.35.0".into(),
+                standins: false,
+                components: vec!["etcd".into()],
+            },
+            files: vec![Entry {
+                name: "etcd".into(),
+                component: "etcd".into(),
+                version: "3.5.24".into(),
+                path: "bin/etcd".into(),
+                sha256: crate::bundle::sha256_hex(data),
+                size: data.len() as u64,
+                mode: "0755".into(),
+                arch: None,
+                source: None,
+            }],
+            images: vec![],
+            sources: vec![],
+        };
+        let out = dir.path().join("b.tar.zst");
+        pack(dir.path(), &m, &out).unwrap();
+        // Trailing bytes after the zstd frame are read (and hashed) too.
+        let mut bytes = std::fs::read(&out).unwrap();
+        bytes.extend_from_slice(b"trailing");
+        std::fs::write(&out, &bytes).unwrap();
+        let (read_back, sha) = read(&out, None).unwrap();
+        assert_eq!(read_back.files[0].path, "bin/etcd");
+        assert_eq!(sha, crate::bundle::sha256_hex(&bytes));
     }
 }

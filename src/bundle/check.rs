@@ -121,16 +121,37 @@ pub fn mismatch(l: &Listed<'_>, sha256: &str, size: u64) -> Result<()> {
 }
 
 pub fn hash_reader(r: &mut impl Read) -> std::io::Result<(String, u64)> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
+    let mut h = Hashing::new(r);
+    std::io::copy(&mut h, &mut std::io::sink())?;
+    Ok(h.finish())
+}
+
+/// Hashes what passes through it.
+pub struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<R: Read> Hashing<R> {
+    pub fn new(inner: R) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
         }
-        size += n as u64;
-        hasher.update(&buf[..n]);
     }
-    Ok((super::hex(&hasher.finalize()), size))
+
+    pub fn finish(self) -> (String, u64) {
+        (super::hex(&self.hasher.finalize()), self.size)
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
 }

@@ -210,7 +210,7 @@ fn verify_cmd(file: &Path, public_key: Option<&Path>) -> Result<()> {
         check::check_dir(file, &m, None)?;
         m
     } else {
-        archive::read(file, None)?
+        archive::read(file, None)?.0
     };
     println!(
         "{}: {} file(s) and {} image(s) match the manifest (Kubernetes {}, {}{})",

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
+use super::check::Hashing;
 use super::manifest::{Entry, Header, Image, Manifest, FORMAT};
 use super::{archive, create, image};
 
@@ -238,46 +239,46 @@ async fn fetch_one(
         )
     })?;
     eprintln!("downloading {url}");
-    let bytes = get_bytes(client, &url).await?;
-    let got = super::hex(&Sha256::digest(&bytes));
+    // Downloads go to disk, not memory: release binaries are up to a few hundred MB.
+    let download = stage.join(format!(".download-{file_name}"));
+    let (got, size) = download_to(client, &url, &download).await?;
     if got != want {
+        let _ = std::fs::remove_file(&download);
         bail!(
             "{file_name} from {url} has sha256 {got}, but its checksum file says {want}: \
              refusing it (damaged download or tampered mirror)"
         );
     }
     let mut entries = Vec::new();
+    let file = || {
+        std::fs::File::open(&download).with_context(|| format!("reading {}", download.display()))
+    };
     if a.take.len() == 1 && a.take[0].0.is_empty() {
         let name = &a.take[0].1;
-        entries.push(put(stage, a, arch, name, &bytes, &url)?);
+        entries.push(put(stage, a, arch, name, &mut file()?, &url)?);
     } else {
         let mut wanted: Vec<&(String, String)> = a.take.iter().collect();
-        let gz = flate2::read::GzDecoder::new(&bytes[..]);
+        let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(file()?));
         let mut tar = tar::Archive::new(gz);
         for e in tar
             .entries()
             .with_context(|| format!("reading {file_name}"))?
         {
             let mut e = e.with_context(|| format!("reading {file_name}"))?;
-            let path = e
-                .path()?
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_string();
+            let path = super::archive::entry_path(&e)?;
             let Some(i) = wanted.iter().position(|(member, _)| *member == path) else {
                 continue;
             };
             let (_, name) = wanted.remove(i);
-            let mut data = Vec::new();
-            e.read_to_end(&mut data)?;
-            entries.push(put(stage, a, arch, name, &data, &format!("{url}#{path}"))?);
+            entries.push(put(stage, a, arch, name, &mut e, &format!("{url}#{path}"))?);
         }
         if !wanted.is_empty() {
             let missing: Vec<&str> = wanted.iter().map(|(m, _)| m.as_str()).collect();
             bail!("{file_name} from {url} lacks {}", missing.join(", "));
         }
     }
-    eprintln!("verified {file_name} ({} MB)", bytes.len() >> 20);
+    std::fs::remove_file(&download).ok();
+    eprintln!("verified {file_name} ({} MB)", size >> 20);
     Ok(entries)
 }
 
@@ -286,7 +287,7 @@ fn put(
     a: &Artifact,
     arch: &str,
     name: &str,
-    data: &[u8],
+    data: &mut impl Read,
     source: &str,
 ) -> Result<Entry> {
     let dir = if a.component == "cni-plugins" {
@@ -295,18 +296,49 @@ fn put(
         "bin"
     };
     let rel = format!("{dir}/{name}");
-    std::fs::write(stage.join(&rel), data).with_context(|| format!("writing {rel}"))?;
+    let mut out =
+        std::fs::File::create(stage.join(&rel)).with_context(|| format!("writing {rel}"))?;
+    let mut hashing = Hashing::new(data);
+    std::io::copy(&mut hashing, &mut out).with_context(|| format!("writing {rel}"))?;
+    let (sha256, size) = hashing.finish();
     Ok(Entry {
         name: name.to_string(),
         component: a.component.to_string(),
         version: a.version.clone(),
         path: rel,
-        sha256: super::sha256_hex(data),
-        size: data.len() as u64,
+        sha256,
+        size,
         mode: "0755".into(),
         arch: Some(arch.to_string()),
         source: Some(source.to_string()),
     })
+}
+
+/// Streams `url` into `dest`; returns its sha256 and size.
+async fn download_to(client: &reqwest::Client, url: &str, dest: &Path) -> Result<(String, u64)> {
+    let mut resp = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("downloading {url}"))?;
+    if !resp.status().is_success() {
+        bail!("downloading {url}: HTTP {}", resp.status());
+    }
+    let mut out =
+        std::fs::File::create(dest).with_context(|| format!("writing {}", dest.display()))?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .with_context(|| format!("downloading {url}"))?
+    {
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        std::io::Write::write_all(&mut out, &chunk)
+            .with_context(|| format!("writing {}", dest.display()))?;
+    }
+    Ok((super::hex(&hasher.finalize()), size))
 }
 
 async fn get_bytes(client: &reqwest::Client, url: &str) -> Result<Vec<u8>> {

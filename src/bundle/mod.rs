@@ -102,9 +102,18 @@ fn unpack(archive: &Path, sha256: &str, state_dir: &Path) -> Result<PathBuf> {
     let tmp = root.join(format!(".unpacking-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    if let Err(e) = archive::read(archive, Some(&tmp)) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e.context("refusing the bundle; nothing was installed"));
+    match archive::read(archive, Some(&tmp)) {
+        Ok((_, read_sha256)) if read_sha256 == sha256 => {}
+        outcome => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            let e = match outcome {
+                Err(e) => e,
+                Ok(_) => {
+                    anyhow::anyhow!("{} changed while it was being checked", archive.display())
+                }
+            };
+            return Err(e.context("refusing the bundle; nothing was installed"));
+        }
     }
     std::fs::rename(&tmp, &dir).with_context(|| format!("creating {}", dir.display()))?;
     // Only the bundle in use is kept: older unpacked bundles are hundreds of MB each.

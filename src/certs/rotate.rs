@@ -83,12 +83,13 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
         if let (3, Some(since)) = (stage, r.new_key_signing_since) {
             let until = since + t.token_lifetime.as_secs() as i64;
             if time::OffsetDateTime::now_utc().unix_timestamp() < until {
-                rep.note(&format!(
+                // Said on stderr in every output format: the operator must come back later.
+                eprintln!(
                     "stages 1 and 2 are done. The old service-account public key stays trusted until {} \
                      so that the tokens it signed can expire; run the same command again after that to \
                      finish (stage 3)",
                     crate::pki::inspect::rfc3339(until)
-                ));
+                );
                 return Ok(());
             }
         }
