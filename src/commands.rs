@@ -158,10 +158,7 @@ fn certs_list(path: &Path, output: Output) -> Result<()> {
     }
     let mut missing = 0;
     for r in &rows {
-        let name = match &r.host {
-            Some(h) => format!("{}@{h}", r.name),
-            None => r.name.clone(),
-        };
+        let name = r.id();
         match &r.info {
             None => {
                 missing += 1;
@@ -211,10 +208,7 @@ fn existing_pki(l: &Loaded) -> Result<(Vec<pki::Listed>, pki::Pki)> {
     let missing: Vec<String> = listed
         .iter()
         .filter(|r| r.info.is_none())
-        .map(|r| match &r.host {
-            Some(h) => format!("{}@{h}", r.name),
-            None => r.name.clone(),
-        })
+        .map(pki::Listed::id)
         .collect();
     if !missing.is_empty() {
         anyhow::bail!(
@@ -234,7 +228,7 @@ fn certs_check(path: &Path, output: Output, warn_days: i64) -> Result<()> {
     let rendered = render::render(&l.cluster, &pki)?;
     let expected = check::expected(&rendered, &pki);
     let now = now();
-    let mut rows = check::state_rows(&listed, now, warn_days)?;
+    let mut rows = check::state_rows(&listed, now, warn_days);
     let rep = crate::apply::Reporter::new(crate::apply::Format::Text);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let host_rows = runtime.block_on(async {

@@ -160,17 +160,13 @@ fn row(
     name: String,
     host: Option<String>,
     path: String,
-    pem: &str,
+    info: &inspect::CertInfo,
     drift: Vec<String>,
     now: i64,
     warn_days: i64,
-) -> Result<Row> {
-    let info = inspect::parse(pem).with_context(|| match &host {
-        Some(h) => format!("{h}: {path} holds no readable certificate"),
-        None => format!("{path} holds no readable certificate"),
-    })?;
+) -> Row {
     let left = info.not_after - now;
-    Ok(Row {
+    Row {
         name,
         host,
         path,
@@ -182,36 +178,32 @@ fn row(
         expired: left <= 0,
         expiring: left > 0 && left < warn_days * 86_400,
         drift,
-    })
+    }
 }
 
-/// The state directory's certificates, with the identities that no longer match the inventory.
-pub fn state_rows(listed: &[pki::Listed], now: i64, warn_days: i64) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
-    for l in listed {
-        let Some(pem) = std::fs::read_to_string(&l.file).ok() else {
-            continue;
-        };
-        let name = match &l.host {
-            Some(h) => format!("{}@{h}", l.name),
-            None => l.name.clone(),
-        };
-        let drift = l
-            .stale
-            .iter()
-            .map(|w| format!("no longer matches the inventory: {w}"))
-            .collect();
-        rows.push(row(
-            name,
-            None,
-            l.file.clone(),
-            &pem,
-            drift,
-            now,
-            warn_days,
-        )?);
-    }
-    Ok(rows)
+/// The state directory's certificates (as `pki::list` read them), with the identities that no
+/// longer match the inventory.
+pub fn state_rows(listed: &[pki::Listed], now: i64, warn_days: i64) -> Vec<Row> {
+    listed
+        .iter()
+        .filter_map(|l| {
+            let info = l.info.as_ref()?;
+            let drift = l
+                .stale
+                .iter()
+                .map(|w| format!("no longer matches the inventory: {w}"))
+                .collect();
+            Some(row(
+                l.id(),
+                None,
+                l.file.clone(),
+                info,
+                drift,
+                now,
+                warn_days,
+            ))
+        })
+        .collect()
 }
 
 /// One host's certificates compared with what the state directory says it should have.
@@ -251,15 +243,17 @@ pub fn host_rows(
             // The same certificate as the state's, so the same identity problems.
             drift.extend(s.drift.iter().cloned());
         }
+        let info = inspect::parse(pem)
+            .with_context(|| format!("{host}: {} holds no readable certificate", e.path))?;
         rows.push(row(
             e.name.clone(),
             Some(host.to_string()),
             e.path.clone(),
-            pem,
+            &info,
             drift,
             now,
             warn_days,
-        )?);
+        ));
     }
     Ok(rows)
 }

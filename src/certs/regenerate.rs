@@ -80,13 +80,9 @@ pub fn select(
 /// Whether any of the selected certificates has already expired in the state directory: then
 /// the gates fail because of what this command is about to fix.
 pub fn any_expired(listed: &[pki::Listed], ids: &[String], now: i64) -> bool {
-    listed.iter().any(|l| {
-        let id = match &l.host {
-            Some(h) => format!("{}@{h}", l.name),
-            None => l.name.clone(),
-        };
-        ids.contains(&id) && l.info.as_ref().is_some_and(|i| i.not_after <= now)
-    })
+    listed
+        .iter()
+        .any(|l| ids.contains(&l.id()) && l.info.as_ref().is_some_and(|i| i.not_after <= now))
 }
 
 pub struct Options {

@@ -329,6 +329,16 @@ pub struct Listed {
     pub stale: Vec<String>,
 }
 
+impl Listed {
+    /// `apiserver`, or `etcd-server@cp-1` for a per-host certificate, as [`CertSpec::id`].
+    pub fn id(&self) -> String {
+        match &self.host {
+            Some(h) => format!("{}@{h}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
 /// Lists the CAs and leaf certificates without creating anything.
 pub fn list(cluster: &Cluster) -> Result<Vec<Listed>> {
     let dir = pki_dir(&cluster.state_dir);
