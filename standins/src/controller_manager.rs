@@ -3,7 +3,6 @@
 //! serves /healthz on 10257 over HTTPS.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Result};
 
@@ -99,27 +98,7 @@ pub async fn run(flags: Flags) -> Result<()> {
 
     let client = ApiClient::load("--kubeconfig", flags.path("kubeconfig").unwrap_or_default())?;
     let server_tls = controlplane::serving_tls(&flags)?;
-    let le = LeaderElection {
-        enabled: flags.bool_or("leader-elect", true),
-        namespace: flags
-            .get("leader-elect-resource-namespace")
-            .unwrap_or("kube-system")
-            .into(),
-        name: flags
-            .get("leader-elect-resource-name")
-            .unwrap_or("kube-controller-manager")
-            .into(),
-        lease_duration: controlplane::duration(
-            flags.get("leader-elect-lease-duration"),
-            Duration::from_secs(15),
-            "--leader-elect-lease-duration",
-        )?,
-        retry_period: controlplane::duration(
-            flags.get("leader-elect-retry-period"),
-            Duration::from_secs(2),
-            "--leader-elect-retry-period",
-        )?,
-    };
+    let le = LeaderElection::from_flags(&flags, "kube-controller-manager")?;
     let health = Arc::new(Health::new());
     let port = flags.get("secure-port").unwrap_or("10257");
     if port != "0" {

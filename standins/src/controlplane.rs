@@ -23,6 +23,34 @@ pub struct LeaderElection {
     pub retry_period: Duration,
 }
 
+impl LeaderElection {
+    /// From the `--leader-elect*` flags both components accept (for the scheduler, only when it
+    /// has no --config), with client-go's defaults.
+    pub fn from_flags(flags: &crate::flags::Flags, default_name: &str) -> Result<LeaderElection> {
+        Ok(LeaderElection {
+            enabled: flags.bool_or("leader-elect", true),
+            namespace: flags
+                .get("leader-elect-resource-namespace")
+                .unwrap_or("kube-system")
+                .into(),
+            name: flags
+                .get("leader-elect-resource-name")
+                .unwrap_or(default_name)
+                .into(),
+            lease_duration: duration(
+                flags.get("leader-elect-lease-duration"),
+                Duration::from_secs(15),
+                "--leader-elect-lease-duration",
+            )?,
+            retry_period: duration(
+                flags.get("leader-elect-retry-period"),
+                Duration::from_secs(2),
+                "--leader-elect-retry-period",
+            )?,
+        })
+    }
+}
+
 /// `<hostname>_<random>`, the form client-go uses for holder identities.
 pub fn holder_identity() -> String {
     use ring::rand::SecureRandom;

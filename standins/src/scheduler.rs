@@ -61,19 +61,7 @@ pub async fn run(flags: Flags) -> Result<()> {
             let Some(kc) = flags.path("kubeconfig") else {
                 bail!("neither --config nor --kubeconfig is given; the scheduler cannot reach the API server");
             };
-            let le = LeaderElection {
-                enabled: flags.bool_or("leader-elect", true),
-                namespace: flags
-                    .get("leader-elect-resource-namespace")
-                    .unwrap_or("kube-system")
-                    .into(),
-                name: flags
-                    .get("leader-elect-resource-name")
-                    .unwrap_or("kube-scheduler")
-                    .into(),
-                lease_duration: Duration::from_secs(15),
-                retry_period: Duration::from_secs(2),
-            };
+            let le = LeaderElection::from_flags(&flags, "kube-scheduler")?;
             ("--kubeconfig", kc.to_string(), le)
         }
     };

@@ -148,6 +148,25 @@ fn named_rule(groups: &[&str], resources: &[&str], names: &[&str], verbs: &[&str
     json!({ "apiGroups": groups, "resources": resources, "resourceNames": names, "verbs": verbs })
 }
 
+/// The controller-manager's and the scheduler's roles, reduced to what their stand-ins do: hold
+/// their own lease, read nodes, and delegate authentication and authorization to the API server.
+fn control_plane_role(component: &str) -> Value {
+    cluster_role(
+        &format!("system:{component}"),
+        vec![
+            rule(&[COORD], &["leases"], &["create"]),
+            named_rule(&[COORD], &["leases"], &[component], &["get", "update"]),
+            rule(&[""], &["nodes"], READ),
+            rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+            rule(
+                &["authorization.k8s.io"],
+                &["subjectaccessreviews"],
+                &["create"],
+            ),
+        ],
+    )
+}
+
 fn cluster_role(name: &str, rules: Vec<Value>) -> Value {
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -226,44 +245,8 @@ pub fn bootstrap_roles() -> Vec<Value> {
                 ),
             ],
         ),
-        cluster_role(
-            "system:kube-controller-manager",
-            vec![
-                rule(&[COORD], &["leases"], &["create"]),
-                named_rule(
-                    &[COORD],
-                    &["leases"],
-                    &["kube-controller-manager"],
-                    &["get", "update"],
-                ),
-                rule(&[""], &["nodes"], READ),
-                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
-                rule(
-                    &["authorization.k8s.io"],
-                    &["subjectaccessreviews"],
-                    &["create"],
-                ),
-            ],
-        ),
-        cluster_role(
-            "system:kube-scheduler",
-            vec![
-                rule(&[COORD], &["leases"], &["create"]),
-                named_rule(
-                    &[COORD],
-                    &["leases"],
-                    &["kube-scheduler"],
-                    &["get", "update"],
-                ),
-                rule(&[""], &["nodes"], READ),
-                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
-                rule(
-                    &["authorization.k8s.io"],
-                    &["subjectaccessreviews"],
-                    &["create"],
-                ),
-            ],
-        ),
+        control_plane_role("kube-controller-manager"),
+        control_plane_role("kube-scheduler"),
         cluster_role("system:node-proxier", vec![rule(&[""], &["nodes"], READ)]),
     ]
 }
