@@ -61,13 +61,18 @@ install_binary() { # SRC PROGRAM VERSION HASH -> prints the installed path
 
 cached_path() { printf '%s\n' "$CACHE_ROOT/programs/$1/$2/$3/$1"; }
 
-# recipe_hash TEXT... : hash of the build recipe (toolchain, platform, flags, module files, mains)
+# recipe_hash MODDIR PACKAGES TEXT... : hash of the build recipe: toolchain, platform, flags, the
+# mains' sources, and every module (path and version; go.sum pins their content) the packages link.
 recipe_hash() {
-  local moddir=$1; shift
+  local moddir=$1 pkgs=$2; shift 2
+  local deps
+  # shellcheck disable=SC2086
+  deps=$(cd "$moddir" && go list -deps -f '{{with .Module}}{{.Path}} {{.Version}}{{with .Replace}} => {{.Path}} {{.Version}}{{end}}{{end}}' $pkgs | sort -u) ||
+    die "go list failed in $moddir"
   {
-    printf '%s\n' "$gover" "$goos/$goarch" "$@"
-    cat "$moddir/go.mod" "$moddir/go.sum"
-    find "$moddir" -name '*.go' -not -path '*/fieldlist/*' -print0 | sort -z | xargs -0 cat
+    printf '%s\n' "$gover" "$goos/$goarch" "$@" "$deps"
+    # shellcheck disable=SC2086
+    (cd "$moddir" && go list -f '{{range .GoFiles}}{{$.Dir}}/{{.}} {{end}}' $pkgs) | xargs cat
   } | sha256_of_text
 }
 
@@ -109,8 +114,11 @@ build_kubernetes() {
   done
   tags=selinux,notest,grpcnotrace
   local recipe=(-trimpath "-ldflags=$ldflags" "-tags=$tags")
-  hash_static=$(recipe_hash "$moddir" "${recipe[@]}" CGO_ENABLED=0)
-  hash_cgo=$(recipe_hash "$moddir" "${recipe[@]}" CGO_ENABLED=1 "$(gcc --version 2>/dev/null | head -1)")
+  hash_static=$(recipe_hash "$moddir" "${statics[*]/#/./cmd/}" "${recipe[@]}" CGO_ENABLED=0)
+  hash_cgo=
+  if ((${#cgo[@]})); then
+    hash_cgo=$(recipe_hash "$moddir" "${cgo[*]/#/./cmd/}" "${recipe[@]}" CGO_ENABLED=1 "$(gcc --version | head -1)")
+  fi
 
   local group cgo_enabled hash todo out pkgs t0
   for group in static cgo; do
@@ -199,8 +207,11 @@ build_set() {
   local flags=() progs=() p hash todo=() pkgs=() out name pkg src
   while [[ $1 != -- ]]; do flags+=("$1"); shift; done; shift
   progs=("$@")
-  hash=$(recipe_hash "$moddir" "${flags[@]}" "CGO_ENABLED=$cgo_enabled" \
-    "$( ((cgo_enabled)) && gcc --version 2>/dev/null | head -1)")
+  local pkglist=()
+  for p in "${progs[@]}"; do pkg=${p#*=}; pkglist+=("${pkg%@*}"); done
+  local cc=
+  ((cgo_enabled)) && cc=$(gcc --version | head -1)
+  hash=$(recipe_hash "$moddir" "${pkglist[*]}" "${flags[@]}" "CGO_ENABLED=$cgo_enabled" "$cc")
   if ((download_only)); then
     for p in "${progs[@]}"; do pkg=${p#*=}; pkgs+=("${pkg%@*}"); done
     (cd "$moddir" && CGO_ENABLED=$cgo_enabled go list -deps "${flags[@]}" "${pkgs[@]}" >/dev/null) ||

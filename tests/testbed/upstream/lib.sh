@@ -68,7 +68,7 @@ kubernetes_module_dir() {
   if [[ ! -f $dir/go.sum || $UPSTREAM_DIR/kubernetes/cmd -nt $dir/go.sum ]]; then
     log "generating the Go module for Kubernetes v$version in $dir"
     rm -rf "$dir" && mkdir -p "$dir"
-    cp -r "$UPSTREAM_DIR/kubernetes/cmd" "$dir/"
+    cp -r "$UPSTREAM_DIR/kubernetes/cmd" "$UPSTREAM_DIR/kubernetes/fieldlist" "$dir/"
     write_kubernetes_gomod "$dir" "$version"
     (cd "$dir" && GOFLAGS=-mod=mod go mod tidy) >&2 || die "go mod tidy failed for v$version"
   fi
