@@ -428,17 +428,20 @@ fn converge(path: &Path, output: Output, apply: Option<std::time::Duration>) -> 
     if bundle.standins {
         rep.note(STANDIN_NOTICE);
     }
-    let pki = ensure_pki(&l, path)?;
-    let rendered = render::render(c, &pki)?;
-    let inputs = crate::apply::Inputs {
-        cluster: c,
-        rendered: &rendered,
-        pki: &pki,
-        bundle: &bundle,
-    };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let survey = crate::apply::survey(&inputs, &rep).await?;
+        // The hosts' identity is checked before the PKI is created: a missing state directory
+        // must not gain a new cluster's CAs while the hosts run another's.
+        let conns = crate::apply::open(c, &rep).await?;
+        let pki = ensure_pki(&l, path)?;
+        let rendered = render::render(c, &pki)?;
+        let inputs = crate::apply::Inputs {
+            cluster: c,
+            rendered: &rendered,
+            pki: &pki,
+            bundle: &bundle,
+        };
+        let survey = crate::apply::survey(&inputs, conns, &rep).await?;
         let plan = crate::apply::make_plan(&survey);
         let Some(gate_deadline) = apply else {
             match output {

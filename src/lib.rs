@@ -14,5 +14,6 @@ pub mod pki;
 pub mod plan;
 pub mod render;
 pub mod sandbox;
+pub mod shell;
 pub mod term;
 pub mod transport;

@@ -14,6 +14,13 @@ fn main() -> ExitCode {
             if let Some(exit) = err.downcast_ref::<provisioner::commands::Exit>() {
                 return ExitCode::from(exit.0);
             }
+            if err
+                .downcast_ref::<provisioner::plan::identity::Mismatch>()
+                .is_some()
+            {
+                eprintln!("error: {err}");
+                return ExitCode::from(provisioner::plan::identity::EXIT_IDENTITY);
+            }
             let invalid = err
                 .downcast_ref::<provisioner::inventory::Invalid>()
                 .is_some();

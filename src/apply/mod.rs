@@ -46,10 +46,47 @@ pub struct Survey {
     pub facts: Vec<Facts>,
 }
 
-pub async fn survey(inp: &Inputs<'_>, rep: &Reporter) -> Result<Survey> {
+/// Connects to every host and checks that each belongs to the cluster the state directory
+/// describes (see [`plan::identity`]), before anything is planned or written. Fails with a
+/// [`plan::identity::Mismatch`] naming each host and identity that differs.
+pub async fn open(cluster: &Cluster, rep: &Reporter) -> Result<BTreeMap<String, Connection>> {
+    let conns = connect(cluster, rep).await?;
+    let known = crate::pki::identity::known(&cluster.state_dir)?;
+    let probe = plan::identity::probe();
+    let hosts: Vec<(String, plan::identity::HostIdentity)> = stream::iter(&conns)
+        .map(|(host, conn)| {
+            let probe = &probe;
+            async move {
+                let out = conn
+                    .run_script(probe, "read the cluster identity")
+                    .await
+                    .with_context(|| format!("{host}: reading its cluster identity"))?;
+                let out = conn.check("read the cluster identity", out)?;
+                anyhow::Ok((host.clone(), plan::identity::parse(&out.stdout_text())))
+            }
+        })
+        .buffered(cluster.ssh.parallelism as usize)
+        .try_collect()
+        .await?;
+    let problems = plan::identity::check(&known, &hosts);
+    if !problems.is_empty() {
+        return Err(plan::identity::Mismatch {
+            state_dir: cluster.state_dir.clone(),
+            problems,
+        }
+        .into());
+    }
+    Ok(conns)
+}
+
+/// Gathers facts over connections made by [`open`], and checks preflight conditions.
+pub async fn survey(
+    inp: &Inputs<'_>,
+    conns: BTreeMap<String, Connection>,
+    rep: &Reporter,
+) -> Result<Survey> {
     let desired = plan::desired(inp.rendered, inp.bundle)?;
     let parallel = inp.cluster.ssh.parallelism as usize;
-    let conns = connect(inp.cluster, rep).await?;
 
     rep.phase("gather facts");
     let facts: Vec<Facts> = stream::iter(&desired)

@@ -103,7 +103,8 @@ pub async fn roll_out(
     rep: &Reporter,
     save: impl FnOnce() -> Result<()>,
 ) -> Result<Option<apply::Outcome>> {
-    let survey = apply::survey(inp, rep).await?;
+    let conns = apply::open(inp.cluster, rep).await?;
+    let survey = apply::survey(inp, conns, rep).await?;
     let plan = apply::make_plan(&survey);
     let restarts_etcd = plan.hosts.iter().any(|h| h.unit("etcd").is_some());
     eprint!("{}", crate::plan::text(&plan));

@@ -5,6 +5,7 @@
 //! existing certificate is reported as stale and stays in use until the operator replaces it
 //! explicitly with `provisioner certs regenerate`.
 
+pub mod identity;
 pub mod inspect;
 mod issue;
 pub mod rotation;

@@ -35,9 +35,7 @@ pub struct UnitState {
     pub enabled: bool,
 }
 
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+use crate::shell::quote;
 
 /// Where each host keeps `sha256 size mtime path` of the files provisioner last wrote or checked.
 /// A file whose size and mtime still match is not hashed again, which keeps a no-op run fast
@@ -325,11 +323,6 @@ mod tests {
             }
         );
         assert!(!f.units["kubelet"].active);
-    }
-
-    #[test]
-    fn quoting_survives_single_quotes() {
-        assert_eq!(quote("a'b"), r"'a'\''b'");
     }
 }
 

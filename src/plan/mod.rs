@@ -3,6 +3,7 @@
 
 pub mod desired;
 pub mod facts;
+pub mod identity;
 mod show;
 
 use std::collections::BTreeSet;

@@ -56,7 +56,7 @@ pub struct Rendered {
     pub admin_kubeconfig: String,
 }
 
-const PKI: &str = "/etc/kubernetes/pki";
+use crate::pki::identity::host_path::PKI;
 const SECRET: u32 = 0o600;
 const PUBLIC: u32 = 0o644;
 
@@ -195,12 +195,11 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
                 "kube-scheduler",
             ],
         );
+        // Every CA key is on every control-plane host, as kubeadm keeps them: root there can
+        // already mint any identity with the cluster CA key, so the other two add no power, and
+        // `state recover` can rebuild a lost state directory from any of these hosts.
         b.pair(&format!("{PKI}/ca"), pki.ca(Ca::Cluster));
-        b.file(
-            &format!("{PKI}/front-proxy-ca.crt"),
-            PUBLIC,
-            pki.ca(Ca::FrontProxy).cert.as_str(),
-        );
+        b.pair(&format!("{PKI}/front-proxy-ca"), pki.ca(Ca::FrontProxy));
         if !h.roles.etcd {
             b.file(
                 &format!("{PKI}/etcd/ca.crt"),
@@ -208,6 +207,11 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
                 pki.ca(Ca::Etcd).cert.as_str(),
             );
         }
+        b.file(
+            &format!("{PKI}/etcd/ca.key"),
+            SECRET,
+            pki.ca(Ca::Etcd).key.as_str(),
+        );
         for name in [
             "apiserver",
             "apiserver-kubelet-client",

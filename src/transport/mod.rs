@@ -336,32 +336,11 @@ fn session_gone(e: &russh::Error) -> bool {
     )
 }
 
-/// Quotes a string for a POSIX shell.
-pub fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&c))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+pub use crate::shell::quote;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(
-            quote("/etc/kubernetes/pki/ca.crt"),
-            "/etc/kubernetes/pki/ca.crt"
-        );
-        assert_eq!(quote(""), "''");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        assert_eq!(quote("$(reboot)"), "'$(reboot)'");
-    }
 
     #[test]
     fn command_error_shows_stderr_tail_and_hint() {
