@@ -8,6 +8,7 @@
 pub mod identity;
 pub mod inspect;
 mod issue;
+pub mod recover;
 pub mod rotation;
 pub mod spec;
 pub mod store;

@@ -32,12 +32,9 @@ fn set_args<S: AsRef<str>>(args: &[S]) -> String {
 /// Prints the identity files of a host (public parts whole, encryption keys as hashes):
 /// `pem PATH LINE` and `enc SHA256` lines.
 pub fn identity_probe(public_files: &[String], encryption_config: &str) -> String {
-    format!(
-        "{}enc={}\n{}",
-        set_args(public_files),
-        quote(encryption_config),
-        include_str!("identity.sh")
-    )
+    let mut args = vec![encryption_config];
+    args.extend(public_files.iter().map(String::as_str));
+    format!("{}{}", set_args(&args), include_str!("identity.sh"))
 }
 
 #[cfg(test)]
