@@ -10,7 +10,9 @@ Exit codes:
   1  runtime failure (a file could not be written, a certificate could not be read, ...)
   2  invalid input: bad usage or an invalid inventory
   3  certs check: a certificate has expired or expires soon
-  4  certs check: a certificate drifted from the state directory or the inventory";
+  4  certs check: a certificate drifted from the state directory or the inventory
+  5  plan, apply, certs regenerate/rotate-ca: the hosts carry another cluster's CAs or keys
+     than the state directory (nothing was changed; see `provisioner state recover --help`)";
 
 #[derive(Parser)]
 #[command(
@@ -119,6 +121,10 @@ pub enum Command {
     #[command(subcommand)]
     Certs(CertsCommand),
 
+    /// The state directory: rebuild a lost one from the hosts
+    #[command(subcommand)]
+    State(StateCommand),
+
     /// Test machines on this Linux box: systemd containers in their own network namespaces
     #[command(
         subcommand,
@@ -174,6 +180,25 @@ pub enum CaChoice {
     All,
     /// The service-account token signing key pair
     ServiceAccount,
+}
+
+#[derive(Subcommand)]
+pub enum StateCommand {
+    /// Rebuild a lost state directory from the cluster's hosts, over SSH
+    #[command(
+        after_help = "Example:\n  provisioner state recover inventory.toml && provisioner plan inventory.toml\n\n\
+        For a cluster whose state directory is gone (a fresh clone of the inventory repository, \
+        another machine, a deleted .provisioner/): plan and apply refuse such hosts with exit code 5 \
+        rather than replace the cluster's identity. This reads the three CAs with their keys, the \
+        service-account key pair, the encryption-at-rest key and every certificate already issued \
+        from the hosts (keys never leave the process, nothing is printed), checks that every host \
+        holds the same copies, that each key matches its certificate and each certificate chains \
+        to its CA, and writes the state directory (0700, keys 0600). Only the break-glass \
+        super-admin credential, which never goes to a host, is issued anew. An existing state \
+        directory is never overwritten: move it away first. A CA rotation in progress cannot be \
+        recovered; finish it from the state directory that started it."
+    )]
+    Recover(InventoryArg),
 }
 
 #[derive(Subcommand)]

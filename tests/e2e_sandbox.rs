@@ -557,6 +557,102 @@ fn three_control_planes_and_two_workers_come_up_and_stay_converged() {
         restarted,
         vec!["worker-1/kube-proxy", "worker-2/kube-proxy"]
     );
+
+    lost_state_directory_is_refused_then_recovered(&m, &c, &names, &hosts);
+}
+
+/// Every managed file of every host with its hash, mode and mtime: what must not change.
+fn host_files(m: &Machines, names: &[&str]) -> BTreeMap<String, String> {
+    names
+        .iter()
+        .map(|n| {
+            let listing = m.ssh(
+                n,
+                "find /etc/kubernetes /etc/systemd/system /etc/containerd /etc/cni /var/lib/kubelet \
+                 /var/lib/kube-proxy /usr/local/bin -type f -printf '%p %m %T@ ' -exec sha256sum {} \\; \
+                 2>/dev/null | sort",
+            );
+            (n.to_string(), listing)
+        })
+        .collect()
+}
+
+/// The state directory is lost (a fresh clone, another laptop): plan and apply refuse with exit
+/// code 5 and leave every host byte-identical; `state recover` rebuilds it from the hosts, the
+/// plan is then empty, and the cluster served throughout.
+fn lost_state_directory_is_refused_then_recovered(
+    m: &Machines,
+    c: &Cluster,
+    names: &[&str],
+    hosts: &[(&str, &[&str])],
+) {
+    let before = host_files(m, names);
+    let state = c.ws.state();
+    let lost = c.ws.dir.path().join("lost-state");
+    std::fs::rename(&state, &lost).unwrap();
+    for args in [
+        vec!["plan"],
+        vec!["apply", "--output", "json", "--gate-timeout", "30"],
+    ] {
+        let o = c.ws.run(&args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(5), "{args:?} must refuse:\n{err}");
+        for want in [
+            "cp-1: /etc/kubernetes/pki/ca.crt holds a cluster CA",
+            "worker-2: /etc/kubernetes/pki/ca.crt",
+            "encryption-at-rest key",
+            "nothing was changed",
+            "provisioner state recover",
+        ] {
+            assert!(
+                err.contains(want),
+                "{args:?}: `{want}` missing from:\n{err}"
+            );
+        }
+        assert!(
+            !state.join("pki").exists(),
+            "{args:?} created a PKI beside a running cluster"
+        );
+    }
+    assert_eq!(host_files(m, names), before, "a refused run changed a host");
+
+    let o = c.ws.run(&["state", "recover"]);
+    assert!(o.status.success(), "state recover:\n{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("super-admin"),
+        "{}",
+        text(&o.stdout)
+    );
+    for file in [
+        "pki/ca.crt",
+        "pki/ca.key",
+        "pki/etcd/ca.key",
+        "pki/front-proxy-ca.key",
+        "pki/sa.key",
+        "pki/hosts/cp-2/etcd-peer.key",
+        "pki/hosts/worker-1/kubelet-server.crt",
+        "secrets/encryption-key",
+    ] {
+        assert_eq!(
+            std::fs::read(state.join(file)).unwrap(),
+            std::fs::read(lost.join(file)).unwrap(),
+            "{file} was not recovered as it was"
+        );
+    }
+    let plan = c.plan();
+    for h in plan["hosts"].as_array().unwrap() {
+        for part in ["dirs", "files", "units", "images"] {
+            assert_eq!(h[part].as_array().map(Vec::len), Some(0), "{plan}");
+        }
+    }
+    let o = c.ws.run(&["state", "recover"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("never overwrites"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(host_files(m, names), before);
+    verify_cluster(m, c, "cp-1", hosts, &["worker-1", "worker-2"], 3);
 }
 
 /// A copy of the bundle whose kube-proxy exits at once, with a manifest that matches it.

@@ -475,7 +475,6 @@ mod tests {
             "{problems:?}"
         );
         // With the key back, the rotation bundle is what stops it.
-        let mut files = files;
         for (h, f) in host_files(&real.rendered) {
             if let Some(k) = f.get(&key) {
                 files.get_mut(&h).unwrap().insert(key.clone(), k.clone());

@@ -37,6 +37,43 @@ pub fn identity_probe(public_files: &[String], encryption_config: &str) -> Strin
     format!("{}{}", set_args(&args), include_str!("identity.sh"))
 }
 
+/// Prints each of `paths` framed for [`parse_files`]: the whole content, keys included. Only for
+/// `state recover`, which keeps what it reads in memory and in the state directory.
+pub fn read_files(paths: &[String]) -> String {
+    format!("{}{}", set_args(paths), include_str!("read_files.sh"))
+}
+
+/// Parses [`read_files`]' output: path → content, None for a missing file.
+pub fn parse_files(
+    mut out: &[u8],
+) -> Result<std::collections::BTreeMap<String, Option<Vec<u8>>>, String> {
+    let mut files = std::collections::BTreeMap::new();
+    while !out.is_empty() {
+        let end = out
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or("output ends inside a header")?;
+        let header = String::from_utf8_lossy(&out[..end]).into_owned();
+        out = &out[end + 1..];
+        let (size, path) = header
+            .split_once(' ')
+            .ok_or_else(|| format!("bad header {header:?}"))?;
+        if size == "-" {
+            files.insert(path.to_string(), None);
+            continue;
+        }
+        let size: usize = size
+            .parse()
+            .map_err(|_| format!("bad size in {header:?}"))?;
+        if size > out.len() {
+            return Err(format!("{path}: output ends before its {size} bytes"));
+        }
+        files.insert(path.to_string(), Some(out[..size].to_vec()));
+        out = &out[size..];
+    }
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +118,25 @@ mod tests {
                 format!("{hostile}|x|")
             );
         }
+    }
+
+    #[test]
+    fn files_are_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a b");
+        let content = "line\n- fake header\n12 /x\nno newline at the end";
+        std::fs::write(&a, content).unwrap();
+        let missing = dir.path().join("missing");
+        let paths = [a.display().to_string(), missing.display().to_string()];
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(read_files(&paths))
+            .output()
+            .unwrap();
+        let files = parse_files(&out.stdout).unwrap();
+        assert_eq!(files[&paths[0]].as_deref(), Some(content.as_bytes()));
+        assert_eq!(files[&paths[1]], None);
+        assert!(parse_files(b"99 /x\nshort").is_err());
     }
 
     #[test]
