@@ -114,9 +114,7 @@ impl Gates<'_> {
                     let containerd = async {
                         let start = Instant::now();
                         loop {
-                            let o = conn
-                                .run("ctr --address /run/containerd/containerd.sock version")
-                                .await?;
+                            let o = conn.run(&crate::shell::containerd_version()).await?;
                             if o.success() {
                                 return Ok(());
                             }
@@ -225,9 +223,7 @@ impl Gates<'_> {
                     Some(&reason),
                 );
                 let journal = self.conns[host]
-                    .run(&format!(
-                        "journalctl -u {unit}.service -n 30 --no-pager -o cat"
-                    ))
+                    .run(&crate::shell::journal_tail(unit, 30))
                     .await
                     .map(|o| o.stdout_text())
                     .unwrap_or_else(|e| format!("(journal unavailable: {e})"));
@@ -245,13 +241,12 @@ impl Gates<'_> {
         for (host, i) in imports {
             let conn = &self.conns[*host];
             let img = &i.image;
-            let ctr = "ctr --address /run/containerd/containerd.sock -n k8s.io";
             let check = async {
-                conn.run_checked(&format!("{ctr} images import '{}'", img.archive))
+                conn.run_checked(&crate::shell::import_image(&img.archive))
                     .await
                     .context("ctr images import")?;
                 let out = conn
-                    .run_checked(&format!("{ctr} images ls 'name=={}'", img.reference))
+                    .run_checked(&crate::shell::list_image(&img.reference))
                     .await?;
                 let listed = out.stdout_text().lines().skip(1).find_map(|l| {
                     let mut parts = l.split_whitespace();
@@ -512,7 +507,9 @@ impl Gates<'_> {
         'poll: loop {
             for w in self.inp.cluster.worker_hosts().filter(|w| w.name != host) {
                 let cidr = w.pod_cidr.context("workers have pod ranges")?;
-                let o = conn.run_checked(&format!("ip route show {cidr}")).await?;
+                let o = conn
+                    .run_checked(&crate::shell::route_show(&cidr.to_string()))
+                    .await?;
                 if !o.stdout_text().contains(&format!("via {}", w.internal_ip)) {
                     if start.elapsed() > self.deadline {
                         bail!("no route to {cidr} via {} ({})", w.internal_ip, w.name);

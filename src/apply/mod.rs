@@ -17,6 +17,7 @@ use crate::inventory::Cluster;
 use crate::pki::Pki;
 use crate::plan::{self, DesiredHost, Facts, FileAction, HostPlan, Plan, Source, UnitAction};
 use crate::render::Rendered;
+use crate::shell;
 use crate::transport::{self, Connection};
 pub use report::{Format, Reporter};
 
@@ -343,20 +344,16 @@ async fn unit_action(
     let what = format!("{verb} {}", u.unit);
     rep.start(Some(host), &what);
     let step = Instant::now();
-    let mut cmd = String::new();
-    if u.enable {
-        cmd.push_str(&format!("systemctl enable --quiet {}.service && ", u.unit));
-    }
+    let shell_verb = match u.action {
+        UnitAction::Start => Some(shell::UnitVerb::Start),
+        UnitAction::Restart => Some(shell::UnitVerb::Restart),
+        UnitAction::Enable => None,
+    };
     // etcd members report started only once a quorum exists, so all of them are asked to start
     // before any is waited for (--no-block); the gates do the waiting. Other units start
     // synchronously, so a gate never sees the process being replaced.
-    let no_block = if u.unit == "etcd" { " --no-block" } else { "" };
-    if verb.is_empty() {
-        cmd.push_str("true");
-    } else {
-        cmd.push_str(&format!("systemctl {verb}{no_block} {}.service", u.unit));
-    }
-    conn.run_checked(&cmd)
+    let no_block = u.unit == "etcd";
+    conn.run_checked(&shell::systemctl(&u.unit, u.enable, shell_verb, no_block))
         .await
         .with_context(|| format!("{host}: {verb} {}", u.unit))?;
     rep.step(
@@ -382,12 +379,7 @@ async fn write_host(
     rep.start(host, &what);
     let t = Instant::now();
     if !h.dirs.is_empty() {
-        let cmd: Vec<String> = h
-            .dirs
-            .iter()
-            .map(|(d, m)| format!("install -d -m {m:o} '{d}'"))
-            .collect();
-        conn.run_checked(&cmd.join(" && ")).await?;
+        conn.run_checked(&shell::install_dirs(&h.dirs)).await?;
     }
     let mut written = 0;
     let total: u64 = h.files.iter().map(upload_size).sum();
@@ -395,8 +387,7 @@ async fn write_host(
     for (i, c) in h.files.iter().enumerate() {
         match c.action {
             FileAction::Chmod => {
-                conn.run_checked(&format!("chmod {:o} '{}'", c.mode, c.path))
-                    .await?;
+                conn.run_checked(&shell::chmod(&c.path, c.mode)).await?;
             }
             FileAction::Create | FileAction::Update => {
                 let source = match &c.item.source {
@@ -418,18 +409,16 @@ async fn write_host(
         .await
         .context("recording file hashes")?;
     if h.daemon_reload {
-        conn.run_checked("systemctl daemon-reload").await?;
+        conn.run_checked(&shell::daemon_reload()).await?;
     }
     if h.load_modules {
         // Kernels with these built in have nothing to load (and may not support modules at all).
-        let load = "grep -qw overlay /proc/filesystems || modprobe overlay; \
-                    [ -d /proc/sys/net/bridge ] || modprobe br_netfilter";
-        conn.run_checked(load)
+        conn.run_checked(&shell::load_modules())
             .await
             .context("loading kernel modules")?;
     }
     if h.reload_sysctl {
-        conn.run_checked("sysctl -q -p /etc/sysctl.d/99-kubernetes.conf")
+        conn.run_checked(&shell::apply_sysctl("/etc/sysctl.d/99-kubernetes.conf"))
             .await
             .context("applying sysctls")?;
     }

@@ -115,16 +115,8 @@ fn decode_b64_pem(data: &str) -> Option<String> {
 /// One command printing each file's certificate: `.crt` files whole, kubeconfigs only their
 /// client-certificate-data line, so no private key ever leaves the host.
 pub fn read_script(list: &[Expected]) -> String {
-    let mut s = String::from("for f in");
-    for e in list {
-        s.push_str(&format!(" '{}'", e.path.replace('\'', r"'\''")));
-    }
-    s.push_str(
-        "; do echo \"==> $f\"; if [ ! -f \"$f\" ]; then echo MISSING; \
-         elif [ \"${f%.crt}\" != \"$f\" ]; then cat \"$f\"; \
-         else sed -n 's/^ *client-certificate-data: *//p' \"$f\"; fi; done",
-    );
-    s
+    let paths: Vec<&str> = list.iter().map(|e| e.path.as_str()).collect();
+    crate::shell::read_certs(&paths)
 }
 
 /// Parses [`read_script`]'s output: path → PEM (None when the file is missing).
@@ -345,8 +337,38 @@ mod tests {
         assert_eq!(got["/a.crt"].as_deref(), Some("line1\nline2"));
         assert_eq!(got["/k.conf"].as_deref(), Some("-----BEGIN X-----\nK"));
         assert_eq!(got["/gone.crt"], None);
-        let script = read_script(&list);
-        assert!(script.contains("'/k.conf'") && script.contains("client-certificate-data"));
+    }
+
+    #[test]
+    fn the_script_prints_certificates_and_never_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |n: &str| dir.path().join(n).display().to_string();
+        std::fs::write(at("a.crt"), "CERT\n").unwrap();
+        std::fs::write(
+            at("k.conf"),
+            "users:\n- user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n",
+        )
+        .unwrap();
+        let list: Vec<Expected> = ["a.crt", "k.conf", "gone.crt"]
+            .into_iter()
+            .map(|n| Expected {
+                path: at(n),
+                name: n.into(),
+                pem: String::new(),
+                kubeconfig: n.ends_with(".conf"),
+            })
+            .collect();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(read_script(&list))
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(!text.contains("S0VZ"), "a key left the host: {text}");
+        let got = parse_read(&text, &list);
+        assert_eq!(got[&at("a.crt")].as_deref(), Some("CERT"));
+        assert_eq!(got[&at("k.conf")].as_deref(), Some("CERT"));
+        assert_eq!(got[&at("gone.crt")], None);
     }
 
     #[test]

@@ -166,13 +166,8 @@ async fn snapshot_etcd(inp: &Inputs<'_>, survey: &apply::Survey) -> Result<Strin
         .context("the cluster has no etcd member")?;
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
     let file = format!("/var/lib/provisioner/backups/etcd-{stamp}.db");
-    let pki = "/etc/kubernetes/pki/etcd";
-    let cmd = format!(
-        "install -d -m 700 /var/lib/provisioner/backups && ETCDCTL_API=3 etcdctl \
-         --endpoints https://{ip}:2379 --cacert {pki}/ca.crt --cert {pki}/healthcheck-client.crt \
-         --key {pki}/healthcheck-client.key --command-timeout 60s snapshot save {file} >/dev/null",
-        ip = h.internal_ip
-    );
+    let endpoint = format!("https://{}:2379", h.internal_ip);
+    let cmd = crate::shell::etcd_snapshot(&endpoint, "/etc/kubernetes/pki/etcd", &file);
     survey.conns[&h.name].run_checked(&cmd).await?;
     Ok(format!("etcd snapshot saved on {} at {file}", h.name))
 }

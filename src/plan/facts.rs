@@ -35,8 +35,6 @@ pub struct UnitState {
     pub enabled: bool,
 }
 
-use crate::shell::quote;
-
 /// Where each host keeps `sha256 size mtime path` of the files provisioner last wrote or checked.
 /// A file whose size and mtime still match is not hashed again, which keeps a no-op run fast
 /// (binaries are most of the bytes); any edit changes the mtime and brings the hash back.
@@ -45,95 +43,21 @@ pub const RECORD: &str = "/var/lib/provisioner/files.sha256";
 /// A command that records the current size and mtime of every desired file with its desired
 /// sha256; run after the files were written and verified.
 pub fn record_command(d: &DesiredHost) -> String {
-    let lines: Vec<String> = d
+    let files: Vec<(&str, &str)> = d
         .items
         .iter()
-        .map(|i| format!("{} {}", i.sha256, i.path))
+        .map(|i| (i.sha256.as_str(), i.path.as_str()))
         .collect();
-    format!(
-        "install -d -m 700 /var/lib/provisioner && while read -r sha path; do \
-         set -- $(stat -c '%s %Y' \"$path\") && echo \"$sha $1 $2 $path\"; done > {RECORD}.tmp <<'EOF'\n{}\nEOF\nmv -f {RECORD}.tmp {RECORD}",
-        lines.join("\n")
-    )
+    crate::shell::record_files(RECORD, &files)
 }
 
-/// A POSIX shell script printing one `key=value` line per fact; parsed by [`parse`].
+/// The facts script (`shell/facts.sh`), printing one `key=value` line per fact; parsed by
+/// [`parse`].
 pub fn script(d: &DesiredHost) -> String {
-    let files: Vec<String> = d.items.iter().map(|i| quote(&i.path)).collect();
-    let dirs: Vec<String> = d.dirs.iter().map(|(p, _)| quote(p)).collect();
-    // One process per kind of fact, not one per file or unit: forks are most of a no-op run's
-    // time on a busy host.
-    let stat_files = if files.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "stat -c 'S %s %Y %a %n' -- {} 2>/dev/null;",
-            files.join(" ")
-        )
-    };
-    let stat_dirs = if dirs.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "for d in {}; do [ -d \"$d\" ] && echo \"$d\"; done | xargs -r stat -c 'dir=%a %n' --",
-            dirs.join(" ")
-        )
-    };
-    let units = if d.units.is_empty() {
-        String::new()
-    } else {
-        let names: Vec<String> = d
-            .units
-            .iter()
-            .map(|u| quote(&format!("{u}.service")))
-            .collect();
-        format!(
-            "systemctl show -p Id -p ActiveState -p UnitFileState -- {} 2>/dev/null | awk '\
-             BEGIN {{ RS = \"\"; FS = \"\\n\" }}\
-             {{ id = \"\"; a = \"\"; e = \"\"; for (i = 1; i <= NF; i++) {{ k = substr($i, 1, index($i, \"=\") - 1); v = substr($i, index($i, \"=\") + 1);\
-             if (k == \"Id\") id = v; else if (k == \"ActiveState\") a = v; else if (k == \"UnitFileState\") e = v }}\
-             sub(/\\.service$/, \"\", id); print \"unit=\" id \" \" a \" \" e }}'",
-            names.join(" ")
-        )
-    };
-    // A hung containerd must not hang the survey: the import step finds out what is wrong.
-    let images = if d.images.is_empty() {
-        ""
-    } else {
-        "if [ -S /run/containerd/containerd.sock ] && command -v ctr >/dev/null 2>&1; then\n\
-         timeout 10 ctr --address /run/containerd/containerd.sock -n k8s.io images ls 2>/dev/null | \
-         tail -n +2 | while read -r ref _ digest _; do echo \"image=$digest $ref\"; done; fi"
-    };
-    format!(
-        r#"export LC_ALL=C
-. /etc/os-release 2>/dev/null; echo "os=$ID $VERSION_ID"
-echo "arch=$(uname -m)"
-echo "hostname=$(hostname)"
-echo "time=$(date +%s)"
-echo "systemd=$(systemctl --version 2>/dev/null | head -n1 | cut -d' ' -f2)"
-echo "cgroup=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
-echo "swap=$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)"
-for t in conntrack socat ipset iptables nft; do command -v "$t" >/dev/null 2>&1 && echo "tool=$t"; done
-if command -v ss >/dev/null 2>&1; then ss -Htln | while read -r _ _ _ local _; do echo "listen=${{local##*:}}"; done; fi
-{{ sed 's/^/R /' {record} 2>/dev/null; {stat_files} }} | awk '
-  $1 == "R" {{ sha[$5] = $2; st[$5] = $3 " " $4; next }}
-  $1 == "S" {{ if (st[$5] == $2 " " $3) print "file=" sha[$5] " " $4 " " $5; else print "hash=" $4 " " $5 }}' |
-while read -r line; do
-  case "$line" in
-    hash=*) m=${{line#hash=}}; f=${{m#* }}; echo "file=$(sha256sum "$f" | cut -d' ' -f1) ${{m%% *}} $f" ;;
-    *) echo "$line" ;;
-  esac
-done
-{stat_dirs}
-{units}
-{images}
-true
-"#,
-        stat_files = stat_files,
-        record = RECORD,
-        stat_dirs = stat_dirs,
-        units = units,
-    )
+    let files: Vec<&str> = d.items.iter().map(|i| i.path.as_str()).collect();
+    let dirs: Vec<&str> = d.dirs.iter().map(|(p, _)| p.as_str()).collect();
+    let units: Vec<String> = d.units.iter().map(|u| format!("{u}.service")).collect();
+    crate::shell::facts(RECORD, &files, &dirs, &units, !d.images.is_empty())
 }
 
 pub fn parse(output: &str) -> Facts {

@@ -433,7 +433,7 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
             "root",
             &st.key_path,
             &st.known_hosts_path,
-            &format!("timeout {wait} systemctl is-system-running --wait; true"),
+            &crate::shell::wait_system_running(wait),
         )
         .with_context(|| fail("logging in as root with the sandbox key"))?;
         if system.trim() != "running" {

@@ -29,18 +29,262 @@ fn set_args<S: AsRef<str>>(args: &[S]) -> String {
     s
 }
 
+/// A script with its positional parameters set first.
+fn script<S: AsRef<str>>(args: &[S], body: &str) -> String {
+    format!("{}{body}", set_args(args))
+}
+
+/// A command line: the program and its arguments, each quoted.
+fn command<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| quote(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Wraps a command to run as root: `sudo -n sh -c '...'` when the login user needs sudo.
+pub fn as_root(command: &str, sudo: bool) -> String {
+    if sudo {
+        format!("sudo -n sh -c {}", quote(command))
+    } else {
+        command.to_string()
+    }
+}
+
+/// A POSIX sh script run as root, whatever the login shell: `sh -c '...'`, through `sudo -n`
+/// when the login user needs it.
+pub fn script_as_root(script: &str, sudo: bool) -> String {
+    let sudo = if sudo { "sudo -n " } else { "" };
+    format!("{sudo}sh -c {}", quote(script))
+}
+
+/// The facts script: see `facts.sh` for its parameters and output.
+pub fn facts(
+    record: &str,
+    files: &[&str],
+    dirs: &[&str],
+    units: &[String],
+    images: bool,
+) -> String {
+    let mut args: Vec<&str> = vec![record, "--files"];
+    args.extend(files);
+    args.push("--dirs");
+    args.extend(dirs);
+    args.push("--units");
+    args.extend(units.iter().map(String::as_str));
+    if images {
+        args.extend(["--images", "yes"]);
+    }
+    script(&args, include_str!("facts.sh"))
+}
+
+/// Records the size and mtime of each `(sha256, path)` in `record`.
+pub fn record_files(record: &str, files: &[(&str, &str)]) -> String {
+    let mut args = vec![record];
+    for (sha, path) in files {
+        args.extend([*sha, *path]);
+    }
+    script(&args, include_str!("record.sh"))
+}
+
+/// Prints the sha256 of each path, "-" for a missing one.
+pub fn sha256_files(paths: &[&str]) -> String {
+    script(paths, include_str!("sha256.sh"))
+}
+
+/// Prints "SHA256 MODE UID GID" of `path`, or "-".
+pub fn file_state(path: &str) -> String {
+    script(&[path], include_str!("file_state.sh"))
+}
+
+/// Receives stdin into `tmp` (in `dir`), checks its sha256, then moves it to `path` with `mode`.
+pub fn receive(dir: &str, tmp: &str, path: &str, sha256: &str, mode: u32) -> String {
+    let mode = format!("{mode:o}");
+    script(&[dir, tmp, path, sha256, &mode], include_str!("receive.sh"))
+}
+
+/// Root-owned with `mode`.
+pub fn own_and_chmod(path: &str, mode: u32) -> String {
+    let mode = format!("{mode:o}");
+    format!(
+        "{} && {}",
+        command(&["chown", "0:0", path]),
+        command(&["chmod", &mode, path])
+    )
+}
+
+pub fn chmod(path: &str, mode: u32) -> String {
+    command(&["chmod", &format!("{mode:o}"), path])
+}
+
+/// Creates each directory with its mode (and fixes the mode of an existing one).
+pub fn install_dirs(dirs: &[(String, u32)]) -> String {
+    dirs.iter()
+        .map(|(d, m)| command(&["install", "-d", "-m", &format!("{m:o}"), d]))
+        .collect::<Vec<_>>()
+        .join(" && ")
+}
+
+/// The certificates of `paths` (kubeconfigs: their client certificate only), after "==> PATH".
+pub fn read_certs(paths: &[&str]) -> String {
+    script(paths, include_str!("read_certs.sh"))
+}
+
+/// What `systemctl` does to one unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitVerb {
+    Start,
+    Restart,
+}
+
+/// Optionally enables `unit`, then starts or restarts it. `no_block` returns before the unit
+/// reports started (etcd members, which wait for each other).
+pub fn systemctl(unit: &str, enable: bool, verb: Option<UnitVerb>, no_block: bool) -> String {
+    let service = format!("{unit}.service");
+    let mut parts = Vec::new();
+    if enable {
+        parts.push(command(&["systemctl", "enable", "--quiet", &service]));
+    }
+    if let Some(v) = verb {
+        let v = match v {
+            UnitVerb::Start => "start",
+            UnitVerb::Restart => "restart",
+        };
+        let mut words = vec!["systemctl", v];
+        if no_block {
+            words.push("--no-block");
+        }
+        words.push(&service);
+        parts.push(command(&words));
+    }
+    if parts.is_empty() {
+        "true".to_string()
+    } else {
+        parts.join(" && ")
+    }
+}
+
+pub fn daemon_reload() -> String {
+    command(&["systemctl", "daemon-reload"])
+}
+
+/// The last `lines` lines a unit logged.
+pub fn journal_tail(unit: &str, lines: u32) -> String {
+    command(&[
+        "journalctl",
+        "-u",
+        &format!("{unit}.service"),
+        "-n",
+        &lines.to_string(),
+        "--no-pager",
+        "-o",
+        "cat",
+    ])
+}
+
+/// Waits up to `seconds` for systemd to finish booting and prints its state.
+pub fn wait_system_running(seconds: u64) -> String {
+    format!(
+        "{}; true",
+        command(&[
+            "timeout",
+            &seconds.to_string(),
+            "systemctl",
+            "is-system-running",
+            "--wait"
+        ])
+    )
+}
+
+/// Loads the kernel modules containerd and kube-proxy need, unless built in.
+pub fn load_modules() -> String {
+    "grep -qw overlay /proc/filesystems || modprobe overlay; \
+     [ -d /proc/sys/net/bridge ] || modprobe br_netfilter"
+        .to_string()
+}
+
+pub fn apply_sysctl(file: &str) -> String {
+    command(&["sysctl", "-q", "-p", file])
+}
+
+pub fn route_show(cidr: &str) -> String {
+    command(&["ip", "route", "show", cidr])
+}
+
+const CTR: [&str; 5] = [
+    "ctr",
+    "--address",
+    "/run/containerd/containerd.sock",
+    "-n",
+    "k8s.io",
+];
+
+/// Succeeds once containerd answers on its socket.
+pub fn containerd_version() -> String {
+    command(&CTR[..3].iter().chain(&["version"]).collect::<Vec<_>>())
+}
+
+pub fn import_image(archive: &str) -> String {
+    command(
+        &CTR.iter()
+            .chain(&["images", "import", archive])
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Lists the image `reference` (header line, then one line if present).
+pub fn list_image(reference: &str) -> String {
+    let filter = format!("name=={reference}");
+    command(
+        &CTR.iter()
+            .chain(&["images", "ls", filter.as_str()])
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Saves an etcd snapshot to `file` (in a 0700 directory), with the healthcheck client.
+pub fn etcd_snapshot(endpoint: &str, pki: &str, file: &str) -> String {
+    let dir = file.rsplit_once('/').map_or("/", |(d, _)| d);
+    let (ca, cert, key) = (
+        format!("{pki}/ca.crt"),
+        format!("{pki}/healthcheck-client.crt"),
+        format!("{pki}/healthcheck-client.key"),
+    );
+    format!(
+        "{} && ETCDCTL_API=3 {} >/dev/null",
+        command(&["install", "-d", "-m", "700", dir]),
+        command(&[
+            "etcdctl",
+            "--endpoints",
+            endpoint,
+            "--cacert",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--command-timeout",
+            "60s",
+            "snapshot",
+            "save",
+            file,
+        ])
+    )
+}
+
 /// Prints the identity files of a host (public parts whole, encryption keys as hashes):
 /// `pem PATH LINE` and `enc SHA256` lines.
 pub fn identity_probe(public_files: &[String], encryption_config: &str) -> String {
     let mut args = vec![encryption_config];
     args.extend(public_files.iter().map(String::as_str));
-    format!("{}{}", set_args(&args), include_str!("identity.sh"))
+    script(&args, include_str!("identity.sh"))
 }
 
 /// Prints each of `paths` framed for [`parse_files`]: the whole content, keys included. Only for
 /// `state recover`, which keeps what it reads in memory and in the state directory.
 pub fn read_files(paths: &[String]) -> String {
-    format!("{}{}", set_args(paths), include_str!("read_files.sh"))
+    script(paths, include_str!("read_files.sh"))
 }
 
 /// Parses [`read_files`]' output: path → content, None for a missing file.
@@ -137,6 +381,57 @@ mod tests {
         assert_eq!(files[&paths[0]].as_deref(), Some(content.as_bytes()));
         assert_eq!(files[&paths[1]], None);
         assert!(parse_files(b"99 /x\nshort").is_err());
+    }
+
+    /// The arguments each program of `command` receives, with every program replaced by a
+    /// shell function that prints them.
+    fn argv(command: &str) -> String {
+        let fake =
+            "for p in ctr systemctl journalctl etcdctl install chmod chown ip sysctl timeout; do \
+                    eval \"$p() { printf '%s' $p; printf ' <%s>' \\\"\\$@\\\"; echo; }\"; done\n";
+        sh(&format!("{fake}{command}"))
+    }
+
+    #[test]
+    fn hostile_values_reach_each_program_as_one_argument() {
+        let evil = "x';touch /tmp/pwned;'$(id)`id`\ny";
+        assert_eq!(
+            argv(&import_image(evil)),
+            format!("ctr <--address> </run/containerd/containerd.sock> <-n> <k8s.io> <images> <import> <{evil}>\n")
+        );
+        assert_eq!(
+            argv(&list_image(evil)),
+            format!("ctr <--address> </run/containerd/containerd.sock> <-n> <k8s.io> <images> <ls> <name=={evil}>\n")
+        );
+        assert_eq!(
+            argv(&install_dirs(&[
+                (evil.to_string(), 0o700),
+                ("/b".into(), 0o755)
+            ])),
+            format!("install <-d> <-m> <700> <{evil}>\ninstall <-d> <-m> <755> </b>\n")
+        );
+        assert_eq!(
+            argv(&systemctl("etcd", true, Some(UnitVerb::Restart), true)),
+            "systemctl <enable> <--quiet> <etcd.service>\nsystemctl <restart> <--no-block> <etcd.service>\n"
+        );
+        assert_eq!(argv(&systemctl("kubelet", false, None, false)), "");
+        assert_eq!(
+            argv(&journal_tail(evil, 30)),
+            format!("journalctl <-u> <{evil}.service> <-n> <30> <--no-pager> <-o> <cat>\n")
+        );
+        assert_eq!(
+            argv(&own_and_chmod(evil, 0o600)),
+            format!("chown <0:0> <{evil}>\nchmod <600> <{evil}>\n")
+        );
+        // Its output goes to /dev/null on the host; here it is what the test reads.
+        let snap = etcd_snapshot("https://10.0.0.1:2379", "/p", "/b/etcd 1.db");
+        let snap = argv(&snap.replace(" >/dev/null", ""));
+        assert!(snap.starts_with("install <-d> <-m> <700> </b>\netcdctl <--endpoints> <https://10.0.0.1:2379> <--cacert> </p/ca.crt>"), "{snap}");
+        assert!(
+            snap.ends_with("<snapshot> <save> </b/etcd 1.db>\n"),
+            "{snap}"
+        );
+        assert!(!std::path::Path::new("/tmp/pwned").exists());
     }
 
     #[test]

@@ -300,17 +300,12 @@ impl Connection {
 
     /// Wraps a command to run as root: `sudo -n sh -c '...'` for a non-root user with sudo.
     fn as_root(&self, command: &str) -> String {
-        if self.uses_sudo() {
-            format!("sudo -n sh -c {}", quote(command))
-        } else {
-            command.to_string()
-        }
+        crate::shell::as_root(command, self.uses_sudo())
     }
 
     /// A POSIX sh script run as root: `sh -c '...'`, through `sudo -n` when configured.
     fn as_root_script(&self, script: &str) -> String {
-        let sudo = if self.uses_sudo() { "sudo -n " } else { "" };
-        format!("{sudo}sh -c {}", quote(script))
+        crate::shell::script_as_root(script, self.uses_sudo())
     }
 }
 
@@ -335,8 +330,6 @@ fn session_gone(e: &russh::Error) -> bool {
             | russh::Error::InactivityTimeout
     )
 }
-
-pub use crate::shell::quote;
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use super::exec::tail;
-use super::{quote, Connection, Error, Result};
+use super::{Connection, Error, Result};
+use crate::shell;
 
 /// What to upload.
 #[derive(Debug, Clone, Copy)]
@@ -162,8 +163,7 @@ impl Connection {
         let done = match remote.filter(|r| r.sha256 == local) {
             Some(r) if r.mode == mode && r.uid == 0 && r.gid == 0 => Uploaded::Unchanged,
             Some(_) => {
-                let command = format!("chown 0:0 {p} && chmod {mode:o} {p}", p = quote(path));
-                let out = self.run(&command).await?;
+                let out = self.run(&shell::own_and_chmod(path, mode)).await?;
                 if !out.success() {
                     return Err(self.upload_error(
                         path,
@@ -245,14 +245,10 @@ impl Connection {
                 format!("invalid path {bad:?}"),
             ));
         }
-        let list: Vec<String> = paths.iter().map(|p| quote(p)).collect();
-        let command = format!(
-            "for p in {}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then h=$(sha256sum < \"$p\") || exit 1; \
-             echo \"${{h%% *}}\"; else echo -; fi; done",
-            list.join(" ")
-        );
         let shown_as = "sha256sum of files";
-        let out = self.run_script(&command, shown_as).await?;
+        let out = self
+            .run_script(&shell::sha256_files(&paths), shown_as)
+            .await?;
         let out = self.check(shown_as, out)?;
         let text = out.stdout_text();
         let lines: Vec<&str> = text.lines().collect();
@@ -286,13 +282,8 @@ impl Connection {
     }
 
     async fn remote_file(&self, path: &str) -> Result<Option<RemoteFile>> {
-        let command = format!(
-            "p={}; if [ -e \"$p\" ] || [ -L \"$p\" ]; then h=$(sha256sum < \"$p\") || exit 1; \
-             echo \"${{h%% *}} $(stat -c '%a %u %g' \"$p\")\"; else echo -; fi",
-            quote(path)
-        );
         let out = self
-            .run_script(&command, &format!("sha256sum {path}"))
+            .run_script(&shell::file_state(path), &format!("sha256sum {path}"))
             .await
             .map_err(|e| self.upload_error(path, format!("checking the current file: {e}")))?;
         if !out.success() {
@@ -338,23 +329,7 @@ impl Connection {
     ) -> Result<()> {
         let (dir, _) = split_path(path).expect("checked by hash_source");
         let tmp = temp_path(path).expect("checked by hash_source");
-        let script = format!(
-            "set -e\n\
-             dir={dir}; tmp={tmp}; dst={dst}\n\
-             if [ -d \"$dst\" ] && [ ! -L \"$dst\" ]; then echo \"$dst is a directory\" >&2; exit 4; fi\n\
-             [ -d \"$dir\" ] || install -d -m 0755 \"$dir\"\n\
-             trap 'rm -f \"$tmp\"' EXIT\n\
-             rm -f \"$tmp\"\n\
-             (umask 077 && cat > \"$tmp\")\n\
-             got=$(sha256sum < \"$tmp\"); got=${{got%% *}}\n\
-             if [ \"$got\" != {sha256} ]; then echo \"checksum mismatch: sent {sha256}, the host received $got\" >&2; exit 3; fi\n\
-             chown 0:0 \"$tmp\"\n\
-             chmod {mode:o} \"$tmp\"\n\
-             mv -f \"$tmp\" \"$dst\"\n",
-            dir = quote(dir),
-            tmp = quote(&tmp),
-            dst = quote(path),
-        );
+        let script = shell::receive(dir, &tmp, path, sha256, mode);
         let command = self.as_root_script(&script);
         let shown_as = format!("upload of {path}");
         let out = match source {
