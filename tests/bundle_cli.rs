@@ -768,3 +768,55 @@ fn create_packs_a_bundle_directory_and_checks_it_first() {
     );
     assert!(!third.exists());
 }
+
+/// An image reference that would be a shell command if it reached one unquoted.
+const HOSTILE: &str = "registry.k8s.io/pause:3.10.1';touch /tmp/pwned;'";
+
+#[test]
+fn a_hostile_image_reference_is_refused_by_create_and_by_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("evil-tree");
+    put(&tree, "bin/etcd", b"#!/bin/sh\necho etcd\n");
+    std::fs::create_dir_all(tree.join("images")).unwrap();
+    let (tar, _) = oci_archive(dir.path(), HOSTILE);
+    std::fs::rename(&tar, tree.join("images/pause.tar")).unwrap();
+    let out = dir.path().join("evil.tar.zst");
+    let o = provisioner(&[
+        "bundle",
+        "create",
+        "--from",
+        tree.to_str().unwrap(),
+        "--kubernetes",
+        "1.35.0",
+        "--etcd",
+        "3.5.24",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "bundle create accepted {HOSTILE}");
+    assert!(err.contains("is not an image reference"), "{err}");
+    assert!(!out.exists(), "nothing may be written");
+
+    // A manifest edited by hand to carry it is refused by apply before any connection.
+    let archive = small_bundle(dir.path());
+    let unpacked = dir.path().join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    run_ok(
+        "tar",
+        &[
+            "--zstd",
+            "-xf",
+            archive.to_str().unwrap(),
+            "-C",
+            unpacked.to_str().unwrap(),
+        ],
+    );
+    let manifest = unpacked.join("manifest.toml");
+    let m = std::fs::read_to_string(&manifest).unwrap();
+    let edited = m.replace("docker.io/library/app:1.0", HOSTILE);
+    assert_ne!(m, edited);
+    std::fs::write(&manifest, edited).unwrap();
+    Guarded::new(&unpacked, None).refused("is not an image reference");
+    assert!(!Path::new("/tmp/pwned").exists());
+}

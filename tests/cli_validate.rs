@@ -27,6 +27,7 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         ("unknown key in a table", with("[network]\npod_cidrr = \"10.200.0.0/16\"\n"), "network.pod_cidrr"),
         ("missing required key", format!("[cluster]\nname = \"demo\"\n{ONE_HOST}"), "cluster.kubernetes_version"),
         ("wrong value type", with("[ssh]\nport = \"22\"\n"), "ssh.port"),
+        ("pause image that is a shell command", with("[versions]\npause_image = \"registry.k8s.io/pause:3.10.1';touch /pwned;'\"\n"), "versions.pause_image"),
         ("port out of range", with("[ssh]\nport = 70000\n"), "ssh.port"),
         ("cluster name with capitals", format!("[cluster]\nname = \"Demo\"\nkubernetes_version = \"1.35.0\"\n{ONE_HOST}"), "cluster.name"),
         ("unsupported Kubernetes", format!("[cluster]\nname = \"demo\"\nkubernetes_version = \"1.29.4\"\n{ONE_HOST}"), "cluster.kubernetes_version"),

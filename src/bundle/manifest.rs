@@ -78,6 +78,25 @@ impl Manifest {
     pub fn parse(text: &str, origin: &Path) -> Result<Manifest> {
         let m: Manifest =
             toml::from_str(text).with_context(|| format!("parsing {}", origin.display()))?;
+        m.validate(origin)?;
+        Ok(m)
+    }
+
+    /// Everything a manifest says must hold before any of it is used: names, references and
+    /// digests reach host commands and containerd's config.
+    fn validate(&self, origin: &Path) -> Result<()> {
+        use crate::inventory::reference;
+        let m = self;
+        for i in &m.images {
+            reference::image_reference(&i.reference)
+                .map_err(|e| anyhow::anyhow!("{}: image {:?}: {e}", origin.display(), i.name))?;
+            reference::sha256_digest(&i.digest)
+                .map_err(|e| anyhow::anyhow!("{}: image {:?}: {e}", origin.display(), i.name))?;
+        }
+        for l in m.listed() {
+            reference::file_name(l.name)
+                .map_err(|e| anyhow::anyhow!("{}: a bundle name: {e}", origin.display()))?;
+        }
         if m.bundle.format != FORMAT {
             bail!(
                 "{}: manifest format {} is not supported (this provisioner reads format {FORMAT})",
@@ -128,10 +147,12 @@ impl Manifest {
                 );
             }
         }
-        Ok(m)
+        Ok(())
     }
 
+    /// The manifest as written into a bundle; refused when it would not [`parse`](Self::parse).
     pub fn to_toml(&self) -> Result<String> {
+        self.validate(Path::new(crate::bundle::MANIFEST))?;
         Ok(format!(
             "# provisioner bundle manifest: every file's sha256 is checked before anything is installed.\n{}",
             toml::to_string(self).context("serialising the bundle manifest")?

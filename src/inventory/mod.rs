@@ -3,6 +3,7 @@
 pub mod model;
 mod problem;
 mod raw;
+pub mod reference;
 mod shape;
 mod source;
 mod validate;

@@ -240,10 +240,11 @@ impl Validator {
             .pause_image
             .clone()
             .unwrap_or_else(|| version::DEFAULT_PAUSE_IMAGE.into());
-        if pause_image.trim().is_empty() || pause_image.contains(char::is_whitespace) {
+        // It is copied into containerd's config and into host commands.
+        if let Err(e) = super::reference::image_reference(&pause_image) {
             self.error(
                 at("versions.pause_image"),
-                "must be an image reference such as registry.k8s.io/pause:3.10.1",
+                format!("{e}; use one such as registry.k8s.io/pause:3.10.1"),
             );
         }
         Some(Versions {
