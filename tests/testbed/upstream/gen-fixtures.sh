@@ -5,8 +5,9 @@
 #
 #   flags/<program>.txt   `--name<TAB>type[<TAB>deprecated]` parsed from `<program> --help` of the
 #                         binaries build.sh makes (kubectl: `kubectl options`, its global flags);
-#                         type as --help prints it, `bool` when it prints none; `deprecated` when
-#                         the help text says DEPRECATED
+#                         type as --help prints it, `bool` when it prints none (etcd: from the flag
+#                         set etcd registers; kubectl: inferred from the default); `deprecated`
+#                         when the help text says so
 #   flags/SHORTHANDS.txt  component<TAB>-x<TAB>--long
 #   config/<Kind>.txt     `<json path><TAB><type>` of each config kind, walked from the Go types by
 #                         kubernetes/fieldlist
@@ -55,9 +56,11 @@ parse_pflag_help() { # COMPONENT SHORTHANDS_FILE
 }
 
 # etcd's help (etcdmain/help.go): "  --name 'default'" then the description on indented lines.
-# The type is inferred from the default, as the etcd docs print no type.
-parse_etcd_help() {
-  awk '
+# It prints no types: they come from TYPES (etcd/flagtypes: the flag set etcd's embed.Config
+# registers), else are inferred from the default.
+parse_etcd_help() { # TYPES
+  awk -v typesfile="$1" '
+    BEGIN { while ((getline l < typesfile) > 0) { split(l, f, "\t"); known[f[1]] = f[2] } }
     function flush() { if (name != "") print name "\t" type (desc ~ /DEPRECATED|[Dd]eprecated/ ? "\tdeprecated" : "") ; name = "" }
     /^  --[a-z]/ {
       flush()
@@ -68,11 +71,37 @@ parse_etcd_help() {
       else if (def ~ /^-?[0-9]+$/) type = "int"
       else if (def ~ /^[0-9.]+(ns|us|ms|s|m|h)$/) type = "duration"
       else type = "string"
+      if (name in known) type = known[name]
       desc = ""
       next
     }
     /^[^ ]/ { flush(); next }
     { desc = desc " " $0 }
+    END { flush() }
+  '
+}
+
+# `kubectl options` (kubectl's own template): "    -s, --server='':" then the description on
+# tab-indented lines; the type is inferred from the default.
+parse_kubectl_options() { # SHORTHANDS_FILE
+  awk -v short="$1" '
+    function flush() { if (name != "") print name "\t" type (desc ~ /DEPRECATED/ ? "\tdeprecated" : ""); name = "" }
+    /^    (-[^ ], )?--[^ =]+=/ {
+      flush()
+      line = $0; sub(/^ +/, "", line)
+      if (line ~ /^-[^ ], /) { sh = substr(line, 1, 2); line = substr(line, 5) } else sh = ""
+      name = line; sub(/=.*/, "", name)
+      if (sh != "") print "kubectl\t" sh "\t" name >> short
+      def = substr(line, length(name) + 2); sub(/:$/, "", def)
+      if (def == "true" || def == "false") type = "bool"
+      else if (def ~ /^-?[0-9]+$/) type = "int"
+      else if (def ~ /^[0-9.]+(ns|us|ms|s|m|h)$/) type = "duration"
+      else if (def ~ /^\[/) type = "strings"
+      else type = "string"
+      desc = ""
+      next
+    }
+    /^\t/ { desc = desc " " $0 }
     END { flush() }
   '
 }
@@ -83,8 +112,12 @@ for p in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-prox
   "$b" --help 2>&1 | parse_pflag_help "$p" "$tmp/shorthands" | sort -u >"$tmp/flags/$p.txt"
   [[ -s $tmp/flags/$p.txt ]] || die "parsed no flags from $p --help"
 done
-"$(bin kubectl)" options 2>&1 | parse_pflag_help kubectl "$tmp/shorthands" | sort -u >"$tmp/flags/kubectl.txt"
-"$(bin etcd)" --help 2>&1 | parse_etcd_help | sort -u >"$tmp/flags/etcd.txt"
+"$(bin kubectl)" options 2>&1 | parse_kubectl_options "$tmp/shorthands" | sort -u >"$tmp/flags/kubectl.txt"
+[[ -s $tmp/flags/kubectl.txt ]] || die "parsed no flags from kubectl options"
+etcd_version=$(awk -F'\t' -v m="$minor" '$1 == m && $2 == "etcd" { print $3 }' "$UPSTREAM_DIR/versions.tsv")
+if [[ $minor == "$(minor_of "$DEFAULT_KUBERNETES_VERSION")" ]]; then emod=$UPSTREAM_DIR/etcd; else emod=$CACHE_ROOT/modules/etcd/v$etcd_version; fi
+(cd "$emod" && go run ./flagtypes >"$tmp/etcd-types") || die "etcd flagtypes failed"
+"$(bin etcd)" --help 2>&1 | parse_etcd_help "$tmp/etcd-types" | sort -u >"$tmp/flags/etcd.txt"
 [[ -s $tmp/flags/etcd.txt ]] || die "parsed no flags from etcd --help"
 { printf 'component\tshorthand\tlong\n'; sort -u "$tmp/shorthands"; } >"$tmp/flags/SHORTHANDS.txt"
 
