@@ -199,7 +199,7 @@ component_module_dir() {
     if [[ $dir != "$UPSTREAM_DIR/$group" ]]; then
       local helper
       for helper in "$UPSTREAM_DIR/$group"/*/; do
-        [[ -d $helper ]] && rm -rf "$dir/$(basename "$helper")" && cp -r "$helper" "$dir/"
+        [[ -d $helper ]] && rm -rf "${dir:?}/$(basename "$helper")" && cp -r "$helper" "$dir/"
       done
     fi
     (cd "$dir" && GOFLAGS=-mod=mod go get -tool "${pkgs[@]}" && GOFLAGS=-mod=mod go mod tidy) >&2 ||
