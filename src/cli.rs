@@ -89,6 +89,10 @@ pub enum Command {
         inventory: InventoryArg,
         #[arg(long, value_enum, default_value_t)]
         output: Output,
+        /// Hash every managed file on the hosts again, instead of trusting the per-host record
+        /// of files whose size, mtime, ctime and inode are unchanged since they were checked
+        #[arg(long)]
+        rehash: bool,
     },
 
     /// Bring every host to the state the inventory describes, in dependency order
@@ -108,6 +112,9 @@ pub enum Command {
         /// Seconds each health gate may take before apply stops
         #[arg(long, value_name = "SECONDS", default_value_t = 120)]
         gate_timeout: u64,
+        /// Hash every managed file on the hosts again (see `plan --rehash`)
+        #[arg(long)]
+        rehash: bool,
     },
 
     /// Print the admin kubeconfig to standard output

@@ -14,15 +14,21 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Validate(a) => validate(&a.inventory),
         Command::Render { inventory, out } => render_cmd(&inventory.inventory, &out),
         Command::Kubeconfig(a) => kubeconfig(&a.inventory),
-        Command::Plan { inventory, output } => converge(&inventory.inventory, output, None),
+        Command::Plan {
+            inventory,
+            output,
+            rehash,
+        } => converge(&inventory.inventory, output, None, rehash),
         Command::Apply {
             inventory,
             output,
             gate_timeout,
+            rehash,
         } => converge(
             &inventory.inventory,
             output,
             Some(std::time::Duration::from_secs(gate_timeout)),
+            rehash,
         ),
         Command::Certs(CertsCommand::List { inventory, output }) => {
             certs_list(&inventory.inventory, output)
@@ -414,7 +420,12 @@ const STANDIN_NOTICE: &str = "NOTE: this bundle's Kubernetes binaries are provis
 start order, but it is a test bed, not a working cluster.";
 
 /// `plan` and `apply`: survey the hosts, plan, and (for apply, which has a gate deadline) execute.
-fn converge(path: &Path, output: Output, apply: Option<std::time::Duration>) -> Result<()> {
+fn converge(
+    path: &Path,
+    output: Output,
+    apply: Option<std::time::Duration>,
+    rehash: bool,
+) -> Result<()> {
     let mut l = load(path)?;
     let _lock = pki::store::lock(&l.cluster.state_dir)?;
     let bundle = open_bundle(&mut l.cluster, path)?;
@@ -442,7 +453,7 @@ fn converge(path: &Path, output: Output, apply: Option<std::time::Duration>) -> 
             pki: &pki,
             bundle: &bundle,
         };
-        let survey = crate::apply::survey(&inputs, conns, &rep).await?;
+        let survey = crate::apply::survey(&inputs, conns, rehash, &rep).await?;
         let plan = crate::apply::make_plan(&survey);
         let Some(gate_deadline) = apply else {
             match output {

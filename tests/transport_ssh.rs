@@ -459,6 +459,56 @@ async fn upload_writes_atomically_checks_mode_and_skips_same_content() {
     assert!(msg.contains("node1") && msg.contains(&file_as_dir), "{msg}");
 }
 
+/// A bundle file swapped on the operator's machine after its manifest was checked: the host
+/// checks what it receives against the manifest's sha256 and nothing is installed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_with_an_expected_hash_refuses_other_content() {
+    let sshd = Sshd::start();
+    let client = tempfile::tempdir().unwrap();
+    let conn = connect(&sshd.host(client.path())).await.unwrap();
+    let local = client.path().join("etcd");
+    std::fs::write(&local, b"signed content\n").unwrap();
+    let signed = sha256_hex(b"signed content\n");
+    let remote = tempfile::tempdir().unwrap();
+    let target = remote.path().join("bin/etcd");
+    let target_s = target.to_str().unwrap();
+    assert_eq!(
+        conn.upload_with_progress(
+            Source::File(&local),
+            target_s,
+            0o755,
+            Some(&signed),
+            &|_| {}
+        )
+        .await
+        .unwrap(),
+        Uploaded::Written
+    );
+    std::fs::remove_file(&target).unwrap();
+
+    std::fs::write(&local, b"swapped after the check\n").unwrap();
+    let err = conn
+        .upload_with_progress(
+            Source::File(&local),
+            target_s,
+            0o755,
+            Some(&signed),
+            &|_| {},
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("checksum mismatch") && err.contains(&signed),
+        "{err}"
+    );
+    assert!(!target.exists(), "the swapped file was installed");
+    let left: Vec<_> = std::fs::read_dir(target.parent().unwrap())
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "a temporary file was left behind");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn upload_streams_a_large_file_and_skips_it_when_the_host_has_it() {
     let sshd = Sshd::start();

@@ -81,9 +81,12 @@ pub async fn open(cluster: &Cluster, rep: &Reporter) -> Result<BTreeMap<String, 
 }
 
 /// Gathers facts over connections made by [`open`], and checks preflight conditions.
+/// With `rehash`, every file is hashed again on the hosts instead of trusting the record of
+/// files unchanged since they were last checked.
 pub async fn survey(
     inp: &Inputs<'_>,
     conns: BTreeMap<String, Connection>,
+    rehash: bool,
     rep: &Reporter,
 ) -> Result<Survey> {
     let desired = plan::desired(inp.rendered, inp.bundle)?;
@@ -96,7 +99,7 @@ pub async fn survey(
             async move {
                 rep.start(Some(&d.host), "gather");
                 let t = Instant::now();
-                let out = conn.run_checked(&plan::facts::script(d)).await?;
+                let out = conn.run_checked(&plan::facts::script(d, rehash)).await?;
                 rep.step("facts", Some(&d.host), "gather", t.elapsed(), "ok", None);
                 anyhow::Ok(plan::facts::parse(&out.stdout_text()))
             }
@@ -386,8 +389,9 @@ async fn write_host(
     let mut sent = 0;
     for (i, c) in h.files.iter().enumerate() {
         match c.action {
-            FileAction::Chmod => {
-                conn.run_checked(&shell::chmod(&c.path, c.mode)).await?;
+            FileAction::Permissions => {
+                conn.run_checked(&shell::own_and_chmod(&c.path, c.mode))
+                    .await?;
             }
             FileAction::Create | FileAction::Update => {
                 let source = match &c.item.source {
@@ -397,7 +401,7 @@ async fn write_host(
                 let item = format!("{} ({}/{})", c.path, i + 1, h.files.len());
                 let before = sent;
                 let progress = |n: u64| rep.progress(host, &item, before + n, total);
-                conn.upload_with_progress(source, &c.path, c.mode, &progress)
+                conn.upload_with_progress(source, &c.path, c.mode, Some(&c.item.sha256), &progress)
                     .await?;
                 written += 1;
             }
@@ -430,7 +434,7 @@ async fn write_host(
 /// empty here and fails in the upload, which names it.
 fn upload_size(c: &crate::plan::FileChange) -> u64 {
     match (&c.action, &c.item.source) {
-        (FileAction::Chmod, _) => 0,
+        (FileAction::Permissions, _) => 0,
         (_, Source::Rendered(bytes)) => bytes.len() as u64,
         (_, Source::Bundle(path)) => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{archive, check, create, fetch, read_manifest, signature, Manifest};
+use super::{archive, check, create, fetch, signature, Manifest};
 use crate::inventory::version::KubeVersion;
 
 #[derive(Subcommand)]
@@ -198,19 +198,43 @@ fn fetch_cmd(a: FetchArgs) -> Result<()> {
 
 fn verify_cmd(file: &Path, public_key: Option<&Path>) -> Result<()> {
     let signed = signature::signed_file(file);
+    // The bytes whose signature is checked are the bytes checked against their content: a
+    // directory's manifest is read once; an archive is hashed again as it is read, and both
+    // hashes must agree.
+    let bytes = if file.is_dir() {
+        Some(
+            std::fs::read(&signed)
+                .with_context(|| format!("reading the bundle manifest {}", signed.display()))?,
+        )
+    } else {
+        None
+    };
+    let d = match &bytes {
+        Some(b) => signature::digests_of(b),
+        None => signature::digests(&signed)?,
+    };
     if let Some(k) = public_key {
-        let d = signature::digests(&signed)?;
         let fp = signature::verify(&signed, &d, k)?;
         println!("signature: valid, made by {fp}");
     } else if signature::sig_path(&signed).exists() {
         println!("signature: present but not checked (pass --public-key KEY)");
     }
-    let m: Manifest = if file.is_dir() {
-        let m = read_manifest(file)?;
-        check::check_dir(file, &m, None)?;
-        m
-    } else {
-        archive::read(file, None)?.0
+    let m: Manifest = match &bytes {
+        Some(b) => {
+            let m = super::manifest_from(b, &signed)?;
+            check::check_dir(file, &m, None)?;
+            m
+        }
+        None => {
+            let (m, read_sha256) = archive::read(file, None)?;
+            if read_sha256 != super::hex(&d.sha256) {
+                anyhow::bail!(
+                    "{} changed while it was being checked; verify it again",
+                    file.display()
+                );
+            }
+            m
+        }
     };
     println!(
         "{}: {} file(s) and {} image(s) match the manifest (Kubernetes {}, {}{})",

@@ -44,20 +44,35 @@ impl Bundle {
         let meta = std::fs::metadata(path)
             .with_context(|| format!("the bundle {} cannot be read", path.display()))?;
         let signed = signature::signed_file(path);
-        let digests = match (public_key, meta.is_dir()) {
-            (None, true) => None,
-            _ => Some(signature::digests(&signed)?),
-        };
-        let signed_by = match (public_key, &digests) {
-            (Some(k), Some(d)) => Some(signature::verify(&signed, d, k)?),
-            _ => None,
+        // What is signed is read once: a directory's manifest is hashed and parsed from the same
+        // bytes, and an archive is unpacked only if it still hashes to what was checked.
+        let (dir, m, signed_by) = if meta.is_dir() {
+            let bytes = std::fs::read(&signed)
+                .with_context(|| format!("reading the bundle manifest {}", signed.display()))?;
+            let signed_by = match public_key {
+                Some(k) => Some(signature::verify(
+                    &signed,
+                    &signature::digests_of(&bytes),
+                    k,
+                )?),
+                None => None,
+            };
+            (
+                path.to_path_buf(),
+                manifest_from(&bytes, &signed)?,
+                signed_by,
+            )
+        } else {
+            let d = signature::digests(&signed)?;
+            let signed_by = match public_key {
+                Some(k) => Some(signature::verify(&signed, &d, k)?),
+                None => None,
+            };
+            let dir = unpack(path, &hex(&d.sha256), state_dir)?;
+            let m = read_manifest(&dir)?;
+            (dir, m, signed_by)
         };
         let record = state_dir.join("bundle-checked.json");
-        let dir = match digests.filter(|_| !meta.is_dir()) {
-            Some(d) => unpack(path, &hex(&d.sha256), state_dir)?,
-            None => path.to_path_buf(),
-        };
-        let m = read_manifest(&dir)?;
         check::check_dir(&dir, &m, Some(&record))?;
         Ok(Bundle {
             dir,
@@ -86,9 +101,16 @@ impl Bundle {
 
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
-    let text = std::fs::read_to_string(&path)
+    let bytes = std::fs::read(&path)
         .with_context(|| format!("reading the bundle manifest {}", path.display()))?;
-    Manifest::parse(&text, &path)
+    manifest_from(&bytes, &path)
+}
+
+/// Parses manifest bytes already read (and, for a signed directory, already checked).
+pub fn manifest_from(bytes: &[u8], origin: &Path) -> Result<Manifest> {
+    let text = std::str::from_utf8(bytes)
+        .with_context(|| format!("{} is not UTF-8 text", origin.display()))?;
+    Manifest::parse(text, origin)
 }
 
 /// Unpacks a verified archive once into `state_dir/bundles/<sha256>`; later runs reuse it.

@@ -39,6 +39,14 @@ pub struct Digests {
     pub sha512: Vec<u8>,
 }
 
+/// The digests of bytes already in memory (a directory bundle's manifest, read once).
+pub fn digests_of(bytes: &[u8]) -> Digests {
+    Digests {
+        sha256: Sha256::digest(bytes).to_vec(),
+        sha512: Sha512::digest(bytes).to_vec(),
+    }
+}
+
 pub fn digests(path: &Path) -> Result<Digests> {
     let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let (mut a, mut b) = (Sha256::new(), Sha512::new());

@@ -104,7 +104,7 @@ pub async fn roll_out(
     save: impl FnOnce() -> Result<()>,
 ) -> Result<Option<apply::Outcome>> {
     let conns = apply::open(inp.cluster, rep).await?;
-    let survey = apply::survey(inp, conns, rep).await?;
+    let survey = apply::survey(inp, conns, false, rep).await?;
     let plan = apply::make_plan(&survey);
     let restarts_etcd = plan.hosts.iter().any(|h| h.unit("etcd").is_some());
     eprint!("{}", crate::plan::text(&plan));

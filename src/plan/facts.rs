@@ -18,12 +18,20 @@ pub struct Facts {
     pub swap_devices: usize,
     pub tools: BTreeSet<String>,
     pub listening_ports: BTreeSet<u16>,
-    /// Managed files present on the host: path → (sha256, mode).
-    pub files: BTreeMap<String, (String, u32)>,
+    /// Managed files present on the host.
+    pub files: BTreeMap<String, FileFact>,
     pub dirs: BTreeMap<String, u32>,
     pub units: BTreeMap<String, UnitState>,
     /// Images in containerd's k8s.io namespace: reference → manifest digest.
     pub images: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileFact {
+    pub sha256: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -35,9 +43,10 @@ pub struct UnitState {
     pub enabled: bool,
 }
 
-/// Where each host keeps `sha256 size mtime path` of the files provisioner last wrote or checked.
-/// A file whose size and mtime still match is not hashed again, which keeps a no-op run fast
-/// (binaries are most of the bytes); any edit changes the mtime and brings the hash back.
+/// Where each host keeps `sha256 size mtime ctime inode path` of the files provisioner last
+/// wrote or checked. A file whose stamp still matches is not hashed again, which keeps a no-op
+/// run fast (binaries are most of the bytes); any write, even one that restores the mtime,
+/// changes the ctime and brings the hash back. `--rehash` ignores the record.
 pub const RECORD: &str = "/var/lib/provisioner/files.sha256";
 
 /// A command that records the current size and mtime of every desired file with its desired
@@ -53,11 +62,12 @@ pub fn record_command(d: &DesiredHost) -> String {
 
 /// The facts script (`shell/facts.sh`), printing one `key=value` line per fact; parsed by
 /// [`parse`].
-pub fn script(d: &DesiredHost) -> String {
+pub fn script(d: &DesiredHost, rehash: bool) -> String {
     let files: Vec<&str> = d.items.iter().map(|i| i.path.as_str()).collect();
     let dirs: Vec<&str> = d.dirs.iter().map(|(p, _)| p.as_str()).collect();
     let units: Vec<String> = d.units.iter().map(|u| format!("{u}.service")).collect();
-    crate::shell::facts(RECORD, &files, &dirs, &units, !d.images.is_empty())
+    let record = if rehash { "" } else { RECORD };
+    crate::shell::facts(record, &files, &dirs, &units, !d.images.is_empty())
 }
 
 pub fn parse(output: &str) -> Facts {
@@ -83,13 +93,19 @@ pub fn parse(output: &str) -> Facts {
                 }
             }
             "file" => {
-                let mut parts = value.splitn(3, ' ');
-                if let (Some(sha), Some(mode), Some(path)) =
-                    (parts.next(), parts.next(), parts.next())
+                let mut parts = value.splitn(4, ' ');
+                if let (Some(sha), Some(mode), Some(owner), Some(path)) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
                 {
+                    let (uid, gid) = owner.split_once(':').unwrap_or(("", ""));
                     f.files.insert(
                         path.to_string(),
-                        (sha.to_string(), u32::from_str_radix(mode, 8).unwrap_or(0)),
+                        FileFact {
+                            sha256: sha.to_string(),
+                            mode: u32::from_str_radix(mode, 8).unwrap_or(0),
+                            uid: uid.parse().unwrap_or(u32::MAX),
+                            gid: gid.parse().unwrap_or(u32::MAX),
+                        },
                     );
                 }
             }
@@ -228,16 +244,24 @@ mod tests {
     #[test]
     fn parses_the_script_output() {
         let out = "os=debian 12\narch=x86_64\nhostname=cp-1\ntime=1700000000\nsystemd=252\ncgroup=cgroup2fs\nswap=0\n\
-                   tool=conntrack\nlisten=22\nlisten=2379\nfile=abc 600 /etc/kubernetes/pki/ca.key\n\
-                   file=def 644 /etc/a b.conf\ndir=755 /etc/kubernetes\nunit=etcd active enabled\nunit=kubelet inactive disabled\n";
+                   tool=conntrack\nlisten=22\nlisten=2379\nfile=abc 600 0:0 /etc/kubernetes/pki/ca.key\n\
+                   file=def 644 1000:5 /etc/a b.conf\ndir=755 /etc/kubernetes\nunit=etcd active enabled\nunit=kubelet inactive disabled\n";
         let f = parse(out);
         assert_eq!(f.os, "debian 12");
         assert!(f.cgroup2 && f.tools.contains("conntrack") && f.listening_ports.contains(&2379));
         assert_eq!(
             f.files["/etc/kubernetes/pki/ca.key"],
-            ("abc".to_string(), 0o600)
+            FileFact {
+                sha256: "abc".into(),
+                mode: 0o600,
+                uid: 0,
+                gid: 0
+            }
         );
-        assert_eq!(f.files["/etc/a b.conf"].1, 0o644);
+        assert_eq!(
+            (f.files["/etc/a b.conf"].mode, f.files["/etc/a b.conf"].uid),
+            (0o644, 1000)
+        );
         assert_eq!(
             f.units["etcd"],
             UnitState {
@@ -277,7 +301,7 @@ mod script_tests {
         };
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(script(&d))
+            .arg(script(&d, false))
             .output()
             .unwrap();
         assert!(
@@ -287,9 +311,57 @@ mod script_tests {
         );
         let f = parse(&String::from_utf8_lossy(&out.stdout));
         let want = crate::bundle::sha256_hex(b"hello\n");
-        let (sha, _) = &f.files[&path.display().to_string()];
-        assert_eq!(sha, &want);
+        assert_eq!(f.files[&path.display().to_string()].sha256, want);
         assert_eq!(f.files.len(), 1, "a missing file is not reported");
         assert!(f.dirs.contains_key(&dir.path().display().to_string()));
+    }
+
+    fn sh(script: &str) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The record lets a survey skip hashing, but never for a file rewritten in place with its
+    /// size and mtime restored: the ctime still tells.
+    #[test]
+    fn a_file_rewritten_with_its_old_mtime_is_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("files.sha256").display().to_string();
+        let path = dir.path().join("kubelet");
+        let p = path.display().to_string();
+        std::fs::write(&path, "signed!\n").unwrap();
+        let signed = crate::bundle::sha256_hex(b"signed!\n");
+        sh(&crate::shell::record_files(&record, &[(&signed, &p)]));
+        let survey = |record: &str| {
+            parse(&sh(&crate::shell::facts(record, &[&p], &[], &[], false))).files[&p]
+                .sha256
+                .clone()
+        };
+        assert_eq!(survey(&record), signed);
+        // A stale record entry is trusted only while the stamp matches: prove the record is used.
+        let fake = "f".repeat(64);
+        sh(&crate::shell::record_files(&record, &[(&fake, &p)]));
+        assert_eq!(survey(&record), fake, "the record was not used");
+        assert_eq!(survey(""), signed, "--rehash must ignore the record");
+        // Same size, mtime put back: ctime changed, so the file is hashed again.
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, "swapped\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_eq!(survey(&record), crate::bundle::sha256_hex(b"swapped\n"));
     }
 }

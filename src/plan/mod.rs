@@ -19,8 +19,8 @@ pub use show::text;
 pub enum FileAction {
     Create,
     Update,
-    /// Same content, wrong mode.
-    Chmod,
+    /// Same content, wrong mode or owner (every managed file is root's).
+    Permissions,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,8 +108,8 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
     for item in &d.items {
         let action = match f.files.get(&item.path) {
             None => FileAction::Create,
-            Some((sha, _)) if *sha != item.sha256 => FileAction::Update,
-            Some((_, mode)) if *mode != item.mode => FileAction::Chmod,
+            Some(x) if x.sha256 != item.sha256 => FileAction::Update,
+            Some(x) if x.mode != item.mode || (x.uid, x.gid) != (0, 0) => FileAction::Permissions,
             Some(_) => continue,
         };
         tracing::trace!(host = %d.host, path = %item.path, ?action, "file planned");
@@ -126,7 +126,9 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
         let state = f.units.get(u).cloned().unwrap_or_default();
         let changed: BTreeSet<&str> = files
             .iter()
-            .filter(|c| c.action != FileAction::Chmod && c.item.restarts.contains(&u.as_str()))
+            .filter(|c| {
+                c.action != FileAction::Permissions && c.item.restarts.contains(&u.as_str())
+            })
             .map(|c| c.path.as_str())
             .collect();
         let unit_file_present = f
@@ -177,14 +179,14 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
     let changed = |p: &str| {
         files
             .iter()
-            .any(|c: &FileChange| c.path == p && c.action != FileAction::Chmod)
+            .any(|c: &FileChange| c.path == p && c.action != FileAction::Permissions)
     };
     HostPlan {
         host: d.host.clone(),
         dirs,
-        daemon_reload: files
-            .iter()
-            .any(|c| c.path.starts_with("/etc/systemd/system/") && c.action != FileAction::Chmod),
+        daemon_reload: files.iter().any(|c| {
+            c.path.starts_with("/etc/systemd/system/") && c.action != FileAction::Permissions
+        }),
         reload_sysctl: changed("/etc/sysctl.d/99-kubernetes.conf"),
         load_modules: changed("/etc/modules-load.d/kubernetes.conf"),
         files,
@@ -238,7 +240,15 @@ mod tests {
     fn converged(d: &DesiredHost) -> Facts {
         let mut f = Facts::default();
         for i in &d.items {
-            f.files.insert(i.path.clone(), (i.sha256.clone(), i.mode));
+            f.files.insert(
+                i.path.clone(),
+                facts::FileFact {
+                    sha256: i.sha256.clone(),
+                    mode: i.mode,
+                    uid: 0,
+                    gid: 0,
+                },
+            );
         }
         for (p, m) in &d.dirs {
             f.dirs.insert(p.clone(), *m);
@@ -269,7 +279,10 @@ mod tests {
     fn a_changed_config_restarts_only_its_unit() {
         let d = desired_host();
         let mut f = converged(&d);
-        f.files.get_mut("/var/lib/kubelet/config.yaml").unwrap().0 = "old".into();
+        f.files
+            .get_mut("/var/lib/kubelet/config.yaml")
+            .unwrap()
+            .sha256 = "old".into();
         let p = diff(&d, &f);
         assert_eq!(p.files.len(), 1);
         assert_eq!(p.files[0].action, FileAction::Update);
@@ -287,9 +300,23 @@ mod tests {
         f.files
             .get_mut("/etc/kubernetes/kube-proxy.conf")
             .unwrap()
-            .1 = 0o644;
+            .mode = 0o644;
         let p = diff(&d, &f);
-        assert_eq!(p.files[0].action, FileAction::Chmod);
+        assert_eq!(p.files[0].action, FileAction::Permissions);
+        assert!(p.units.is_empty());
+    }
+
+    #[test]
+    fn an_owner_drift_is_fixed_like_a_mode_drift() {
+        let d = desired_host();
+        let mut f = converged(&d);
+        f.files
+            .get_mut("/etc/kubernetes/kube-proxy.conf")
+            .unwrap()
+            .uid = 1000;
+        let p = diff(&d, &f);
+        assert_eq!(p.files.len(), 1);
+        assert_eq!(p.files[0].action, FileAction::Permissions);
         assert!(p.units.is_empty());
     }
 
@@ -372,7 +399,10 @@ mod tests {
             diff(&d, &f).unit("kubelet").unwrap().reason,
             "still starting"
         );
-        f.files.get_mut("/var/lib/kubelet/config.yaml").unwrap().0 = "old".into();
+        f.files
+            .get_mut("/var/lib/kubelet/config.yaml")
+            .unwrap()
+            .sha256 = "old".into();
         assert_eq!(
             diff(&d, &f).unit("kubelet").unwrap().action,
             UnitAction::Restart

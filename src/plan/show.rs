@@ -18,7 +18,7 @@ pub fn text(plan: &Plan) -> String {
             h.host,
             count(FileAction::Create),
             count(FileAction::Update),
-            count(FileAction::Chmod),
+            count(FileAction::Permissions),
             h.units.len()
         );
         for (d, mode) in &h.dirs {
@@ -28,7 +28,7 @@ pub fn text(plan: &Plan) -> String {
             let sign = match c.action {
                 FileAction::Create => '+',
                 FileAction::Update => '~',
-                FileAction::Chmod => 'm',
+                FileAction::Permissions => 'm',
             };
             let secret = if c.secret { ", secret" } else { "" };
             let _ = writeln!(out, "  {sign} {} ({:04o}{secret})", c.path, c.mode);

@@ -1,7 +1,8 @@
 # Prints one key=value line per fact of this host, read by plan::facts::parse.
-# Positional parameters: the record of known file hashes, then sections, each opened by a marker:
-#   --files PATH...   managed files: "file=SHA256 MODE PATH" (hashed only when the record's size
-#                     and mtime no longer match)
+# Positional parameters: the record of known file hashes (empty: hash every file again), then
+# sections, each opened by a marker:
+#   --files PATH...   managed files: "file=SHA256 MODE UID:GID PATH" (hashed only when the
+#                     record's size, mtime, ctime and inode no longer match)
 #   --dirs PATH...    managed directories: "dir=MODE PATH"
 #   --units UNIT...   systemd units: "unit=NAME ACTIVESTATE UNITFILESTATE"
 #   --images yes      containerd's images in the k8s.io namespace: "image=DIGEST REFERENCE"
@@ -42,17 +43,23 @@ if command -v ss >/dev/null 2>&1; then
     ss -Htln | while read -r _ _ _ local _; do echo "listen=${local##*:}"; done
 fi
 {
-    sed 's/^/R /' "$record" 2>/dev/null
-    section --files "$@" | xargs -0 -r stat -c 'S %s %Y %a %n' -- 2>/dev/null
+    if [ -n "$record" ]; then sed 's/^/R /' "$record" 2>/dev/null; fi
+    section --files "$@" | xargs -0 -r stat -c 'S %s %.9Y %.9Z %i %a %u:%g %n' -- 2>/dev/null
 } | awk '
-  $1 == "R" { sha[$5] = $2; st[$5] = $3 " " $4; next }
-  $1 == "S" { if (st[$5] == $2 " " $3) print "file=" sha[$5] " " $4 " " $5; else print "hash=" $4 " " $5 }' |
+  function rest(n,  s, i) { s = $0; for (i = 0; i < n; i++) sub(/^[^ ]+ /, "", s); return s }
+  $1 == "R" { p = rest(6); sha[p] = $2; st[p] = $3 " " $4 " " $5 " " $6; next }
+  $1 == "S" { p = rest(7)
+              if (st[p] == $2 " " $3 " " $4 " " $5) print "file=" sha[p] " " $6 " " $7 " " p
+              else print "hash=" $6 " " $7 " " p }' |
     while read -r line; do
         case "$line" in
         hash=*)
             m=${line#hash=}
+            mode=${m%% *}
+            m=${m#* }
+            owner=${m%% *}
             f=${m#* }
-            echo "file=$(sha256sum "$f" | cut -d' ' -f1) ${m%% *} $f"
+            echo "file=$(sha256sum "$f" | cut -d' ' -f1) $mode $owner $f"
             ;;
         *) echo "$line" ;;
         esac

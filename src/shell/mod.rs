@@ -59,7 +59,8 @@ pub fn script_as_root(script: &str, sudo: bool) -> String {
     format!("{sudo}sh -c {}", quote(script))
 }
 
-/// The facts script: see `facts.sh` for its parameters and output.
+/// The facts script: see `facts.sh` for its parameters and output. An empty `record` hashes
+/// every file again.
 pub fn facts(
     record: &str,
     files: &[&str],
@@ -112,10 +113,6 @@ pub fn own_and_chmod(path: &str, mode: u32) -> String {
         command(&["chown", "0:0", path]),
         command(&["chmod", &mode, path])
     )
-}
-
-pub fn chmod(path: &str, mode: u32) -> String {
-    command(&["chmod", &format!("{mode:o}"), path])
 }
 
 /// Creates each directory with its mode (and fixes the mode of an existing one).

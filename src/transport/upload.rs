@@ -146,19 +146,27 @@ impl Connection {
     /// parent directories (mode 0755). Asks the host for the file's current SHA-256, mode and
     /// owner first (one round trip): the same content is not sent again.
     pub async fn upload(&self, source: Source<'_>, path: &str, mode: u32) -> Result<Uploaded> {
-        self.upload_with_progress(source, path, mode, &|_| {}).await
+        self.upload_with_progress(source, path, mode, None, &|_| {})
+            .await
     }
 
-    /// [`upload`](Self::upload), telling `progress` the bytes sent as they go.
+    /// [`upload`](Self::upload), telling `progress` the bytes sent as they go. With `expected`
+    /// (a bundle file: the sha256 its signed manifest names), the content is not hashed here:
+    /// the host checks what it received against `expected`, so a local file swapped after the
+    /// bundle was verified is refused rather than installed.
     pub async fn upload_with_progress(
         &self,
         source: Source<'_>,
         path: &str,
         mode: u32,
+        expected: Option<&str>,
         progress: Progress<'_>,
     ) -> Result<Uploaded> {
         let t = Instant::now();
-        let (local, size) = self.hash_source(source, path).await?;
+        let (local, size) = match expected {
+            Some(sha) => (sha.to_ascii_lowercase(), self.size_of(source, path).await?),
+            None => self.hash_source(source, path).await?,
+        };
         let remote = self.remote_file(path).await?;
         let done = match remote.filter(|r| r.sha256 == local) {
             Some(r) if r.mode == mode && r.uid == 0 && r.gid == 0 => Uploaded::Unchanged,
@@ -212,6 +220,23 @@ impl Connection {
         };
         self.log_upload(path, size, done, t);
         Ok(done)
+    }
+
+    /// The content's size, for the progress display; checks the target path like [`hash_source`].
+    async fn size_of(&self, source: Source<'_>, path: &str) -> Result<u64> {
+        if split_path(path).is_none() {
+            return Err(self.upload_error(
+                path,
+                "the target must be an absolute file path without a newline",
+            ));
+        }
+        match source {
+            Source::Bytes(b) => Ok(b.len() as u64),
+            Source::File(p) => tokio::fs::metadata(p)
+                .await
+                .map(|m| m.len())
+                .map_err(|e| self.upload_error(path, format!("reading {}: {e}", p.display()))),
+        }
     }
 
     async fn hash_source(&self, source: Source<'_>, path: &str) -> Result<(String, u64)> {

@@ -121,6 +121,20 @@ if [[ $minor == "$(minor_of "$DEFAULT_KUBERNETES_VERSION")" ]]; then emod=$UPSTR
 [[ -s $tmp/flags/etcd.txt ]] || die "parsed no flags from etcd --help"
 { printf 'component\tshorthand\tlong\n'; sort -u "$tmp/shorthands"; } >"$tmp/flags/SHORTHANDS.txt"
 
+# A header on each list: where it came from (the tests read only the lines starting with "--").
+for f in "$tmp"/flags/*.txt; do
+  p=$(basename "$f" .txt)
+  [[ $p == SHORTHANDS ]] && continue
+  case $p in
+    kubectl) how="kubectl options" ;;
+    etcd) how="etcd --help (types: etcd/flagtypes)" ;;
+    *) how="$p --help" ;;
+  esac
+  { printf '# %s of %s, built by tests/testbed/upstream/build.sh\n' "$how" "$(src "$p")"
+    printf '# format: --name<TAB>type[<TAB>deprecated]\n'
+    cat "$f"; } >"$f.new" && mv "$f.new" "$f"
+done
+
 # Config kinds, from the module the Kubernetes programs were built from.
 kmod=$(kubernetes_module_dir "$version")
 (cd "$kmod" && go run ./fieldlist "$tmp/config") || die "fieldlist failed"
@@ -137,9 +151,10 @@ fi
   printf '# program\tsource module\tbinary version output\n'
   for p in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd containerd; do
     case $p in
-      kubectl) v=$("$(bin "$p")" version --client 2>/dev/null | head -1) ;;
-      *) v=$("$(bin "$p")" --version 2>&1 | head -1) ;;
+      kubectl) v=$("$(bin "$p")" version --client 2>&1) || true ;;
+      *) v=$("$(bin "$p")" --version 2>&1) || true ;;
     esac
+    v=${v%%$'\n'*}
     printf '%s\t%s\t%s\n' "$p" "$(src "$p")" "$v"
   done
   printf 'config/*.txt (Kubernetes kinds)\t%s\t%s\n' "$(src kube-apiserver)" \
@@ -153,4 +168,4 @@ mkdir -p "$out"
 rm -rf "$out/flags" "$out/config"
 mv "$tmp/flags" "$tmp/config" "$tmp/SOURCE" "$out/"
 log "wrote $out:"
-(cd "$out" && wc -l SOURCE flags/*.txt config/*.txt) >&2
+(cd "$out" && wc -l SOURCE flags/*.txt config/*.txt) 1>&2
