@@ -59,6 +59,8 @@ install_binary() { # SRC PROGRAM VERSION HASH -> prints the installed path
   printf '%s\n' "$dst/$2"
 }
 
+cc_version() { local v; v=$(gcc --version) || die "gcc is needed"; printf '%s\n' "${v%%$'\n'*}"; }
+
 cached_path() { printf '%s\n' "$CACHE_ROOT/programs/$1/$2/$3/$1"; }
 
 # recipe_hash MODDIR PACKAGES TEXT... : hash of the build recipe: toolchain, platform, flags, the
@@ -117,7 +119,7 @@ build_kubernetes() {
   hash_static=$(recipe_hash "$moddir" "${statics[*]/#/./cmd/}" "${recipe[@]}" CGO_ENABLED=0)
   hash_cgo=
   if ((${#cgo[@]})); then
-    hash_cgo=$(recipe_hash "$moddir" "${cgo[*]/#/./cmd/}" "${recipe[@]}" CGO_ENABLED=1 "$(gcc --version | head -1)")
+    hash_cgo=$(recipe_hash "$moddir" "${cgo[*]/#/./cmd/}" "${recipe[@]}" CGO_ENABLED=1 "$(cc_version)")
   fi
 
   local group cgo_enabled hash todo out pkgs t0
@@ -217,7 +219,7 @@ build_set() {
   local pkglist=()
   for p in "${progs[@]}"; do pkg=${p#*=}; pkglist+=("${pkg%@*}"); done
   local cc=
-  ((cgo_enabled)) && cc=$(gcc --version | head -1)
+  ((cgo_enabled)) && cc=$(cc_version)
   hash=$(recipe_hash "$moddir" "${pkglist[*]}" "${flags[@]}" "CGO_ENABLED=$cgo_enabled" "$cc")
   if ((download_only)); then
     for p in "${progs[@]}"; do pkg=${p#*=}; pkgs+=("${pkg%@*}"); done
@@ -288,7 +290,7 @@ build_pause() {
   kdir=$(cd "$moddir" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
   [[ -f $kdir/build/pause/linux/pause.c ]] || die "no build/pause/linux/pause.c in $kdir"
   local cflags=(-Os -Wall -Werror -static "-DVERSION=v$pversion")
-  hash=$({ gcc --version | head -1; printf '%s\n' "${cflags[@]}"; cat "$kdir/build/pause/linux/pause.c"; } | sha256_of_text)
+  hash=$({ cc_version; printf '%s\n' "${cflags[@]}"; cat "$kdir/build/pause/linux/pause.c"; } | sha256_of_text)
   ((download_only)) && return
   if [[ ! -x $(cached_path pause "v$pversion" "$hash") ]]; then
     out=$(mktemp -d "$CACHE_ROOT/build.XXXXXX")
