@@ -65,11 +65,29 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Loads the inventory and prints its warnings to stderr.
+/// Loads the inventory, takes the component versions its bundle carries (see
+/// [`crate::bundle::versions`]), and prints the warnings to stderr.
 fn load(path: &Path) -> Result<Loaded> {
-    let loaded = inventory::load(path)?;
+    let mut loaded = inventory::load(path)?;
     for w in &loaded.warnings {
         eprintln!("{w}");
+    }
+    // A bundle that cannot be read is reported by the commands that open it.
+    let peeked = loaded
+        .cluster
+        .bundle
+        .as_deref()
+        .and_then(|b| Some((b.to_path_buf(), crate::bundle::peek_manifest(b).ok()?)));
+    if let Some((bundle, m)) = peeked {
+        let shown = bundle.display().to_string();
+        match crate::bundle::versions::adopt(&mut loaded.cluster, &m, &shown) {
+            Ok(warnings) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+            Err(problems) => return Err(inventory::invalid_at(path, problems).into()),
+        }
     }
     Ok(loaded)
 }

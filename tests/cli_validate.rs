@@ -241,3 +241,67 @@ fn v_logs_debug_lines_on_stderr_and_nothing_without_it() {
         "{top}"
     );
 }
+
+/// A bundle directory holding only a manifest that names etcd `etcd`.
+fn bundle_with_etcd(dir: &std::path::Path, etcd: &str) -> std::path::PathBuf {
+    let b = dir.join("bundle");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(
+        b.join("manifest.toml"),
+        format!(
+            "[bundle]\nformat = 1\narch = \"amd64\"\nkubernetes_version = \"1.35.0\"\n\n\
+             [[files]]\nname = \"etcd\"\ncomponent = \"etcd\"\nversion = \"{etcd}\"\npath = \"bin/etcd\"\n\
+             sha256 = \"{}\"\nsize = 1\nmode = \"0755\"\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    b
+}
+
+#[test]
+fn the_bundle_decides_component_versions_and_a_different_pin_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = bundle_with_etcd(dir.path(), "3.5.1");
+    let head = format!(
+        "[cluster]\nname = \"demo\"\nkubernetes_version = \"1.35.0\"\nbundle = \"{}\"\n",
+        bundle.display()
+    );
+    // Unpinned: the bundle's etcd is used (with its warning), the inventory is valid.
+    let ws = Workspace::with_text(&format!("{head}{ONE_HOST}"));
+    let o = ws.run(&["validate"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("etcd 3.5.1 is older than 3.5.24"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Pinned to another version: exit 2 at the key, naming both versions.
+    let ws = Workspace::with_text(&format!(
+        "{head}\n[versions]\netcd = \"3.5.24\"\n{ONE_HOST}"
+    ));
+    let o = ws.run(&["validate"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("versions.etcd")
+            && err.contains("line 7")
+            && err.contains("etcd 3.5.24 is set here")
+            && err.contains("carries etcd 3.5.1"),
+        "{err}"
+    );
+    // A bundle whose etcd the cluster cannot use is refused before anything is rendered.
+    let old = bundle_with_etcd(&dir.path().join("old"), "3.4.27");
+    let ws = Workspace::with_text(&format!(
+        "[cluster]\nname = \"demo\"\nkubernetes_version = \"1.35.0\"\nbundle = \"{}\"\n{ONE_HOST}",
+        old.display()
+    ));
+    let o = ws.run(&["render", "--out", ws.out().to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cluster.bundle") && err.contains("etcd 3.4.27 is not supported"),
+        "{err}"
+    );
+    assert!(!ws.out().exists() && !ws.state().exists());
+}

@@ -88,16 +88,20 @@ fn append(
     Ok(())
 }
 
-/// Reads the archive, checking every entry against the manifest; with `dest`, the files are
-/// also written there (a new, empty directory). Returns the manifest and the sha256 of the
-/// archive's bytes as read, so a caller that checked a signature over an earlier read can tell
-/// that the file did not change in between.
-pub fn read(archive: &Path, dest: Option<&Path>) -> Result<(Manifest, String)> {
+/// The manifest of an archive (its first entry), without reading the rest.
+pub fn peek(archive: &Path) -> Result<Manifest> {
     let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
-    let dec = zstd::Decoder::new(Hashing::new(file)).context("not a zstd stream")?;
+    let dec = zstd::Decoder::new(file).context("not a zstd stream")?;
     let mut tar = tar::Archive::new(dec);
     let mut entries = tar.entries().context("not a tar archive")?;
+    let (m, _) = first_manifest(&mut entries, archive)?;
+    Ok(m)
+}
 
+fn first_manifest<R: std::io::Read>(
+    entries: &mut tar::Entries<'_, R>,
+    archive: &Path,
+) -> Result<(Manifest, String)> {
     let not_bundle = || {
         format!(
             "{} is not a provisioner bundle: its first entry must be {MANIFEST}",
@@ -113,6 +117,20 @@ pub fn read(archive: &Path, dest: Option<&Path>) -> Result<(Manifest, String)> {
         .read_to_string(&mut text)
         .with_context(|| format!("reading {MANIFEST} in {}", archive.display()))?;
     let m = Manifest::parse(&text, &archive.join(MANIFEST))?;
+    Ok((m, text))
+}
+
+/// Reads the archive, checking every entry against the manifest; with `dest`, the files are
+/// also written there (a new, empty directory). Returns the manifest and the sha256 of the
+/// archive's bytes as read, so a caller that checked a signature over an earlier read can tell
+/// that the file did not change in between.
+pub fn read(archive: &Path, dest: Option<&Path>) -> Result<(Manifest, String)> {
+    let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    let dec = zstd::Decoder::new(Hashing::new(file)).context("not a zstd stream")?;
+    let mut tar = tar::Archive::new(dec);
+    let mut entries = tar.entries().context("not a tar archive")?;
+
+    let (m, text) = first_manifest(&mut entries, archive)?;
     if let Some(d) = dest {
         fs::write(d.join(MANIFEST), &text)?;
     }

@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod image;
 pub mod manifest;
 pub mod signature;
+pub mod versions;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -104,6 +105,16 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let bytes = std::fs::read(&path)
         .with_context(|| format!("reading the bundle manifest {}", path.display()))?;
     manifest_from(&bytes, &path)
+}
+
+/// The manifest of a bundle directory or archive, read without checking the files: for the
+/// version checks that run before the bundle is opened.
+pub fn peek_manifest(path: &Path) -> Result<Manifest> {
+    if path.is_dir() {
+        read_manifest(path)
+    } else {
+        archive::peek(path)
+    }
 }
 
 /// Parses manifest bytes already read (and, for a signed directory, already checked).

@@ -109,3 +109,25 @@ pub fn bundled_for_test(dir: &Path) -> Cluster {
     loaded.cluster.state_dir = dir.join("state");
     loaded.cluster
 }
+
+/// Problems found after loading (against the bundle, say), reported like validation problems:
+/// each at its key, with the line and column the file has it at.
+pub fn invalid_at(file: &Path, problems: Vec<(&str, String)>) -> Invalid {
+    let source = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| source::Source::parse(t).ok());
+    Invalid {
+        file: file.display().to_string(),
+        problems: problems
+            .into_iter()
+            .map(|(key, message)| {
+                let path = KeyPath::parse(key);
+                let location = source.as_ref().and_then(|s| s.locate(&path));
+                Problem {
+                    location,
+                    ..Problem::error(path, message)
+                }
+            })
+            .collect(),
+    }
+}

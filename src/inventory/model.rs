@@ -100,6 +100,10 @@ pub struct Versions {
     pub etcd: Semver,
     pub containerd: Semver,
     pub pause_image: String,
+    /// Set in the inventory rather than defaulted: a bundle carrying another version is an error
+    /// (otherwise the bundle decides).
+    pub etcd_pinned: bool,
+    pub containerd_pinned: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]

@@ -41,6 +41,14 @@ impl Validator {
     }
 
     /// Runs a parse, recording its error at `path`; None when it failed.
+    fn support(&mut self, path: KeyPath, s: version::Support) {
+        match s {
+            version::Support::Yes => {}
+            version::Support::Warn(w) => self.warn(path, w),
+            version::Support::No(e) => self.error(path, e),
+        }
+    }
+
     fn check<T>(&mut self, path: KeyPath, r: Result<T, String>) -> Option<T> {
         r.map_err(|e| self.error(path, e)).ok()
     }
@@ -205,17 +213,7 @@ impl Validator {
                 .parse::<Semver>(),
         );
         if let Some(e) = etcd {
-            if e.major != 3 || e.minor < 5 {
-                self.error(
-                    at("versions.etcd"),
-                    format!(
-                        "etcd {e} is not supported; Kubernetes 1.{} needs etcd 3.5.x or 3.6.x",
-                        k.minor()
-                    ),
-                );
-            } else if e.minor == 5 && e.patch < 24 {
-                self.warn(at("versions.etcd"), format!("etcd {e} is older than 3.5.24, the oldest external etcd kubeadm accepts; it misses data-consistency fixes"));
-            }
+            self.support(at("versions.etcd"), version::etcd_support(e, k));
         }
         let containerd = self.check(
             at("versions.containerd"),
@@ -225,16 +223,7 @@ impl Validator {
                 .parse::<Semver>(),
         );
         if let Some(c) = containerd {
-            if c.major < 2 && k.minor() >= 36 {
-                self.error(at("versions.containerd"), format!("Kubernetes {k} needs containerd 2.x (the kubelet no longer supports containerd {c}); set versions.containerd to 2.2.0 or newer"));
-            } else if c.major < 1 || (c.major == 1 && c.minor < 6) || c.major > 2 {
-                self.error(
-                    at("versions.containerd"),
-                    format!("containerd {c} is not supported; use 1.7.x or 2.x"),
-                );
-            } else if c.major == 1 && c.minor == 6 {
-                self.warn(at("versions.containerd"), format!("containerd {c} is end of life and not in Kubernetes {k}'s tested set; prefer 2.x"));
-            }
+            self.support(at("versions.containerd"), version::containerd_support(c, k));
         }
         let pause_image = v
             .pause_image
@@ -251,6 +240,8 @@ impl Validator {
             etcd: etcd?,
             containerd: containerd?,
             pause_image,
+            etcd_pinned: v.etcd.is_some(),
+            containerd_pinned: v.containerd.is_some(),
         })
     }
 

@@ -92,6 +92,45 @@ impl KubeVersion {
     }
 }
 
+/// Whether a component version can run with a Kubernetes version, and what to say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Support {
+    Yes,
+    /// Works, with a warning.
+    Warn(String),
+    /// Cannot be rendered for or run.
+    No(String),
+}
+
+/// The etcd versions the rendered flags and the API server accept.
+pub fn etcd_support(e: Semver, k: KubeVersion) -> Support {
+    if e.major != 3 || e.minor < 5 {
+        Support::No(format!(
+            "etcd {e} is not supported; Kubernetes 1.{} needs etcd 3.5.x or 3.6.x",
+            k.minor()
+        ))
+    } else if e.minor == 5 && e.patch < 24 {
+        Support::Warn(format!("etcd {e} is older than 3.5.24, the oldest external etcd kubeadm accepts; it misses data-consistency fixes"))
+    } else {
+        Support::Yes
+    }
+}
+
+/// The containerd versions whose config this renders and the kubelet of `k` supports.
+pub fn containerd_support(c: Semver, k: KubeVersion) -> Support {
+    if c.major < 2 && k.minor() >= 36 {
+        Support::No(format!("Kubernetes {k} needs containerd 2.x (the kubelet no longer supports containerd {c}); use 2.2.0 or newer"))
+    } else if c.major < 1 || (c.major == 1 && c.minor < 6) || c.major > 2 {
+        Support::No(format!("containerd {c} is not supported; use 1.7.x or 2.x"))
+    } else if c.major == 1 && c.minor == 6 {
+        Support::Warn(format!(
+            "containerd {c} is end of life and not in Kubernetes {k}'s tested set; prefer 2.x"
+        ))
+    } else {
+        Support::Yes
+    }
+}
+
 impl fmt::Display for KubeVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
