@@ -65,7 +65,8 @@ kubernetes_module_dir() {
     return
   fi
   dir=$CACHE_ROOT/modules/kubernetes/v$version
-  if [[ ! -f $dir/go.sum || $UPSTREAM_DIR/kubernetes/cmd -nt $dir/go.sum ]]; then
+  if [[ ! -f $dir/go.sum ]] || ! diff -rq "$UPSTREAM_DIR/kubernetes/cmd" "$dir/cmd" >/dev/null 2>&1 ||
+     ! diff -rq "$UPSTREAM_DIR/kubernetes/fieldlist" "$dir/fieldlist" >/dev/null 2>&1; then
     log "generating the Go module for Kubernetes v$version in $dir"
     rm -rf "$dir" && mkdir -p "$dir"
     cp -r "$UPSTREAM_DIR/kubernetes/cmd" "$UPSTREAM_DIR/kubernetes/fieldlist" "$dir/"
