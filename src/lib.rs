@@ -16,4 +16,5 @@ pub mod render;
 pub mod sandbox;
 pub mod shell;
 pub mod term;
+pub mod testhook;
 pub mod transport;

@@ -1054,7 +1054,7 @@ fn certificates_are_checked_and_regenerated_while_the_cluster_keeps_serving() {
     let o = Command::new(env!("CARGO_BIN_EXE_provisioner"))
         .args(["certs", "regenerate", &c.ws.inventory(), "--all", "--force"])
         .args(["--gate-timeout", "10"])
-        .env(provisioner::pki::TEST_ISSUE_EXPIRED, "1")
+        .env(provisioner::testhook::ISSUE_EXPIRED, "1")
         .env_remove("RUST_LOG")
         .output()
         .unwrap();
@@ -1088,7 +1088,7 @@ fn certificates_are_checked_and_regenerated_while_the_cluster_keeps_serving() {
     let o = Command::new(env!("CARGO_BIN_EXE_provisioner"))
         .args(["certs", "rotate-ca", &c.ws.inventory(), "--ca", "all"])
         .args(["--gate-timeout", "60"])
-        .env(provisioner::certs::rotate::TEST_STOP_AFTER_STAGE, "1")
+        .env(provisioner::testhook::STOP_AFTER_STAGE, "1")
         .env_remove("RUST_LOG")
         .output()
         .unwrap();

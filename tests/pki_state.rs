@@ -224,3 +224,82 @@ fn schema_describes_the_inventory_strictly() {
         .unwrap()
         .contains(&"roles".into()));
 }
+
+/// Every complete credential of a state directory: each key, certificate and secret.
+fn credentials(state: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    if !state.exists() {
+        return Default::default();
+    }
+    common::Tree::read(state)
+        .files
+        .into_iter()
+        .filter(|(k, _)| {
+            !k.contains(".journal")
+                && !k.ends_with(".tmp")
+                && !k.starts_with("bundles")
+                && (k.ends_with(".key")
+                    || k.ends_with(".crt")
+                    || k.ends_with(".pub")
+                    || k.ends_with("encryption-key"))
+        })
+        .map(|(k, (_, c))| (k, c))
+        .collect()
+}
+
+/// A render killed at a write point (the test hook aborts the process there, as `kill -9`
+/// would), then run again, converges: every pair complete, nothing left half written, and no
+/// key or certificate that existed after the crash replaced by a new one. Needs the
+/// `test-hooks` feature: without it nothing crashes and the test fails.
+#[test]
+fn render_converges_after_a_crash_at_any_write_point() {
+    let ws = Workspace::with_inventory(&repo().join("inventory.toml"));
+    let out = ws.out();
+    let args = ["render", "--out", out.to_str().unwrap()];
+    let mut crashes = 0;
+    // Every point of the CA, key-pair and journal writes, then a sample of the leaf writes.
+    let points = (1..=60).chain((61..2000).step_by(9));
+    for n in points {
+        std::fs::remove_dir_all(ws.state()).ok();
+        std::fs::remove_dir_all(&out).ok();
+        let at = n.to_string();
+        let o = ws.run_env(&args, &[(provisioner::testhook::CRASH_AT, &at)]);
+        if o.status.success() {
+            break;
+        }
+        let err = text(&o.stderr);
+        assert!(
+            err.contains(&format!("crashing at write point {n}")),
+            "render failed without the hook crashing it:\n{err}"
+        );
+        crashes += 1;
+        let before = credentials(&ws.state());
+        let o = ws.run(&args);
+        assert!(
+            o.status.success(),
+            "resume after a crash at point {n}:\n{}",
+            text(&o.stderr)
+        );
+        let after = credentials(&ws.state());
+        for (file, content) in &before {
+            assert_eq!(
+                Some(content),
+                after.get(file),
+                "point {n}: {file} was replaced"
+            );
+        }
+        for file in after.keys().filter(|f| f.ends_with(".crt")) {
+            let key = file.replace(".crt", ".key");
+            assert!(after.contains_key(&key), "point {n}: {file} without {key}");
+        }
+        let leftovers: Vec<String> = common::Tree::read(&ws.state())
+            .files
+            .into_keys()
+            .filter(|k| k.contains(".journal") || k.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "point {n}: {leftovers:?}");
+    }
+    assert!(
+        crashes > 60,
+        "only {crashes} crash(es): run the tests with --features test-hooks"
+    );
+}

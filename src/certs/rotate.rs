@@ -10,9 +10,6 @@ use crate::bundle::Bundle;
 use crate::inventory::Cluster;
 use crate::pki::{self, inspect, rotation, Ca};
 
-/// Test hook: stop after this stage has been rolled out and recorded, as an interruption would.
-pub const TEST_STOP_AFTER_STAGE: &str = "PROVISIONER_TEST_STOP_AFTER_STAGE";
-
 const STAGE_NAMES: [&str; 3] = [
     "trust the new CA beside the old one",
     "reissue every certificate from the new CA",
@@ -81,7 +78,8 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
     loop {
         let stage = r.stage;
         if let (3, Some(since)) = (stage, r.new_key_signing_since) {
-            let until = since + t.token_lifetime.as_secs() as i64;
+            let lifetime = r.token_lifetime_secs.unwrap_or(t.token_lifetime.as_secs());
+            let until = since.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
             if time::OffsetDateTime::now_utc().unix_timestamp() < until {
                 // Said on stderr in every output format: the operator must come back later.
                 eprintln!(
@@ -133,10 +131,14 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
         r.stage += 1;
         if r.stage == 3 && r.includes_service_account() {
             r.new_key_signing_since = Some(time::OffsetDateTime::now_utc().unix_timestamp());
+            r.token_lifetime_secs = Some(t.token_lifetime.as_secs());
         }
         rotation::write(&dir, &r)?;
-        if std::env::var(TEST_STOP_AFTER_STAGE).ok() == Some(stage.to_string()) {
-            bail!("stopped after stage {stage} by {TEST_STOP_AFTER_STAGE}");
+        if crate::testhook::stop_after_stage(stage) {
+            bail!(
+                "stopped after stage {stage} by {}",
+                crate::testhook::STOP_AFTER_STAGE
+            );
         }
     }
 }

@@ -16,10 +16,6 @@ use crate::inventory::{KeyAlgorithm, PkiSettings};
 /// (kubeadm uses the same five minutes).
 const BACKDATE: Duration = Duration::minutes(5);
 
-/// Test hook: leaf certificates issued while this is set to 1 expired yesterday, so that the
-/// recovery from expired certificates can be tested on real hosts. Never set it otherwise.
-pub const TEST_ISSUE_EXPIRED: &str = "PROVISIONER_TEST_ISSUE_EXPIRED";
-
 pub fn new_key(alg: KeyAlgorithm) -> Result<KeyPair> {
     let sig = match alg {
         KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -100,7 +96,7 @@ pub fn new_leaf(spec: &CertSpec, ca: &Pem, settings: &PkiSettings) -> Result<Pem
     for ip in &spec.ip_addresses {
         p.subject_alt_names.push(SanType::IpAddress(*ip));
     }
-    if std::env::var(TEST_ISSUE_EXPIRED).as_deref() == Ok("1") {
+    if crate::testhook::issue_expired() {
         let now = OffsetDateTime::now_utc();
         p.not_before = now - Duration::days(2);
         p.not_after = now - Duration::days(1);

@@ -83,20 +83,16 @@ impl Pki {
     }
 }
 
-pub use issue::TEST_ISSUE_EXPIRED;
-
 /// Replaces the state directory's copies of the leaves `ids` with those of `pki`. The caller has
 /// made a backup first: unlike everything else here, this overwrites keys.
 pub fn save_leaves(cluster: &Cluster, pki: &Pki, ids: &[String]) -> Result<()> {
     let dir = pki_dir(&cluster.state_dir);
-    for (spec, pem) in pki.leaves() {
-        if ids.contains(&spec.id()) {
-            let stem = spec.state_file();
-            store::replace(&key(&dir, &stem), pem.key.as_bytes(), 0o600)?;
-            store::replace(&crt(&dir, &stem), pem.cert.as_bytes(), 0o644)?;
-        }
-    }
-    Ok(())
+    let changes: Vec<store::Change> = pki
+        .leaves()
+        .filter(|(spec, _)| ids.contains(&spec.id()))
+        .flat_map(|(spec, pem)| pair_changes(&dir, &spec.state_file(), pem))
+        .collect();
+    store::commit(&dir, store::Mode::Replace, &changes)
 }
 
 /// Copies the state directory's PKI and secrets to `state_dir/backups/<timestamp>/`, with their
@@ -165,6 +161,8 @@ pub(crate) fn key(dir: &Path, stem: &str) -> PathBuf {
 pub fn ensure(cluster: &Cluster) -> Result<(Pki, Report)> {
     store::ensure_private_dir(&cluster.state_dir)?;
     let dir = pki_dir(&cluster.state_dir);
+    store::recover(&dir)?;
+    store::recover(&dir.join("rotation"))?;
     let mut report = Report::default();
     let first_run = !crt(&dir, Ca::Cluster.file()).exists();
 
@@ -194,6 +192,7 @@ pub fn ensure(cluster: &Cluster) -> Result<(Pki, Report)> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let alg = cluster.pki.algorithm.as_str();
     let mut leaves = Vec::new();
+    let mut new_leaves = Vec::new();
     for spec in spec::leaf_certs(cluster) {
         let stem = spec.state_file();
         let pem = match load_pair(&dir, &stem)? {
@@ -207,21 +206,22 @@ pub fn ensure(cluster: &Cluster) -> Result<(Pki, Report)> {
             }
             None => {
                 let pem = issue::new_leaf(&spec, &cas[&spec.ca], &cluster.pki)?;
-                save_pair(&dir, &stem, &pem)?;
+                new_leaves.extend(pair_changes(&dir, &stem, &pem));
                 report.issued.push(spec.id());
                 pem
             }
         };
         leaves.push((spec, pem));
     }
+    // The new leaves are written together: many certificates, one journal, a few syncs.
+    store::commit(&dir, store::Mode::Create, &new_leaves)?;
 
     let (mut sa_key, mut sa_pub) = match (store::read(&dir.join("sa.key"))?, store::read(&dir.join("sa.pub"))?) {
         (Some(k), Some(p)) => (k, p),
         (None, None) => {
             let kp = issue::new_key(cluster.pki.algorithm)?;
             let (k, p) = (kp.serialize_pem(), kp.public_key_pem());
-            store::create(&dir.join("sa.key"), k.as_bytes(), 0o600)?;
-            store::create(&dir.join("sa.pub"), p.as_bytes(), 0o644)?;
+            save_service_account(&dir, &k, &p)?;
             report.created.push("service-account key pair".into());
             (k, p)
         }
@@ -292,9 +292,45 @@ pub(crate) fn load_pair(dir: &Path, stem: &str) -> Result<Option<Pem>> {
     }
 }
 
+/// A certificate and its key, written together (never one without the other), never replacing.
 pub(crate) fn save_pair(dir: &Path, stem: &str, pem: &Pem) -> Result<()> {
-    store::create(&key(dir, stem), pem.key.as_bytes(), 0o600)?;
-    store::create(&crt(dir, stem), pem.cert.as_bytes(), 0o644)
+    store::commit(dir, store::Mode::Create, &pair_changes(dir, stem, pem))
+}
+
+/// The service-account key pair, written together, never replacing.
+pub(crate) fn save_service_account(dir: &Path, key: &str, public: &str) -> Result<()> {
+    store::commit(
+        dir,
+        store::Mode::Create,
+        &[
+            store::Change::Write {
+                path: dir.join("sa.key"),
+                content: key.as_bytes().to_vec(),
+                mode: 0o600,
+            },
+            store::Change::Write {
+                path: dir.join("sa.pub"),
+                content: public.as_bytes().to_vec(),
+                mode: 0o644,
+            },
+        ],
+    )
+}
+
+/// The two files of a certificate and its key.
+pub(crate) fn pair_changes(dir: &Path, stem: &str, pem: &Pem) -> [store::Change; 2] {
+    [
+        store::Change::Write {
+            path: key(dir, stem),
+            content: pem.key.as_bytes().to_vec(),
+            mode: 0o600,
+        },
+        store::Change::Write {
+            path: crt(dir, stem),
+            content: pem.cert.as_bytes().to_vec(),
+            mode: 0o644,
+        },
+    ]
 }
 
 /// Whether any certificate file in the state directory names this CA as issuer: if so, the CA

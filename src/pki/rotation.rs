@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{load_pair, save_pair, store, Ca, Pem};
+use super::{load_pair, save_pair, save_service_account, store, Ca, Pem};
 use crate::inventory::PkiSettings;
 
 /// The name the service-account key pair has among the rotated CAs.
@@ -32,6 +32,10 @@ pub struct Rotation {
     /// key may live on for their lifetime after that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_key_signing_since: Option<i64>,
+    /// The `--token-lifetime` in force when the new key started signing: stage 3 waits for it,
+    /// whatever a resumed run's command line says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_lifetime_secs: Option<u64>,
 }
 
 impl Rotation {
@@ -80,15 +84,33 @@ pub fn start(
     settings: &PkiSettings,
 ) -> Result<Rotation> {
     let next = next_dir(pki_dir);
+    store::recover(&next)?;
+    // What a rotation finished by a run that crashed before it removed `rotation/` left there is
+    // the current CA or key: it is removed, never taken as the next one.
     for ca in cas {
+        if let (Some(n), Some(cur)) = (load_pair(&next, ca.file())?, load_pair(pki_dir, ca.file())?)
+        {
+            if n.cert == cur.cert {
+                remove_pair(&next, ca.file())?;
+            }
+        }
         if load_pair(&next, ca.file())?.is_none() {
             save_pair(&next, ca.file(), &super::issue::new_ca(*ca, settings)?)?;
         }
     }
-    if service_account && store::read(&next.join("sa.key"))?.is_none() {
-        let kp = super::issue::new_key(settings.algorithm)?;
-        store::create(&next.join("sa.pub"), kp.public_key_pem().as_bytes(), 0o644)?;
-        store::create(&next.join("sa.key"), kp.serialize_pem().as_bytes(), 0o600)?;
+    if service_account {
+        if let (Some(n), Some(cur)) = (
+            store::read(&next.join("sa.pub"))?,
+            store::read(&pki_dir.join("sa.pub"))?,
+        ) {
+            if n == cur {
+                remove_service_account(&next)?;
+            }
+        }
+        if store::read(&next.join("sa.key"))?.is_none() {
+            let kp = super::issue::new_key(settings.algorithm)?;
+            save_service_account(&next, &kp.serialize_pem(), &kp.public_key_pem())?;
+        }
     }
     let mut names: Vec<String> = cas.iter().map(|c| c.name().to_string()).collect();
     if service_account {
@@ -98,6 +120,7 @@ pub fn start(
         cas: names,
         stage: 1,
         new_key_signing_since: None,
+        token_lifetime_secs: None,
     };
     write(pki_dir, &r)?;
     Ok(r)
@@ -106,20 +129,49 @@ pub fn start(
 /// Replaces each rotated CA with its successor in the state directory and ends the rotation.
 pub fn finish(pki_dir: &Path, r: &Rotation) -> Result<()> {
     let next = next_dir(pki_dir);
+    // The new CAs take the old ones' place and the record goes, in one journal: a crash leaves
+    // either the rotation at stage 3 or the rotation done, never a half.
+    let mut changes = Vec::new();
     for ca in Ca::ALL.into_iter().filter(|c| r.includes(*c)) {
         let new = load_pair(&next, ca.file())?
             .with_context(|| format!("the new {} is missing from {}", ca.name(), next.display()))?;
-        store::replace(&super::key(pki_dir, ca.file()), new.key.as_bytes(), 0o600)?;
-        store::replace(&super::crt(pki_dir, ca.file()), new.cert.as_bytes(), 0o644)?;
+        changes.extend(super::pair_changes(pki_dir, ca.file(), &new));
     }
     if r.includes_service_account() {
         let (key, public) = new_service_account(&next)?;
-        store::replace(&pki_dir.join("sa.key"), key.as_bytes(), 0o600)?;
-        store::replace(&pki_dir.join("sa.pub"), public.as_bytes(), 0o644)?;
+        for (name, content, mode) in [("sa.key", key, 0o600), ("sa.pub", public, 0o644)] {
+            changes.push(store::Change::Write {
+                path: pki_dir.join(name),
+                content: content.into_bytes(),
+                mode,
+            });
+        }
     }
-    std::fs::remove_dir_all(&next).with_context(|| format!("removing {}", next.display()))?;
-    std::fs::remove_file(record(pki_dir)).context("removing the rotation record")?;
-    Ok(())
+    changes.push(store::Change::Remove(record(pki_dir)));
+    store::commit(pki_dir, store::Mode::Replace, &changes)?;
+    std::fs::remove_dir_all(&next).with_context(|| format!("removing {}", next.display()))
+}
+
+fn remove_pair(dir: &Path, stem: &str) -> Result<()> {
+    store::commit(
+        dir,
+        store::Mode::Replace,
+        &[
+            store::Change::Remove(super::crt(dir, stem)),
+            store::Change::Remove(super::key(dir, stem)),
+        ],
+    )
+}
+
+fn remove_service_account(dir: &Path) -> Result<()> {
+    store::commit(
+        dir,
+        store::Mode::Replace,
+        &[
+            store::Change::Remove(dir.join("sa.pub")),
+            store::Change::Remove(dir.join("sa.key")),
+        ],
+    )
 }
 
 /// What each rotated CA is during the recorded stage: the trust bundle (signing CA first) and
@@ -264,5 +316,38 @@ mod tests {
         assert_eq!(after.sa_pub.matches("BEGIN PUBLIC KEY").count(), 1);
         assert_ne!(after.sa_pub, before.sa_pub);
         assert!(report.stale.is_empty() && report.created.is_empty());
+    }
+
+    /// A run that finished a rotation but crashed before removing `rotation/` leaves the current
+    /// CA and key pair there: the next rotation must make new ones, not rotate to the same.
+    #[test]
+    fn a_leftover_of_a_finished_rotation_is_not_taken_as_the_next_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::inventory::bundled_for_test(dir.path());
+        let (before, _) = ensure(&c).unwrap();
+        let pki = pki_dir(&c.state_dir);
+        let next = next_dir(&pki);
+        save_pair(&next, Ca::Cluster.file(), before.ca(Ca::Cluster)).unwrap();
+        save_service_account(&next, &before.sa_key, &before.sa_pub).unwrap();
+        start(&pki, &[Ca::Cluster], true, &c.pki).unwrap();
+        let new = load_pair(&next, Ca::Cluster.file()).unwrap().unwrap();
+        assert_ne!(new.cert, before.ca(Ca::Cluster).cert);
+        assert_ne!(
+            store::read(&next.join("sa.pub")).unwrap().unwrap(),
+            before.sa_pub
+        );
+    }
+
+    #[test]
+    fn the_token_lifetime_is_recorded_with_the_stage() {
+        let r = Rotation {
+            cas: vec![SERVICE_ACCOUNT.into()],
+            stage: 3,
+            new_key_signing_since: Some(100),
+            token_lifetime_secs: Some(4200),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &r).unwrap();
+        assert_eq!(read(dir.path()).unwrap(), Some(r));
     }
 }

@@ -60,6 +60,11 @@ impl Workspace {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// [`run`](Self::run) with extra environment variables (the test hooks).
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         // The inventory goes after the command words, before the options.
         let mut full: Vec<&str> = args.to_vec();
         let inv = self.inventory();
@@ -68,7 +73,12 @@ impl Workspace {
             .position(|a| a.starts_with("--"))
             .unwrap_or(full.len());
         full.insert(at, &inv);
-        provisioner(&full)
+        Command::new(env!("CARGO_BIN_EXE_provisioner"))
+            .args(&full)
+            .envs(env.iter().copied())
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the provisioner binary runs")
     }
 
     /// Renders into `out/` and panics with the tool's output if it fails.
