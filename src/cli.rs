@@ -110,7 +110,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
         /// Seconds each health gate may take before apply stops
-        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         gate_timeout: u64,
         /// Hash every managed file on the hosts again (see `plan --rehash`)
         #[arg(long)]
@@ -171,7 +171,7 @@ pub struct RolloutArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Seconds each health gate may take before the rollout stops
-    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub gate_timeout: u64,
     /// Progress as plain lines (text) or one JSON event per line (json)
     #[arg(long, value_enum, default_value_t)]
@@ -237,7 +237,7 @@ pub enum CertsCommand {
         ca: CaChoice,
         /// With --ca service-account: how long a token signed by the old key may live (the old
         /// public key stays trusted that long after the new key signs)
-        #[arg(long, value_name = "SECONDS", default_value_t = 4200)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 4200, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
         token_lifetime: u64,
         #[command(flatten)]
         rollout: RolloutArgs,
@@ -260,7 +260,7 @@ pub enum CertsCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
         /// Warn about certificates expiring within this many days
-        #[arg(long, value_name = "DAYS", default_value_t = 30)]
+        #[arg(long, value_name = "DAYS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(0..=36_500))]
         warn_days: i64,
     },
 

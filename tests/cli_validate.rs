@@ -29,6 +29,9 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         ("wrong value type", with("[ssh]\nport = \"22\"\n"), "ssh.port"),
         ("pause image that is a shell command", with("[versions]\npause_image = \"registry.k8s.io/pause:3.10.1';touch /pwned;'\"\n"), "versions.pause_image"),
         ("port out of range", with("[ssh]\nport = 70000\n"), "ssh.port"),
+        ("CA validity past year 9999", with("[pki]\nca_validity_days = 3000000\n"), "pki.ca_validity_days"),
+        ("certificate validity past year 9999", with("[pki]\ncert_validity_days = 4000000000\n"), "pki.cert_validity_days"),
+        ("too many parallel connections", with("[ssh]\nparallelism = 100000\n"), "ssh.parallelism"),
         ("cluster name with capitals", format!("[cluster]\nname = \"Demo\"\nkubernetes_version = \"1.35.0\"\n{ONE_HOST}"), "cluster.name"),
         ("unsupported Kubernetes", format!("[cluster]\nname = \"demo\"\nkubernetes_version = \"1.29.4\"\n{ONE_HOST}"), "cluster.kubernetes_version"),
         ("malformed version", format!("[cluster]\nname = \"demo\"\nkubernetes_version = \"latest\"\n{ONE_HOST}"), "cluster.kubernetes_version"),
@@ -304,4 +307,19 @@ fn the_bundle_decides_component_versions_and_a_different_pin_is_refused() {
         "{err}"
     );
     assert!(!ws.out().exists() && !ws.state().exists());
+}
+
+#[test]
+fn out_of_range_numbers_on_the_command_line_are_usage_errors() {
+    let ws = Workspace::with_text(&format!("{GOOD_HEAD}{ONE_HOST}"));
+    for args in [
+        vec!["apply", "--gate-timeout", "18446744073709551615"],
+        vec!["apply", "--gate-timeout", "0"],
+        vec!["certs", "check", "--warn-days", "-1"],
+        vec!["certs", "rotate-ca", "--token-lifetime", "99999999999"],
+    ] {
+        let o = ws.run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
+        assert!(!text(&o.stderr).contains("panicked"), "{args:?}");
+    }
 }

@@ -186,11 +186,19 @@ impl Validator {
         };
         let cert = p.cert_validity_days.unwrap_or(365);
         let ca = p.ca_validity_days.unwrap_or(3650);
-        if cert == 0 {
-            self.error(at("pki.cert_validity_days"), "must be at least 1");
+        // Certificates must end before X.509's year 9999; 100 years is more than any CA needs.
+        const MAX_DAYS: u32 = 36_500;
+        if cert == 0 || cert > MAX_DAYS {
+            self.error(
+                at("pki.cert_validity_days"),
+                format!("must be 1 to {MAX_DAYS} days"),
+            );
         }
-        if ca == 0 {
-            self.error(at("pki.ca_validity_days"), "must be at least 1");
+        if ca == 0 || ca > MAX_DAYS {
+            self.error(
+                at("pki.ca_validity_days"),
+                format!("must be 1 to {MAX_DAYS} days"),
+            );
         } else if cert > ca {
             self.error(
                 at("pki.cert_validity_days"),
@@ -247,8 +255,8 @@ impl Validator {
 
     fn ssh_settings(&mut self, s: &raw::Ssh) -> Option<SshSettings> {
         let parallelism = s.parallelism.unwrap_or(16);
-        if parallelism == 0 {
-            self.error(at("ssh.parallelism"), "must be at least 1");
+        if !(1..=256).contains(&parallelism) {
+            self.error(at("ssh.parallelism"), "must be 1 to 256");
         }
         if let Some(b) = &s.bastion {
             self.check(at("ssh.bastion"), bastion(b));
