@@ -168,6 +168,8 @@ fn render_cmd(path: &Path, out: &Path) -> Result<()> {
 
 fn kubeconfig(path: &Path) -> Result<()> {
     let l = load(path)?;
+    // It may create the PKI (and finish an interrupted write): the same lock as every writer.
+    let _lock = pki::store::lock(&l.cluster.state_dir)?;
     let pki = ensure_pki(&l, path)?;
     let rendered = render::render(&l.cluster, &pki)?;
     std::io::stdout().write_all(rendered.admin_kubeconfig.as_bytes())?;
@@ -249,6 +251,7 @@ fn existing_pki(l: &Loaded) -> Result<(Vec<pki::Listed>, pki::Pki)> {
 fn certs_check(path: &Path, output: Output, warn_days: i64) -> Result<()> {
     use crate::certs::check;
     let l = load(path)?;
+    let _lock = pki::store::lock(&l.cluster.state_dir)?;
     let (listed, pki) = existing_pki(&l)?;
     let rendered = render::render(&l.cluster, &pki)?;
     let expected = check::expected(&rendered, &pki);

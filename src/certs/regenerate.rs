@@ -132,7 +132,7 @@ pub async fn roll_out(
         }
     }
     let c = inp.cluster;
-    let backup = pki::backup(&c.state_dir)?;
+    let backup = pki::backup(&c.state_dir, c.keep_backups)?;
     eprintln!(
         "backed up the state directory's PKI and secrets to {}",
         backup.display()
@@ -168,7 +168,14 @@ async fn snapshot_etcd(inp: &Inputs<'_>, survey: &apply::Survey) -> Result<Strin
     let file = format!("/var/lib/provisioner/backups/etcd-{stamp}.db");
     let endpoint = format!("https://{}:2379", h.internal_ip);
     let cmd = crate::shell::etcd_snapshot(&endpoint, "/etc/kubernetes/pki/etcd", &file);
-    survey.conns[&h.name].run_checked(&cmd).await?;
+    let conn = &survey.conns[&h.name];
+    conn.run_checked(&cmd).await?;
+    conn.run_checked(&crate::shell::prune(
+        "/var/lib/provisioner/backups",
+        "etcd-",
+        c.keep_backups,
+    ))
+    .await?;
     Ok(format!("etcd snapshot saved on {} at {file}", h.name))
 }
 
@@ -276,7 +283,7 @@ mod tests {
         let ids = vec!["apiserver".to_string()];
         p.reissue(&c, &ids).unwrap();
         assert_ne!(p.leaf("apiserver", None).cert, before);
-        let backup = pki::backup(&c.state_dir).unwrap();
+        let backup = pki::backup(&c.state_dir, c.keep_backups).unwrap();
         pki::save_leaves(&c, &p, &ids).unwrap();
         let dir = pki::pki_dir(&c.state_dir);
         assert_eq!(

@@ -64,7 +64,7 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
             return Ok(());
         }
         None => {
-            let backup = pki::backup(&c.state_dir)?;
+            let backup = pki::backup(&c.state_dir, c.keep_backups)?;
             eprintln!(
                 "backed up the state directory's PKI and secrets to {}",
                 backup.display()

@@ -18,6 +18,8 @@ pub struct Cluster {
     pub bundle: Option<PathBuf>,
     /// Public key whose signature the bundle must carry.
     pub bundle_public_key: Option<PathBuf>,
+    /// Backups of the state directory and etcd snapshots kept; older ones are removed.
+    pub keep_backups: usize,
     pub network: Network,
     pub api: Api,
     pub pki: PkiSettings,

@@ -46,6 +46,9 @@ pub struct Cluster {
     /// OpenSSH public key (ed25519) whose signature the bundle must carry (FILE.sig beside an
     /// archive, manifest.toml.sig in a directory). Relative to the inventory file.
     pub bundle_public_key: Option<String>,
+    /// How many backups of the state directory (STATE_DIR/backups/) and etcd snapshots (on the
+    /// etcd hosts, /var/lib/provisioner/backups/) are kept; older ones are removed. Default 10.
+    pub keep_backups: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

@@ -72,6 +72,10 @@ impl Validator {
                 "is set but [cluster] bundle is not: name the signed bundle too",
             );
         }
+        let keep_backups = c.keep_backups.unwrap_or(10);
+        if !(1..=1000).contains(&keep_backups) {
+            self.error(at("cluster.keep_backups"), "must be 1 to 1000");
+        }
 
         let network = self.network(&inv.network);
         let pki = self.pki(&inv.pki);
@@ -86,6 +90,7 @@ impl Validator {
             state_dir,
             bundle,
             bundle_public_key,
+            keep_backups: keep_backups as usize,
             network: network?,
             api: api?,
             pki: pki?,
@@ -578,6 +583,29 @@ impl Validator {
                 6443,
             ),
         };
+        let cps: Vec<&Host> = hosts.iter().filter(|h| h.roles.control_plane).collect();
+        let single = cps
+            .iter()
+            .find(|h| h.internal_ip.to_string() == host || h.name == host || h.address == host);
+        if let (true, Some(h)) = (cps.len() > 1, single) {
+            // Every kubelet and kube-proxy would depend on this one host.
+            let key = if a.endpoint.is_some() {
+                at("api.endpoint")
+            } else {
+                at("hosts")
+            };
+            self.warn(
+                key,
+                format!(
+                    "{} control-plane hosts, but clients reach the API at {} only ({}): when it is \
+                     down, every node loses the API; set api.endpoint to a load balancer or a \
+                     virtual IP in front of all of them",
+                    cps.len(),
+                    h.name,
+                    host
+                ),
+            );
+        }
         Some(Api {
             host,
             port,

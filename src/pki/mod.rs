@@ -96,21 +96,37 @@ pub fn save_leaves(cluster: &Cluster, pki: &Pki, ids: &[String]) -> Result<()> {
 }
 
 /// Copies the state directory's PKI and secrets to `state_dir/backups/<timestamp>/`, with their
-/// modes. Returns the backup's path.
-pub fn backup(state_dir: &Path) -> Result<PathBuf> {
+/// modes, and removes all but the newest `keep` backups. Returns the backup's path.
+pub fn backup(state_dir: &Path, keep: usize) -> Result<PathBuf> {
     let t = time::OffsetDateTime::now_utc();
     let stamp = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z",
         t.year(),
         t.month() as u8,
         t.day(),
         t.hour(),
         t.minute(),
-        t.second()
+        t.second(),
+        t.nanosecond()
     );
-    let dest = state_dir.join("backups").join(stamp);
+    let root = state_dir.join("backups");
+    // Fixed-width timestamps: names sort oldest first.
+    let dest = root.join(stamp);
     for sub in ["pki", "secrets"] {
         copy_tree(&state_dir.join(sub), &dest.join(sub))?;
+    }
+    // Timestamps sort as names; the one just made is the newest.
+    let mut all: Vec<PathBuf> = std::fs::read_dir(&root)
+        .with_context(|| format!("reading {}", root.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    all.sort();
+    let old = all.len().saturating_sub(keep.max(1));
+    for p in &all[..old] {
+        std::fs::remove_dir_all(p)
+            .with_context(|| format!("removing the old backup {}", p.display()))?;
     }
     Ok(dest)
 }
@@ -431,4 +447,24 @@ pub fn list(cluster: &Cluster) -> Result<Vec<Listed>> {
         });
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod backup_tests {
+    #[test]
+    fn backups_are_pruned_to_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::inventory::bundled_for_test(dir.path());
+        super::ensure(&c).unwrap();
+        let made: Vec<_> = (0..4)
+            .map(|_| super::backup(&c.state_dir, 2).unwrap())
+            .collect();
+        let mut left: Vec<_> = std::fs::read_dir(c.state_dir.join("backups"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        left.sort();
+        assert_eq!(left, made[2..].to_vec());
+        assert!(made[3].join("pki/ca.key").is_file());
+    }
 }

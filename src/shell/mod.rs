@@ -240,6 +240,11 @@ pub fn list_image(reference: &str) -> String {
     )
 }
 
+/// Keeps the newest `keep` files of `dir` named `prefix...` (names that sort by time).
+pub fn prune(dir: &str, prefix: &str, keep: usize) -> String {
+    script(&[dir, prefix, &keep.to_string()], include_str!("prune.sh"))
+}
+
 /// Saves an etcd snapshot to `file` (in a 0700 directory), with the healthcheck client.
 pub fn etcd_snapshot(endpoint: &str, pki: &str, file: &str) -> String {
     let dir = file.rsplit_once('/').map_or("/", |(d, _)| d);
@@ -429,6 +434,23 @@ mod tests {
             "{snap}"
         );
         assert!(!std::path::Path::new("/tmp/pwned").exists());
+    }
+
+    #[test]
+    fn prune_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["etcd-100.db", "etcd-200.db", "etcd-300.db", "other"] {
+            std::fs::write(dir.path().join(n), "").unwrap();
+        }
+        let d = dir.path().display().to_string();
+        sh(&prune(&d, "etcd-", 2));
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["etcd-200.db", "etcd-300.db", "other"]);
+        sh(&prune(&format!("{d}/none"), "etcd-", 1));
     }
 
     #[test]

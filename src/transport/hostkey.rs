@@ -239,9 +239,16 @@ pub struct Verifier {
     can_pin: bool,
 }
 
-/// Host key algorithms in russh's preference order, without certificates.
+/// Host key algorithms in russh's preference order, without certificates and without `ssh-rsa`
+/// signatures (SHA-1, which OpenSSH itself disabled in 8.8): an RSA host key still works through
+/// rsa-sha2-256 and rsa-sha2-512.
 fn key_order() -> Vec<Algorithm> {
-    russh::Preferred::DEFAULT.key.to_vec()
+    russh::Preferred::DEFAULT
+        .key
+        .iter()
+        .filter(|a| !matches!(a, Algorithm::Rsa { hash: None }))
+        .cloned()
+        .collect()
 }
 
 impl Verifier {
@@ -293,9 +300,6 @@ impl Verifier {
         first.extend(rest);
         let certs = if self.pin.is_none() && self.known.authorities(&self.name).next().is_some() {
             key_order()
-                .into_iter()
-                .filter(|a| !matches!(a, Algorithm::Rsa { hash: None }))
-                .collect()
         } else {
             Vec::new()
         };
@@ -467,4 +471,19 @@ pub fn files(configured: &Path, global: Option<&Path>) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha1_rsa_signatures_are_never_offered() {
+        let order = key_order();
+        assert!(!order.contains(&Algorithm::Rsa { hash: None }));
+        assert!(order
+            .iter()
+            .any(|a| matches!(a, Algorithm::Rsa { hash: Some(_) })));
+        assert!(order.contains(&Algorithm::Ed25519));
+    }
 }
