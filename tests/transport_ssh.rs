@@ -640,13 +640,16 @@ async fn forward_reaches_a_loopback_service_and_stops_when_dropped() {
     });
 
     let fwd = conn.forward("127.0.0.1", service_port).await.unwrap();
-    assert!(fwd.local_addr().ip().is_loopback());
-    assert_ne!(fwd.port(), service_port);
+    // Only the operator can reach it: a socket in a 0700 directory, no TCP port.
+    let dir_mode = std::fs::metadata(fwd.socket().parent().unwrap())
+        .unwrap()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
     let mut clients = Vec::new();
     for i in 0..3 {
-        let addr = fwd.local_addr();
+        let path = fwd.socket().to_path_buf();
         clients.push(tokio::spawn(async move {
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut s = tokio::net::UnixStream::connect(path).await.unwrap();
             let msg = format!("ping {i} ").repeat(10_000);
             let (mut r, mut w) = s.split();
             let write = async {
@@ -667,7 +670,7 @@ async fn forward_reaches_a_loopback_service_and_stops_when_dropped() {
     // Nothing listens there: the local connection is closed and the reason kept.
     let closed = free_port();
     let dead = conn.forward("127.0.0.1", closed).await.unwrap();
-    let mut s = tokio::net::TcpStream::connect(dead.local_addr())
+    let mut s = tokio::net::UnixStream::connect(dead.socket())
         .await
         .unwrap();
     let mut buf = Vec::new();
@@ -676,12 +679,12 @@ async fn forward_reaches_a_loopback_service_and_stops_when_dropped() {
     let reason = dead.last_error().expect("the refusal is recorded");
     assert!(reason.contains(&format!("127.0.0.1:{closed}")), "{reason}");
 
-    let addr = fwd.local_addr();
+    let path = fwd.socket().to_path_buf();
     drop(fwd);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "the listener is gone after drop"
+        tokio::net::UnixStream::connect(&path).await.is_err() && !path.exists(),
+        "the listener and its socket are gone after drop"
     );
     echo.abort();
 }

@@ -83,19 +83,17 @@ async fn request(r: &Request<'_>) -> Result<Response> {
     // reqwest needs a process-wide provider even for plain HTTP; ring is the one used everywhere.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let fwd = r.conn.forward(r.target, r.port).await?;
-    // reqwest takes the port from the URL, not from the resolved address: the URL names the
-    // forwarded local port, and the host name the certificate must carry.
-    let local_port = fwd.local_addr().port();
+    // Every connection goes through the forward's socket; the URL names the host the
+    // certificate must carry.
     let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
-        .no_proxy()
-        .resolve(r.server_name, fwd.local_addr());
+        .unix_socket(fwd.socket());
     let url = match r.tls {
         Some(tls) => {
             builder = builder.use_preconfigured_tls(client_config(tls)?);
-            format!("https://{}:{local_port}{}", r.server_name, r.path)
+            format!("https://{}:{}{}", r.server_name, r.port, r.path)
         }
-        None => format!("http://{}:{local_port}{}", r.server_name, r.path),
+        None => format!("http://{}:{}{}", r.server_name, r.port, r.path),
     };
     let client = builder.build().context("building the HTTP client")?;
     let mut req = client.request(r.method.clone(), &url);

@@ -1,32 +1,31 @@
-//! Local port forwarding through the connection, for health checks of services that listen on
-//! the host's loopback address.
+//! Forwarding through the connection, for health checks of services that listen on the host's
+//! loopback address. The local end is a Unix socket in a directory only the operator can enter:
+//! a TCP port on 127.0.0.1 would let any local user reach etcd or the API server with the
+//! operator's forwarded access while a gate runs.
 
-use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tokio::net::TcpListener;
+use tokio::net::UnixListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::{Connection, OpenError, Result};
 
-/// A listener on 127.0.0.1 whose connections are carried to `remote_host:remote_port` as seen
-/// from the host. Dropping it stops the listener and the connections it carries.
+/// A listening Unix socket (in a private 0700 directory) whose connections are carried to
+/// `remote_host:remote_port` as seen from the host. Dropping it stops the listener, the
+/// connections it carries, and removes the socket.
 #[derive(Debug)]
 pub struct Forward {
-    local: SocketAddr,
+    socket: PathBuf,
     last_error: Arc<Mutex<Option<String>>>,
     task: JoinHandle<()>,
+    _dir: tempfile::TempDir,
 }
 
 impl Forward {
-    /// The local address to connect to (`127.0.0.1:<port>`).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// The local port.
-    pub fn port(&self) -> u16 {
-        self.local.port()
+    /// The socket to connect to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     /// Why the last forwarded connection could not be opened on the host, if it could not
@@ -44,16 +43,21 @@ impl Drop for Forward {
 }
 
 impl Connection {
-    /// Binds 127.0.0.1:0 and forwards each accepted connection through a `direct-tcpip`
-    /// channel to `remote_host:remote_port` as the host sees it (e.g. `127.0.0.1`, 2379).
+    /// Listens on a private Unix socket and forwards each accepted connection through a
+    /// `direct-tcpip` channel to `remote_host:remote_port` as the host sees it (e.g.
+    /// `127.0.0.1`, 2379).
     pub async fn forward(&self, remote_host: &str, remote_port: u16) -> Result<Forward> {
-        let step = format!("forwarding a local port to {remote_host}:{remote_port}");
-        let listener = TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .map_err(|e| self.session_error(step.clone(), format!("binding 127.0.0.1: {e}")))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| self.session_error(step.clone(), e))?;
+        let step = format!("forwarding to {remote_host}:{remote_port}");
+        // 0700: only this user (and root) can reach the socket.
+        let dir = tempfile::Builder::new()
+            .prefix("provisioner-forward-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .map_err(|e| self.session_error(step.clone(), format!("a private directory: {e}")))?;
+        let socket = dir.path().join("s");
+        let listener = UnixListener::bind(&socket).map_err(|e| {
+            self.session_error(step.clone(), format!("binding {}: {e}", socket.display()))
+        })?;
         // Fail early when the connection is gone and cannot be set up again.
         self.link().await?;
         let last_error = Arc::new(Mutex::new(None));
@@ -65,16 +69,17 @@ impl Connection {
             last_error.clone(),
         ));
         Ok(Forward {
-            local,
+            socket,
             last_error,
             task,
+            _dir: dir,
         })
     }
 }
 
 async fn accept_loop(
     conn: Connection,
-    listener: TcpListener,
+    listener: UnixListener,
     host: String,
     port: u16,
     last_error: Arc<Mutex<Option<String>>>,
@@ -84,7 +89,7 @@ async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((mut socket, peer)) = accepted else { continue };
+                let Ok((mut socket, _)) = accepted else { continue };
                 let conn = conn.clone();
                 let host = host.clone();
                 let last_error = last_error.clone();
@@ -94,7 +99,7 @@ async fn accept_loop(
                             let host = host.clone();
                             async move {
                                 link.session
-                                    .channel_open_direct_tcpip(host, port.into(), "127.0.0.1", peer.port().into())
+                                    .channel_open_direct_tcpip(host, port.into(), "127.0.0.1", 0)
                                     .await
                             }
                         })

@@ -1,11 +1,11 @@
 //! SSH transport: one authenticated connection per host, reused by every step, to run commands
-//! as root, upload files atomically, and forward local ports to services on the host.
+//! as root, upload files atomically, and forward a private local socket to services on the host.
 //!
 //! ```text
 //! let conn = Connection::connect(&host, &cluster.ssh).await?;
 //! let out = conn.run_checked("systemctl is-active etcd").await?;
 //! conn.upload(Source::File(path), "/usr/local/bin/etcd", 0o755).await?;
-//! let fwd = conn.forward("127.0.0.1", 2379).await?;   // https://127.0.0.1:{fwd.port()}
+//! let fwd = conn.forward("127.0.0.1", 2379).await?;   // connect to fwd.socket()
 //! ```
 //!
 //! - Authentication: the host's `identity_file` when it exists (OpenSSH ed25519, ecdsa or rsa
