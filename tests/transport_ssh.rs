@@ -268,6 +268,7 @@ fn settings() -> SshSettings {
     SshSettings {
         parallelism: 4,
         bastion: None,
+        command_timeout: Duration::from_secs(600),
     }
 }
 
@@ -457,6 +458,36 @@ async fn upload_writes_atomically_checks_mode_and_skips_same_content() {
         .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("node1") && msg.contains(&file_as_dir), "{msg}");
+}
+
+/// A command that hangs is abandoned at the deadline; one that prints without end is stopped
+/// at the output cap: a host cannot hang a run or exhaust its memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_are_bounded_in_time_and_output() {
+    let sshd = Sshd::start();
+    let client = tempfile::tempdir().unwrap();
+    let opts = ConnectOptions {
+        command_timeout: Duration::from_secs(2),
+        ..options()
+    };
+    let conn = Connection::connect_with(&sshd.host(client.path()), &settings(), opts)
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let err = conn.run("sleep 30").await.unwrap_err().to_string();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(err.contains("did not finish within 2 s"), "{err}");
+    let err = conn
+        .run("head -c 80000000 /dev/zero")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than 64 MiB"), "{err}");
+    // The connection is still usable.
+    assert_eq!(
+        conn.run_checked("echo ok").await.unwrap().stdout_text(),
+        "ok\n"
+    );
 }
 
 /// A bundle file swapped on the operator's machine after its manifest was checked: the host
@@ -1169,6 +1200,7 @@ async fn a_bastion_carries_the_session_to_the_target() {
     let s = SshSettings {
         parallelism: 1,
         bastion: Some(format!("root@127.0.0.1:{}", bastion.port)),
+        command_timeout: Duration::from_secs(600),
     };
     let err = Connection::connect_with(&host, &s, options())
         .await
@@ -1217,6 +1249,7 @@ async fn a_bastion_carries_the_session_to_the_target() {
     let s = SshSettings {
         parallelism: 1,
         bastion: Some(format!("127.0.0.1:{}", closed.port)),
+        command_timeout: Duration::from_secs(600),
     };
     let err = Connection::connect_with(&host, &s, options())
         .await

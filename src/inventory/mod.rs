@@ -60,6 +60,9 @@ pub fn load(path: &Path) -> Result<Loaded, Invalid> {
     Ok(loaded)
 }
 
+/// Seconds a remote command may run unless `[ssh] command_timeout` says otherwise.
+pub const DEFAULT_COMMAND_TIMEOUT: u64 = 600;
+
 /// Validates inventory text; relative paths in it are taken from `base_dir`.
 pub fn parse(text: &str, base_dir: &Path) -> Result<Loaded, Vec<Problem>> {
     let source = source::Source::parse(text.to_string()).map_err(|(message, location)| {

@@ -118,6 +118,8 @@ pub struct KubeletSettings {
 pub struct SshSettings {
     pub parallelism: u32,
     pub bastion: Option<String>,
+    /// How long a remote command may run.
+    pub command_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

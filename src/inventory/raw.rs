@@ -132,6 +132,9 @@ pub struct Ssh {
     pub bastion: Option<String>,
     /// How many hosts are worked on at once. Default 16.
     pub parallelism: Option<u32>,
+    /// Seconds a remote command may run before it is abandoned (an upload gets one more second
+    /// per MiB). Default 600.
+    pub command_timeout: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

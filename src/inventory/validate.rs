@@ -266,9 +266,14 @@ impl Validator {
         if let Some(b) = &s.bastion {
             self.check(at("ssh.bastion"), bastion(b));
         }
+        let command_timeout = s.command_timeout.unwrap_or(super::DEFAULT_COMMAND_TIMEOUT);
+        if !(10..=86_400).contains(&command_timeout) {
+            self.error(at("ssh.command_timeout"), "must be 10 to 86400 seconds");
+        }
         Some(SshSettings {
             parallelism,
             bastion: s.bastion.clone(),
+            command_timeout: std::time::Duration::from_secs(command_timeout),
         })
     }
 

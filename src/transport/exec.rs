@@ -1,11 +1,15 @@
 //! Running commands on a session channel.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use russh::ChannelMsg;
 use tokio::io::AsyncRead;
 
 use super::{Connection, Error, OpenError, Result};
+
+/// The most a command may print (stdout and stderr together): a host cannot make provisioner
+/// run out of memory.
+pub const MAX_OUTPUT: usize = 64 << 20;
 
 /// What a command did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +75,8 @@ impl Connection {
     /// not an error: look at [`Output::status`].
     pub async fn run(&self, command: &str) -> Result<Output> {
         let wrapped = self.as_root(command);
-        self.exec(&wrapped, None::<&[u8]>, command).await
+        self.exec(&wrapped, None::<&[u8]>, command, Duration::ZERO)
+            .await
     }
 
     /// Runs a shell command as root; a non-zero exit is an error carrying the command and the
@@ -83,8 +88,13 @@ impl Connection {
 
     /// Runs a POSIX sh script as root (`sh -c`, whatever the user's login shell).
     pub(crate) async fn run_script(&self, script: &str, shown_as: &str) -> Result<Output> {
-        self.exec(&self.as_root_script(script), None::<&[u8]>, shown_as)
-            .await
+        self.exec(
+            &self.as_root_script(script),
+            None::<&[u8]>,
+            shown_as,
+            Duration::ZERO,
+        )
+        .await
     }
 
     pub(crate) fn check(&self, command: &str, out: Output) -> Result<Output> {
@@ -117,12 +127,15 @@ impl Connection {
     }
 
     /// Runs `command` exactly as given, feeding `input` to its stdin (then end of file), and
-    /// collects its output. `shown_as` names it in errors.
+    /// collects its output. `shown_as` names it in errors. It must end within the connection's
+    /// command timeout plus `extra` (an upload's transfer time), and print at most
+    /// [`MAX_OUTPUT`] bytes.
     pub(crate) async fn exec<R: AsyncRead + Unpin>(
         &self,
         command: &str,
         input: Option<R>,
         shown_as: &str,
+        extra: Duration,
     ) -> Result<Output> {
         let host = self.host_name();
         // The log never shows a whole script, only the start of its first line, as errors do:
@@ -131,7 +144,20 @@ impl Connection {
         tracing::trace!(host, command = %first, "running");
         let brief = clip(&first, 80);
         let t = Instant::now();
-        let result = self.exec_on_channel(command, input, shown_as).await;
+        let deadline = self.inner.options.command_timeout.saturating_add(extra);
+        let result =
+            match tokio::time::timeout(deadline, self.exec_on_channel(command, input, shown_as))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(self.session_error(
+                    format!("running `{}`", shown(shown_as)),
+                    format!(
+                        "it did not finish within {} s (the inventory's ssh.command_timeout)",
+                        deadline.as_secs()
+                    ),
+                )),
+            };
         let ms = t.elapsed().as_millis() as u64;
         match &result {
             Ok(out) => tracing::debug!(host, command = %brief, status = out.status, ms, "ran"),
@@ -192,6 +218,12 @@ impl Connection {
                     Some(_) => {}
                     None => break,
                 },
+            }
+            if stdout.len() + stderr.len() > MAX_OUTPUT {
+                return Err(self.session_error(
+                    step(),
+                    format!("it printed more than {} MiB", MAX_OUTPUT >> 20),
+                ));
             }
         }
         let Some(status) = status else {

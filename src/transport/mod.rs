@@ -165,7 +165,11 @@ impl fmt::Debug for Connection {
 impl Connection {
     /// Connects to `host` with [`ConnectOptions::default`].
     pub async fn connect(host: &Host, settings: &SshSettings) -> Result<Connection> {
-        Connection::connect_with(host, settings, ConnectOptions::default()).await
+        let options = ConnectOptions {
+            command_timeout: settings.command_timeout,
+            ..ConnectOptions::default()
+        };
+        Connection::connect_with(host, settings, options).await
     }
 
     /// Connects to `host`: through `settings.bastion` when set, host keys verified,

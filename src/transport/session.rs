@@ -31,6 +31,8 @@ pub struct ConnectOptions {
     pub agent: Agent,
     /// Keepalive interval on established connections (a dead host is noticed after three).
     pub keepalive: Duration,
+    /// How long a remote command may run (an upload: plus one second per MiB it sends).
+    pub command_timeout: Duration,
 }
 
 impl Default for ConnectOptions {
@@ -42,6 +44,7 @@ impl Default for ConnectOptions {
             global_known_hosts: Some(PathBuf::from("/etc/ssh/ssh_known_hosts")),
             agent: Agent::FromEnv,
             keepalive: Duration::from_secs(15),
+            command_timeout: Duration::from_secs(crate::inventory::DEFAULT_COMMAND_TIMEOUT),
         }
     }
 }
@@ -235,6 +238,11 @@ pub async fn establish(
     options: &ConnectOptions,
     can_pin: bool,
 ) -> Result<Handle<Client>, Error> {
+    if target.identity_file.exists() {
+        // Asks for a passphrase now, outside the time limits; failures are reported by the
+        // authentication that follows.
+        let _ = auth::load_identity(&target.identity_file).await;
+    }
     let attempts = options.attempts.max(1);
     let mut delay = options.backoff;
     let mut last = String::new();
@@ -284,8 +292,17 @@ pub async fn establish(
         });
     };
     let t = std::time::Instant::now();
-    auth::authenticate(&mut handle, &ep.user, &target.identity_file, &options.agent)
-        .await
+    // Bounded like the handshake; the identity file was decrypted (and its passphrase asked for)
+    // before the first attempt, so no prompt runs inside this limit.
+    let auth = auth::authenticate(&mut handle, &ep.user, &target.identity_file, &options.agent);
+    let result = match tokio::time::timeout(options.connect_timeout, auth).await {
+        Ok(r) => r,
+        Err(_) => Err(vec![format!(
+            "no answer to authentication within {} s",
+            options.connect_timeout.as_secs_f32()
+        )]),
+    };
+    result
         .inspect(|()| {
             let ms = t.elapsed().as_millis() as u64;
             tracing::debug!(host = %ep.label, user = %ep.user, ms, "authenticated");

@@ -103,6 +103,12 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counted<'_, R> {
     }
 }
 
+/// The time an upload of `size` bytes may take on top of the command timeout: one second per
+/// MiB, a link slower than 1 MiB/s being a problem to report rather than wait for.
+fn transfer_time(size: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(size >> 20)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -359,16 +365,23 @@ impl Connection {
         let shown_as = format!("upload of {path}");
         let out = match source {
             Source::Bytes(b) => {
-                self.exec(&command, Some(Counted::new(b, progress)), &shown_as)
+                let extra = transfer_time(b.len() as u64);
+                self.exec(&command, Some(Counted::new(b, progress)), &shown_as, extra)
                     .await
             }
             Source::File(p) => {
                 let file = tokio::fs::File::open(p).await.map_err(|e| {
                     self.upload_error(path, format!("reading {}: {e}", p.display()))
                 })?;
+                let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
                 let reader = tokio::io::BufReader::with_capacity(CHUNK, file);
-                self.exec(&command, Some(Counted::new(reader, progress)), &shown_as)
-                    .await
+                self.exec(
+                    &command,
+                    Some(Counted::new(reader, progress)),
+                    &shown_as,
+                    transfer_time(size),
+                )
+                .await
             }
         }
         .map_err(|e| self.upload_error(path, e.to_string()))?;
