@@ -153,7 +153,18 @@ pub fn read(archive: &Path, dest: Option<&Path>) -> Result<(Manifest, String)> {
                 archive.display()
             );
         };
-        let mut hashing = Hashing::new(&mut entry);
+        if entry.size() != l.size {
+            bail!(
+                "{}: {path} does not match the manifest ({} bytes; the manifest says {} bytes): \
+                 the bundle is damaged or was tampered with",
+                archive.display(),
+                entry.size(),
+                l.size
+            );
+        }
+        // Never more than the manifest's size plus one byte, whatever the tar header claims:
+        // the extra byte shows a mismatch without writing a disk full.
+        let mut hashing = Hashing::new((&mut entry).take(l.size + 1));
         match dest {
             Some(d) => {
                 let target = d.join(l.path);

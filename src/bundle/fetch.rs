@@ -350,12 +350,21 @@ async fn get_bytes(client: &reqwest::Client, url: &str) -> Result<Vec<u8>> {
     if !resp.status().is_success() {
         bail!("downloading {url}: HTTP {}", resp.status());
     }
-    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+    // Checksum files are small; the server's Content-Length is a hint, never an allocation size.
+    const MAX: usize = 16 << 20;
+    let hint = resp.content_length().unwrap_or(0).min(1 << 20) as usize;
+    let mut out = Vec::with_capacity(hint);
     while let Some(chunk) = resp
         .chunk()
         .await
         .with_context(|| format!("downloading {url}"))?
     {
+        if out.len() + chunk.len() > MAX {
+            bail!(
+                "{url} is larger than {} MiB: not a checksum file",
+                MAX >> 20
+            );
+        }
         out.extend_from_slice(&chunk);
     }
     Ok(out)

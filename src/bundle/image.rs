@@ -48,12 +48,13 @@ pub fn to_oci(src: &Path, dest: &Path) -> Result<ImageInfo> {
         std::fs::copy(src, dest).with_context(|| format!("copying {}", src.display()))?;
         return inspect(dest);
     }
-    let Some(manifest) = members.get("manifest.json") else {
+    if !members.contains_key("manifest.json") {
         bail!(
             "{} is neither an OCI image archive (index.json) nor a docker-archive (manifest.json)",
             src.display()
         );
-    };
+    }
+    let manifest = small(&members, "manifest.json", src)?;
     let list: Vec<DockerManifest> = serde_json::from_slice(manifest).with_context(|| {
         format!(
             "{}: manifest.json is not a docker-archive manifest",
@@ -77,34 +78,42 @@ pub fn to_oci(src: &Path, dest: &Path) -> Result<ImageInfo> {
         .chain(image.layers.iter().map(String::as_str))
         .collect();
     let blobs = read_members(src, |name| wanted.contains(&name))?;
-    let blob = |name: &str| {
+    let member = |name: &str| {
         blobs
             .get(name)
             .with_context(|| format!("{}: {name} is missing", src.display()))
     };
-    let descriptor = |media: &str, data: &[u8]| {
+    let descriptor = |media: &str, sha256: &str, size: u64| {
         serde_json::json!({
             "mediaType": media,
-            "digest": format!("sha256:{}", super::sha256_hex(data)),
-            "size": data.len(),
+            "digest": format!("sha256:{sha256}"),
+            "size": size,
         })
     };
-    let config = blob(&image.config)?;
+    let config = small(&blobs, &image.config, src)?;
     let mut layers = Vec::new();
     for l in &image.layers {
+        let m = member(l)?;
         layers.push(descriptor(
             "application/vnd.oci.image.layer.v1.tar",
-            blob(l)?,
+            &m.sha256(),
+            m.size(),
         ));
     }
+    let config_sha = super::sha256_hex(config);
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+        "config": descriptor("application/vnd.oci.image.config.v1+json", &config_sha, config.len() as u64),
         "layers": layers,
     }))?;
+    let manifest_sha = super::sha256_hex(&manifest);
     let reference = docker_reference(tag);
-    let mut index_entry = descriptor("application/vnd.oci.image.manifest.v1+json", &manifest);
+    let mut index_entry = descriptor(
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest_sha,
+        manifest.len() as u64,
+    );
     index_entry["annotations"] = serde_json::json!({
         "io.containerd.image.name": reference,
         "org.opencontainers.image.ref.name": reference.rsplit_once(':').map_or("latest", |(_, t)| t),
@@ -116,21 +125,43 @@ pub fn to_oci(src: &Path, dest: &Path) -> Result<ImageInfo> {
     let mut tar = tar::Builder::new(
         File::create(dest).with_context(|| format!("writing {}", dest.display()))?,
     );
-    let mut add = |name: &str, data: &[u8]| -> Result<()> {
+    let header = |size: u64| {
         let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
+        h.set_size(size);
         h.set_mode(0o644);
         h.set_mtime(0);
-        tar.append_data(&mut h, name, data)?;
-        Ok(())
+        h
     };
-    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    add("index.json", &index)?;
-    for data in std::iter::once(config)
-        .chain(image.layers.iter().filter_map(|l| blobs.get(l)))
-        .chain(std::iter::once(&manifest))
-    {
-        add(&format!("blobs/sha256/{}", super::sha256_hex(data)), data)?;
+    for (name, data) in [
+        (
+            "oci-layout".to_string(),
+            &br#"{"imageLayoutVersion":"1.0.0"}"#[..],
+        ),
+        ("index.json".to_string(), &index[..]),
+        (format!("blobs/sha256/{config_sha}"), config),
+        (format!("blobs/sha256/{manifest_sha}"), &manifest[..]),
+    ] {
+        tar.append_data(&mut header(data.len() as u64), name, data)?;
+    }
+    // Layers are copied from the source as streams, each once even when listed twice.
+    let mut source = tar::Archive::new(File::open(src).with_context(|| src.display().to_string())?);
+    let mut done = std::collections::BTreeSet::new();
+    for entry in source.entries()? {
+        let entry = entry?;
+        let name = super::archive::entry_path(&entry)?;
+        if !image.layers.contains(&name) || image.config == name {
+            continue;
+        }
+        let m = member(&name)?;
+        if !done.insert(m.sha256()) {
+            continue;
+        }
+        let size = m.size();
+        tar.append_data(
+            &mut header(size),
+            format!("blobs/sha256/{}", m.sha256()),
+            entry.take(size),
+        )?;
     }
     tar.into_inner()?.sync_all()?;
     inspect(dest)
@@ -151,21 +182,72 @@ fn docker_reference(tag: &str) -> String {
     }
 }
 
-/// The contents of the members of a tar whose names pass `want`.
-fn read_members(path: &Path, want: impl Fn(&str) -> bool) -> Result<BTreeMap<String, Vec<u8>>> {
+/// The most a metadata member (index, manifest, config) may hold: anything larger is not one.
+const MAX_METADATA: u64 = 4 << 20;
+
+/// A member of an image archive: small ones with their content, layers as digest and size only
+/// (read as a stream, never whole into memory).
+enum Member {
+    Small(Vec<u8>),
+    Large { sha256: String, size: u64 },
+}
+
+impl Member {
+    fn sha256(&self) -> String {
+        match self {
+            Member::Small(d) => super::sha256_hex(d),
+            Member::Large { sha256, .. } => sha256.clone(),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Member::Small(d) => d.len() as u64,
+            Member::Large { size, .. } => *size,
+        }
+    }
+}
+
+/// The members of a tar whose names pass `want`.
+fn read_members(path: &Path, want: impl Fn(&str) -> bool) -> Result<BTreeMap<String, Member>> {
     let ctx = || format!("image archive {}", path.display());
     let mut tar = tar::Archive::new(File::open(path).with_context(ctx)?);
     let mut out = BTreeMap::new();
     for entry in tar.entries().with_context(ctx)? {
         let mut entry = entry.with_context(ctx)?;
         let name = super::archive::entry_path(&entry)?;
-        if want(&name) {
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).with_context(ctx)?;
-            out.insert(name, data);
+        if !want(&name) {
+            continue;
         }
+        let member = if entry.size() <= MAX_METADATA {
+            let mut data = Vec::with_capacity(entry.size() as usize);
+            (&mut entry)
+                .take(MAX_METADATA + 1)
+                .read_to_end(&mut data)
+                .with_context(ctx)?;
+            Member::Small(data)
+        } else {
+            let mut h = super::check::Hashing::new(&mut entry);
+            std::io::copy(&mut h, &mut std::io::sink()).with_context(ctx)?;
+            let (sha256, size) = h.finish();
+            Member::Large { sha256, size }
+        };
+        out.insert(name, member);
     }
     Ok(out)
+}
+
+/// The content of a metadata member, refusing one too large to be metadata.
+fn small<'a>(members: &'a BTreeMap<String, Member>, name: &str, path: &Path) -> Result<&'a [u8]> {
+    match members.get(name) {
+        Some(Member::Small(d)) => Ok(d),
+        Some(Member::Large { .. }) => bail!(
+            "{}: {name} is larger than {} MiB; it is not image metadata",
+            path.display(),
+            MAX_METADATA >> 20
+        ),
+        None => bail!("{}: {name} is missing", path.display()),
+    }
 }
 
 /// Reads `index.json` and checks that the manifest it points at is in the archive.
@@ -174,15 +256,15 @@ pub fn inspect(path: &Path) -> Result<ImageInfo> {
         n == "index.json" || n.starts_with("blobs/sha256/")
     })?;
     let index: Option<Index> = match members.get("index.json") {
-        Some(text) => Some(
-            serde_json::from_slice(text)
+        Some(_) => Some(
+            serde_json::from_slice(small(&members, "index.json", path)?)
                 .with_context(|| format!("{}: index.json is not an OCI index", path.display()))?,
         ),
         None => None,
     };
     let blobs: BTreeMap<&str, String> = members
         .iter()
-        .filter_map(|(n, data)| Some((n.strip_prefix("blobs/sha256/")?, super::sha256_hex(data))))
+        .filter_map(|(n, m)| Some((n.strip_prefix("blobs/sha256/")?, m.sha256())))
         .collect();
     let Some(index) = index else {
         bail!(
@@ -277,10 +359,22 @@ pub mod tests {
 
     #[test]
     fn converts_a_docker_archive() {
+        converts_with_a_layer_of(b"pretend layer tar".to_vec());
+    }
+
+    /// A layer larger than any metadata is hashed and copied as a stream.
+    #[test]
+    fn converts_a_docker_archive_with_a_large_layer() {
+        let layer: Vec<u8> = (0..(MAX_METADATA as usize + 4096))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        converts_with_a_layer_of(layer);
+    }
+
+    fn converts_with_a_layer_of(layer: Vec<u8>) {
         use sha2::{Digest, Sha256};
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("docker.tar");
-        let layer = b"pretend layer tar".to_vec();
         let layer_id = super::super::hex(&Sha256::digest(&layer));
         let config = format!(
             r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["sha256:{layer_id}"]}}}}"#
@@ -304,7 +398,11 @@ pub mod tests {
         assert_eq!(info.reference, "docker.io/library/busybox:1.36");
         assert_eq!(inspect(&out).unwrap(), info);
         let blobs = read_members(&out, |n| n.starts_with("blobs/")).unwrap();
-        assert!(blobs.contains_key(&format!("blobs/sha256/{layer_id}")));
+        let copied = &blobs[&format!("blobs/sha256/{layer_id}")];
+        assert_eq!(
+            (copied.sha256(), copied.size()),
+            (layer_id.clone(), layer.len() as u64)
+        );
         // Converting again gives the same digest: it can be written in the manifest beforehand.
         let again = dir.path().join("again.tar");
         assert_eq!(to_oci(&src, &again).unwrap().digest, info.digest);
