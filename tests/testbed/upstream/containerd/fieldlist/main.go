@@ -1,9 +1,11 @@
-// Command fieldlist prints the keys of containerd's configuration file (version 3) that the
-// containerd built from this module accepts: the top-level keys from the server's Config type,
+// Command fieldlist prints the keys of containerd's configuration file, at the config version the
+// containerd built from this module writes (version.ConfigVersion: 3 in 2.2, 4 from 2.3), that it
+// accepts: the top-level keys from the server's Config type,
 // and under plugins.'<type>.<id>' the config type of every plugin registered in the containerd
 // binary (the same builtins its main links), walked with reflection over their `toml` tags.
 //
-// Output, in the format of tests/fixtures/k8s/config/containerd-cri-v3.txt:
+// With -config-version it prints only that number. Output, in the format of
+// tests/fixtures/k8s/config/containerd-cri-v3.txt:
 //
 //	<TOML key path><TAB><value kind>
 //
@@ -12,12 +14,14 @@ package main
 
 import (
 	"encoding"
+	"flag"
 	"fmt"
 	"reflect"
 	"runtime/debug"
 	"strings"
 
 	srvconfig "github.com/containerd/containerd/v2/cmd/containerd/server/config"
+	ctdversion "github.com/containerd/containerd/v2/version"
 	"github.com/containerd/plugin"
 	"github.com/containerd/plugin/registry"
 
@@ -29,6 +33,12 @@ import (
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 
 func main() {
+	onlyVersion := flag.Bool("config-version", false, "print the config version only")
+	flag.Parse()
+	if *onlyVersion {
+		fmt.Println(ctdversion.ConfigVersion)
+		return
+	}
 	version := "unknown"
 	if info, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range info.Deps {
@@ -37,7 +47,8 @@ func main() {
 			}
 		}
 	}
-	fmt.Printf("# containerd configuration keys, config file version = 3 (containerd %s)\n", version)
+	fmt.Printf("# containerd configuration keys, config file version = %d (containerd %s); files of older versions are migrated to it on load\n",
+		ctdversion.ConfigVersion, version)
 	fmt.Printf("# source: github.com/containerd/containerd/v2 %s: cmd/containerd/server/config.Config and the Config of every\n", version)
 	fmt.Printf("# plugin registered by cmd/containerd/builtins, walked with reflection by tests/testbed/upstream/containerd/fieldlist;\n")
 	fmt.Printf("# runtimes.*.options: the runc shim's options (github.com/containerd/containerd/api/types/runc/options.Options)\n")
