@@ -115,6 +115,10 @@ pub enum Command {
         /// Hash every managed file on the hosts again (see `plan --rehash`)
         #[arg(long)]
         rehash: bool,
+        /// Take the cluster's lease even though another run holds it (when that run's machine
+        /// is gone for good)
+        #[arg(long)]
+        break_lease: bool,
     },
 
     /// Print the admin kubeconfig to standard output
@@ -167,6 +171,9 @@ pub struct RolloutArgs {
     /// Go on even though a health gate fails before the start
     #[arg(long)]
     pub force: bool,
+    /// Take the cluster's lease even though another run holds it (see `apply --help`)
+    #[arg(long)]
+    pub break_lease: bool,
     /// Print what would be done; change nothing
     #[arg(long)]
     pub dry_run: bool,

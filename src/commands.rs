@@ -24,10 +24,14 @@ pub fn run(cli: Cli) -> Result<()> {
             output,
             gate_timeout,
             rehash,
+            break_lease,
         } => converge(
             &inventory.inventory,
             output,
-            Some(std::time::Duration::from_secs(gate_timeout)),
+            Some(ApplyOptions {
+                gate_deadline: std::time::Duration::from_secs(gate_timeout),
+                break_lease,
+            }),
             rehash,
         ),
         Command::Certs(CertsCommand::List { inventory, output }) => {
@@ -289,6 +293,7 @@ fn rollout(args: &RolloutArgs) -> (crate::certs::regenerate::Options, crate::app
     let opts = crate::certs::regenerate::Options {
         force: args.force,
         dry_run: args.dry_run,
+        break_lease: args.break_lease,
         gate_timeout: std::time::Duration::from_secs(args.gate_timeout),
     };
     let rep = crate::apply::Reporter::new(match args.output {
@@ -440,13 +445,14 @@ const STANDIN_NOTICE: &str = "NOTE: this bundle's Kubernetes binaries are provis
 (etcd, containerd and runc are real). The result exercises every certificate, kubeconfig, TLS link and \
 start order, but it is a test bed, not a working cluster.";
 
-/// `plan` and `apply`: survey the hosts, plan, and (for apply, which has a gate deadline) execute.
-fn converge(
-    path: &Path,
-    output: Output,
-    apply: Option<std::time::Duration>,
-    rehash: bool,
-) -> Result<()> {
+/// What `apply` adds to `plan`.
+struct ApplyOptions {
+    gate_deadline: std::time::Duration,
+    break_lease: bool,
+}
+
+/// `plan` and `apply`: survey the hosts, plan, and (for apply) execute under the cluster's lease.
+fn converge(path: &Path, output: Output, apply: Option<ApplyOptions>, rehash: bool) -> Result<()> {
     let mut l = load(path)?;
     let _lock = pki::store::lock(&l.cluster.state_dir)?;
     let bundle = open_bundle(&mut l.cluster, path)?;
@@ -466,44 +472,70 @@ fn converge(
         // The hosts' identity is checked before the PKI is created: a missing state directory
         // must not gain a new cluster's CAs while the hosts run another's.
         let conns = crate::apply::open(c, &rep).await?;
-        let pki = ensure_pki(&l, path)?;
-        let rendered = render::render(c, &pki)?;
-        let inputs = crate::apply::Inputs {
-            cluster: c,
-            rendered: &rendered,
-            pki: &pki,
-            bundle: &bundle,
-        };
-        let survey = crate::apply::survey(&inputs, conns, rehash, &rep).await?;
-        let plan = crate::apply::make_plan(&survey);
-        let Some(gate_deadline) = apply else {
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-                Output::Text => print!("{}", crate::plan::text(&plan)),
+        let lease = match &apply {
+            Some(a) => {
+                Some(crate::apply::lease::take(c, &conns, "apply", a.break_lease, &rep).await?)
             }
-            return Ok(());
+            None => None,
         };
-        let outcome = if plan.is_empty() {
-            rep.note("Nothing to do: every host matches the inventory.");
-            crate::apply::Outcome::default()
-        } else {
-            if format == crate::apply::Format::Text {
-                eprint!("{}", crate::plan::text(&plan));
-            }
-            crate::apply::execute(&inputs, &survey, &plan, &rep, gate_deadline).await?
-        };
-        match output {
-            Output::Json => println!("{}", serde_json::json!({ "summary": outcome })),
-            Output::Text => eprintln!(
-                "done in {:.1}s: {} file(s) written, {} service(s) started, {} restarted ({:.1}s transfer, {:.1}s starting and waiting)",
-                outcome.seconds, outcome.files_written, outcome.units_started, outcome.units_restarted, outcome.transfer_seconds, outcome.wait_seconds
-            ),
+        let result = converge_on(&l, path, &bundle, conns, output, apply, rehash, &rep).await;
+        if let Some(lease) = lease {
+            lease.release().await;
         }
-        if bundle.standins {
-            rep.note(STANDIN_NOTICE);
-        }
-        anyhow::Ok(())
+        result
     })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn converge_on(
+    l: &Loaded,
+    path: &Path,
+    bundle: &crate::bundle::Bundle,
+    conns: std::collections::BTreeMap<String, crate::transport::Connection>,
+    output: Output,
+    apply: Option<ApplyOptions>,
+    rehash: bool,
+    rep: &crate::apply::Reporter,
+) -> Result<()> {
+    let c = &l.cluster;
+    let format = rep.format();
+    let pki = ensure_pki(l, path)?;
+    let rendered = render::render(c, &pki)?;
+    let inputs = crate::apply::Inputs {
+        cluster: c,
+        rendered: &rendered,
+        pki: &pki,
+        bundle,
+    };
+    let survey = crate::apply::survey(&inputs, conns, rehash, rep).await?;
+    let plan = crate::apply::make_plan(&survey);
+    let Some(apply) = apply else {
+        match output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+            Output::Text => print!("{}", crate::plan::text(&plan)),
+        }
+        return Ok(());
+    };
+    let outcome = if plan.is_empty() {
+        rep.note("Nothing to do: every host matches the inventory.");
+        crate::apply::Outcome::default()
+    } else {
+        if format == crate::apply::Format::Text {
+            eprint!("{}", crate::plan::text(&plan));
+        }
+        crate::apply::execute(&inputs, &survey, &plan, rep, apply.gate_deadline).await?
+    };
+    match output {
+        Output::Json => println!("{}", serde_json::json!({ "summary": outcome })),
+        Output::Text => eprintln!(
+            "done in {:.1}s: {} file(s) written, {} service(s) started, {} restarted ({:.1}s transfer, {:.1}s starting and waiting)",
+            outcome.seconds, outcome.files_written, outcome.units_started, outcome.units_restarted, outcome.transfer_seconds, outcome.wait_seconds
+        ),
+    }
+    if bundle.standins {
+        rep.note(STANDIN_NOTICE);
+    }
+    Ok(())
 }
 
 /// `state recover`: rebuilds a missing state directory from the hosts.

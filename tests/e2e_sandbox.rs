@@ -835,6 +835,64 @@ fn failures_are_reported_precisely_and_the_sudo_path_works() {
         "kube-proxy",
     ];
     verify_cluster(&m, &c, "node-1", &[("node-1", all_units)], &["node-1"], 1);
+
+    one_run_at_a_time_per_cluster(&m, &c);
+}
+
+/// The lease on the hosts: another machine's live lease refuses apply with its holder's details;
+/// a lease left by a process of this machine that is gone (`kill -9`) is taken over;
+/// `--break-lease` takes any; a finished run leaves none.
+fn one_run_at_a_time_per_cluster(m: &Machines, c: &Cluster) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let lease = |machine: &str| {
+        let line = format!(
+            r#"{{"user":"alice","machine":"{}","pid":4194000,"command":"apply","since":{now},"token":"t"}}"#,
+            machine.trim()
+        );
+        m.ssh(
+            "node-1",
+            &format!("printf '%s\\n' '{line}' > /var/lib/provisioner/lease"),
+        );
+    };
+    let apply = |extra: &[&str]| {
+        let mut args = vec!["apply", "--output", "json", "--gate-timeout", "30"];
+        args.extend(extra);
+        let o = c.ws.run(&args);
+        (o.status.success(), text(&o.stderr))
+    };
+    lease("other-laptop");
+    let (ok, err) = apply(&[]);
+    assert!(!ok, "a live lease of another machine must refuse");
+    assert!(
+        err.contains("alice@other-laptop (process 4194000) running `apply`")
+            && err.contains("--break-lease")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    let (ok, err) = apply(&["--break-lease"]);
+    assert!(
+        ok && err.contains("taking over the lease: --break-lease"),
+        "{err}"
+    );
+    lease(&here);
+    let (ok, err) = apply(&[]);
+    assert!(
+        ok && err.contains("no longer runs on this machine"),
+        "{err}"
+    );
+    assert_eq!(
+        m.ssh(
+            "node-1",
+            "test -e /var/lib/provisioner/lease && echo held || echo free"
+        )
+        .trim(),
+        "free",
+        "a finished run gives the lease back"
+    );
 }
 
 /// A background client opening a fresh TLS connection (a new curl each time) every 200 ms to

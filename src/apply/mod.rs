@@ -4,6 +4,7 @@
 
 mod gates;
 pub mod health;
+pub mod lease;
 pub mod report;
 
 use std::collections::BTreeMap;

@@ -251,4 +251,37 @@ mod tests {
         assert_eq!(read_back.files[0].path, "bin/etcd");
         assert_eq!(sha, crate::bundle::sha256_hex(&bytes));
     }
+
+    /// A GNU long-name record is read whole into memory by the tar reader; compressed zeros
+    /// make a tiny archive claim gigabytes of it. Found while writing the `archive` fuzz
+    /// target: such a record after the manifest must be refused without reading it.
+    #[test]
+    fn refuses_oversized_tar_metadata_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = b"etcd";
+        let manifest = format!(
+            "[bundle]\nformat = 1\narch = \"amd64\"\nkubernetes_version = \"1.35.0\"\n\n\
+             [[files]]\nname = \"etcd\"\ncomponent = \"etcd\"\nversion = \"3.5.24\"\n\
+             path = \"bin/etcd\"\nsha256 = \"{}\"\nsize = {}\nmode = \"0755\"\n",
+            crate::bundle::sha256_hex(data),
+            data.len()
+        );
+        let mut tar = tar::Builder::new(Vec::new());
+        append(&mut tar, MANIFEST, 0o644, manifest.len() as u64, manifest.as_bytes()).unwrap();
+        // 64 MiB of long name (compressing to a few KiB), then the listed file.
+        let long = 64u64 << 20;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.set_size(long);
+        h.set_mode(0o644);
+        tar.append_data(&mut h, "././@LongLink", std::io::repeat(b'a').take(long))
+            .unwrap();
+        append(&mut tar, "bin/etcd", 0o755, data.len() as u64, &data[..]).unwrap();
+        let bytes = zstd::encode_all(&tar.into_inner().unwrap()[..], 3).unwrap();
+        assert!(bytes.len() < 64 << 10, "{} bytes", bytes.len());
+        let out = dir.path().join("bomb.tar.zst");
+        std::fs::write(&out, &bytes).unwrap();
+        let err = read(&out, None).unwrap_err();
+        assert!(format!("{err:#}").contains("more tar metadata"), "{err:#}");
+    }
 }

@@ -88,6 +88,7 @@ pub fn any_expired(listed: &[pki::Listed], ids: &[String], now: i64) -> bool {
 pub struct Options {
     pub force: bool,
     pub dry_run: bool,
+    pub break_lease: bool,
     pub gate_timeout: Duration,
 }
 
@@ -116,7 +117,26 @@ pub async fn roll_out(
         );
         return Ok(None);
     }
-    if let Err(e) = apply::check_health(inp, &survey, rep, Duration::from_secs(20)).await {
+    let lease = apply::lease::take(inp.cluster, &survey.conns, what, opts.break_lease, rep).await?;
+    let result =
+        roll_out_leased(inp, &survey, &plan, restarts_etcd, expired, opts, rep, save).await;
+    lease.release().await;
+    result
+}
+
+/// [`roll_out`] once the cluster's lease is held.
+#[allow(clippy::too_many_arguments)]
+async fn roll_out_leased(
+    inp: &Inputs<'_>,
+    survey: &apply::Survey,
+    plan: &crate::plan::Plan,
+    restarts_etcd: bool,
+    expired: bool,
+    opts: &Options,
+    rep: &Reporter,
+    save: impl FnOnce() -> Result<()>,
+) -> Result<Option<apply::Outcome>> {
+    if let Err(e) = apply::check_health(inp, survey, rep, Duration::from_secs(20)).await {
         if expired {
             eprintln!(
                 "the cluster fails a health gate, as expected with expired certificates: {e:#}"
@@ -138,7 +158,7 @@ pub async fn roll_out(
         backup.display()
     );
     if restarts_etcd {
-        match snapshot_etcd(inp, &survey).await {
+        match snapshot_etcd(inp, survey).await {
             Ok(msg) => eprintln!("{msg}"),
             Err(e) if expired || opts.force => {
                 eprintln!("warning: no etcd snapshot ({e:#}); continuing because etcd is not serving anyway")
@@ -147,7 +167,7 @@ pub async fn roll_out(
         }
     }
     save()?;
-    let outcome = apply::execute(inp, &survey, &plan, rep, opts.gate_timeout)
+    let outcome = apply::execute(inp, survey, plan, rep, opts.gate_timeout)
         .await
         .context(
             "the rollout stopped there: the new certificates are in the state directory and on \

@@ -275,6 +275,17 @@ pub fn etcd_snapshot(endpoint: &str, pki: &str, file: &str) -> String {
     )
 }
 
+/// Compare-and-swap of the lease file: writes `new` (or removes the lease when empty) only if
+/// the file holds `expected`; otherwise prints what it holds and exits 3.
+pub fn swap_lease(path: &str, new: &str, expected: &str) -> String {
+    script(&[path, new, expected], include_str!("lease.sh"))
+}
+
+/// The current lease line (empty when there is none).
+pub fn read_lease(path: &str) -> String {
+    format!("{} 2>/dev/null; true", command(&["cat", path]))
+}
+
 /// Prints the identity files of a host (public parts whole, encryption keys as hashes):
 /// `pem PATH LINE` and `enc SHA256` lines.
 pub fn identity_probe(public_files: &[String], encryption_config: &str) -> String {

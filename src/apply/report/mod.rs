@@ -42,6 +42,10 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
     /// Live lines when the text goes to a terminal, plain lines otherwise.
     pub fn new(format: Format) -> Self {
         let view = if format == Format::Text && std::io::stderr().is_terminal() {
