@@ -154,7 +154,7 @@ pub async fn take(
             Decision::Refuse(why) => Some(why),
             Decision::Take => None,
             Decision::TakeOver(why) => {
-                rep.note(&format!("{host}: taking over the lease: {why}"));
+                rep.warn(&format!("{host}: taking over the lease: {why}"));
                 None
             }
         };

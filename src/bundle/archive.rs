@@ -2,11 +2,13 @@
 //! Reading streams it once, checking each entry against the manifest as it goes, so a
 //! tampered or truncated archive is refused without unpacking it anywhere first.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::rc::Rc;
 
 use anyhow::{bail, Context, Result};
 
@@ -17,6 +19,44 @@ use super::MANIFEST;
 /// zstd level: close to the best ratio for binaries while packing a few hundred MB in seconds.
 const LEVEL: i32 = 9;
 const MAX_MANIFEST: u64 = 16 << 20;
+/// Decompressed bytes allowed for what comes between two entries' contents: headers, padding,
+/// GNU long names and pax records. The tar reader holds long names and pax records in memory
+/// whole, so without this a small archive of compressed zeros could claim gigabytes of them.
+const MAX_METADATA: u64 = 1 << 20;
+
+/// The decompressed stream, refusing to give more than its allowance: [`MAX_METADATA`] before
+/// each entry, plus the size the manifest lists for the entry being read.
+struct Allowance<R> {
+    inner: R,
+    left: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Allowance<R> {
+    fn new(inner: R, first: u64) -> (Self, Rc<Cell<u64>>) {
+        let left = Rc::new(Cell::new(first));
+        let this = Allowance {
+            inner,
+            left: left.clone(),
+        };
+        (this, left)
+    }
+}
+
+impl<R: Read> Read for Allowance<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.left.get();
+        if left == 0 && !buf.is_empty() {
+            return Err(std::io::Error::other(format!(
+                "more tar metadata than a bundle has (over {MAX_METADATA} bytes between two \
+                 files): not a provisioner bundle"
+            )));
+        }
+        let max = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left.set(left - n as u64);
+        Ok(n)
+    }
+}
 
 /// Writes the archive for the bundle directory `dir` (already checked against `m`) to `out`,
 /// atomically. Each file is hashed again as it is packed.
@@ -92,6 +132,7 @@ fn append(
 pub fn peek(archive: &Path) -> Result<Manifest> {
     let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
     let dec = zstd::Decoder::new(file).context("not a zstd stream")?;
+    let (dec, _) = Allowance::new(dec, MAX_MANIFEST + MAX_METADATA);
     let mut tar = tar::Archive::new(dec);
     let mut entries = tar.entries().context("not a tar archive")?;
     let (m, _) = first_manifest(&mut entries, archive)?;
@@ -127,6 +168,7 @@ fn first_manifest<R: std::io::Read>(
 pub fn read(archive: &Path, dest: Option<&Path>) -> Result<(Manifest, String)> {
     let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
     let dec = zstd::Decoder::new(Hashing::new(file)).context("not a zstd stream")?;
+    let (dec, allowance) = Allowance::new(dec, MAX_MANIFEST + MAX_METADATA);
     let mut tar = tar::Archive::new(dec);
     let mut entries = tar.entries().context("not a tar archive")?;
 
@@ -136,7 +178,9 @@ pub fn read(archive: &Path, dest: Option<&Path>) -> Result<(Manifest, String)> {
     }
 
     let mut pending: BTreeMap<&str, Listed<'_>> = m.listed().map(|l| (l.path, l)).collect();
-    for entry in entries {
+    loop {
+        allowance.set(MAX_METADATA);
+        let Some(entry) = entries.next() else { break };
         let mut entry = entry.with_context(|| format!("reading {}", archive.display()))?;
         let path = entry_path(&entry)?;
         match entry.header().entry_type() {
@@ -162,6 +206,7 @@ pub fn read(archive: &Path, dest: Option<&Path>) -> Result<(Manifest, String)> {
                 l.size
             );
         }
+        allowance.set(allowance.get().saturating_add(l.size));
         // Never more than the manifest's size plus one byte, whatever the tar header claims:
         // the extra byte shows a mismatch without writing a disk full.
         let mut hashing = Hashing::new((&mut entry).take(l.size + 1));
@@ -194,7 +239,7 @@ pub fn read(archive: &Path, dest: Option<&Path>) -> Result<(Manifest, String)> {
     }
     drop(pending);
     // Whatever follows the tar stream is part of the file too.
-    let mut rest = tar.into_inner().finish();
+    let mut rest = tar.into_inner().inner.finish();
     std::io::copy(&mut rest, &mut std::io::sink())
         .with_context(|| format!("reading {}", archive.display()))?;
     let (sha256, _) = rest.into_inner().finish();
@@ -267,7 +312,14 @@ mod tests {
             data.len()
         );
         let mut tar = tar::Builder::new(Vec::new());
-        append(&mut tar, MANIFEST, 0o644, manifest.len() as u64, manifest.as_bytes()).unwrap();
+        append(
+            &mut tar,
+            MANIFEST,
+            0o644,
+            manifest.len() as u64,
+            manifest.as_bytes(),
+        )
+        .unwrap();
         // 64 MiB of long name (compressing to a few KiB), then the listed file.
         let long = 64u64 << 20;
         let mut h = tar::Header::new_gnu();

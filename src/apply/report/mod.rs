@@ -138,6 +138,15 @@ impl Reporter {
             self.print(message);
         }
     }
+
+    /// What the operator must see in every output format (on stderr, JSON keeping stdout).
+    pub fn warn(&self, message: &str) {
+        let line = format!("warning: {message}");
+        match self.format {
+            Format::Text => self.print(&line),
+            Format::Json => eprintln!("{line}"),
+        }
+    }
 }
 
 /// A finished step as text: `    [host] step ... result (1.2s): detail`.
