@@ -471,6 +471,22 @@ fn small_bundle(dir: &Path) -> PathBuf {
     out
 }
 
+/// Unpacks a bundle archive with GNU tar into `into` (new).
+fn unpack(archive: &Path, into: &Path) -> PathBuf {
+    std::fs::create_dir(into).unwrap();
+    run_ok(
+        "tar",
+        &[
+            "--zstd",
+            "-xf",
+            archive.to_str().unwrap(),
+            "-C",
+            into.to_str().unwrap(),
+        ],
+    );
+    into.to_path_buf()
+}
+
 fn keygen(dir: &Path, name: &str) -> PathBuf {
     let key = dir.join(name);
     run_ok(
@@ -650,18 +666,7 @@ fn apply_refuses_a_bad_bundle_before_connecting_to_any_host() {
 
     // A tampered archive (no key configured): its content no longer matches the manifest.
     let tampered = dir.path().join("tampered.tar.zst");
-    let tree = dir.path().join("unpacked");
-    std::fs::create_dir(&tree).unwrap();
-    run_ok(
-        "tar",
-        &[
-            "--zstd",
-            "-xf",
-            archive.to_str().unwrap(),
-            "-C",
-            tree.to_str().unwrap(),
-        ],
-    );
+    let tree = unpack(&archive, &dir.path().join("unpacked"));
     std::fs::write(tree.join("bin/kubelet"), b"#!/bin/sh\necho evil\n").unwrap();
     run_ok(
         "tar",
@@ -704,18 +709,7 @@ fn apply_refuses_a_bad_bundle_before_connecting_to_any_host() {
 fn create_packs_a_bundle_directory_and_checks_it_first() {
     let dir = tempfile::tempdir().unwrap();
     let archive = small_bundle(dir.path());
-    let tree = dir.path().join("unpacked");
-    std::fs::create_dir(&tree).unwrap();
-    run_ok(
-        "tar",
-        &[
-            "--zstd",
-            "-xf",
-            archive.to_str().unwrap(),
-            "-C",
-            tree.to_str().unwrap(),
-        ],
-    );
+    let tree = unpack(&archive, &dir.path().join("unpacked"));
     // The docker-archive became an OCI archive whose manifest digest the bundle manifest names.
     let m: toml::Value =
         toml::from_str(&std::fs::read_to_string(tree.join("manifest.toml")).unwrap()).unwrap();
@@ -800,18 +794,7 @@ fn a_hostile_image_reference_is_refused_by_create_and_by_apply() {
 
     // A manifest edited by hand to carry it is refused by apply before any connection.
     let archive = small_bundle(dir.path());
-    let unpacked = dir.path().join("unpacked");
-    std::fs::create_dir(&unpacked).unwrap();
-    run_ok(
-        "tar",
-        &[
-            "--zstd",
-            "-xf",
-            archive.to_str().unwrap(),
-            "-C",
-            unpacked.to_str().unwrap(),
-        ],
-    );
+    let unpacked = unpack(&archive, &dir.path().join("unpacked"));
     let manifest = unpacked.join("manifest.toml");
     let m = std::fs::read_to_string(&manifest).unwrap();
     let edited = m.replace("docker.io/library/app:1.0", HOSTILE);

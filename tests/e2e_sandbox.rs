@@ -1569,3 +1569,97 @@ fn faults_leave_no_partial_file_and_the_next_apply_converges() {
     no_op(&c);
     verify_cluster(&m, &c, "cp-1", &hosts, &["worker-1", "worker-2"], 1);
 }
+
+/// `certs regenerate` and `certs rotate-ca` killed at write points spread over their work (the
+/// test hook aborts the process there): the same command then resumes and converges, the CA is
+/// never replaced by a new one outside a rotation, a rotation ends on the CA it created before
+/// the crash, and the cluster serves at the end. Needs the `test-hooks` feature.
+#[test]
+fn regenerate_and_rotate_ca_resume_after_a_crash() {
+    let _guard = SANDBOX.lock().unwrap_or_else(|e| e.into_inner());
+    let m = Machines::up(&["node-1"], false);
+    let all = "\"etcd\", \"control-plane\", \"worker\"";
+    let c = Cluster::new(&m, &[("node-1", all)], "", "");
+    c.apply_ok();
+    let pki = c.ws.state().join("pki");
+    let ca = || std::fs::read(pki.join("ca.crt")).unwrap();
+    let crash = provisioner::testhook::CRASH_AT;
+    let mut crashes = 0;
+
+    let regenerate = ["certs", "regenerate", "--all"];
+    let before = ca();
+    for n in ["1", "40", "150"] {
+        let o = c.ws.run_env(&regenerate, &[(crash, n)]);
+        if o.status.success() {
+            continue; // fewer write points than n
+        }
+        let err = text(&o.stderr);
+        assert!(
+            err.contains(&format!("crashing at write point {n}")),
+            "{err}"
+        );
+        crashes += 1;
+        let o = c.ws.run(&regenerate);
+        assert!(
+            o.status.success(),
+            "resume after point {n}:\n{}",
+            text(&o.stderr)
+        );
+        assert_eq!(ca(), before, "point {n}: the CA changed");
+        no_op(&c);
+    }
+
+    let rotate = ["certs", "rotate-ca", "--ca", "all"];
+    for n in ["1", "60", "300"] {
+        let o = c.ws.run_env(&rotate, &[(crash, n)]);
+        if o.status.success() {
+            continue;
+        }
+        let err = text(&o.stderr);
+        assert!(
+            err.contains(&format!("crashing at write point {n}")),
+            "{err}"
+        );
+        crashes += 1;
+        // A new CA waiting in rotation/ must be the one the rotation ends on, unless the crash
+        // came after the rotation had ended (what is left there is the current CA).
+        let pending = std::fs::read(pki.join("rotation/ca.crt"))
+            .ok()
+            .filter(|p| *p != ca());
+        let o = c.ws.run(&rotate);
+        let err = text(&o.stderr);
+        assert!(o.status.success(), "resume after point {n}:\n{err}");
+        if let Some(new) = pending {
+            assert_eq!(
+                ca(),
+                new,
+                "point {n}: the rotation ended on another CA than it made"
+            );
+        }
+        assert!(!pki.join("rotation.toml").exists() && !pki.join("rotation").exists());
+        no_op(&c);
+    }
+    assert!(
+        crashes >= 4,
+        "only {crashes} crash(es): run the tests with --features test-hooks"
+    );
+    verify_cluster(
+        &m,
+        &c,
+        "node-1",
+        &[(
+            "node-1",
+            &[
+                "etcd",
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "containerd",
+                "kubelet",
+                "kube-proxy",
+            ],
+        )],
+        &["node-1"],
+        1,
+    );
+}

@@ -358,12 +358,7 @@ mod tests {
                 kubeconfig: n.ends_with(".conf"),
             })
             .collect();
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(read_script(&list))
-            .output()
-            .unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
+        let text = crate::shell::run_locally(&read_script(&list));
         assert!(!text.contains("S0VZ"), "a key left the host: {text}");
         let got = parse_read(&text, &list);
         assert_eq!(got[&at("a.crt")].as_deref(), Some("CERT"));

@@ -278,6 +278,7 @@ mod tests {
 mod script_tests {
     use super::*;
     use crate::plan::{DesiredHost, Item, Source};
+    use crate::shell::run_locally as sh;
 
     #[test]
     fn the_facts_script_runs_and_hashes_files() {
@@ -299,35 +300,11 @@ mod script_tests {
             units: vec![],
             images: vec![],
         };
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script(&d, false))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let f = parse(&String::from_utf8_lossy(&out.stdout));
+        let f = parse(&sh(&script(&d, false)));
         let want = crate::bundle::sha256_hex(b"hello\n");
         assert_eq!(f.files[&path.display().to_string()].sha256, want);
         assert_eq!(f.files.len(), 1, "a missing file is not reported");
         assert!(f.dirs.contains_key(&dir.path().display().to_string()));
-    }
-
-    fn sh(script: &str) -> String {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
     }
 
     /// The record lets a survey skip hashing, but never for a file rewritten in place with its

@@ -331,24 +331,28 @@ pub fn parse_files(
     Ok(files)
 }
 
+/// Runs a script with the local `sh` and returns its stdout, for the tests of what the scripts
+/// here print; it panics with their stderr when they fail.
+#[cfg(test)]
+pub(crate) fn run_locally(script: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Runs `script` with the local sh and returns its stdout.
-    fn sh(script: &str) -> String {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use super::run_locally as sh;
 
     #[test]
     fn quoted_values_come_back_unchanged() {
