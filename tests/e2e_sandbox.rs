@@ -1328,19 +1328,32 @@ fn in_netns(machine: &str, args: &[&str]) {
     assert!(o.status.success(), "{ns}: {args:?}: {}", text(&o.stderr));
 }
 
-/// Slows a machine's link to 30 Mbit/s, so an upload takes seconds and can be interrupted.
+/// Slows the traffic to a machine to 30 Mbit/s (on its link's hub end, where uploads leave for
+/// it), so an upload takes seconds and can be interrupted.
 fn throttle(machine: &str, on: bool) {
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(state_dir().join("state.json")).expect("the sandbox's state.json"),
+    )
+    .unwrap();
+    let index = state["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == machine)
+        .and_then(|m| m["index"].as_u64())
+        .unwrap_or_else(|| panic!("no machine {machine} in state.json"));
+    let dev = format!("psbx-m{index}");
+    let mut args = vec!["netns", "exec", "psbx-hub", "tc", "qdisc"];
     if on {
-        in_netns(
-            machine,
-            &[
-                "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", "30mbit", "burst",
-                "64kb", "latency", "2s",
-            ],
-        );
+        args.extend([
+            "replace", "dev", &dev, "root", "tbf", "rate", "30mbit", "burst", "64kb", "latency",
+            "2s",
+        ]);
     } else {
-        in_netns(machine, &["tc", "qdisc", "del", "dev", "eth0", "root"]);
+        args.extend(["del", "dev", &dev, "root"]);
     }
+    let o = Command::new("ip").args(&args).output().unwrap();
+    assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
 }
 
 /// An apply running in the background, its stderr lines arriving on a channel.
