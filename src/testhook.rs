@@ -7,7 +7,8 @@
 pub const ISSUE_EXPIRED: &str = "PROVISIONER_TEST_ISSUE_EXPIRED";
 /// `certs rotate-ca` stops after this stage has been rolled out and recorded.
 pub const STOP_AFTER_STAGE: &str = "PROVISIONER_TEST_STOP_AFTER_STAGE";
-/// The process aborts (as `kill -9` would stop it) at this write point, counted from 1.
+/// The process aborts (as `kill -9` would stop it) at this write point, counted from 1; `0`
+/// lists every point reached on stderr instead (`write point N: what`), without crashing.
 pub const CRASH_AT: &str = "PROVISIONER_TEST_CRASH_AT";
 
 #[cfg(feature = "test-hooks")]
@@ -36,7 +37,9 @@ pub fn write_point(what: &str) {
         return;
     };
     let n = REACHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-    if n == at {
+    if at == 0 {
+        eprintln!("write point {n}: {what}");
+    } else if n == at {
         eprintln!("crashing at write point {n}: {what}");
         std::process::abort();
     }

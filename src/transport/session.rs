@@ -192,6 +192,11 @@ async fn handshake(
                     .await
                     .map_err(|e| Failure::Retry(format!("TCP connection: {e}")))?;
                 let _ = tcp.set_nodelay(true);
+                // Data the host stops acknowledging (its link cut mid-upload) fails the
+                // connection after the time the keepalives would take, instead of after the
+                // kernel's retransmissions (about 15 minutes).
+                let _ =
+                    socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(options.keepalive * 3));
                 client::connect_stream(config, tcp, client).await
             }
             Some(bastion) => {
