@@ -91,6 +91,13 @@ impl<'a> Node<'a> {
 impl Source {
     /// Parses the text; a syntax error comes back as a message with its 1-based line and column.
     pub fn parse(text: String) -> Result<Self, (String, Option<(usize, usize)>)> {
+        // toml_edit panics on some invalid documents (a dotted key extending a value its error
+        // recovery left without a span); the `toml` parser refuses them without panicking, so
+        // only text it accepts goes on to toml_edit.
+        if let Err(e) = text.parse::<toml::Table>() {
+            let loc = e.span().map(|s| line_col(&text, s.start));
+            return Err((e.message().trim().to_string(), loc));
+        }
         match Document::parse(text.clone()) {
             Ok(doc) => Ok(Source { text, doc }),
             Err(e) => {
@@ -216,5 +223,16 @@ mod tests {
             .unwrap();
         assert!(!msg.is_empty());
         assert_eq!(loc.map(|l| l.0), Some(2));
+    }
+
+    /// toml_edit 0.23 panics ("all items have spans") on a dotted key extending a value that
+    /// its error recovery left without a span. Found by the `inventory` fuzz target.
+    #[test]
+    fn a_dotted_key_after_a_broken_value_is_a_syntax_error() {
+        let (message, location) = Source::parse("a = = 1\na.b = 2\n".to_string())
+            .err()
+            .expect("a syntax error");
+        assert!(!message.is_empty());
+        assert_eq!(location.map(|(line, _)| line), Some(1));
     }
 }

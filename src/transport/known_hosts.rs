@@ -29,10 +29,15 @@ pub fn fingerprint(blob: &[u8]) -> String {
     format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(blob)))
 }
 
-/// The key type a blob starts with (`ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`...).
+/// The key type a blob starts with (`ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`...): one
+/// word of printable ASCII, as SSH algorithm names are, or the blob is not a key.
 pub fn blob_key_type(blob: &[u8]) -> Option<&str> {
     let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
-    std::str::from_utf8(blob.get(4..4 + len)?).ok()
+    let name = blob.get(4..4 + len)?;
+    if name.is_empty() || !name.iter().all(u8::is_ascii_graphic) {
+        return None;
+    }
+    std::str::from_utf8(name).ok()
 }
 
 /// The name a host is looked up under: `address` for port 22, `[address]:port` otherwise.
@@ -502,5 +507,28 @@ mod tests {
         assert_eq!(kh.entries.len(), 2);
         assert!(matches!(kh.check("[127.0.0.1]:2222", &b), Status::Known(_)));
         assert!(matches!(kh.check("other", &b), Status::Known(_)));
+    }
+
+    /// A blob's key type is one word of printable ASCII, as SSH algorithm names are: a type with
+    /// whitespace would make `format_line` write a line that reads back as something else (a
+    /// newline in it would even add a line of the attacker's choosing). Found by the
+    /// `known_hosts` fuzz target.
+    #[test]
+    fn key_types_with_whitespace_are_not_keys() {
+        for bad in [
+            "s@\u{b}ssh-ed25",
+            "x\n* ssh-ed25519 AAAA",
+            "",
+            "ssh ed25519",
+        ] {
+            let b = blob(bad, 1);
+            assert_eq!(blob_key_type(&b), None, "{bad:?}");
+            let line = format_line("host.example", &b);
+            assert!(!line.contains(['\n', '\u{b}']), "{line:?}");
+            assert_eq!(line.split_whitespace().count(), 3, "{line:?}");
+            // Such a blob on a line is not a usable entry.
+            let text = format!("host.example ssh-ed25519 {}\n", STANDARD.encode(&b));
+            assert!(KnownHosts::parse(&text, file()).entries.is_empty());
+        }
     }
 }
