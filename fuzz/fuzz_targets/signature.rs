@@ -1,11 +1,16 @@
 //! SSHSIG bundle signatures: any bytes as the `.sig` of a fixed message, checked against a fixed
 //! ed25519 public key, are refused or accepted without a panic; only a real signature by that
 //! key over that message is accepted.
+//!
+//! An input that starts like a PEM armour is written as it is; any other input is taken as the
+//! binary SSHSIG blob and armoured here first, so mutations reach the blob's parser instead of
+//! only breaking the base64.
 #![no_main]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use provisioner::bundle::signature;
 
@@ -40,7 +45,19 @@ fn fixture() -> &'static Fixture {
 
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
-    std::fs::write(signature::sig_path(&f.signed), data).unwrap();
+    let file = if data.starts_with(b"-----BEGIN") {
+        data.to_vec()
+    } else {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+        let mut pem = String::from("-----BEGIN SSH SIGNATURE-----\n");
+        for line in b64.as_bytes().chunks(70) {
+            pem.push_str(std::str::from_utf8(line).unwrap());
+            pem.push('\n');
+        }
+        pem.push_str("-----END SSH SIGNATURE-----\n");
+        pem.into_bytes()
+    };
+    std::fs::write(signature::sig_path(&f.signed), file).unwrap();
     let digests = signature::digests_of(MESSAGE);
     if let Ok(fp) = signature::verify(&f.signed, &digests, &f.public_key) {
         assert_eq!(fp, FINGERPRINT);
