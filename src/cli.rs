@@ -244,7 +244,7 @@ pub enum CertsCommand {
         ca: CaChoice,
         /// With --ca service-account: how long a token signed by the old key may live (the old
         /// public key stays trusted that long after the new key signs)
-        #[arg(long, value_name = "SECONDS", default_value_t = 4200, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+        #[arg(long, value_name = "SECONDS", default_value_t = 4200, value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
         token_lifetime: u64,
         #[command(flatten)]
         rollout: RolloutArgs,

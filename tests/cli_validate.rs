@@ -322,6 +322,7 @@ fn out_of_range_numbers_on_the_command_line_are_usage_errors() {
         vec!["apply", "--gate-timeout", "0"],
         vec!["certs", "check", "--warn-days", "-1"],
         vec!["certs", "rotate-ca", "--token-lifetime", "99999999999"],
+        vec!["certs", "rotate-ca", "--token-lifetime", "-1"],
     ] {
         let o = ws.run(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
