@@ -1256,17 +1256,23 @@ fn certificates_are_checked_and_regenerated_while_the_cluster_keeps_serving() {
     };
     let old_sa_key = read("sa.key");
     let probe = Probe::start(&m, &c, &["cp-1", "cp-2", "cp-3"]);
+    // A short token lifetime, recorded with stage 2: a resumed run cannot shorten it.
     let o = c.ws.run(&[
         "certs",
         "rotate-ca",
         "--ca",
         "service-account",
+        "--token-lifetime",
+        "20",
         "--gate-timeout",
         "60",
     ]);
     let err = text(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("stays trusted until"), "{err}");
+    assert!(read("rotation.toml").contains("token_lifetime_secs = 20"));
+    // Stage 2 was recorded before this point, so its 20 s end no later than 20 s from here.
+    let paused = std::time::Instant::now();
     assert!(read("rotation.toml").contains("stage = 3"));
     for h in ["cp-1", "cp-2", "cp-3"] {
         assert_eq!(
@@ -1280,16 +1286,28 @@ fn certificates_are_checked_and_regenerated_while_the_cluster_keeps_serving() {
         old_sa_key.trim(),
         "the new key signs after stage 2"
     );
-    let o = c.ws.run(&[
-        "certs",
-        "rotate-ca",
-        "--ca",
-        "service-account",
-        "--token-lifetime",
-        "0",
-        "--gate-timeout",
-        "60",
-    ]);
+    let resume = |lifetime: &str| {
+        c.ws.run(&[
+            "certs",
+            "rotate-ca",
+            "--ca",
+            "service-account",
+            "--token-lifetime",
+            lifetime,
+            "--gate-timeout",
+            "60",
+        ])
+    };
+    if paused.elapsed() < std::time::Duration::from_secs(15) {
+        let o = resume("0");
+        assert!(
+            text(&o.stderr).contains("stays trusted until"),
+            "the recorded lifetime must hold:\n{}",
+            text(&o.stderr)
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_secs(21).saturating_sub(paused.elapsed()));
+    let o = resume("0");
     let (ticks, failures) = probe.finish();
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
