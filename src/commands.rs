@@ -77,12 +77,10 @@ fn load(path: &Path) -> Result<Loaded> {
         eprintln!("{w}");
     }
     // A bundle that cannot be read is reported by the commands that open it.
-    let peeked = loaded
-        .cluster
-        .bundle
-        .as_deref()
-        .and_then(|b| Some((b.to_path_buf(), crate::bundle::peek_manifest(b).ok()?)));
-    if let Some((bundle, m)) = peeked {
+    let Some(bundle) = loaded.cluster.bundle.clone() else {
+        return Ok(loaded);
+    };
+    if let Ok(m) = crate::bundle::peek_manifest(&bundle) {
         let shown = bundle.display().to_string();
         match crate::bundle::versions::adopt(&mut loaded.cluster, &m, &shown) {
             Ok(warnings) => {

@@ -388,6 +388,16 @@ const UNITS_CP: &[&str] = &[
     "pod-routes",
 ];
 const UNITS_WORKER: &[&str] = &["containerd", "kubelet", "kube-proxy", "pod-routes"];
+/// An all-in-one host's units (no other worker, so no pod routes).
+const UNITS_ALL: &[&str] = &[
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "containerd",
+    "kubelet",
+    "kube-proxy",
+];
 
 fn timestamps(m: &Machines, hosts: &[(&str, &[&str])]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -825,16 +835,7 @@ fn failures_are_reported_precisely_and_the_sudo_path_works() {
         ),
         (Some(0), Some(0), Some(0))
     );
-    let all_units: &[&str] = &[
-        "etcd",
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-        "containerd",
-        "kubelet",
-        "kube-proxy",
-    ];
-    verify_cluster(&m, &c, "node-1", &[("node-1", all_units)], &["node-1"], 1);
+    verify_cluster(&m, &c, "node-1", &[("node-1", UNITS_ALL)], &["node-1"], 1);
 
     one_run_at_a_time_per_cluster(&m, &c);
 }
@@ -1691,23 +1692,5 @@ fn regenerate_and_rotate_ca_resume_after_a_crash() {
         assert!(!pki.join("rotation.toml").exists() && !pki.join("rotation").exists());
         no_op(&c);
     }
-    verify_cluster(
-        &m,
-        &c,
-        "node-1",
-        &[(
-            "node-1",
-            &[
-                "etcd",
-                "kube-apiserver",
-                "kube-controller-manager",
-                "kube-scheduler",
-                "containerd",
-                "kubelet",
-                "kube-proxy",
-            ],
-        )],
-        &["node-1"],
-        1,
-    );
+    verify_cluster(&m, &c, "node-1", &[("node-1", UNITS_ALL)], &["node-1"], 1);
 }

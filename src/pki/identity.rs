@@ -17,13 +17,18 @@ use crate::bundle::sha256_hex;
 
 /// Where each identity lives on a host. Render writes these paths; the identity check reads them.
 pub mod host_path {
+    /// `ca`'s files without their `.crt`/`.key` extension.
+    pub fn ca_stem(ca: super::Ca) -> String {
+        format!("{}/{}", PKI, ca.file())
+    }
+
     /// The trust bundle of `ca` (its certificate, and during a rotation the other one too).
     pub fn ca_cert(ca: super::Ca) -> String {
-        format!("{}/{}.crt", PKI, ca.file())
+        format!("{}.crt", ca_stem(ca))
     }
 
     pub fn ca_key(ca: super::Ca) -> String {
-        format!("{}/{}.key", PKI, ca.file())
+        format!("{}.key", ca_stem(ca))
     }
 
     pub const PKI: &str = "/etc/kubernetes/pki";

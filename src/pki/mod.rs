@@ -110,12 +110,11 @@ pub fn backup(state_dir: &Path, keep: usize) -> Result<PathBuf> {
         t.nanosecond()
     );
     let root = state_dir.join("backups");
-    // Fixed-width timestamps: names sort oldest first.
     let dest = root.join(stamp);
     for sub in ["pki", "secrets"] {
         copy_tree(&state_dir.join(sub), &dest.join(sub))?;
     }
-    // Timestamps sort as names; the one just made is the newest.
+    // Fixed-width timestamps sort as names: the one just made is the newest.
     let mut all: Vec<PathBuf> = std::fs::read_dir(&root)
         .with_context(|| format!("reading {}", root.display()))?
         .flatten()
@@ -318,19 +317,24 @@ pub(crate) fn save_service_account(dir: &Path, key: &str, public: &str) -> Resul
     store::commit(
         dir,
         store::Mode::Create,
-        &[
-            store::Change::Write {
-                path: dir.join("sa.key"),
-                content: key.as_bytes().to_vec(),
-                mode: 0o600,
-            },
-            store::Change::Write {
-                path: dir.join("sa.pub"),
-                content: public.as_bytes().to_vec(),
-                mode: 0o644,
-            },
-        ],
+        &service_account_changes(dir, key, public),
     )
+}
+
+/// The two files of the service-account key pair.
+pub(crate) fn service_account_changes(dir: &Path, key: &str, public: &str) -> [store::Change; 2] {
+    [
+        store::Change::Write {
+            path: dir.join("sa.key"),
+            content: key.as_bytes().to_vec(),
+            mode: 0o600,
+        },
+        store::Change::Write {
+            path: dir.join("sa.pub"),
+            content: public.as_bytes().to_vec(),
+            mode: 0o644,
+        },
+    ]
 }
 
 /// The two files of a certificate and its key.

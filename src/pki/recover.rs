@@ -148,6 +148,8 @@ pub fn assemble(
 ) -> Result<BTreeMap<Slot, String>, Vec<String>> {
     let mut problems = Vec::new();
     let mut found: BTreeMap<Slot, String> = BTreeMap::new();
+    // Slots already reported, so a missing one is not reported twice.
+    let mut reported = std::collections::BTreeSet::new();
     for (slot, locs) in locations {
         let mut copies: Vec<(String, &Location)> = Vec::new();
         for loc in locs {
@@ -156,12 +158,15 @@ pub fn assemble(
             };
             match extract(&String::from_utf8_lossy(bytes), loc.how) {
                 Some(v) if !v.is_empty() => copies.push((v, loc)),
-                _ => problems.push(format!(
-                    "{}: {} does not hold the {} where it should",
-                    loc.host,
-                    loc.path,
-                    slot.describe()
-                )),
+                _ => {
+                    reported.insert(slot);
+                    problems.push(format!(
+                        "{}: {} does not hold the {} where it should",
+                        loc.host,
+                        loc.path,
+                        slot.describe()
+                    ));
+                }
             }
         }
         let Some((first, at)) = copies.first() else {
@@ -175,6 +180,7 @@ pub fn assemble(
         if differ.is_empty() {
             found.insert(slot.clone(), first.clone());
         } else {
+            reported.insert(slot);
             problems.push(format!(
                 "the hosts disagree on the {}: {}:{} differs from {}",
                 slot.describe(),
@@ -193,9 +199,7 @@ pub fn assemble(
             Slot::EncryptionKey,
         ])
     {
-        if !found.contains_key(&required)
-            && !problems.iter().any(|p| p.contains(&required.describe()))
-        {
+        if !found.contains_key(&required) && !reported.contains(&required) {
             problems.push(format!(
                 "no control-plane host holds the {}; it cannot be recovered from these hosts",
                 required.describe()

@@ -139,13 +139,7 @@ pub fn finish(pki_dir: &Path, r: &Rotation) -> Result<()> {
     }
     if r.includes_service_account() {
         let (key, public) = new_service_account(&next)?;
-        for (name, content, mode) in [("sa.key", key, 0o600), ("sa.pub", public, 0o644)] {
-            changes.push(store::Change::Write {
-                path: pki_dir.join(name),
-                content: content.into_bytes(),
-                mode,
-            });
-        }
+        changes.extend(super::service_account_changes(pki_dir, &key, &public));
     }
     changes.push(store::Change::Remove(record(pki_dir)));
     store::commit(pki_dir, store::Mode::Replace, &changes)?;

@@ -84,6 +84,10 @@ struct Plan {
 /// which changed nothing). All targets are under `root`, on the same file system.
 pub fn commit(root: &Path, mode: Mode, changes: &[Change]) -> Result<()> {
     recover(root)?;
+    if changes.is_empty() {
+        // A run that creates nothing (the usual `plan`) writes and syncs nothing.
+        return Ok(());
+    }
     let journal = root.join(JOURNAL);
     ensure_private_dir(&journal)?;
     let mut steps = Vec::new();
@@ -101,10 +105,13 @@ pub fn commit(root: &Path, mode: Mode, changes: &[Change]) -> Result<()> {
                         path.display()
                     );
                 }
-                let staged = i.to_string();
-                let tmp = write_temp(&journal.join(&staged), content, *m)?;
-                fs::rename(&tmp, journal.join(&staged))?;
-                steps.push((path.clone(), Some(staged)));
+                // Written and synced; the plan's directory sync makes its name durable.
+                let staged = write_temp(&journal.join(i.to_string()), content, *m)?;
+                let name = staged
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .context("a staged file has a name")?;
+                steps.push((path.clone(), Some(name.to_string())));
             }
             Change::Remove(path) => steps.push((path.clone(), None)),
         }

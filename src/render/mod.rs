@@ -56,7 +56,7 @@ pub struct Rendered {
     pub admin_kubeconfig: String,
 }
 
-use crate::pki::identity::host_path::PKI;
+use crate::pki::identity::host_path::{self, PKI};
 const SECRET: u32 = 0o600;
 const PUBLIC: u32 = 0o644;
 
@@ -154,7 +154,7 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
         b.dir("/var/lib/etcd", 0o700);
         b.binaries("/usr/local/bin", &["etcd", "etcdctl", "etcdutl"]);
         b.file(
-            &format!("{PKI}/etcd/ca.crt"),
+            &host_path::ca_cert(Ca::Etcd),
             PUBLIC,
             pki.ca(Ca::Etcd).cert.as_str(),
         );
@@ -198,17 +198,17 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
         // Every CA key is on every control-plane host, as kubeadm keeps them: root there can
         // already mint any identity with the cluster CA key, so the other two add no power, and
         // `state recover` can rebuild a lost state directory from any of these hosts.
-        b.pair(&format!("{PKI}/ca"), pki.ca(Ca::Cluster));
-        b.pair(&format!("{PKI}/front-proxy-ca"), pki.ca(Ca::FrontProxy));
+        b.pair(&host_path::ca_stem(Ca::Cluster), pki.ca(Ca::Cluster));
+        b.pair(&host_path::ca_stem(Ca::FrontProxy), pki.ca(Ca::FrontProxy));
         if !h.roles.etcd {
             b.file(
-                &format!("{PKI}/etcd/ca.crt"),
+                &host_path::ca_cert(Ca::Etcd),
                 PUBLIC,
                 pki.ca(Ca::Etcd).cert.as_str(),
             );
         }
         b.file(
-            &format!("{PKI}/etcd/ca.key"),
+            &host_path::ca_key(Ca::Etcd),
             SECRET,
             pki.ca(Ca::Etcd).key.as_str(),
         );
@@ -228,8 +228,8 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
             &format!("{PKI}/kube-scheduler"),
             pki.leaf("scheduler-server", Some(&h.name)),
         );
-        b.file(&format!("{PKI}/sa.key"), SECRET, pki.sa_key.as_str());
-        b.file(&format!("{PKI}/sa.pub"), PUBLIC, pki.sa_pub.as_str());
+        b.file(host_path::SA_KEY, SECRET, pki.sa_key.as_str());
+        b.file(host_path::SA_PUB, PUBLIC, pki.sa_pub.as_str());
 
         // Each controller-manager and scheduler talks to the API server on its own host, as
         // kubeadm does, so a control-plane host works even when the endpoint is down.
@@ -258,7 +258,7 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
             &common,
         )?;
         b.template(
-            "/etc/kubernetes/encryption-config.yaml",
+            host_path::ENCRYPTION_CONFIG,
             SECRET,
             "encryption-config.yaml",
             &json!({ "encryption_key": pki.encryption_key }),

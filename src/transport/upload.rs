@@ -187,7 +187,8 @@ impl Connection {
                 Uploaded::PermissionsFixed
             }
             None => {
-                self.write(source, path, mode, &local, progress).await?;
+                self.write(source, size, path, mode, &local, progress)
+                    .await?;
                 Uploaded::Written
             }
         };
@@ -221,21 +222,28 @@ impl Connection {
         let done = if remote_sha256.is_some_and(|r| r.eq_ignore_ascii_case(&local)) {
             Uploaded::Unchanged
         } else {
-            self.write(source, path, mode, &local, &|_| {}).await?;
+            self.write(source, size, path, mode, &local, &|_| {})
+                .await?;
             Uploaded::Written
         };
         self.log_upload(path, size, done, t);
         Ok(done)
     }
 
-    /// The content's size, for the progress display; checks the target path like [`hash_source`].
-    async fn size_of(&self, source: Source<'_>, path: &str) -> Result<u64> {
+    /// Refuses a target that is not an absolute file path.
+    fn check_target(&self, path: &str) -> Result<()> {
         if split_path(path).is_none() {
             return Err(self.upload_error(
                 path,
                 "the target must be an absolute file path without a newline",
             ));
         }
+        Ok(())
+    }
+
+    /// The content's size, for the progress display and the transfer's deadline.
+    async fn size_of(&self, source: Source<'_>, path: &str) -> Result<u64> {
+        self.check_target(path)?;
         match source {
             Source::Bytes(b) => Ok(b.len() as u64),
             Source::File(p) => tokio::fs::metadata(p)
@@ -246,12 +254,7 @@ impl Connection {
     }
 
     async fn hash_source(&self, source: Source<'_>, path: &str) -> Result<(String, u64)> {
-        if split_path(path).is_none() {
-            return Err(self.upload_error(
-                path,
-                "the target must be an absolute file path without a newline",
-            ));
-        }
+        self.check_target(path)?;
         local_sha256(source).await.map_err(|e| {
             let from = match source {
                 Source::File(p) => format!("reading {}: {e}", p.display()),
@@ -350,30 +353,35 @@ impl Connection {
     }
 
     /// Streams the content to the temporary file, checks it, sets mode and owner, renames.
+    /// `size` is the content's, for the transfer's deadline.
     async fn write(
         &self,
         source: Source<'_>,
+        size: u64,
         path: &str,
         mode: u32,
         sha256: &str,
         progress: Progress<'_>,
     ) -> Result<()> {
-        let (dir, _) = split_path(path).expect("checked by hash_source");
-        let tmp = temp_path(path).expect("checked by hash_source");
+        let (dir, _) = split_path(path).expect("checked by check_target");
+        let tmp = temp_path(path).expect("checked by check_target");
         let script = shell::receive(dir, &tmp, path, sha256, mode);
         let command = self.as_root_script(&script);
         let shown_as = format!("upload of {path}");
         let out = match source {
             Source::Bytes(b) => {
-                let extra = transfer_time(b.len() as u64);
-                self.exec(&command, Some(Counted::new(b, progress)), &shown_as, extra)
-                    .await
+                self.exec(
+                    &command,
+                    Some(Counted::new(b, progress)),
+                    &shown_as,
+                    transfer_time(size),
+                )
+                .await
             }
             Source::File(p) => {
                 let file = tokio::fs::File::open(p).await.map_err(|e| {
                     self.upload_error(path, format!("reading {}: {e}", p.display()))
                 })?;
-                let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
                 let reader = tokio::io::BufReader::with_capacity(CHUNK, file);
                 self.exec(
                     &command,
