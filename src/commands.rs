@@ -418,10 +418,9 @@ fn open_bundle(c: &mut inventory::Cluster, path: &Path) -> Result<crate::bundle:
     if let Some(fp) = &bundle.signed_by {
         eprintln!("bundle signature valid ({fp})");
     }
-    let default = inventory::version::DEFAULT_PAUSE_IMAGE;
     match bundle.pause_image() {
         Some(p) if c.versions.pause_image == p.reference => {}
-        Some(p) if c.versions.pause_image == default => {
+        Some(p) if !c.versions.pause_image_pinned => {
             c.versions.pause_image = p.reference.clone();
         }
         Some(p) => anyhow::bail!(

@@ -56,16 +56,16 @@ fn release_tree(root: &Path) {
     }
     let scratch = root.join("scratch");
     // etcd: a tarball with a top directory, and a SHA256SUMS for the whole release.
-    let etcd = "github.com/etcd-io/etcd/releases/download/v3.5.24";
+    let etcd = "github.com/etcd-io/etcd/releases/download/v3.6.6";
     for b in ["etcd", "etcdctl", "etcdutl"] {
         put(
             &scratch,
-            &format!("etcd-v3.5.24-linux-amd64/{b}"),
+            &format!("etcd-v3.6.6-linux-amd64/{b}"),
             b"#!/bin/sh\n",
         );
     }
     std::fs::create_dir_all(root.join(etcd)).unwrap();
-    let tgz = root.join(etcd).join("etcd-v3.5.24-linux-amd64.tar.gz");
+    let tgz = root.join(etcd).join("etcd-v3.6.6-linux-amd64.tar.gz");
     run_ok(
         "tar",
         &[
@@ -73,21 +73,21 @@ fn release_tree(root: &Path) {
             tgz.to_str().unwrap(),
             "-C",
             scratch.to_str().unwrap(),
-            "etcd-v3.5.24-linux-amd64",
+            "etcd-v3.6.6-linux-amd64",
         ],
     );
     put(
         root,
         &format!("{etcd}/SHA256SUMS"),
         format!(
-            "{}  etcd-v3.5.24-linux-arm64.tar.gz\n{}  etcd-v3.5.24-linux-amd64.tar.gz\n",
+            "{}  etcd-v3.6.6-linux-arm64.tar.gz\n{}  etcd-v3.6.6-linux-amd64.tar.gz\n",
             "0".repeat(64),
             sha256(&tgz)
         )
         .as_bytes(),
     );
     // containerd: bin/ inside the tarball, `HASH  NAME` in a .sha256sum beside it.
-    let ctd = "github.com/containerd/containerd/releases/download/v2.2.0";
+    let ctd = "github.com/containerd/containerd/releases/download/v2.2.9";
     for b in [
         "containerd",
         "containerd-shim-runc-v2",
@@ -97,7 +97,7 @@ fn release_tree(root: &Path) {
         put(&scratch, &format!("ctd/bin/{b}"), b"#!/bin/sh\n");
     }
     std::fs::create_dir_all(root.join(ctd)).unwrap();
-    let tgz = root.join(ctd).join("containerd-2.2.0-linux-amd64.tar.gz");
+    let tgz = root.join(ctd).join("containerd-2.2.9-linux-amd64.tar.gz");
     run_ok(
         "tar",
         &[
@@ -110,11 +110,11 @@ fn release_tree(root: &Path) {
     );
     put(
         root,
-        &format!("{ctd}/containerd-2.2.0-linux-amd64.tar.gz.sha256sum"),
-        format!("{}  containerd-2.2.0-linux-amd64.tar.gz\n", sha256(&tgz)).as_bytes(),
+        &format!("{ctd}/containerd-2.2.9-linux-amd64.tar.gz.sha256sum"),
+        format!("{}  containerd-2.2.9-linux-amd64.tar.gz\n", sha256(&tgz)).as_bytes(),
     );
     // runc: a plain binary per architecture, one runc.sha256sum for all.
-    let runc = "github.com/opencontainers/runc/releases/download/v1.3.0";
+    let runc = "github.com/opencontainers/runc/releases/download/v1.3.6";
     let p = put(
         root,
         &format!("{runc}/runc.amd64"),
@@ -131,7 +131,7 @@ fn release_tree(root: &Path) {
         .as_bytes(),
     );
     // CNI plugins: files at the top of the tarball (./bridge).
-    let cni = "github.com/containernetworking/plugins/releases/download/v1.7.1";
+    let cni = "github.com/containernetworking/plugins/releases/download/v1.8.0";
     for b in provisioner::bundle::fetch::CNI_PLUGINS
         .iter()
         .chain(&["vlan"])
@@ -139,7 +139,7 @@ fn release_tree(root: &Path) {
         put(&scratch, &format!("cni/{b}"), b"#!/bin/sh\n");
     }
     std::fs::create_dir_all(root.join(cni)).unwrap();
-    let tgz = root.join(cni).join("cni-plugins-linux-amd64-v1.7.1.tgz");
+    let tgz = root.join(cni).join("cni-plugins-linux-amd64-v1.8.0.tgz");
     run_ok(
         "tar",
         &[
@@ -152,8 +152,8 @@ fn release_tree(root: &Path) {
     );
     put(
         root,
-        &format!("{cni}/cni-plugins-linux-amd64-v1.7.1.tgz.sha256"),
-        format!("{}  cni-plugins-linux-amd64-v1.7.1.tgz\n", sha256(&tgz)).as_bytes(),
+        &format!("{cni}/cni-plugins-linux-amd64-v1.8.0.tgz.sha256"),
+        format!("{}  cni-plugins-linux-amd64-v1.8.0.tgz\n", sha256(&tgz)).as_bytes(),
     );
     std::fs::remove_dir_all(scratch).unwrap();
 }
@@ -461,9 +461,9 @@ fn small_bundle(dir: &Path) -> PathBuf {
         "--kubernetes",
         "1.35.0",
         "--etcd",
-        "3.5.24",
+        "3.6.6",
         "--cni",
-        "1.7.1",
+        "1.8.0",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -783,7 +783,7 @@ fn a_hostile_image_reference_is_refused_by_create_and_by_apply() {
         "--kubernetes",
         "1.35.0",
         "--etcd",
-        "3.5.24",
+        "3.6.6",
         "--out",
         out.to_str().unwrap(),
     ]);

@@ -46,7 +46,8 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         ("bad extra SAN", with("[api]\nextra_sans = [\"ok.example\", \"not a name\"]\n"), "api.extra_sans[1]"),
         ("unknown key algorithm", with("[pki]\nkey_algorithm = \"dsa\"\n"), "pki.key_algorithm"),
         ("leaf outlives CA", with("[pki]\ncert_validity_days = 4000\nca_validity_days = 3650\n"), "pki.cert_validity_days"),
-        ("containerd 1.x with Kubernetes 1.36", format!("[cluster]\nname = \"demo\"\nkubernetes_version = \"1.36.0\"\n[versions]\ncontainerd = \"1.7.28\"\n{ONE_HOST}"), "versions.containerd"),
+        ("containerd 1.x", format!("[cluster]\nname = \"demo\"\nkubernetes_version = \"1.35.0\"\n[versions]\ncontainerd = \"1.7.28\"\n{ONE_HOST}"), "versions.containerd"),
+        ("etcd 3.4", with("[versions]\netcd = \"3.4.34\"\n"), "versions.etcd"),
         ("ignore host keys", with("[ssh]\nhost_key_policy = \"ignore\"\n"), "ssh.host_key_policy"),
         ("bad bastion", with("[ssh]\nbastion = \"ops@:22\"\n"), "ssh.bastion"),
         ("no hosts", GOOD_HEAD.to_string(), "hosts"),
@@ -102,6 +103,29 @@ fn every_bad_inventory_exits_2_and_names_the_key() {
             "{what}: render wrote files for an invalid inventory"
         );
     }
+}
+
+#[test]
+fn the_supported_minors_are_accepted_and_1_34_is_refused_with_the_reason() {
+    for v in ["1.35.4", "1.36.3", "1.37.2"] {
+        let ws = Workspace::with_text(&format!(
+            "[cluster]\nname = \"demo\"\nkubernetes_version = \"{v}\"\n{ONE_HOST}"
+        ));
+        let o = ws.run(&["validate"]);
+        assert!(o.status.success(), "{v}: {}", text(&o.stderr));
+    }
+    let ws = Workspace::with_text(&format!(
+        "[cluster]\nname = \"demo\"\nkubernetes_version = \"1.34.4\"\n{ONE_HOST}"
+    ));
+    let o = ws.run(&["validate"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cluster.kubernetes_version")
+            && err.contains("upstream support for 1.34 ended in October 2026")
+            && err.contains("1.35.x to 1.37.x"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Every flag in a rendered unit and every field in a rendered config must be accepted by the real
-//! component of the target version, according to the reference lists in tests/fixtures/k8s.
+//! component of the target version, according to the lists in tests/fixtures/k8s/v1.<minor>/,
+//! generated from the real programs (flags from their `--help`, fields from their Go types).
 //! Deprecated flags are refused too: they are the next release's "unknown flag".
 
 mod common;
@@ -20,7 +21,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "default",
             inventory: repo().join("inventory.toml"),
-            minor: 35,
+            minor: 37,
         },
         Case {
             name: "all-in-one",
@@ -30,30 +31,25 @@ fn cases() -> Vec<Case> {
         Case {
             name: "oldest",
             inventory: fixture("inventories/oldest.toml"),
-            minor: 34,
+            minor: 35,
         },
         Case {
             name: "newest",
             inventory: fixture("inventories/newest.toml"),
-            minor: 36,
+            minor: 37,
         },
     ]
 }
 
-fn read_fixture(rel: &str) -> String {
-    let p = fixture(&format!("k8s/{rel}"));
+/// A list of the real programs of Kubernetes 1.`minor` (and the etcd and containerd it pins).
+fn read_fixture(minor: u32, rel: &str) -> String {
+    let p = fixture(&format!("k8s/v1.{minor}/{rel}"));
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// Accepted flags of a component: name → deprecated.
 fn flag_list(component: &str, minor: u32) -> Vec<(String, bool)> {
-    let versioned = format!("flags/{component}.v1.{minor}.txt");
-    let file = if fixture(&format!("k8s/{versioned}")).exists() {
-        versioned
-    } else {
-        format!("flags/{component}.txt")
-    };
-    read_fixture(&file)
+    read_fixture(minor, &format!("flags/{component}.txt"))
         .lines()
         .filter(|l| l.starts_with("--"))
         .map(|l| {
@@ -61,14 +57,6 @@ fn flag_list(component: &str, minor: u32) -> Vec<(String, bool)> {
             (cols[0].to_string(), cols.get(2) == Some(&"deprecated"))
         })
         .collect()
-}
-
-/// Flags removed in a release newer than the list they would otherwise pass.
-fn removed_flags(component: &str, minor: u32) -> &'static [&'static str] {
-    match (component, minor >= 35) {
-        ("kubelet", true) => &["--pod-infra-container-image"],
-        _ => &[],
-    }
 }
 
 /// The flags on a unit's ExecStart line, for every binary the checks know.
@@ -102,10 +90,6 @@ fn check_unit(unit: &str, minor: u32) -> Vec<String> {
     let list = flag_list(&binary, minor);
     let mut problems = Vec::new();
     for f in flags {
-        if removed_flags(&binary, minor).contains(&f.as_str()) {
-            problems.push(format!("{binary} 1.{minor} removed {f}"));
-            continue;
-        }
         match list.iter().find(|(n, _)| *n == f) {
             None => problems.push(format!("{binary} 1.{minor} has no flag {f}")),
             Some((_, true)) => problems.push(format!("{binary} flag {f} is deprecated")),
@@ -117,13 +101,7 @@ fn check_unit(unit: &str, minor: u32) -> Vec<String> {
 
 /// Field paths of a config kind, in the fixture's notation (`a.b[].c`, `.*` for map values).
 fn field_list(kind: &str, minor: u32) -> (String, BTreeSet<String>) {
-    let versioned = format!("config/v1.{minor}/{kind}.txt");
-    let file = if fixture(&format!("k8s/{versioned}")).exists() {
-        versioned
-    } else {
-        format!("config/{kind}.txt")
-    };
-    let text = read_fixture(&file);
+    let text = read_fixture(minor, &format!("config/{kind}.txt"));
     let api_version = text
         .lines()
         .find_map(|l| l.strip_prefix("# apiVersion: "))
@@ -223,19 +201,18 @@ fn split_key(key: &str) -> Vec<String> {
     parts
 }
 
-fn check_containerd(text: &str) -> Vec<String> {
+/// Checked against the keys of the containerd release the minor pins, whose config format is the
+/// only one listed for it.
+fn check_containerd(text: &str, minor: u32) -> Vec<String> {
     let doc: toml::Value = toml::from_str(text).expect("containerd config parses");
     let version = doc.get("version").and_then(|v| v.as_integer()).unwrap_or(1);
-    let list = match version {
-        2 => "config/containerd-cri-v2.txt",
-        3 => "config/containerd-cri-v3.txt",
-        v => {
-            return vec![format!(
-                "containerd config version {v} is not supported by containerd 1.7 or 2.x"
-            )]
-        }
-    };
-    let known: Vec<(Vec<String>, bool)> = read_fixture(list)
+    let list = format!("config/containerd-config-v{version}.txt");
+    if !fixture(&format!("k8s/v1.{minor}/{list}")).exists() {
+        return vec![format!(
+            "containerd config version {version} is not the format of the containerd 1.{minor} pins"
+        )];
+    }
+    let known: Vec<(Vec<String>, bool)> = read_fixture(minor, &list)
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
@@ -280,7 +257,7 @@ fn check_tree(tree: &Tree, minor: u32) -> Vec<String> {
         let found = if rel.ends_with(".service") {
             check_unit(&text, minor)
         } else if rel.ends_with("containerd/config.toml") {
-            check_containerd(&text)
+            check_containerd(&text, minor)
         } else if rel.ends_with(".yaml")
             || rel.ends_with(".conf") && text.contains("kind: Config")
             || rel.ends_with(".kubeconfig")
@@ -356,63 +333,108 @@ fn the_checks_reject_2018_era_flags_and_unknown_fields() {
     let ws = Workspace::with_inventory(&fixture("inventories/all-in-one.toml"));
     let tree = ws.render();
     let api = tree.text("node-1/etc/systemd/system/kube-apiserver.service");
-    let bad = api.replace(
-        "--profiling=false",
-        "--kubelet-https=true \\\n  --insecure-port=0",
-    );
-    let p = check_unit(&bad, 35);
-    assert!(
-        p.iter().any(|m| m.contains("--kubelet-https"))
-            && p.iter().any(|m| m.contains("--insecure-port")),
-        "{p:?}"
-    );
-
     let kubelet = tree.text("node-1/etc/systemd/system/kubelet.service");
-    let bad = kubelet.replace("--node-ip", "--pod-infra-container-image=registry.k8s.io/pause:3.10 \\\n  --container-runtime=remote \\\n  --node-ip");
-    let p = check_unit(&bad, 35);
+    let cfg = tree.text("node-1/var/lib/kubelet/config.yaml");
+    let sched = tree.text("node-1/etc/kubernetes/kube-scheduler.yaml");
+    let ctd = tree.text("node-1/etc/containerd/config.toml");
+    for minor in 35..=37 {
+        let bad = api.replace(
+            "--profiling=false",
+            "--kubelet-https=true \\\n  --insecure-port=0",
+        );
+        let p = check_unit(&bad, minor);
+        assert!(
+            p.iter().any(|m| m.contains("--kubelet-https"))
+                && p.iter().any(|m| m.contains("--insecure-port")),
+            "{p:?}"
+        );
+
+        let bad = kubelet.replace("--node-ip", "--pod-infra-container-image=registry.k8s.io/pause:3.10 \\\n  --container-runtime=remote \\\n  --node-ip");
+        let p = check_unit(&bad, minor);
+        assert!(
+            p.iter().any(|m| m.contains("--pod-infra-container-image")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|m| m.contains("--container-runtime")), "{p:?}");
+        // Deprecated: the kubelet takes these from its config file.
+        let p = check_unit(
+            &kubelet.replace("--node-ip", "--cgroup-driver=systemd \\\n  --node-ip"),
+            minor,
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.contains("--cgroup-driver is deprecated")),
+            "{p:?}"
+        );
+
+        let p = check_yaml(
+            &cfg.replace("readOnlyPort: 0", "readOnlyPort: 0\nnetworkPlugin: cni"),
+            minor,
+        );
+        assert!(p.iter().any(|m| m.contains("networkPlugin")), "{p:?}");
+        let p = check_yaml(
+            &sched.replace("kubescheduler.config.k8s.io/v1", "componentconfig/v1alpha1"),
+            minor,
+        );
+        assert!(p.iter().any(|m| m.contains("apiVersion")), "{p:?}");
+
+        let p = check_containerd(
+            &ctd.replace(
+                "SystemdCgroup = true",
+                "SystemdCgroup = true\n  systemd_cgroup = true",
+            ),
+            35,
+        );
+        assert!(p.iter().any(|m| m.contains("systemd_cgroup")), "{p:?}");
+    }
+}
+
+#[test]
+fn the_checks_know_what_each_minor_added_and_removed() {
+    let ws = Workspace::with_inventory(&fixture("inventories/all-in-one.toml"));
+    let tree = ws.render();
+    // A flag added in 1.36 is refused for 1.35; a kubelet field added in 1.37 for 1.36.
+    let api = tree.text("node-1/etc/systemd/system/kube-apiserver.service");
+    let newer = api.replace(
+        "--profiling=false",
+        "--profiling=false \\\n  --tls-curve-preferences=23",
+    );
+    assert!(check_unit(&newer, 36).is_empty());
+    let p = check_unit(&newer, 35);
     assert!(
-        p.iter()
-            .any(|m| m.contains("removed --pod-infra-container-image")),
+        p.iter().any(|m| m.contains("--tls-curve-preferences")),
         "{p:?}"
     );
-    assert!(p.iter().any(|m| m.contains("--container-runtime")), "{p:?}");
-
     let cfg = tree.text("node-1/var/lib/kubelet/config.yaml");
-    let p = check_yaml(
-        &cfg.replace("readOnlyPort: 0", "readOnlyPort: 0\nnetworkPlugin: cni"),
-        35,
-    );
-    assert!(p.iter().any(|m| m.contains("networkPlugin")), "{p:?}");
-    let sched = tree.text("node-1/etc/kubernetes/kube-scheduler.yaml");
-    let p = check_yaml(
-        &sched.replace("kubescheduler.config.k8s.io/v1", "componentconfig/v1alpha1"),
-        35,
-    );
-    assert!(p.iter().any(|m| m.contains("apiVersion")), "{p:?}");
-
+    let newer = cfg.replace("readOnlyPort: 0", "readOnlyPort: 0\ndefaultPodSysctls: []");
+    assert!(check_yaml(&newer, 37).is_empty());
+    assert!(!check_yaml(&newer, 36).is_empty());
+    // containerd 2.3 (1.36's) writes format 4; 1.35's containerd 2.2 reads format 3.
     let ctd = tree.text("node-1/etc/containerd/config.toml");
-    let p = check_containerd(&ctd.replace(
-        "SystemdCgroup = true",
-        "SystemdCgroup = true\n  systemd_cgroup = true",
-    ));
-    assert!(p.iter().any(|m| m.contains("systemd_cgroup")), "{p:?}");
+    assert!(ctd.contains("version = 3"), "{ctd}");
+    assert!(check_containerd(&ctd, 35).is_empty());
+    let p = check_containerd(&ctd, 37);
+    assert!(p.iter().any(|m| m.contains("config version 3")), "{p:?}");
 }
 
 #[test]
 fn version_specific_choices_follow_the_minor() {
     let old = Workspace::with_inventory(&fixture("inventories/oldest.toml")).render();
     let new = Workspace::with_inventory(&fixture("inventories/newest.toml")).render();
-    // containerd 1.7 reads format 2; 2.x format 3.
-    assert!(old
-        .text("w-1/etc/containerd/config.toml")
-        .contains("version = 2"));
-    assert!(new
-        .text("w-1/etc/containerd/config.toml")
-        .contains("version = 3"));
-    // 1.35+ refuses cgroup v1: stated in the kubelet config; 1.34 leaves its default.
-    assert!(!old
-        .text("w-1/var/lib/kubelet/config.yaml")
-        .contains("failCgroupV1"));
+    // containerd 2.2 (1.35's) reads format 3 and its cni.bin_dirs; 2.4 (1.37's) format 4.
+    let old_ctd = old.text("w-1/etc/containerd/config.toml");
+    assert!(old_ctd.contains("version = 3"), "{old_ctd}");
+    assert!(old_ctd.contains("bin_dirs"), "{old_ctd}");
+    assert!(
+        old_ctd.contains("registry.k8s.io/pause:3.10.1"),
+        "{old_ctd}"
+    );
+    let new_ctd = new.text("w-1/etc/containerd/config.toml");
+    assert!(new_ctd.contains("version = 4"), "{new_ctd}");
+    assert!(
+        new_ctd.contains("registry.k8s.io/pause:3.10.2"),
+        "{new_ctd}"
+    );
     assert!(new
         .text("w-1/var/lib/kubelet/config.yaml")
         .contains("failCgroupV1: true"));

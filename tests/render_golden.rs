@@ -165,12 +165,12 @@ fn golden_default_inventory_three_control_planes_two_workers() {
 
 #[test]
 fn golden_oldest_supported_minor() {
-    check_golden("oldest-1.34", &common::fixture("inventories/oldest.toml"));
+    check_golden("oldest-1.35", &common::fixture("inventories/oldest.toml"));
 }
 
 #[test]
 fn golden_newest_supported_minor() {
-    check_golden("newest-1.36", &common::fixture("inventories/newest.toml"));
+    check_golden("newest-1.37", &common::fixture("inventories/newest.toml"));
 }
 
 #[test]

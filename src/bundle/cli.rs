@@ -188,7 +188,7 @@ fn fetch_cmd(a: FetchArgs) -> Result<()> {
         eprintln!(
             "warning: the bundle carries no pause image (--image pause.tar); air-gapped nodes \
              cannot pull {} themselves",
-            crate::inventory::version::DEFAULT_PAUSE_IMAGE
+            k.default_pause_image()
         );
     }
     let size = fetch::write_archive(stage.path(), &m, &a.out)?;

@@ -105,6 +105,8 @@ pub struct Versions {
     /// Set in the inventory rather than defaulted: a bundle carrying another version is an error
     /// (otherwise the bundle decides).
     pub etcd_pinned: bool,
+    /// `pause_image` was set in the inventory (otherwise a bundle's pause image is used).
+    pub pause_image_pinned: bool,
     pub containerd_pinned: bool,
 }
 

@@ -241,7 +241,7 @@ impl Validator {
         let pause_image = v
             .pause_image
             .clone()
-            .unwrap_or_else(|| version::DEFAULT_PAUSE_IMAGE.into());
+            .unwrap_or_else(|| k.default_pause_image());
         // It is copied into containerd's config and into host commands.
         if let Err(e) = super::reference::image_reference(&pause_image) {
             self.error(
@@ -253,6 +253,7 @@ impl Validator {
             etcd: etcd?,
             containerd: containerd?,
             pause_image,
+            pause_image_pinned: v.pause_image.is_some(),
             etcd_pinned: v.etcd.is_some(),
             containerd_pinned: v.containerd.is_some(),
         })

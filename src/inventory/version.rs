@@ -3,12 +3,67 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// Oldest and newest supported Kubernetes minor (1.x). The flag and field lists the templates are
-/// checked against cover exactly this range.
-pub const MIN_MINOR: u32 = 34;
-pub const MAX_MINOR: u32 = 36;
-pub const DEFAULT_KUBERNETES: &str = "1.35.0";
-pub const DEFAULT_PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10.1";
+/// Oldest and newest supported Kubernetes minor (1.x): the releases upstream supports today. The
+/// flag and field lists the templates are checked against cover exactly this range.
+pub const MIN_MINOR: u32 = 35;
+pub const MAX_MINOR: u32 = 37;
+pub const DEFAULT_KUBERNETES: &str = "1.37.2";
+
+/// Minors below the range, with the month their upstream support ended.
+const ENDED: &[(u32, &str)] = &[
+    (34, "October 2026"),
+    (33, "June 2026"),
+    (32, "February 2026"),
+];
+
+/// What goes with each supported minor, as upstream pins it. Sources, all in the
+/// `k8s.io/kubernetes` module of the release named:
+/// - etcd, CoreDNS, pause: kubeadm's `cmd/kubeadm/app/constants/constants.go`
+///   (`DefaultEtcdVersion`, `CoreDNSVersion`, `PauseVersion`), matching `build/dependencies.yaml`
+///   (v1.37.2, v1.36.3, v1.35.4);
+/// - CNI plugins: `build/dependencies.yaml` (`cni`); kubeadm pins none;
+/// - containerd: not pinned by Kubernetes; the newest patch of the newest line containerd's own
+///   `RELEASES.md` (v2.4.2) lists for the minor;
+/// - runc: the one that containerd release tests and ships with (`script/setup/runc-version`).
+struct Pins {
+    minor: u32,
+    etcd: &'static str,
+    containerd: &'static str,
+    runc: &'static str,
+    cni: &'static str,
+    coredns: &'static str,
+    pause: &'static str,
+}
+
+const PINS: &[Pins] = &[
+    Pins {
+        minor: 35,
+        etcd: "3.6.6",
+        containerd: "2.2.9",
+        runc: "1.3.6",
+        cni: "1.8.0",
+        coredns: "1.13.1",
+        pause: "3.10.1",
+    },
+    Pins {
+        minor: 36,
+        etcd: "3.6.8",
+        containerd: "2.3.7",
+        runc: "1.5.2",
+        cni: "1.9.1",
+        coredns: "1.14.2",
+        pause: "3.10.2",
+    },
+    Pins {
+        minor: 37,
+        etcd: "3.7.0",
+        containerd: "2.4.2",
+        runc: "1.5.2",
+        cni: "1.9.1",
+        coredns: "1.14.6",
+        pause: "3.10.2",
+    },
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Semver {
@@ -56,10 +111,16 @@ pub struct KubeVersion(pub Semver);
 impl KubeVersion {
     pub fn parse(s: &str) -> Result<Self, String> {
         let v: Semver = s.parse()?;
-        if v.major != 1 || !(MIN_MINOR..=MAX_MINOR).contains(&v.minor) {
+        let range = format!("supported versions are 1.{MIN_MINOR}.x to 1.{MAX_MINOR}.x");
+        if let Some((_, ended)) = ENDED.iter().find(|(m, _)| v.major == 1 && v.minor == *m) {
             return Err(format!(
-                "Kubernetes {v} is not supported; supported versions are 1.{MIN_MINOR}.x to 1.{MAX_MINOR}.x"
+                "Kubernetes {v} is no longer supported: upstream support for 1.{} ended in \
+                 {ended}; {range} (upgrade the cluster first, one minor at a time)",
+                v.minor
             ));
+        }
+        if v.major != 1 || !(MIN_MINOR..=MAX_MINOR).contains(&v.minor) {
+            return Err(format!("Kubernetes {v} is not supported; {range}"));
         }
         Ok(KubeVersion(v))
     }
@@ -68,27 +129,35 @@ impl KubeVersion {
         self.0.minor
     }
 
-    /// containerd release recommended for this minor (containerd's own Kubernetes support table).
-    pub fn default_containerd(self) -> &'static str {
-        match self.minor() {
-            34 => "2.1.4",
-            _ => "2.2.0",
-        }
+    fn pins(self) -> &'static Pins {
+        PINS.iter()
+            .find(|p| p.minor == self.minor())
+            .expect("every supported minor has its pins")
     }
 
-    /// etcd 3.5 is the line the flag checks cover and every supported minor accepts as external etcd.
     pub fn default_etcd(self) -> &'static str {
-        "3.5.24"
+        self.pins().etcd
     }
 
-    /// runc release the default containerd ships with.
+    pub fn default_containerd(self) -> &'static str {
+        self.pins().containerd
+    }
+
     pub fn default_runc(self) -> &'static str {
-        "1.3.0"
+        self.pins().runc
     }
 
-    /// CNI plugins release (bridge, host-local, loopback, portmap) current for these minors.
     pub fn default_cni(self) -> &'static str {
-        "1.7.1"
+        self.pins().cni
+    }
+
+    pub fn default_coredns(self) -> &'static str {
+        self.pins().coredns
+    }
+
+    /// The upstream pause image kubeadm uses with this minor.
+    pub fn default_pause_image(self) -> String {
+        format!("registry.k8s.io/pause:{}", self.pins().pause)
     }
 }
 
@@ -102,12 +171,14 @@ pub enum Support {
     No(String),
 }
 
-/// The etcd versions the rendered flags and the API server accept.
+/// The etcd versions the rendered flags and the API server accept: 3.5 (kubeadm's oldest external
+/// etcd) to 3.7.
 pub fn etcd_support(e: Semver, k: KubeVersion) -> Support {
-    if e.major != 3 || e.minor < 5 {
+    if e.major != 3 || !(5..=7).contains(&e.minor) {
         Support::No(format!(
-            "etcd {e} is not supported; Kubernetes 1.{} needs etcd 3.5.x or 3.6.x",
-            k.minor()
+            "etcd {e} is not supported; Kubernetes 1.{} runs on etcd 3.5.x to 3.7.x (default {})",
+            k.minor(),
+            k.default_etcd()
         ))
     } else if e.minor == 5 && e.patch < 24 {
         Support::Warn(format!("etcd {e} is older than 3.5.24, the oldest external etcd kubeadm accepts; it misses data-consistency fixes"))
@@ -116,18 +187,30 @@ pub fn etcd_support(e: Semver, k: KubeVersion) -> Support {
     }
 }
 
-/// The containerd versions whose config this renders and the kubelet of `k` supports.
+/// The containerd versions whose config this renders and the kubelet of `k` supports: 2.x (1.7
+/// reached its end of life in March 2026, and the kubelet of 1.36 refuses it).
 pub fn containerd_support(c: Semver, k: KubeVersion) -> Support {
-    if c.major < 2 && k.minor() >= 36 {
-        Support::No(format!("Kubernetes {k} needs containerd 2.x (the kubelet no longer supports containerd {c}); use 2.2.0 or newer"))
-    } else if c.major < 1 || (c.major == 1 && c.minor < 6) || c.major > 2 {
-        Support::No(format!("containerd {c} is not supported; use 1.7.x or 2.x"))
-    } else if c.major == 1 && c.minor == 6 {
+    if c.major != 2 {
+        Support::No(format!(
+            "containerd {c} is not supported; Kubernetes {k} needs containerd 2.x (default {})",
+            k.default_containerd()
+        ))
+    } else if c.minor < 1 {
         Support::Warn(format!(
-            "containerd {c} is end of life and not in Kubernetes {k}'s tested set; prefer 2.x"
+            "containerd {c} is not in Kubernetes {k}'s tested set; prefer {}",
+            k.default_containerd()
         ))
     } else {
         Support::Yes
+    }
+}
+
+/// containerd's config file format for a containerd release: 2.3 introduced format 4.
+pub fn containerd_config_version(c: Semver) -> u32 {
+    if c.minor >= 3 {
+        4
+    } else {
+        3
     }
 }
 
@@ -159,10 +242,27 @@ mod tests {
 
     #[test]
     fn enforces_supported_range() {
-        assert!(KubeVersion::parse("1.34.0").is_ok());
-        assert!(KubeVersion::parse("1.36.3").is_ok());
-        assert!(KubeVersion::parse("1.33.9").is_err());
-        assert!(KubeVersion::parse("1.37.0").is_err());
+        for ok in ["1.35.0", "1.36.3", "1.37.2"] {
+            assert!(KubeVersion::parse(ok).is_ok(), "{ok}");
+        }
+        let e = KubeVersion::parse("1.34.4").unwrap_err();
+        assert!(e.contains("ended in October 2026"), "{e}");
+        assert!(KubeVersion::parse("1.38.0").is_err());
         assert!(KubeVersion::parse("2.35.0").is_err());
+    }
+
+    #[test]
+    fn every_supported_minor_has_pins_that_it_supports() {
+        for minor in MIN_MINOR..=MAX_MINOR {
+            let k = KubeVersion::parse(&format!("1.{minor}.0")).unwrap();
+            let etcd = k.default_etcd().parse().unwrap();
+            let containerd = k.default_containerd().parse().unwrap();
+            assert_eq!(etcd_support(etcd, k), Support::Yes, "1.{minor}");
+            assert_eq!(containerd_support(containerd, k), Support::Yes, "1.{minor}");
+            assert!(k
+                .default_pause_image()
+                .starts_with("registry.k8s.io/pause:3."));
+        }
+        assert!(KubeVersion::parse(DEFAULT_KUBERNETES).is_ok());
     }
 }

@@ -11,6 +11,7 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::inventory::version;
 use crate::inventory::{Cluster, Host};
 use crate::pki::{Ca, Pem, Pki};
 pub use inputs::restarts;
@@ -180,6 +181,9 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
             "initial_cluster": initial_cluster.join(","),
             // etcd gained --tls-min-version in 3.5.8.
             "tls_min_version": (etcd.major, etcd.minor, etcd.patch) >= (3, 5, 8),
+            // 10000 is the default from 3.6 on (where 3.6.6 also marked the flag deprecated);
+            // 3.5's default of 100000 keeps too many entries in memory.
+            "snapshot_count": etcd.minor < 6,
         });
         b.unit("etcd", &merge(&common, ctx))?;
     }
@@ -357,9 +361,9 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
             "containerd-config.toml",
             &json!({
                 "containerd_version": containerd.to_string(),
-                "config_version": if containerd.major >= 2 { 3 } else { 2 },
-                // containerd 2.1 replaced cni.bin_dir with bin_dirs.
-                "cni_bin_dirs": containerd.major > 2 || (containerd.major == 2 && containerd.minor >= 1),
+                "config_version": version::containerd_config_version(containerd),
+                // containerd 2.1 replaced cni.bin_dir with bin_dirs (and 2.4 removed bin_dir).
+                "cni_bin_dirs": containerd.minor >= 1,
                 "pause_image": c.versions.pause_image,
             }),
         )?;

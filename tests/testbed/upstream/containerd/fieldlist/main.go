@@ -5,7 +5,7 @@
 // binary (the same builtins its main links), walked with reflection over their `toml` tags.
 //
 // With -config-version it prints only that number. Output, in the format of
-// tests/fixtures/k8s/config/containerd-cri-v3.txt:
+// tests/fixtures/k8s/v1.<minor>/config/containerd-config-v<N>.txt:
 //
 //	<TOML key path><TAB><value kind>
 //

@@ -1,5 +1,5 @@
 // Command fieldlist writes the field lists of the Kubernetes config kinds the provisioner renders,
-// walking the real Go API types with reflection, in the format of tests/fixtures/k8s/config:
+// walking the real Go API types with reflection, in the format of tests/fixtures/k8s/v1.<minor>/config:
 //
 //	<json field path><TAB><type>
 //
