@@ -324,9 +324,6 @@ fn certs_rotate_ca(
         token_lifetime: std::time::Duration::from_secs(token_lifetime),
     };
     let (opts, rep) = rollout(args);
-    if bundle.standins {
-        rep.note(STANDIN_NOTICE);
-    }
     crate::certs::rotate::run(&l.cluster, &bundle, &target, &opts, &rep)
 }
 
@@ -357,9 +354,6 @@ fn certs_regenerate(
     pki.reissue(c, &ids)?;
     let rendered = render::render(c, &pki)?;
     let (opts, rep) = rollout(args);
-    if bundle.standins {
-        rep.note(STANDIN_NOTICE);
-    }
     let inputs = crate::apply::Inputs {
         cluster: c,
         rendered: &rendered,
@@ -404,7 +398,6 @@ fn open_bundle(c: &mut inventory::Cluster, path: &Path) -> Result<crate::bundle:
         dir = %bundle.dir.display(),
         kubernetes = %bundle.kubernetes_version,
         arch = %bundle.arch,
-        standins = bundle.standins,
         ms = t.elapsed().as_millis() as u64,
         "bundle checked"
     );
@@ -438,10 +431,6 @@ fn open_bundle(c: &mut inventory::Cluster, path: &Path) -> Result<crate::bundle:
     Ok(bundle)
 }
 
-const STANDIN_NOTICE: &str = "NOTE: this bundle's Kubernetes binaries are provisioner's test stand-ins, not Kubernetes \
-(etcd, containerd and runc are real). The result exercises every certificate, kubeconfig, TLS link and \
-start order, but it is a test bed, not a working cluster.";
-
 /// What `apply` adds to `plan`.
 struct ApplyOptions {
     gate_deadline: std::time::Duration,
@@ -461,9 +450,6 @@ fn converge(path: &Path, output: Output, apply: Option<ApplyOptions>, rehash: bo
         crate::apply::Format::Text
     };
     let rep = crate::apply::Reporter::new(format);
-    if bundle.standins {
-        rep.note(STANDIN_NOTICE);
-    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         // The hosts' identity is checked before the PKI is created: a missing state directory
@@ -528,9 +514,6 @@ async fn converge_on(
             "done in {:.1}s: {} file(s) written, {} service(s) started, {} restarted ({:.1}s transfer, {:.1}s starting and waiting)",
             outcome.seconds, outcome.files_written, outcome.units_started, outcome.units_restarted, outcome.transfer_seconds, outcome.wait_seconds
         ),
-    }
-    if bundle.standins {
-        rep.note(STANDIN_NOTICE);
     }
     Ok(())
 }

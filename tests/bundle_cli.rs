@@ -372,7 +372,7 @@ fn fetch_from_a_mirror_checks_every_download_against_its_checksum_file() {
         sha256(&root.join("dl.k8s.io/release/v1.35.0/bin/linux/amd64/kubelet"))
     );
     assert_eq!(m["images"][0]["digest"].as_str(), Some(digest.as_str()));
-    assert_eq!(m["bundle"]["standins"].as_bool(), Some(false));
+    assert_eq!(m["bundle"]["kubernetes_version"].as_str(), Some("1.35.0"));
     let o = provisioner(&["bundle", "verify", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(

@@ -1,7 +1,7 @@
 //! End to end on sandbox machines (systemd-nspawn containers booting Debian with real sshd and
-//! systemd): real etcd, containerd and runc; the Kubernetes server binaries are the project's
-//! stand-ins (crate `provisioner-standins`), so these tests prove the provisioning, not a real
-//! Kubernetes. Needs root, systemd-nspawn and debootstrap (see .ci/run).
+//! systemd), running the real programs: Kubernetes, etcd, containerd, runc and the CNI plugins,
+//! built from their upstream Go modules into the test bundle (tests/testbed/make-test-bundle.sh).
+//! Needs root, systemd-nspawn and debootstrap (see .ci/run).
 
 mod common;
 
@@ -118,7 +118,8 @@ fn is_root() -> bool {
     text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0"
 }
 
-/// The test bundle: real etcd, containerd, runc and CNI plugins, plus the stand-ins.
+/// The test bundle of real programs: `PROVISIONER_TEST_BUNDLE`, else built into the target
+/// directory on first use (the programs themselves come from the build cache).
 fn bundle() -> PathBuf {
     if let Some(dir) = std::env::var_os("PROVISIONER_TEST_BUNDLE") {
         return PathBuf::from(dir);
@@ -128,33 +129,9 @@ fn bundle() -> PathBuf {
         .unwrap_or_else(|| repo().join("target"));
     let dir = target.join("test-bundle");
     if !dir.join("manifest.toml").exists() {
-        // `cargo test --workspace` builds the stand-ins with everything else.
-        assert!(
-            target.join("debug/kube-apiserver").exists(),
-            "the stand-ins are not built: run `cargo test --workspace` (or `cargo build -p provisioner-standins`)"
-        );
-        // Debug builds carry ~80 MB of debug info each; the hosts need only the code.
-        let standins = target.join("standins-stripped");
-        std::fs::create_dir_all(&standins).unwrap();
-        for b in [
-            "kube-apiserver",
-            "kube-controller-manager",
-            "kube-scheduler",
-            "kubelet",
-            "kube-proxy",
-        ] {
-            let o = Command::new("strip")
-                .arg("-o")
-                .arg(standins.join(b))
-                .arg(target.join("debug").join(b))
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "strip {b}: {}", text(&o.stderr));
-        }
         let o = Command::new("bash")
             .arg(repo().join("tests/testbed/make-test-bundle.sh"))
             .arg(&dir)
-            .env("STANDIN_DIR", &standins)
             .output()
             .unwrap();
         assert!(
@@ -167,21 +144,14 @@ fn bundle() -> PathBuf {
     dir
 }
 
-/// Versions of the bundle's components, for the inventory.
-fn bundle_versions(dir: &Path) -> BTreeMap<String, String> {
+/// The Kubernetes version of the bundle, for the inventory.
+fn bundle_kubernetes(dir: &Path) -> String {
     let m: toml::Value =
         toml::from_str(&std::fs::read_to_string(dir.join("manifest.toml")).unwrap()).unwrap();
-    m["files"]
-        .as_array()
+    m["bundle"]["kubernetes_version"]
+        .as_str()
         .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["component"].as_str().unwrap().to_string(),
-                f["version"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+        .to_string()
 }
 
 fn cgroup_v1_host() -> bool {
@@ -204,15 +174,12 @@ struct Cluster {
 impl Cluster {
     fn new(m: &Machines, hosts: &[(&str, &str)], ssh_extra: &str, extra: &str) -> Cluster {
         let bundle = bundle();
-        let v = bundle_versions(&bundle);
         let mut inv = format!(
-            "[cluster]\nname = \"e2e\"\nkubernetes_version = \"1.35.0\"\nbundle = \"{}\"\n\n\
-             [versions]\netcd = \"{}\"\ncontainerd = \"{}\"\n\n\
+            "[cluster]\nname = \"e2e\"\nkubernetes_version = \"{}\"\nbundle = \"{}\"\n\n\
              [kubelet]\nallow_cgroup_v1 = {}\n\n\
              [ssh]\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n{ssh_extra}\n{extra}\n",
+            bundle_kubernetes(&bundle),
             bundle.display(),
-            v["etcd"],
-            v["containerd"],
             cgroup_v1_host(),
             m.key(),
             m.known_hosts()
@@ -296,10 +263,10 @@ fn verify_cluster(
         "etcdctl:\n{out}"
     );
 
-    // The API server is a stand-in; kubectl and its TLS are real.
+    // kubectl at the cluster's version, from the bundle.
     let kc = c.admin_kubeconfig();
     let kubectl = |args: &[&str]| {
-        let o = Command::new("kubectl")
+        let o = Command::new(c.bundle.join("bin/kubectl"))
             .arg("--kubeconfig")
             .arg(&kc)
             .args(args)
@@ -675,8 +642,7 @@ fn broken_bundle(good: &Path, into: &Path) -> PathBuf {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let script =
-        b"#!/bin/sh\necho 'kube-proxy stand-in: broken on purpose by the test' >&2\nexit 1\n";
+    let script = b"#!/bin/sh\necho 'kube-proxy: broken on purpose by the test' >&2\nexit 1\n";
     let bin = dir.join("bin/kube-proxy");
     std::fs::remove_file(&bin).unwrap();
     std::fs::write(&bin, script).unwrap();
@@ -1248,8 +1214,8 @@ fn certificates_are_checked_and_regenerated_while_the_cluster_keeps_serving() {
     assert_eq!(certs_check(&c).0, 0);
 
     // The service-account key: stages 1 and 2, then a pause while old tokens may live, then
-    // the old public key goes. The stand-in API server refuses a signing key whose public half
-    // it is not given, so each stage's pair is checked on every control-plane host.
+    // the old public key goes. The API server refuses to start with a signing key whose public
+    // half it is not given, so each stage's pair is checked on every control-plane host.
     let count_keys = |h: &str| {
         m.ssh(h, "grep -c 'BEGIN PUBLIC KEY' /etc/kubernetes/pki/sa.pub")
             .trim()
@@ -1584,16 +1550,12 @@ fn faults_leave_no_partial_file_and_the_next_apply_converges() {
         "a cut host took {took:?} to be noticed"
     );
     let kubeconfig = c.admin_kubeconfig();
-    let ready = common::tool(
-        "kubectl",
-        &[
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "get",
-            "--raw",
-            "/readyz",
-        ],
-    );
+    let ready = Command::new(c.bundle.join("bin/kubectl"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "--raw", "/readyz"])
+        .output()
+        .unwrap();
     assert_eq!(text(&ready.stdout).trim(), "ok", "{}", text(&ready.stderr));
     in_netns("worker-2", &["ip", "link", "set", "eth0", "up"]);
     throttle("worker-2", false);

@@ -269,7 +269,6 @@ mod tests {
                 format: FORMAT,
                 arch: "amd64".into(),
                 kubernetes_version: "1.35.0".into(),
-                standins: false,
                 components: vec!["etcd".into()],
             },
             files: vec![Entry {

@@ -237,17 +237,12 @@ fn verify_cmd(file: &Path, public_key: Option<&Path>) -> Result<()> {
         }
     };
     println!(
-        "{}: {} file(s) and {} image(s) match the manifest (Kubernetes {}, {}{})",
+        "{}: {} file(s) and {} image(s) match the manifest (Kubernetes {}, {})",
         file.display(),
         m.files.len(),
         m.images.len(),
         m.bundle.kubernetes_version,
         m.bundle.arch,
-        if m.bundle.standins {
-            ", test stand-ins"
-        } else {
-            ""
-        }
     );
     Ok(())
 }

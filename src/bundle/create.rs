@@ -195,7 +195,6 @@ fn describe(dir: &Path, v: &Versions) -> Result<Manifest> {
             format: FORMAT,
             arch: arch.unwrap_or("amd64").to_string(),
             kubernetes_version: kubernetes.trim_start_matches('v').to_string(),
-            standins: false,
             components,
         },
         files,

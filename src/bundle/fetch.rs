@@ -188,7 +188,6 @@ pub async fn fetch(r: &Request, stage: &Path) -> Result<Manifest> {
             format: FORMAT,
             arch: r.arch.clone(),
             kubernetes_version: r.kubernetes.clone(),
-            standins: false,
             components: list.iter().fold(Vec::new(), |mut v, a| {
                 if !v.contains(&a.component.to_string()) {
                     v.push(a.component.to_string());

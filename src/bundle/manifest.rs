@@ -27,9 +27,6 @@ pub struct Header {
     pub format: u32,
     pub arch: String,
     pub kubernetes_version: String,
-    /// The Kubernetes binaries are the project's test stand-ins, not upstream Kubernetes.
-    #[serde(default)]
-    pub standins: bool,
     #[serde(default)]
     pub components: Vec<String>,
 }

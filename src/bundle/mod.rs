@@ -29,8 +29,6 @@ pub struct Bundle {
     pub dir: PathBuf,
     pub arch: String,
     pub kubernetes_version: String,
-    /// The Kubernetes binaries are the project's test stand-ins, not upstream Kubernetes.
-    pub standins: bool,
     /// Fingerprint of the key whose signature was checked.
     pub signed_by: Option<String>,
     files: BTreeMap<String, Entry>,
@@ -79,7 +77,6 @@ impl Bundle {
             dir,
             arch: m.bundle.arch,
             kubernetes_version: m.bundle.kubernetes_version,
-            standins: m.bundle.standins,
             signed_by,
             files: m.files.into_iter().map(|e| (e.name.clone(), e)).collect(),
             images: m.images,

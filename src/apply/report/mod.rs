@@ -194,7 +194,7 @@ mod tests {
     fn plain_lines_are_exactly_the_log_format() {
         let out = Captured::default();
         let rep = Reporter::with_writer(Format::Text, Box::new(out.clone()));
-        rep.note("NOTE: stand-ins");
+        rep.note("NOTE: a note");
         rep.phase("connect");
         rep.start(Some("cp-1"), "ssh");
         rep.step(
@@ -235,7 +235,7 @@ mod tests {
         );
         assert_eq!(
             out.text(),
-            "NOTE: stand-ins\n\
+            "NOTE: a note\n\
              ==> connect\n    [cp-1] ssh ... ok (0.2s)\n\
              ==> files\n    [w-1] 3 file(s), 1 dir(s) ... ok (1.2s)\n\
              \x20   [cp-1] API server /readyz ... failed (120.0s): no answer within 120 s\n\
