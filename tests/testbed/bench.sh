@@ -2,21 +2,25 @@
 # bench.sh: apply timings on sandbox machines (figures, not a test). Prints the cold apply time for
 # 3 control-plane + 2 workers with its split between transfer and starting/waiting, the no-op
 # re-apply time, and the no-op time for 1, 5 and 10 hosts. Needs root, systemd-nspawn, debootstrap.
-# The Kubernetes binaries are the stand-ins of the test bundle (see README).
+# The programs are the test bundle's: the real ones, built by tests/testbed/upstream/build.sh.
+# PROVISIONER_TEST_BUNDLE names an existing bundle; without it target/test-bundle is made again
+# (seconds when build.sh has the programs in its cache).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 work=$repo/target/bench
-bundle=${PROVISIONER_TEST_BUNDLE:-$repo/target/test-bundle}
+bundle=${PROVISIONER_TEST_BUNDLE:-}
 sandbox=/var/lib/provisioner-sandbox/bench
 mkdir -p "$work"
 
 cargo build --release -p provisioner >&2
 bin=$repo/target/release/provisioner
-if [ ! -f "$bundle/manifest.toml" ]; then
-    cargo build --release -p provisioner-standins >&2
-    STANDIN_DIR=$repo/target/release bash tests/testbed/make-test-bundle.sh "$bundle" >&2
+if [ -z "$bundle" ]; then
+    bundle=$repo/target/test-bundle
+    bash tests/testbed/make-test-bundle.sh "$bundle" >&2
 fi
+[ -f "$bundle/manifest.toml" ] || { echo "error: $bundle holds no manifest.toml" >&2; exit 1; }
+kubernetes_version=$(sed -n 's/^kubernetes_version = "\(.*\)"$/\1/p' "$bundle/manifest.toml")
 
 version() { awk -v c="$1" '$1=="component" && $3=="\""c"\"" {f=1} f && $1=="version" {gsub(/"/,"",$3); print $3; exit}' "$bundle/manifest.toml"; }
 cgroup_v1=false
@@ -30,7 +34,7 @@ cluster() {
     "$bin" sandbox up --names "$(IFS=,; echo "${names[*]}")" --state-dir "$sandbox" >/dev/null
     rm -rf "$work/state"
     {
-        printf '[cluster]\nname = "bench"\nkubernetes_version = "1.35.0"\nbundle = "%s"\nstate_dir = "%s"\n\n' "$bundle" "$work/state"
+        printf '[cluster]\nname = "bench"\nkubernetes_version = "%s"\nbundle = "%s"\nstate_dir = "%s"\n\n' "$kubernetes_version" "$bundle" "$work/state"
         printf '[versions]\netcd = "%s"\ncontainerd = "%s"\n\n[kubelet]\nallow_cgroup_v1 = %s\n\n' "$(version etcd)" "$(version containerd)" "$cgroup_v1"
         printf '[ssh]\nidentity_file = "%s/id_ed25519"\nknown_hosts = "%s/known_hosts"\n\n' "$sandbox" "$sandbox"
         for i in $(seq 1 "$n"); do

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# demo.sh: the main job on one Linux machine. Builds the test bundle (real etcd, containerd, runc,
-# CNI plugins; stand-ins for the Kubernetes server binaries), starts sandbox machines named and
-# addressed as in inventory.toml, applies inventory.toml to them and checks the result with real
-# etcdctl and kubectl. Needs root, systemd-nspawn (systemd-container) and debootstrap.
+# demo.sh: the main job on one Linux machine. Builds the test bundle (the real Kubernetes, etcd,
+# containerd, runc and CNI programs, built from their Go modules by tests/testbed/upstream/build.sh),
+# starts sandbox machines named and addressed as in inventory.toml, applies inventory.toml to them
+# and checks the result with the bundle's etcdctl and kubectl. Needs root, systemd-nspawn
+# (systemd-container), debootstrap, and what build.sh needs (see tests/testbed/upstream/README.md).
 #
 # The sandbox machines need three things the example inventory cannot know: the sandbox's SSH key
 # and known_hosts, the bundle directory with its component versions, and (on hosts that only
@@ -15,12 +16,19 @@ work=$repo/target/demo
 bundle=$repo/target/test-bundle
 mkdir -p "$work"
 
-echo "==> building provisioner and the stand-ins"
-cargo build --release -p provisioner -p provisioner-standins
+echo "==> building provisioner"
+cargo build --release -p provisioner
 bin=$repo/target/release/provisioner
 
 echo "==> assembling the test bundle in $bundle"
-STANDIN_DIR=$repo/target/release bash tests/testbed/make-test-bundle.sh "$bundle"
+bash tests/testbed/make-test-bundle.sh "$bundle"
+bundle_version=$(sed -n 's/^kubernetes_version = "\(.*\)"$/\1/p' "$bundle/manifest.toml")
+inventory_version=$(sed -n 's/^kubernetes_version = "\(.*\)"$/\1/p' inventory.toml)
+if [ "$bundle_version" != "$inventory_version" ]; then
+    echo "error: inventory.toml asks for Kubernetes $inventory_version but the bundle has $bundle_version" >&2
+    exit 1
+fi
+kubectl=$bundle/bin/kubectl
 
 names=$(sed -n 's/^name = "\(.*\)"$/\1/p' inventory.toml | tail -n +2 | paste -sd, -)
 echo "==> starting sandbox machines: $names"
@@ -43,14 +51,13 @@ sed -e "s|^# bundle = .*|bundle = \"$bundle\"|" \
 echo "==> provisioner apply $work/inventory.toml"
 "$bin" apply "$work/inventory.toml"
 
-echo "==> checking with real etcdctl and kubectl"
+echo "==> checking with the bundle's etcdctl and kubectl"
 pki=$work/state/pki
 first=$(sed -n 's/^address = "\(.*\)"$/\1/p' inventory.toml | head -n1)
 "$bundle/bin/etcdctl" --endpoints "https://$first:2379" --cacert "$pki/etcd/ca.crt" \
     --cert "$pki/etcd/healthcheck-client.crt" --key "$pki/etcd/healthcheck-client.key" endpoint health --cluster
 "$bin" kubeconfig "$work/inventory.toml" > "$work/admin.kubeconfig"
 chmod 600 "$work/admin.kubeconfig"
-kubectl --kubeconfig "$work/admin.kubeconfig" get --raw /readyz; echo
-kubectl --kubeconfig "$work/admin.kubeconfig" get --raw /api/v1/nodes \
-    | python3 -c 'import json,sys; [print(n["metadata"]["name"], [c["status"] for c in n["status"]["conditions"] if c["type"]=="Ready"][0]) for n in json.load(sys.stdin)["items"]]'
+"$kubectl" --kubeconfig "$work/admin.kubeconfig" get --raw /readyz; echo
+"$kubectl" --kubeconfig "$work/admin.kubeconfig" get nodes -o wide
 echo "The machines keep running: \`$bin sandbox status\`, \`$bin sandbox down\` to remove them."

