@@ -296,7 +296,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
 }
 
 /// A root directory systemd-analyze can verify units in: systemd's own units, and an executable
-/// stand-in at every path the units start.
+/// placeholder at every path the units start.
 fn analyze_root(units: &[(String, String)]) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let lib = root.path().join("usr/lib/systemd");

@@ -6,9 +6,9 @@
 # (systemd-container), debootstrap, and what build.sh needs (see tests/testbed/upstream/README.md).
 #
 # The sandbox machines need three things the example inventory cannot know: the sandbox's SSH key
-# and known_hosts, the bundle directory with its component versions, and (on hosts that only
-# offer cgroup v1) [kubelet] allow_cgroup_v1. The script writes target/demo/inventory.toml: the
-# example with those keys set, nothing else changed.
+# and known_hosts, the bundle directory (which decides the etcd and containerd versions), and (on
+# hosts that only offer cgroup v1) [kubelet] allow_cgroup_v1. The script writes
+# target/demo/inventory.toml: the example with those keys set, nothing else changed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -35,15 +35,12 @@ echo "==> starting sandbox machines: $names"
 "$bin" sandbox up --names "$names"
 sandbox=/var/lib/provisioner-sandbox/run
 
-version() { awk -v c="$1" '$1=="component" && $3=="\""c"\"" {f=1} f && $1=="version" {gsub(/"/,"",$3); print $3; exit}' "$bundle/manifest.toml"; }
 cgroup_v1=false
 [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || cgroup_v1=true
 
 sed -e "s|^# bundle = .*|bundle = \"$bundle\"|" \
     -e "s|^identity_file = .*|identity_file = \"$sandbox/id_ed25519\"|" \
     -e "s|^known_hosts = .*|known_hosts = \"$sandbox/known_hosts\"|" \
-    -e "s|^# etcd = .*|etcd = \"$(version etcd)\"|" \
-    -e "s|^# containerd = .*|containerd = \"$(version containerd)\"|" \
     -e "s|^# allow_cgroup_v1 = .*|allow_cgroup_v1 = $cgroup_v1|" \
     -e "s|^state_dir = .*|state_dir = \"$work/state\"|" \
     inventory.toml > "$work/inventory.toml"
