@@ -181,9 +181,11 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
             "initial_cluster": initial_cluster.join(","),
             // etcd gained --tls-min-version in 3.5.8.
             "tls_min_version": (etcd.major, etcd.minor, etcd.patch) >= (3, 5, 8),
-            // 10000 is the default from 3.6 on (where 3.6.6 also marked the flag deprecated);
-            // 3.5's default of 100000 keeps too many entries in memory.
-            "snapshot_count": etcd.minor < 6,
+            // 3.6 renamed the experimental flags and made 10000 the default snapshot count
+            // (3.5's 100000 keeps too many entries in memory). Progress notifications let the
+            // API server's watch cache serve consistent reads: without them a read waits for a
+            // revision the cache never sees, and each API server stop takes a minute.
+            "etcd_3_5": etcd.minor < 6,
         });
         b.unit("etcd", &merge(&common, ctx))?;
     }
