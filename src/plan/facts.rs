@@ -37,8 +37,9 @@ pub struct FileFact {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct UnitState {
     pub active: bool,
-    /// Activating or reloading: its process is there (and may hold its ports) but not ready,
-    /// e.g. an etcd member waiting for peers it cannot reach.
+    /// Activating, reloading or deactivating: its process is there (and may hold its ports)
+    /// but is not serving, e.g. an etcd member waiting for peers it cannot reach, or one that
+    /// lost its quorum and takes its time to stop.
     pub starting: bool,
     pub enabled: bool,
 }
@@ -125,7 +126,8 @@ pub fn parse(output: &str) -> Facts {
                 if let Some(name) = parts.next() {
                     let state = parts.next();
                     let active = state == Some("active");
-                    let starting = matches!(state, Some("activating" | "reloading"));
+                    let starting =
+                        matches!(state, Some("activating" | "reloading" | "deactivating"));
                     let enabled = parts.next() == Some("enabled");
                     f.units.insert(
                         name.to_string(),
@@ -245,7 +247,8 @@ mod tests {
     fn parses_the_script_output() {
         let out = "os=debian 12\narch=x86_64\nhostname=cp-1\ntime=1700000000\nsystemd=252\ncgroup=cgroup2fs\nswap=0\n\
                    tool=conntrack\nlisten=22\nlisten=2379\nfile=abc 600 0:0 /etc/kubernetes/pki/ca.key\n\
-                   file=def 644 1000:5 /etc/a b.conf\ndir=755 /etc/kubernetes\nunit=etcd active enabled\nunit=kubelet inactive disabled\n";
+                   file=def 644 1000:5 /etc/a b.conf\ndir=755 /etc/kubernetes\nunit=etcd active enabled\nunit=kubelet inactive disabled\n\
+                   unit=kube-apiserver deactivating enabled\n";
         let f = parse(out);
         assert_eq!(f.os, "debian 12");
         assert!(f.cgroup2 && f.tools.contains("conntrack") && f.listening_ports.contains(&2379));
@@ -271,6 +274,35 @@ mod tests {
             }
         );
         assert!(!f.units["kubelet"].active);
+        let stopping = &f.units["kube-apiserver"];
+        assert!(!stopping.active && stopping.starting);
+    }
+
+    #[test]
+    fn a_port_held_by_its_own_unit_while_it_stops_is_no_conflict() {
+        let d = crate::plan::DesiredHost {
+            host: "cp-1".into(),
+            dirs: vec![],
+            items: vec![],
+            units: vec!["etcd".into()],
+            images: vec![],
+        };
+        let facts = |state: &str| {
+            parse(&format!(
+                "arch=x86_64\nhostname=cp-1\nsystemd=252\ncgroup=cgroup2fs\nlisten=2380\nunit=etcd {state} enabled\n"
+            ))
+        };
+        for state in ["active", "activating", "deactivating"] {
+            assert!(
+                preflight(&[(&d, &facts(state))], "amd64", false, false).is_empty(),
+                "{state}"
+            );
+        }
+        let p = preflight(&[(&d, &facts("failed"))], "amd64", false, false);
+        assert!(
+            p.iter().any(|m| m.contains("port 2380 is already in use")),
+            "{p:?}"
+        );
     }
 }
 

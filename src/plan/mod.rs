@@ -138,7 +138,7 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
         // left to finish starting.
         let (action, reason) = if !state.active && (!state.starting || changed.is_empty()) {
             let why = if state.starting {
-                "still starting"
+                "still starting or stopping"
             } else if unit_file_present {
                 "not running"
             } else {
