@@ -22,7 +22,6 @@ fi
 [ -f "$bundle/manifest.toml" ] || { echo "error: $bundle holds no manifest.toml" >&2; exit 1; }
 kubernetes_version=$(sed -n 's/^kubernetes_version = "\(.*\)"$/\1/p' "$bundle/manifest.toml")
 
-version() { awk -v c="$1" '$1=="component" && $3=="\""c"\"" {f=1} f && $1=="version" {gsub(/"/,"",$3); print $3; exit}' "$bundle/manifest.toml"; }
 cgroup_v1=false
 [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || cgroup_v1=true
 
@@ -35,7 +34,7 @@ cluster() {
     rm -rf "$work/state"
     {
         printf '[cluster]\nname = "bench"\nkubernetes_version = "%s"\nbundle = "%s"\nstate_dir = "%s"\n\n' "$kubernetes_version" "$bundle" "$work/state"
-        printf '[versions]\netcd = "%s"\ncontainerd = "%s"\n\n[kubelet]\nallow_cgroup_v1 = %s\n\n' "$(version etcd)" "$(version containerd)" "$cgroup_v1"
+        printf '[kubelet]\nallow_cgroup_v1 = %s\n\n' "$cgroup_v1"
         printf '[ssh]\nidentity_file = "%s/id_ed25519"\nknown_hosts = "%s/known_hosts"\n\n' "$sandbox" "$sandbox"
         for i in $(seq 1 "$n"); do
             if [ "$n" -eq 1 ]; then roles='"etcd", "control-plane", "worker"'
