@@ -58,6 +58,14 @@ const HOST_SYSCTLS: &[&str] = &[
     "net/netfilter/nf_conntrack_max",
 ];
 
+/// Per-user inotify limits of the host kernel, which every machine's root shares: each kubelet
+/// and containerd takes dozens of inotify instances, and with the default 128 the seventh machine's
+/// kubelet fails with "too many open files". Raised to these floors by `up`, restored by `down`.
+const INOTIFY_FLOORS: &[(&str, u64)] = &[
+    ("fs/inotify/max_user_instances", 8192),
+    ("fs/inotify/max_user_watches", 524288),
+];
+
 /// How machines stop: time for their systemd to shut down before they are killed.
 const STOP_GRACE: Duration = Duration::from_secs(20);
 
@@ -335,6 +343,20 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
                 Some((key.to_string(), value.trim().to_string()))
             })
             .collect();
+    }
+    for (key, floor) in INOTIFY_FLOORS {
+        let path = format!("/proc/sys/{key}");
+        let Some(now) = fs::read_to_string(&path)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if now < *floor {
+            fs::write(&path, floor.to_string())
+                .with_context(|| format!("cannot raise {path} from {now} to {floor}"))?;
+            st.saved_sysctls.push((key.to_string(), now.to_string()));
+        }
     }
     st.save(state_dir)?;
 
