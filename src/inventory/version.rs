@@ -265,4 +265,32 @@ mod tests {
         }
         assert!(KubeVersion::parse(DEFAULT_KUBERNETES).is_ok());
     }
+
+    #[test]
+    fn the_test_bed_builds_the_pinned_versions() {
+        // tests/testbed/upstream/versions.tsv drives the build of the test bundle's programs.
+        let tsv = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/testbed/upstream/versions.tsv"),
+        )
+        .unwrap();
+        let mut seen = 0;
+        for line in tsv.lines().filter(|l| !l.starts_with('#')) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            let k = KubeVersion::parse(&format!("{}.0", cols[0])).unwrap();
+            let p = k.pins();
+            let pinned = match cols[1] {
+                "etcd" => p.etcd,
+                "containerd" => p.containerd,
+                "runc" => p.runc,
+                "cni" => p.cni,
+                "coredns" => p.coredns,
+                "pause" => p.pause,
+                other => panic!("unknown component {other}"),
+            };
+            assert_eq!(cols[2], pinned, "{line}");
+            seen += 1;
+        }
+        assert_eq!(seen, PINS.len() * 6);
+    }
 }
