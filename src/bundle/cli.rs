@@ -94,7 +94,7 @@ pub enum Arch {
 
 #[derive(Args)]
 pub struct FetchArgs {
-    /// Kubernetes version (1.34.x to 1.36.x)
+    /// Kubernetes version (1.35.x to 1.37.x)
     #[arg(long, value_name = "VERSION")]
     pub kubernetes: String,
     #[command(flatten)]

@@ -36,7 +36,7 @@ pub struct Inventory {
 pub struct Cluster {
     /// Cluster name: lowercase letters, digits and '-'. Used in kubeconfig context names.
     pub name: String,
-    /// Kubernetes version to install, e.g. "1.35.0". Supported minors: 1.34 to 1.36.
+    /// Kubernetes version to install, e.g. "1.37.2". Supported minors: 1.35 to 1.37.
     pub kubernetes_version: String,
     /// Where PKI and secrets are kept, relative to the inventory file. Default ".provisioner".
     pub state_dir: Option<String>,
