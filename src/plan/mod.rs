@@ -397,7 +397,7 @@ mod tests {
         );
         assert_eq!(
             diff(&d, &f).unit("kubelet").unwrap().reason,
-            "still starting"
+            "still starting or stopping"
         );
         f.files
             .get_mut("/var/lib/kubelet/config.yaml")
