@@ -11,6 +11,12 @@
 # target/demo/inventory.toml: the example with those keys set, nothing else changed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# sudo resets PATH to its secure_path: find the toolchains where their installers put them.
+for dir in "${CARGO_HOME:-$HOME/.cargo}/bin" /usr/local/go/bin; do
+    [ -d "$dir" ] && PATH=$PATH:$dir
+done
+command -v cargo >/dev/null || { echo "error: cargo not found (install Rust, or run with PATH including it)" >&2; exit 1; }
+command -v go >/dev/null || { echo "error: go not found; the test bundle's programs are built with Go 1.26" >&2; exit 1; }
 repo=$PWD
 work=$repo/target/demo
 bundle=$repo/target/test-bundle
