@@ -411,24 +411,50 @@ fn open_bundle(c: &mut inventory::Cluster, path: &Path) -> Result<crate::bundle:
     if let Some(fp) = &bundle.signed_by {
         eprintln!("bundle signature valid ({fp})");
     }
-    match bundle.pause_image() {
-        Some(p) if c.versions.pause_image == p.reference => {}
-        Some(p) if !c.versions.pause_image_pinned => {
-            c.versions.pause_image = p.reference.clone();
-        }
-        Some(p) => anyhow::bail!(
-            "[versions] pause_image is {} but the bundle carries the pause image {}; remove the \
-             setting (the bundled image is used) or use a bundle with that image",
-            c.versions.pause_image,
-            p.reference
-        ),
-        None => eprintln!(
-            "warning: the bundle carries no pause image: nodes must pull {} themselves, which \
-             fails on an air-gapped site (add it with `provisioner bundle fetch --image`)",
-            c.versions.pause_image
-        ),
+    let v = &mut c.versions;
+    use_bundled_image(
+        &mut v.pause_image,
+        v.pause_image_pinned,
+        bundle.image("pause"),
+        "pause_image",
+    )?;
+    if c.addons.coredns {
+        use_bundled_image(
+            &mut v.coredns_image,
+            v.coredns_image_pinned,
+            bundle.image("coredns"),
+            "coredns_image",
+        )?;
     }
     Ok(bundle)
+}
+
+/// Points `setting` at the image the bundle carries under that role. An image the inventory
+/// pins must be the bundled one: air-gapped nodes cannot pull another.
+fn use_bundled_image(
+    setting: &mut String,
+    pinned: bool,
+    bundled: Option<&crate::bundle::Image>,
+    key: &str,
+) -> Result<()> {
+    match bundled {
+        Some(b) if *setting == b.reference => {}
+        Some(b) if !pinned => *setting = b.reference.clone(),
+        Some(b) => anyhow::bail!(
+            "[versions] {key} is {setting} but the bundle carries {}; remove the setting (the \
+             bundled image is used) or use a bundle with that image",
+            b.reference
+        ),
+        None if key == "pause_image" => eprintln!(
+            "warning: the bundle carries no pause image: nodes must pull {setting} themselves, \
+             which fails on an air-gapped site (add it with `provisioner bundle fetch --image`)"
+        ),
+        None => anyhow::bail!(
+            "the bundle carries no CoreDNS image, which the cluster DNS runs: add {setting} with \
+             `provisioner bundle fetch --image coredns.tar`, or set [addons] coredns = false"
+        ),
+    }
+    Ok(())
 }
 
 /// What `apply` adds to `plan`.

@@ -64,6 +64,10 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         ("host pod range outside pod_cidr", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\", \"worker\"]\npod_cidr = \"10.201.0.0/24\"\n"), "hosts[0].pod_cidr"),
         ("overlapping host pod ranges", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\", \"worker\"]\npod_cidr = \"10.200.0.0/24\"\n[[hosts]]\nname = \"b\"\naddress = \"10.88.0.12\"\nroles = [\"worker\"]\npod_cidr = \"10.200.0.128/25\"\n"), "hosts[1].pod_cidr"),
         ("bad host key pin", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\"]\nhost_key = \"MD5:aa:bb\"\n"), "hosts[0].host_key"),
+        ("unknown eviction signal", with("[kubelet]\neviction_hard = { \"memory.availble\" = \"100Mi\" }\n"), "kubelet.eviction_hard.\"memory.availble\""),
+        ("malformed eviction threshold", with("[kubelet]\neviction_hard = { \"nodefs.available\" = \"10 %\" }\n"), "kubelet.eviction_hard.\"nodefs.available\""),
+        ("CoreDNS image that is a shell command", with("[versions]\ncoredns_image = \"coredns:1;reboot\"\n"), "versions.coredns_image"),
+        ("cluster DNS without a worker", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\"]\n"), "hosts"),
         ("TOML syntax error", "[cluster\nname = \"demo\"\n".to_string(), "line 1"),
     ]
 }

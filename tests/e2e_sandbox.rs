@@ -4,6 +4,8 @@
 //! Needs root, systemd-nspawn and debootstrap (see .ci/run).
 
 mod common;
+#[path = "e2e/smoke.rs"]
+mod smoke;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -177,6 +179,7 @@ impl Cluster {
         let mut inv = format!(
             "[cluster]\nname = \"e2e\"\nkubernetes_version = \"{}\"\nbundle = \"{}\"\n\n\
              [kubelet]\nallow_cgroup_v1 = {}\n\n\
+             [nodes]\ncontainers = true\n\n\
              [ssh]\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n{ssh_extra}\n{extra}\n",
             bundle_kubernetes(&bundle),
             bundle.display(),
@@ -417,6 +420,7 @@ fn three_control_planes_and_two_workers_come_up_and_stay_converged() {
         })
         .collect();
     verify_cluster(&m, &c, "cp-1", &hosts, &["worker-1", "worker-2"], 3);
+    smoke::smoke_test(&m, &c, "cp-1", ["worker-1", "worker-2"]);
 
     // A second apply writes nothing and restarts nothing.
     let before = timestamps(&m, &hosts);

@@ -5,9 +5,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::core::DynamicObject;
 use reqwest::Method;
 use serde_json::json;
 
+use super::api::{Api, Target};
+use super::dns;
 use super::health::{self, Request, Tls};
 use super::{Inputs, Reporter};
 use crate::pki::{Ca, Pem};
@@ -29,7 +33,7 @@ const fn phase(name: &'static str, units: &'static [&'static str]) -> Phase {
     }
 }
 
-pub const PHASES: [Phase; 7] = [
+pub const PHASES: [Phase; 8] = [
     phase("etcd", &["etcd"]),
     phase("kube-apiserver", &["kube-apiserver"]),
     phase(
@@ -45,6 +49,12 @@ pub const PHASES: [Phase; 7] = [
     phase("containerd", &["containerd"]),
     phase("workers", &["kubelet", "kube-proxy"]),
     phase("pod network routes", &["pod-routes"]),
+    // Once every node is Ready and routes carry pod traffic between them.
+    Phase {
+        name: "addons",
+        units: &[],
+        always_after_change: true,
+    },
 ];
 
 pub struct Gates<'a> {
@@ -162,6 +172,7 @@ impl Gates<'_> {
                     .await?;
                 }
             }
+            "addons" => self.addons().await?,
             other => unreachable!("no gate for phase {other}"),
         }
         Ok(())
@@ -245,6 +256,9 @@ impl Gates<'_> {
                 conn.run_checked(&crate::shell::import_image(&img.archive))
                     .await
                     .context("ctr images import")?;
+                conn.run_checked(&crate::shell::pin_image(&img.reference))
+                    .await
+                    .context("ctr images label")?;
                 let out = conn
                     .run_checked(&crate::shell::list_image(&img.reference))
                     .await?;
@@ -391,114 +405,116 @@ impl Gates<'_> {
             .name
     }
 
-    async fn api(
-        &self,
-        tls: &Tls,
-        method: Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<health::Response> {
+    /// A client of the API server on [`Self::api_host`], as `who`.
+    async fn api(&self, who: &Pem) -> Result<Api> {
         let host = self.api_host();
-        let ip = self.ip(host);
-        let r = Request {
+        let address = self.ip(host);
+        let ca = &self.inp.pki.ca(Ca::Cluster).cert;
+        Api::connect(&Target {
             conn: &self.conns[host],
-            target: &ip,
-            port: 6443,
-            tls: Some(tls),
+            address: &address,
             server_name: host,
-            method,
-            path,
-            body,
-        };
-        health::send(&r).await
+            ca,
+            client: who,
+        })
+        .await
+        .with_context(|| format!("{host}: connecting to the API server"))
     }
 
     async fn node_ready(&self, node: &str) -> Result<()> {
-        let tls = self.admin();
-        let start = Instant::now();
-        loop {
-            let resp = self
-                .api(&tls, Method::GET, &format!("/api/v1/nodes/{node}"), None)
-                .await?;
-            let ready = resp.status == 200
-                && serde_json::from_str::<serde_json::Value>(&resp.body)
-                    .ok()
-                    .and_then(|n| n["status"]["conditions"].as_array().cloned())
-                    .is_some_and(|c| {
-                        c.iter()
-                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                    });
-            if ready {
-                return Ok(());
-            }
-            if start.elapsed() > self.deadline {
-                bail!(
-                    "Node {node} is not Ready (HTTP {}: {})",
-                    resp.status,
-                    resp.body.trim()
-                );
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        let api = self.api(self.inp.pki.leaf("admin", None)).await?;
+        retry_until(self.deadline, Duration::from_secs(1), || async {
+            api.node_ready(node).await?.map_err(|e| anyhow!(e))
+        })
+        .await
     }
 
     /// The bindings a hard-way cluster needs that Kubernetes does not create itself: the admin
-    /// group to cluster-admin, and the API server's kubelet client to the kubelet API.
+    /// group to cluster-admin, and the API server's kubelet client to the kubelet API. Applied
+    /// as super-admin, whose group needs no binding (the admin's only works after this).
     async fn rbac(&self) -> Result<()> {
-        self.rep
-            .start(Some(self.api_host()), "cluster role bindings");
+        let host = self.api_host();
+        self.rep.start(Some(host), "cluster role bindings");
         let t = Instant::now();
-        let tls = Tls {
-            ca: self.inp.pki.ca(Ca::Cluster).cert.clone(),
-            client: Some(self.super_admin()),
-        };
-        let bindings = [
-            binding(
-                crate::pki::ADMIN_GROUP,
-                "cluster-admin",
-                "Group",
-                crate::pki::ADMIN_GROUP,
-            ),
-            binding(
-                "provisioner:kube-apiserver-kubelet-client",
-                "system:kubelet-api-admin",
-                "User",
-                "kube-apiserver-kubelet-client",
-            ),
-        ];
-        let base = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
-        for (name, body) in bindings {
-            let got = self
-                .api(&tls, Method::GET, &format!("{base}/{name}"), None)
-                .await?;
-            tracing::debug!(binding = %name, status = got.status, "ClusterRoleBinding looked up");
-            match got.status {
-                200 => continue,
-                404 => {
-                    let created = self.api(&tls, Method::POST, base, Some(body)).await?;
-                    if created.status != 201 && created.status != 200 && created.status != 409 {
-                        bail!(
-                            "creating ClusterRoleBinding {name}: HTTP {}: {}",
-                            created.status,
-                            created.body.trim()
-                        );
-                    }
-                }
-                s => bail!(
-                    "reading ClusterRoleBinding {name}: HTTP {s}: {}",
-                    got.body.trim()
-                ),
-            }
+        let api = self.api(&self.super_admin()).await?;
+        for doc in cluster_role_bindings() {
+            api.apply(&doc).await?;
         }
         self.rep.step(
             "rbac",
-            Some(self.api_host()),
+            Some(host),
             "cluster role bindings",
             t.elapsed(),
             "ok",
             None,
         );
         Ok(())
+    }
+
+    /// Applies each addon's manifest, then gates on it working.
+    async fn addons(&self) -> Result<()> {
+        let host = self.api_host();
+        for addon in &self.inp.rendered.addons {
+            let what = format!("{} applied", addon.name);
+            self.rep.start(Some(host), &what);
+            let t = Instant::now();
+            let docs: Vec<DynamicObject> = serde_saphyr::from_multiple(&addon.manifest)
+                .with_context(|| format!("reading the {} manifest", addon.path()))?;
+            let api = self.api(self.inp.pki.leaf("admin", None)).await?;
+            for doc in &docs {
+                api.apply(doc).await?;
+            }
+            self.rep
+                .step("addons", Some(host), &what, t.elapsed(), "ok", None);
+            match addon.name {
+                "coredns" => self.gate_dns(&api).await?,
+                other => unreachable!("no gate for addon {other}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// CoreDNS's Deployment is Available, and the cluster DNS Service answers a lookup of the
+    /// `kubernetes` Service with its address, asked from a worker (through kube-proxy's rules).
+    async fn gate_dns(&self, api: &Api) -> Result<()> {
+        let host = self.api_host();
+        let deployments: kube::Api<Deployment> =
+            kube::Api::namespaced(api.client.clone(), "kube-system");
+        let available = retry_until(self.deadline, Duration::from_secs(1), || async {
+            let d = deployments.get("coredns").await?;
+            rolled_out(&d).map_err(|e| anyhow!("Deployment kube-system/coredns: {e}"))
+        });
+        self.gate(host, "kubelet", "CoreDNS Deployment Available", available)
+            .await?;
+        let worker = &self
+            .inp
+            .cluster
+            .worker_hosts()
+            .next()
+            .context("validation requires a worker for cluster DNS")?
+            .name;
+        let net = &self.inp.cluster.network;
+        let name = format!("kubernetes.default.svc.{}", net.cluster_domain);
+        let what = format!("{name} resolves at {}", net.cluster_dns);
+        let conn = &self.conns[worker];
+        let lookup = retry_until(self.deadline, Duration::from_millis(500), || async {
+            let fwd = conn.forward(&net.cluster_dns.to_string(), 53).await?;
+            let mut stream = tokio::net::UnixStream::connect(fwd.socket()).await?;
+            let ips =
+                tokio::time::timeout(Duration::from_secs(5), dns::lookup_a(&mut stream, &name))
+                    .await
+                    .map_err(|_| anyhow!("no answer within 5 s"))?
+                    .map_err(|e| match fwd.last_error() {
+                        Some(f) => anyhow!("{e:#} ({f})"),
+                        None => e,
+                    })?;
+            if ips.contains(&net.api_service_ip) {
+                Ok(())
+            } else {
+                bail!("answered {ips:?}, not {}", net.api_service_ip)
+            }
+        });
+        self.gate(worker, "kube-proxy", &what, lookup).await
     }
 
     async fn routes(&self, host: &str) -> Result<()> {
@@ -523,21 +539,70 @@ impl Gates<'_> {
     }
 }
 
-fn binding(name: &str, role: &str, kind: &str, subject: &str) -> (String, serde_json::Value) {
-    let mut subject_json = json!({ "kind": kind, "name": subject });
-    if kind != "ServiceAccount" {
-        subject_json["apiGroup"] = json!("rbac.authorization.k8s.io");
-    }
-    (
-        name.to_string(),
-        json!({
+/// The admin group to cluster-admin; the API server's kubelet client to the kubelet API.
+fn cluster_role_bindings() -> Vec<DynamicObject> {
+    let binding = |name: &str, role: &str, user_or_group: (&str, &str)| {
+        serde_json::from_value(json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
             "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": "provisioner" } },
             "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
-            "subjects": [subject_json],
-        }),
-    )
+            "subjects": [{
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": user_or_group.0,
+                "name": user_or_group.1,
+            }],
+        }))
+        .expect("a well-formed object")
+    };
+    vec![
+        binding(
+            crate::pki::ADMIN_GROUP,
+            "cluster-admin",
+            ("Group", crate::pki::ADMIN_GROUP),
+        ),
+        binding(
+            "provisioner:kube-apiserver-kubelet-client",
+            "system:kubelet-api-admin",
+            ("User", "kube-apiserver-kubelet-client"),
+        ),
+    ]
+}
+
+/// Whether a Deployment has rolled out its current template to every replica, as
+/// `kubectl rollout status` decides it.
+fn rolled_out(d: &Deployment) -> std::result::Result<(), String> {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let s = d.status.clone().unwrap_or_default();
+    if s.observed_generation < d.metadata.generation {
+        return Err("the controller has not seen the latest change yet".into());
+    }
+    let updated = s.updated_replicas.unwrap_or(0);
+    let available = s.available_replicas.unwrap_or(0);
+    if updated < want || s.replicas.unwrap_or(0) > updated || available < want {
+        return Err(format!(
+            "{updated} of {want} replicas updated, {available} available"
+        ));
+    }
+    Ok(())
+}
+
+/// Calls `check` every `every` until it succeeds or `deadline` has passed; the error is the
+/// last one `check` gave.
+pub async fn retry_until<F, Fut>(deadline: Duration, every: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(e) if start.elapsed() >= deadline => return Err(e),
+            Err(e) => tracing::debug!("not yet: {e:#}"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 fn indent(s: &str) -> String {

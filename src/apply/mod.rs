@@ -2,6 +2,8 @@
 //! checks preflight conditions on every host before writing anything, then executes the plan in
 //! dependency order, each step behind a health gate with a deadline.
 
+mod api;
+mod dns;
 mod gates;
 pub mod health;
 pub mod lease;

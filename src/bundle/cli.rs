@@ -12,16 +12,18 @@ use crate::inventory::version::KubeVersion;
 pub enum BundleCommand {
     /// Download the release binaries (on a connected machine) into one verified archive
     #[command(
-        after_help = "Examples:\n  provisioner bundle fetch --kubernetes 1.35.0 --image pause.tar --out k8s-1.35.0.tar.zst\n  \
-        provisioner bundle fetch --kubernetes 1.35.0 --mirror https://mirror.corp/releases --mirror-ca corp-ca.pem --out b.tar.zst\n\n\
+        after_help = "Examples:\n  provisioner bundle fetch --kubernetes 1.37.2 --image pause.tar --image coredns.tar --out k8s-1.37.2.tar.zst\n  \
+        provisioner bundle fetch --kubernetes 1.37.2 --mirror https://mirror.corp/releases --mirror-ca corp-ca.pem --out b.tar.zst\n\n\
         Downloads kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and \
         kubectl from dl.k8s.io, and etcd, containerd, runc and the CNI plugins from their GitHub \
         releases; each is checked against the checksum file published next to it and refused on a \
         mismatch. A mirror keeps the upstream layout under its base URL \
-        (MIRROR/dl.k8s.io/release/v1.35.0/bin/linux/amd64/kubelet) and must be https. \
+        (MIRROR/dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubelet) and must be https. \
         Container images are not pulled from registries: pass OCI archives with --image \
-        (for example `skopeo copy docker://registry.k8s.io/pause:3.10.1 oci-archive:pause.tar`); \
-        the pause image is what containerd's sandbox image setting then points at."
+        (for example `skopeo copy docker://registry.k8s.io/pause:3.10.2 oci-archive:pause.tar` and \
+        `skopeo copy docker://registry.k8s.io/coredns/coredns:v1.14.6 oci-archive:coredns.tar`, \
+        the versions kubeadm pins for the release); the pause image is what containerd's sandbox \
+        image setting then points at, and the CoreDNS image is what the cluster DNS runs."
     )]
     Fetch(FetchArgs),
 
@@ -107,7 +109,7 @@ pub struct FetchArgs {
     /// Extra CA certificates (PEM) to trust for the mirror
     #[arg(long, value_name = "FILE")]
     pub mirror_ca: Option<PathBuf>,
-    /// An OCI image archive to carry (repeatable); name the pause image's archive here
+    /// An OCI image archive to carry (repeatable): the pause and CoreDNS images at least
     #[arg(long = "image", value_name = "FILE")]
     pub images: Vec<PathBuf>,
     /// The archive to write
@@ -184,12 +186,16 @@ fn fetch_cmd(a: FetchArgs) -> Result<()> {
     let stage = scratch_dir(&a.out)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let m = runtime.block_on(fetch::fetch(&r, stage.path()))?;
-    if m.images.iter().all(|i| i.name != "pause") {
-        eprintln!(
-            "warning: the bundle carries no pause image (--image pause.tar); air-gapped nodes \
-             cannot pull {} themselves",
-            k.default_pause_image()
-        );
+    for (name, default) in [
+        ("pause", k.default_pause_image()),
+        ("coredns", k.default_coredns_image()),
+    ] {
+        if m.images.iter().all(|i| i.name != name) {
+            eprintln!(
+                "warning: the bundle carries no {name} image (--image {name}.tar); air-gapped \
+                 nodes cannot pull {default} themselves"
+            );
+        }
     }
     let size = fetch::write_archive(stage.path(), &m, &a.out)?;
     report_written(&a.out, &m, size);

@@ -91,9 +91,10 @@ impl Bundle {
         self.dir.join(path)
     }
 
-    /// The sandbox image containerd is pointed at, when the bundle carries one.
-    pub fn pause_image(&self) -> Option<&Image> {
-        self.images.iter().find(|i| i.name == "pause")
+    /// The image carried under `name`: "pause" is the sandbox image containerd is pointed at,
+    /// "coredns" the cluster DNS.
+    pub fn image(&self, name: &str) -> Option<&Image> {
+        self.images.iter().find(|i| i.name == name)
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Cluster {
     pub pki: PkiSettings,
     pub versions: Versions,
     pub kubelet: KubeletSettings,
+    /// The hosts are containers themselves (`[nodes] containers`).
+    pub hosts_are_containers: bool,
+    pub addons: Addons,
     pub ssh: SshSettings,
     pub hosts: Vec<Host>,
 }
@@ -108,12 +111,24 @@ pub struct Versions {
     /// `pause_image` was set in the inventory (otherwise a bundle's pause image is used).
     pub pause_image_pinned: bool,
     pub containerd_pinned: bool,
+    /// The CoreDNS image the cluster DNS runs.
+    pub coredns_image: String,
+    /// `coredns_image` was set in the inventory (otherwise a bundle's CoreDNS image is used).
+    pub coredns_image_pinned: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct KubeletSettings {
     pub allow_swap: bool,
     pub allow_cgroup_v1: bool,
+    /// evictionHard: signal to threshold, as the kubelet spells them.
+    pub eviction_hard: std::collections::BTreeMap<String, String>,
+}
+
+/// What `apply` deploys into the cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct Addons {
+    pub coredns: bool,
 }
 
 #[derive(Debug, Clone)]

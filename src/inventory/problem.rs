@@ -61,9 +61,13 @@ impl fmt::Display for KeyPath {
             return f.write_str("(top level)");
         }
         for (i, seg) in self.0.iter().enumerate() {
+            if i > 0 && matches!(seg, Segment::Key(_)) {
+                f.write_str(".")?;
+            }
             match seg {
-                Segment::Key(k) if i == 0 => write!(f, "{k}")?,
-                Segment::Key(k) => write!(f, ".{k}")?,
+                // As TOML writes a key that is not bare (`eviction_hard."memory.available"`).
+                Segment::Key(k) if k.contains(['.', ' ', '"']) => write!(f, "{k:?}")?,
+                Segment::Key(k) => f.write_str(k)?,
                 Segment::Index(n) => write!(f, "[{n}]")?,
             }
         }

@@ -26,6 +26,10 @@ pub struct Inventory {
     #[serde(default)]
     pub kubelet: Kubelet,
     #[serde(default)]
+    pub nodes: Nodes,
+    #[serde(default)]
+    pub addons: Addons,
+    #[serde(default)]
     pub ssh: Ssh,
     #[serde(default)]
     pub hosts: Vec<Host>,
@@ -97,8 +101,12 @@ pub struct Versions {
     pub etcd: Option<String>,
     /// containerd version; decides the containerd config format. Default depends on kubernetes_version.
     pub containerd: Option<String>,
-    /// Pause (sandbox) image the container runtime uses. Default "registry.k8s.io/pause:3.10.1".
+    /// Pause (sandbox) image the container runtime uses. Default depends on kubernetes_version;
+    /// a bundle's pause image replaces the default.
     pub pause_image: Option<String>,
+    /// CoreDNS image of the cluster DNS. Default depends on kubernetes_version; a bundle's CoreDNS
+    /// image replaces the default.
+    pub coredns_image: Option<String>,
 }
 
 /// Node requirements the kubelet enforces, and their escape hatches.
@@ -110,6 +118,28 @@ pub struct Kubelet {
     /// Let the kubelet run on cgroup v1 hosts, which Kubernetes 1.35+ refuses by default
     /// (failCgroupV1: false). A temporary escape hatch; default false.
     pub allow_cgroup_v1: Option<bool>,
+    /// Hard eviction thresholds (evictionHard), signal = threshold: a quantity ("100Mi") or a
+    /// percentage ("10%"). The signals listed replace the kubelet's defaults for those signals.
+    #[serde(default)]
+    pub eviction_hard: std::collections::BTreeMap<String, String>,
+}
+
+/// What the hosts are.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Nodes {
+    /// The hosts are containers themselves (systemd-nspawn, LXC, Docker), not machines or VMs:
+    /// kube-proxy leaves the conntrack table size to the real host, the kubelet does not account
+    /// local ephemeral storage, and containerd does not lower containers' oom_score_adj. Default false.
+    pub containers: Option<bool>,
+}
+
+/// What `apply` deploys into the cluster once the nodes are Ready.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Addons {
+    /// Cluster DNS: CoreDNS at network.cluster_dns, from the bundle's CoreDNS image. Default true.
+    pub coredns: Option<bool>,
 }
 
 /// SSH access. Every key except `bastion` and `parallelism` can be overridden per host.

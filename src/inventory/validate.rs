@@ -95,9 +95,10 @@ impl Validator {
             api: api?,
             pki: pki?,
             versions: versions?,
-            kubelet: KubeletSettings {
-                allow_swap: inv.kubelet.allow_swap.unwrap_or(false),
-                allow_cgroup_v1: inv.kubelet.allow_cgroup_v1.unwrap_or(false),
+            kubelet: self.kubelet(&inv.kubelet),
+            hosts_are_containers: inv.nodes.containers.unwrap_or(false),
+            addons: Addons {
+                coredns: inv.addons.coredns.unwrap_or(true),
             },
             ssh: ssh?,
             hosts: hosts?,
@@ -246,10 +247,22 @@ impl Validator {
         if let Err(e) = super::reference::image_reference(&pause_image) {
             self.error(
                 at("versions.pause_image"),
-                format!("{e}; use one such as registry.k8s.io/pause:3.10.1"),
+                format!("{e}; use one such as {}", k.default_pause_image()),
+            );
+        }
+        let coredns_image = v
+            .coredns_image
+            .clone()
+            .unwrap_or_else(|| k.default_coredns_image());
+        if let Err(e) = super::reference::image_reference(&coredns_image) {
+            self.error(
+                at("versions.coredns_image"),
+                format!("{e}; use one such as {}", k.default_coredns_image()),
             );
         }
         Some(Versions {
+            coredns_image,
+            coredns_image_pinned: v.coredns_image.is_some(),
             etcd: etcd?,
             containerd: containerd?,
             pause_image,
@@ -257,6 +270,27 @@ impl Validator {
             etcd_pinned: v.etcd.is_some(),
             containerd_pinned: v.containerd.is_some(),
         })
+    }
+
+    fn kubelet(&mut self, k: &raw::Kubelet) -> KubeletSettings {
+        for (signal, threshold) in &k.eviction_hard {
+            let key = at("kubelet.eviction_hard").key(signal);
+            if !EVICTION_SIGNALS.contains(&signal.as_str()) {
+                self.error(
+                    key.clone(),
+                    format!(
+                        "`{signal}` is not an eviction signal; use one of {}",
+                        EVICTION_SIGNALS.join(", ")
+                    ),
+                );
+            }
+            self.check(key, eviction_threshold(threshold));
+        }
+        KubeletSettings {
+            allow_swap: k.allow_swap.unwrap_or(false),
+            allow_cgroup_v1: k.allow_cgroup_v1.unwrap_or(false),
+            eviction_hard: k.eviction_hard.clone(),
+        }
     }
 
     fn ssh_settings(&mut self, s: &raw::Ssh) -> Option<SshSettings> {
@@ -408,7 +442,13 @@ impl Validator {
         if cp == 0 {
             self.error(at("hosts"), "no host has the `control-plane` role");
         }
-        if workers == 0 {
+        if workers == 0 && inv.addons.coredns != Some(false) {
+            self.error(
+                at("hosts"),
+                "no host has the `worker` role, so the cluster DNS cannot run; add a worker or \
+                 set [addons] coredns = false",
+            );
+        } else if workers == 0 {
             self.warn(at("hosts"), "no host has the `worker` role; no pod can run");
         }
         if failed {
@@ -628,6 +668,45 @@ pub fn expand_home(p: &str) -> PathBuf {
     }
 }
 
+/// The kubelet's eviction signals (pkg/kubelet/eviction/api).
+const EVICTION_SIGNALS: [&str; 8] = [
+    "memory.available",
+    "nodefs.available",
+    "nodefs.inodesFree",
+    "imagefs.available",
+    "imagefs.inodesFree",
+    "containerfs.available",
+    "containerfs.inodesFree",
+    "pid.available",
+];
+
+/// A percentage ("10%", "7.5%") or a resource quantity ("100Mi", "1G", "5000").
+fn eviction_threshold(s: &str) -> Result<(), String> {
+    let number = |n: &str| {
+        !n.is_empty()
+            && n.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && n.parse::<f64>().is_ok()
+    };
+    if let Some(p) = s.strip_suffix('%') {
+        return match p.parse::<f64>() {
+            Ok(v) if number(p) && (0.0..=100.0).contains(&v) => Ok(()),
+            _ => Err(format!("`{s}` is not a percentage from 0% to 100%")),
+        };
+    }
+    const SUFFIXES: [&str; 13] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "",
+    ];
+    match SUFFIXES
+        .iter()
+        .find_map(|u| s.strip_suffix(u).filter(|n| number(n)))
+    {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "`{s}` is neither a percentage (\"10%\") nor a quantity (\"100Mi\", \"1Gi\")"
+        )),
+    }
+}
+
 fn nth_address(net: Ipv4Net, n: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.network()).saturating_add(n))
 }
@@ -746,6 +825,16 @@ mod tests {
         assert!(endpoint("10.0.0.1").is_err());
         assert!(endpoint("10.0.0.1:0").is_err());
         assert!(endpoint("bad_host:6443").is_err());
+    }
+
+    #[test]
+    fn eviction_thresholds_are_percentages_or_quantities() {
+        for good in ["10%", "0%", "7.5%", "100Mi", "1Gi", "500", "1.5G"] {
+            assert!(eviction_threshold(good).is_ok(), "{good}");
+        }
+        for bad in ["101%", "%", "10 %", "-1%", "100MB", "Mi", ""] {
+            assert!(eviction_threshold(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -151,8 +151,9 @@ impl KubeVersion {
         self.pins().cni
     }
 
-    pub fn default_coredns(self) -> &'static str {
-        self.pins().coredns
+    /// The upstream CoreDNS image kubeadm deploys with this minor.
+    pub fn default_coredns_image(self) -> String {
+        format!("registry.k8s.io/coredns/coredns:v{}", self.pins().coredns)
     }
 
     /// The upstream pause image kubeadm uses with this minor.

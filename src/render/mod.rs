@@ -1,6 +1,7 @@
 //! Renders, for every host, exactly the files its roles need. Pure: the same cluster and PKI
 //! always give the same bytes, and nothing here touches a host or the disk.
 
+pub mod addons;
 mod inputs;
 mod templates;
 mod write;
@@ -55,6 +56,8 @@ pub struct Rendered {
     pub hosts: Vec<HostFiles>,
     /// The operator's kubeconfig (admin credentials, bound to cluster-admin through RBAC).
     pub admin_kubeconfig: String,
+    /// Deployed into the cluster once the nodes are Ready (and kept on the control-plane hosts).
+    pub addons: Vec<addons::Addon>,
 }
 
 use crate::pki::identity::host_path::{self, PKI};
@@ -63,14 +66,16 @@ const PUBLIC: u32 = 0o644;
 
 pub fn render(c: &Cluster, pki: &Pki) -> Result<Rendered> {
     let t = Templates::load()?;
+    let addons = addons::addons(&t, c)?;
     let hosts = c
         .hosts
         .iter()
-        .map(|h| host_files(&t, c, pki, h))
+        .map(|h| host_files(&t, c, pki, h, &addons))
         .collect::<Result<_>>()?;
     let admin = pki.leaf("admin", None);
     Ok(Rendered {
         hosts,
+        addons,
         admin_kubeconfig: kubeconfig(&t, c, pki, "kubernetes-admin", admin, &c.api.url())?,
     })
 }
@@ -129,7 +134,13 @@ impl HostBuilder<'_> {
     }
 }
 
-fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFiles> {
+fn host_files(
+    t: &Templates,
+    c: &Cluster,
+    pki: &Pki,
+    h: &Host,
+    addons: &[addons::Addon],
+) -> Result<HostFiles> {
     let mut b = HostBuilder {
         t,
         out: HostFiles {
@@ -285,6 +296,12 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
         b.unit("kube-apiserver", &apiserver)?;
         b.unit("kube-controller-manager", &common)?;
         b.unit("kube-scheduler", &common)?;
+        if !addons.is_empty() {
+            b.dir(addons::DIR, 0o755);
+        }
+        for a in addons {
+            b.file(&a.path(), PUBLIC, a.manifest.as_str());
+        }
     }
 
     if h.roles.worker {
@@ -367,6 +384,7 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
                 // containerd 2.1 replaced cni.bin_dir with bin_dirs (and 2.4 removed bin_dir).
                 "cni_bin_dirs": containerd.minor >= 1,
                 "pause_image": c.versions.pause_image,
+                "hosts_are_containers": c.hosts_are_containers,
             }),
         )?;
         b.template(
@@ -391,13 +409,22 @@ fn host_files(t: &Templates, c: &Cluster, pki: &Pki, h: &Host) -> Result<HostFil
                 "minor": c.kubernetes.minor(),
                 "allow_cgroup_v1": c.kubelet.allow_cgroup_v1,
                 "allow_swap": c.kubelet.allow_swap,
+                "eviction_hard": c.kubelet.eviction_hard,
+                "hosts_are_containers": c.hosts_are_containers,
             }),
         )?;
         b.template(
             "/var/lib/kube-proxy/config.yaml",
             PUBLIC,
             "kube-proxy-config.yaml",
-            &merge(&node, json!({ "proxy_mode": c.network.proxy_mode.as_str(), "pod_cidr": c.network.pod_cidr.to_string() })),
+            &merge(
+                &node,
+                json!({
+                    "proxy_mode": c.network.proxy_mode.as_str(),
+                    "pod_cidr": c.network.pod_cidr.to_string(),
+                    "hosts_are_containers": c.hosts_are_containers,
+                }),
+            ),
         )?;
         b.unit("containerd", &common)?;
         b.unit("kubelet", &common)?;

@@ -25,6 +25,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     template!("templates", "cni-loopback.conf"),
     template!("templates", "sysctl.conf"),
     template!("templates", "modules-load.conf"),
+    template!("templates", "coredns-corefile"),
+    template!("templates", "coredns.yaml"),
     template!("systemd-units", "etcd.service"),
     template!("systemd-units", "kube-apiserver.service"),
     template!("systemd-units", "kube-controller-manager.service"),

@@ -230,6 +230,21 @@ pub fn import_image(archive: &str) -> String {
     )
 }
 
+/// Marks an imported image pinned, as containerd marks the sandbox image, so the kubelet's
+/// image garbage collection never removes it: an air-gapped node could not pull it back.
+pub fn pin_image(reference: &str) -> String {
+    command(
+        &CTR.iter()
+            .chain(&[
+                "images",
+                "label",
+                reference,
+                "io.cri-containerd.pinned=pinned",
+            ])
+            .collect::<Vec<_>>(),
+    )
+}
+
 /// Lists the image `reference` (header line, then one line if present).
 pub fn list_image(reference: &str) -> String {
     let filter = format!("name=={reference}");

@@ -5,10 +5,11 @@
 # and checks the result with the bundle's etcdctl and kubectl. Needs root, systemd-nspawn
 # (systemd-container), debootstrap, and what build.sh needs (see tests/testbed/upstream/README.md).
 #
-# The sandbox machines need three things the example inventory cannot know: the sandbox's SSH key
-# and known_hosts, the bundle directory (which decides the etcd and containerd versions), and (on
-# hosts that only offer cgroup v1) [kubelet] allow_cgroup_v1. The script writes
-# target/demo/inventory.toml: the example with those keys set, nothing else changed.
+# The sandbox machines need what the example inventory cannot know: the sandbox's SSH key and
+# known_hosts, the bundle directory (which decides the etcd and containerd versions), that the
+# hosts are containers ([nodes] containers), and (on hosts that only offer cgroup v1) [kubelet]
+# allow_cgroup_v1. The script writes target/demo/inventory.toml: the example with those keys set,
+# nothing else changed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # sudo resets PATH to its secure_path: find the toolchains where their installers put them.
@@ -48,6 +49,7 @@ sed -e "s|^# bundle = .*|bundle = \"$bundle\"|" \
     -e "s|^identity_file = .*|identity_file = \"$sandbox/id_ed25519\"|" \
     -e "s|^known_hosts = .*|known_hosts = \"$sandbox/known_hosts\"|" \
     -e "s|^# allow_cgroup_v1 = .*|allow_cgroup_v1 = $cgroup_v1|" \
+    -e "s|^# containers = .*|containers = true|" \
     -e "s|^state_dir = .*|state_dir = \"$work/state\"|" \
     inventory.toml > "$work/inventory.toml"
 
@@ -63,4 +65,5 @@ first=$(sed -n 's/^address = "\(.*\)"$/\1/p' inventory.toml | head -n1)
 chmod 600 "$work/admin.kubeconfig"
 "$kubectl" --kubeconfig "$work/admin.kubeconfig" get --raw /readyz; echo
 "$kubectl" --kubeconfig "$work/admin.kubeconfig" get nodes -o wide
+"$kubectl" --kubeconfig "$work/admin.kubeconfig" -n kube-system get deployment,pods,service -l k8s-app=kube-dns -o wide
 echo "The machines keep running: \`$bin sandbox status\`, \`$bin sandbox down\` to remove them."
