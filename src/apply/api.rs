@@ -1,0 +1,128 @@
+//! The Kubernetes API as the runner uses it: a kube-rs client whose every connection goes
+//! through a control-plane host's SSH connection (as the health checks do), so the operator's
+//! machine needs no route to the API server. TLS is verified against the cluster CA, with the
+//! server name the serving certificate carries; the client authenticates with a certificate.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Patch, PatchParams};
+use kube::client::ConfigExt;
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use rustls::pki_types::pem::PemObject;
+
+use crate::pki::Pem;
+use crate::transport::{Connection, Forward};
+
+/// Who changes what we apply, as `kubectl get -o yaml --show-managed-fields` shows it.
+pub const FIELD_MANAGER: &str = "provisioner";
+
+/// A client for one API server, reached through one host's SSH connection. Dropping it closes
+/// the forward.
+pub struct Api {
+    pub client: kube::Client,
+    _forward: Forward,
+}
+
+/// Where the API server is and who we are to it.
+pub struct Target<'a> {
+    pub conn: &'a Connection,
+    /// The address the API server listens on, as the host sees it.
+    pub address: &'a str,
+    /// A name the serving certificate carries (the host's name).
+    pub server_name: &'a str,
+    pub ca: &'a str,
+    pub client: &'a Pem,
+}
+
+impl Api {
+    pub async fn connect(t: &Target<'_>) -> Result<Api> {
+        // The process-wide TLS provider, ring as everywhere else (a no-op once installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let forward = t.conn.forward(t.address, 6443).await?;
+        let socket = forward.socket().to_path_buf();
+        // Every connection the client makes, whatever its URL, is a new forwarded one.
+        let connector = tower::service_fn(move |_: http::Uri| {
+            let socket = socket.clone();
+            async move {
+                tokio::net::UnixStream::connect(&socket)
+                    .await
+                    .map(TokioIo::new)
+            }
+        });
+        let url = format!("https://{}:6443", t.server_name);
+        let mut config =
+            kube::Config::new(url.parse().with_context(|| format!("the API URL {url}"))?);
+        config.root_cert = Some(
+            rustls::pki_types::CertificateDer::pem_slice_iter(t.ca.as_bytes())
+                .map(|c| c.map(|c| c.to_vec()))
+                .collect::<Result<_, _>>()
+                .context("reading the cluster CA certificate")?,
+        );
+        config.auth_info.client_certificate_data = Some(B64.encode(&t.client.cert));
+        config.auth_info.client_key_data = Some(B64.encode(&t.client.key).into());
+        config.connect_timeout = Some(Duration::from_secs(10));
+        config.read_timeout = Some(Duration::from_secs(30));
+        let https = config
+            .rustls_https_connector_with_connector(connector)
+            .context("setting up TLS for the API client")?;
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
+        let service = tower::ServiceBuilder::new()
+            .layer(config.base_uri_layer())
+            .service(http);
+        Ok(Api {
+            client: kube::Client::new(service, "default"),
+            _forward: forward,
+        })
+    }
+
+    /// Server-side apply of one object (any kind), owned by [`FIELD_MANAGER`]; conflicts with
+    /// other managers are taken over, as the tool owns what it declares.
+    pub async fn apply(&self, obj: &DynamicObject) -> Result<DynamicObject> {
+        let types = obj
+            .types
+            .as_ref()
+            .context("an object without apiVersion and kind")?;
+        let gvk = GroupVersionKind::try_from(types)?;
+        let resource = ApiResource::from_gvk(&gvk);
+        let name = obj
+            .metadata
+            .name
+            .as_deref()
+            .context("an object without a name")?;
+        let api: kube::Api<DynamicObject> = match &obj.metadata.namespace {
+            Some(ns) => kube::Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => kube::Api::all_with(self.client.clone(), &resource),
+        };
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(name, &params, &Patch::Apply(obj))
+            .await
+            .with_context(|| format!("applying {} {name}", gvk.kind))
+    }
+
+    /// Whether the Node reports Ready, and why not when it does not.
+    pub async fn node_ready(&self, name: &str) -> Result<std::result::Result<(), String>> {
+        let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
+        let Some(node) = nodes.get_opt(name).await? else {
+            return Ok(Err(format!("Node {name} is not registered")));
+        };
+        let ready = node
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "Ready");
+        Ok(match ready {
+            Some(c) if c.status == "True" => Ok(()),
+            Some(c) => Err(format!(
+                "Node {name} is not Ready: {}",
+                c.message.unwrap_or(c.reason.unwrap_or_default())
+            )),
+            None => Err(format!("Node {name} reports no Ready condition yet")),
+        })
+    }
+}

@@ -1,0 +1,152 @@
+//! What `apply` deploys into the cluster once the nodes are Ready: the manifests, rendered like
+//! every other file (and kept on the control-plane hosts, so a changed one shows in `plan`).
+
+use anyhow::Result;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::templates::Templates;
+use crate::inventory::Cluster;
+
+/// Where the manifests are kept on the control-plane hosts.
+pub const DIR: &str = "/etc/kubernetes/addons";
+
+/// One addon: a multi-document YAML manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct Addon {
+    pub name: &'static str,
+    #[serde(skip)]
+    pub manifest: String,
+}
+
+impl Addon {
+    pub fn path(&self) -> String {
+        format!("{DIR}/{}.yaml", self.name)
+    }
+}
+
+pub fn addons(t: &Templates, c: &Cluster) -> Result<Vec<Addon>> {
+    let mut out = Vec::new();
+    if c.addons.coredns {
+        out.push(coredns(t, c)?);
+    }
+    Ok(out)
+}
+
+#[derive(Serialize)]
+struct CorefileInputs<'a> {
+    cluster_domain: &'a str,
+}
+
+#[derive(Serialize)]
+struct CorednsInputs<'a> {
+    image: &'a str,
+    cluster_dns: String,
+    corefile: Vec<&'a str>,
+    corefile_sha256: String,
+}
+
+fn coredns(t: &Templates, c: &Cluster) -> Result<Addon> {
+    let corefile = t.render(
+        "coredns-corefile",
+        &CorefileInputs {
+            cluster_domain: &c.network.cluster_domain,
+        },
+    )?;
+    let manifest = t.render(
+        "coredns.yaml",
+        &CorednsInputs {
+            image: &c.versions.coredns_image,
+            cluster_dns: c.network.cluster_dns.to_string(),
+            corefile: corefile.lines().collect(),
+            corefile_sha256: hex(&Sha256::digest(corefile.as_bytes())),
+        },
+    )?;
+    Ok(Addon {
+        name: "coredns",
+        manifest,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, Service};
+
+    fn docs(c: &Cluster) -> Vec<serde_json::Value> {
+        let t = Templates::load().unwrap();
+        let a = addons(&t, c).unwrap();
+        serde_saphyr::from_multiple(&a[0].manifest).unwrap()
+    }
+
+    fn of<T: serde::de::DeserializeOwned>(docs: &[serde_json::Value], kind: &str) -> T {
+        let d = docs.iter().find(|d| d["kind"] == kind).unwrap();
+        serde_json::from_value(d.clone()).unwrap()
+    }
+
+    #[test]
+    fn coredns_serves_the_cluster_domain_at_cluster_dns_from_the_configured_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::inventory::bundled_for_test(dir.path());
+        c.network.cluster_domain = "k8s.example".into();
+        let d = docs(&c);
+        assert_eq!(
+            d.len(),
+            6,
+            "ServiceAccount, ClusterRole, binding, ConfigMap, Deployment, Service"
+        );
+        let svc: Service = of(&d, "Service");
+        let spec = svc.spec.unwrap();
+        assert_eq!(spec.cluster_ip.unwrap(), c.network.cluster_dns.to_string());
+        let cm: ConfigMap = of(&d, "ConfigMap");
+        let corefile = &cm.data.unwrap()["Corefile"];
+        assert!(
+            corefile.contains("kubernetes k8s.example in-addr.arpa"),
+            "{corefile}"
+        );
+        let dep: Deployment = of(&d, "Deployment");
+        let spec = dep.spec.unwrap();
+        assert_eq!(spec.replicas, Some(2));
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(
+            pod.containers[0].image.as_deref(),
+            Some(c.versions.coredns_image.as_str())
+        );
+        let hash = &spec.template.metadata.unwrap().annotations.unwrap()
+            ["provisioner.k8s.io/corefile-sha256"];
+        assert_eq!(hash, &hex(&Sha256::digest(corefile.as_bytes())));
+    }
+
+    #[test]
+    fn a_changed_corefile_changes_the_pod_template() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::inventory::bundled_for_test(dir.path());
+        let hash = |c: &Cluster| {
+            let dep: Deployment = of(&docs(c), "Deployment");
+            dep.spec
+                .unwrap()
+                .template
+                .metadata
+                .unwrap()
+                .annotations
+                .unwrap()["provisioner.k8s.io/corefile-sha256"]
+                .clone()
+        };
+        let before = hash(&c);
+        c.network.cluster_domain = "other.local".into();
+        assert_ne!(hash(&c), before);
+    }
+
+    #[test]
+    fn turned_off_it_is_not_rendered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::inventory::bundled_for_test(dir.path());
+        c.addons.coredns = false;
+        assert!(addons(&Templates::load().unwrap(), &c).unwrap().is_empty());
+    }
+}

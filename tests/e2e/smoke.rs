@@ -1,0 +1,373 @@
+//! The smoke test that ends "Kubernetes The Hard Way", on a cluster `apply` built: data
+//! encryption at rest, a Deployment across the workers, port-forward, logs, exec, a NodePort
+//! Service from outside the cluster, a ClusterIP Service from a pod on the other worker, and
+//! cluster DNS from a pod. Each with the real tools: kubectl at the cluster's version with the
+//! admin kubeconfig `provisioner kubeconfig` prints, and etcdctl with the generated certificates.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::common::text;
+use super::{Cluster, Machines};
+
+struct Kubectl {
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    fn new(c: &Cluster) -> Kubectl {
+        Kubectl {
+            bin: c.bundle.join("bin/kubectl"),
+            kubeconfig: c.admin_kubeconfig(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let o = self.command(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "kubectl {}: {}{}",
+            args.join(" "),
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        text(&o.stdout)
+    }
+
+    fn apply(&self, manifest: &str) {
+        let mut child = self
+            .command(&["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "kubectl apply: {}", text(&o.stderr));
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.run(&a)).unwrap()
+    }
+}
+
+/// An HTTP/1.0 GET; the whole answer (status line, headers, body).
+fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: smoke\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// `http_get` until it answers 200, for up to 60 s (rules and endpoints take a moment).
+fn http_get_ok(addr: &str, path: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let r = http_get(addr, path);
+        match &r {
+            Ok(body) if body.starts_with("HTTP/1.") && body.contains(" 200 ") => {
+                return body.clone()
+            }
+            _ if start.elapsed() > Duration::from_secs(60) => {
+                panic!("GET http://{addr}{path} never answered 200: {r:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+const INDEX: &str = "provisioner test web server";
+
+fn web_image(c: &Cluster) -> String {
+    let m: toml::Value =
+        toml::from_str(&std::fs::read_to_string(c.bundle.join("manifest.toml")).unwrap()).unwrap();
+    m["images"]
+        .as_array()
+        .and_then(|i| i.iter().find(|i| i["name"].as_str() == Some("web")))
+        .expect("the test bundle carries the web image")["reference"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Runs the smoke test; `workers` are the cluster's two workers.
+pub fn smoke_test(m: &Machines, c: &Cluster, etcd_host: &str, workers: [&str; 2]) {
+    let k = Kubectl::new(c);
+    encryption_at_rest(m, c, &k, etcd_host);
+    let pods = deployment_across_workers(c, &k, workers);
+    port_forward_logs_and_exec(&k, &pods[0].0);
+    node_port_from_outside(m, &k, workers);
+    cluster_ip_and_dns_from_a_pod(c, &k, &pods, workers);
+}
+
+/// A Secret read back from etcd is encrypted with the provider the encryption config names.
+fn encryption_at_rest(m: &Machines, c: &Cluster, k: &Kubectl, etcd_host: &str) {
+    k.run(&[
+        "create",
+        "secret",
+        "generic",
+        "smoke",
+        "--from-literal=mykey=mydata",
+    ]);
+    let pki = c.ws.state().join("pki");
+    let o = Command::new(c.bundle.join("bin/etcdctl"))
+        .arg("--endpoints")
+        .arg(format!("https://{}:2379", m.address(etcd_host)))
+        .arg("--cacert")
+        .arg(pki.join("etcd/ca.crt"))
+        .arg("--cert")
+        .arg(pki.join("etcd/healthcheck-client.crt"))
+        .arg("--key")
+        .arg(pki.join("etcd/healthcheck-client.key"))
+        .args([
+            "get",
+            "/registry/secrets/default/smoke",
+            "--print-value-only",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "etcdctl get: {}", text(&o.stderr));
+    assert!(
+        o.stdout.starts_with(b"k8s:enc:secretbox:v1:"),
+        "the Secret is not encrypted at rest: {:?}",
+        String::from_utf8_lossy(&o.stdout[..o.stdout.len().min(80)])
+    );
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("mydata"),
+        "the Secret's value is readable in etcd"
+    );
+}
+
+/// 3 replicas of the web server, spread over both workers; (pod, node) of each.
+fn deployment_across_workers(
+    c: &Cluster,
+    k: &Kubectl,
+    workers: [&str; 2],
+) -> Vec<(String, String)> {
+    k.apply(&format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      topologySpreadConstraints:
+      - maxSkew: 1
+        topologyKey: kubernetes.io/hostname
+        whenUnsatisfiable: DoNotSchedule
+        labelSelector:
+          matchLabels: {{app: web}}
+      containers:
+      - name: web
+        image: {}
+        ports:
+        - containerPort: 8080
+",
+        web_image(c)
+    ));
+    k.run(&[
+        "wait",
+        "--for=condition=Available",
+        "deployment/web",
+        "--timeout=180s",
+    ]);
+    let pods = k.json(&["get", "pods", "-l", "app=web"]);
+    let pods: Vec<(String, String)> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Running")
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+                p["spec"]["nodeName"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    for w in workers {
+        assert!(
+            pods.iter().any(|(_, n)| n == w),
+            "no web pod on {w}: {pods:?}"
+        );
+    }
+    pods
+}
+
+/// kubectl port-forward answers; the request shows in kubectl logs; kubectl exec runs a command.
+/// All three go through the kubelet's API, with the serving certificate the tool issued.
+fn port_forward_logs_and_exec(k: &Kubectl, pod: &str) {
+    let mut pf: Child = k
+        .command(&["port-forward", &format!("pod/{pod}"), ":8080"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(pf.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "Forwarding from 127.0.0.1:PORT -> 8080"
+    let port = line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse::<u16>().ok());
+    let answer = port.map(|p| http_get(&format!("127.0.0.1:{p}"), "/index.html"));
+    let _ = pf.kill();
+    let _ = pf.wait();
+    let answer = answer
+        .unwrap_or_else(|| panic!("kubectl port-forward printed {line:?}"))
+        .expect("HTTP through kubectl port-forward");
+    assert!(answer.contains(INDEX), "{answer}");
+
+    let logs = k.run(&["logs", pod]);
+    assert!(
+        logs.contains("url:/index.html") && logs.contains("response:200"),
+        "kubectl logs shows no request: {logs}"
+    );
+
+    let hostname = k.run(&["exec", pod, "--", "/bin/busybox", "hostname"]);
+    assert_eq!(hostname.trim(), pod, "kubectl exec");
+}
+
+/// A NodePort Service answers from this machine at each worker's address (kube-proxy's rules).
+fn node_port_from_outside(m: &Machines, k: &Kubectl, workers: [&str; 2]) {
+    k.run(&[
+        "expose",
+        "deployment",
+        "web",
+        "--name=web-nodeport",
+        "--type=NodePort",
+        "--port=8080",
+    ]);
+    let svc = k.json(&["get", "service", "web-nodeport"]);
+    let port = svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    for w in workers {
+        let body = http_get_ok(&format!("{}:{port}", m.address(w)), "/");
+        assert!(body.contains(INDEX), "{w}:{port}: {body}");
+    }
+}
+
+/// From a pod on one worker: a ClusterIP Service whose only endpoint runs on the other worker
+/// (pod to pod across workers over the pod routes), and the `kubernetes` Service's name
+/// through the cluster DNS (the pod's resolv.conf, as the kubelet writes it).
+fn cluster_ip_and_dns_from_a_pod(
+    c: &Cluster,
+    k: &Kubectl,
+    pods: &[(String, String)],
+    workers: [&str; 2],
+) {
+    k.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: target
+  labels: {{app: target}}
+spec:
+  nodeName: {}
+  containers:
+  - name: web
+    image: {}
+    ports:
+    - containerPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: target
+spec:
+  selector: {{app: target}}
+  ports:
+  - port: 80
+    targetPort: 8080
+",
+        workers[1],
+        web_image(c)
+    ));
+    k.run(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/target",
+        "--timeout=120s",
+    ]);
+    let ip = k.json(&["get", "service", "target"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (client, _) = pods
+        .iter()
+        .find(|(_, n)| n == workers[0])
+        .expect("a web pod on the first worker");
+    let start = Instant::now();
+    let body = loop {
+        let o = k
+            .command(&[
+                "exec",
+                client,
+                "--",
+                "/bin/busybox",
+                "wget",
+                "-q",
+                "-T",
+                "5",
+                "-O",
+                "-",
+                &format!("http://{ip}/"),
+            ])
+            .output()
+            .unwrap();
+        if o.status.success() {
+            break text(&o.stdout);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "wget http://{ip}/ from {client}: {}",
+            text(&o.stderr)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(body.contains(INDEX), "{body}");
+
+    let lookup = k.run(&[
+        "exec",
+        client,
+        "--",
+        "/bin/busybox",
+        "nslookup",
+        "kubernetes.default.svc.cluster.local",
+    ]);
+    let api_ip = k.json(&["get", "service", "kubernetes"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(lookup.contains(&api_ip), "nslookup from {client}: {lookup}");
+}
