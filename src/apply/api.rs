@@ -98,7 +98,10 @@ impl Api {
             Some(ns) => kube::Api::namespaced_with(self.client.clone(), ns, &resource),
             None => kube::Api::all_with(self.client.clone(), &resource),
         };
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        // Strict: a field the API server does not know is an error, not silently dropped.
+        let params = PatchParams::apply(FIELD_MANAGER)
+            .force()
+            .validation_strict();
         api.patch(name, &params, &Patch::Apply(obj))
             .await
             .with_context(|| format!("applying {} {name}", gvk.kind))
