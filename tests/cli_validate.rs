@@ -296,6 +296,38 @@ fn bundle_with_etcd(dir: &std::path::Path, etcd: &str) -> std::path::PathBuf {
 }
 
 #[test]
+fn a_bundle_without_the_coredns_image_is_refused_while_cluster_dns_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("bundle");
+    std::fs::create_dir_all(b.join("bin")).unwrap();
+    std::fs::write(b.join("bin/etcd"), b"x").unwrap();
+    std::fs::write(
+        b.join("manifest.toml"),
+        format!(
+            "[bundle]\nformat = 1\narch = \"amd64\"\nkubernetes_version = \"1.35.0\"\n\n\
+             [[files]]\nname = \"etcd\"\ncomponent = \"etcd\"\nversion = \"3.6.6\"\npath = \"bin/etcd\"\n\
+             sha256 = \"{}\"\nsize = 1\nmode = \"0755\"\n",
+            provisioner::bundle::sha256_hex(b"x")
+        ),
+    )
+    .unwrap();
+    let head = format!(
+        "[cluster]\nname = \"demo\"\nkubernetes_version = \"1.35.0\"\nbundle = \"{}\"\n",
+        b.display()
+    );
+    // Refused before any host is contacted.
+    let ws = Workspace::with_text(&format!("{head}{ONE_HOST}"));
+    let o = ws.run(&["plan"]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("carries no CoreDNS image") && err.contains("[addons] coredns = false"),
+        "{err}"
+    );
+    assert!(!err.contains("connect"), "{err}");
+}
+
+#[test]
 fn the_bundle_decides_component_versions_and_a_different_pin_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = bundle_with_etcd(dir.path(), "3.5.1");

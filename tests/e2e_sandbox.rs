@@ -180,6 +180,7 @@ impl Cluster {
             "[cluster]\nname = \"e2e\"\nkubernetes_version = \"{}\"\nbundle = \"{}\"\n\n\
              [kubelet]\nallow_cgroup_v1 = {}\n\n\
              [nodes]\ncontainers = true\n\n\
+             [addons]\ndns_upstreams = []\n\n\
              [ssh]\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n{ssh_extra}\n{extra}\n",
             bundle_kubernetes(&bundle),
             bundle.display(),

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Patch, PatchParams};
 use kube::client::ConfigExt;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
@@ -107,6 +107,16 @@ impl Api {
             .with_context(|| format!("applying {} {name}", gvk.kind))
     }
 
+    /// One line per pod matching `selector`: where it runs and what its containers are doing,
+    /// for the error of a gate that waited on them.
+    pub async fn pod_states(&self, namespace: &str, selector: &str) -> Result<Vec<String>> {
+        let pods: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), namespace);
+        let list = pods
+            .list(&kube::api::ListParams::default().labels(selector))
+            .await?;
+        Ok(list.items.iter().map(pod_state).collect())
+    }
+
     /// Whether the Node reports Ready, and why not when it does not.
     pub async fn node_ready(&self, name: &str) -> Result<std::result::Result<(), String>> {
         let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
@@ -127,5 +137,63 @@ impl Api {
             )),
             None => Err(format!("Node {name} reports no Ready condition yet")),
         })
+    }
+}
+
+/// "NAME on NODE: STATE", the state as `kubectl get pods` sums it up, with the last exit.
+fn pod_state(p: &Pod) -> String {
+    let name = p.metadata.name.as_deref().unwrap_or("?");
+    let spec_node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
+    let status = p.status.clone().unwrap_or_default();
+    let mut state = status.phase.unwrap_or_else(|| "Unknown".into());
+    for c in status.container_statuses.unwrap_or_default() {
+        let now = c.state.unwrap_or_default();
+        if let Some(w) = now.waiting.and_then(|w| w.reason) {
+            state = w;
+        } else if c.ready {
+            continue;
+        } else if now.running.is_some() {
+            state = "Running, not ready".into();
+        }
+        if let Some(t) = c.last_state.and_then(|l| l.terminated) {
+            state.push_str(&format!(
+                " (last exit {}{}, {} restart(s))",
+                t.exit_code,
+                t.reason.map(|r| format!(" {r}")).unwrap_or_default(),
+                c.restart_count
+            ));
+        }
+    }
+    match spec_node {
+        Some(n) => format!("{name} on {n}: {state}"),
+        None => format!("{name}: {state} (not scheduled)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crashing_pod_says_so_with_its_last_exit() {
+        let p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "coredns-1" },
+            "spec": { "nodeName": "worker-1", "containers": [] },
+            "status": { "phase": "Running", "containerStatuses": [{
+                "name": "coredns", "image": "x", "imageID": "", "ready": false, "restartCount": 3,
+                "state": { "waiting": { "reason": "CrashLoopBackOff" } },
+                "lastState": { "terminated": { "exitCode": 1, "reason": "Error" } },
+            }]},
+        }))
+        .unwrap();
+        assert_eq!(
+            pod_state(&p),
+            "coredns-1 on worker-1: CrashLoopBackOff (last exit 1 Error, 3 restart(s))"
+        );
+        let pending: Pod = serde_json::from_value(
+            serde_json::json!({ "metadata": { "name": "p" }, "status": { "phase": "Pending" } }),
+        )
+        .unwrap();
+        assert_eq!(pod_state(&pending), "p: Pending (not scheduled)");
     }
 }

@@ -76,7 +76,7 @@ impl Gates<'_> {
                 for h in &hosts {
                     self.gate(
                         h,
-                        "etcd",
+                        Some("etcd"),
                         "etcd member healthy (mTLS /health)",
                         self.etcd_health(h),
                     )
@@ -88,7 +88,7 @@ impl Gates<'_> {
                     let ip = self.ip(h);
                     self.gate(
                         h,
-                        "kube-apiserver",
+                        Some("kube-apiserver"),
                         "API server /readyz",
                         self.https_ok(h, &ip, 6443, "/readyz", Some(self.admin())),
                     )
@@ -100,7 +100,7 @@ impl Gates<'_> {
                     if acted(h, "kube-controller-manager") {
                         self.gate(
                             h,
-                            "kube-controller-manager",
+                            Some("kube-controller-manager"),
                             "controller-manager /healthz",
                             self.https_ok(h, "127.0.0.1", 10257, "/healthz", None),
                         )
@@ -109,7 +109,7 @@ impl Gates<'_> {
                     if acted(h, "kube-scheduler") {
                         self.gate(
                             h,
-                            "kube-scheduler",
+                            Some("kube-scheduler"),
                             "scheduler /readyz",
                             self.https_ok(h, "127.0.0.1", 10259, "/readyz", None),
                         )
@@ -137,24 +137,34 @@ impl Gates<'_> {
                             tokio::time::sleep(Duration::from_millis(500)).await;
                         }
                     };
-                    self.gate(h, "containerd", "containerd socket answers", containerd)
-                        .await?;
+                    self.gate(
+                        h,
+                        Some("containerd"),
+                        "containerd socket answers",
+                        containerd,
+                    )
+                    .await?;
                 }
             }
             "workers" => {
                 for h in &hosts {
                     self.gate(
                         h,
-                        "kubelet",
+                        Some("kubelet"),
                         "kubelet /healthz",
                         self.http_ok(h, "127.0.0.1", 10248),
                     )
                     .await?;
-                    self.gate(h, "kubelet", "Node Ready in the API", self.node_ready(h))
-                        .await?;
                     self.gate(
                         h,
-                        "kube-proxy",
+                        Some("kubelet"),
+                        "Node Ready in the API",
+                        self.node_ready(h),
+                    )
+                    .await?;
+                    self.gate(
+                        h,
+                        Some("kube-proxy"),
                         "kube-proxy /healthz",
                         self.http_ok(h, "127.0.0.1", 10256),
                     )
@@ -165,7 +175,7 @@ impl Gates<'_> {
                 for h in &hosts {
                     self.gate(
                         h,
-                        "pod-routes",
+                        Some("pod-routes"),
                         "routes to the other nodes' pod ranges",
                         self.routes(h),
                     )
@@ -198,11 +208,12 @@ impl Gates<'_> {
         self.inp.pki.leaf("super-admin", None).clone()
     }
 
-    /// Runs one gate; on failure, the error names the host and the gate and carries the unit's journal.
+    /// Runs one gate; on failure, the error names the host and the gate and carries the unit's
+    /// journal (when a unit of that host is what the gate waits on).
     async fn gate(
         &self,
         host: &str,
-        unit: &str,
+        unit: Option<&str>,
         what: &str,
         check: impl std::future::Future<Output = Result<()>>,
     ) -> Result<()> {
@@ -233,6 +244,9 @@ impl Gates<'_> {
                     "failed",
                     Some(&reason),
                 );
+                let Some(unit) = unit else {
+                    return Err(anyhow!("{host}: gate \"{what}\" failed: {reason}"));
+                };
                 let journal = self.conns[host]
                     .run(&crate::shell::journal_tail(unit, 30))
                     .await
@@ -282,7 +296,7 @@ impl Gates<'_> {
                 }
             };
             let what = format!("image {} imported ({})", img.reference, i.reason);
-            self.gate(host, "containerd", &what, check).await?;
+            self.gate(host, Some("containerd"), &what, check).await?;
         }
         Ok(())
     }
@@ -312,7 +326,7 @@ impl Gates<'_> {
         };
         self.gate(
             host,
-            "etcd",
+            Some("etcd"),
             "every etcd member healthy before this one restarts",
             check,
         )
@@ -482,9 +496,17 @@ impl Gates<'_> {
             kube::Api::namespaced(api.client.clone(), "kube-system");
         let available = retry_until(self.deadline, Duration::from_secs(1), || async {
             let d = deployments.get("coredns").await?;
-            rolled_out(&d).map_err(|e| anyhow!("Deployment kube-system/coredns: {e}"))
+            if let Err(e) = rolled_out(&d) {
+                let pods = api.pod_states("kube-system", "k8s-app=kube-dns").await?;
+                bail!(
+                    "Deployment kube-system/coredns: {e}; its pods: {}; \
+                     `kubectl -n kube-system logs -l k8s-app=kube-dns` shows why",
+                    pods.join(", ")
+                );
+            }
+            Ok(())
         });
-        self.gate(host, "kubelet", "CoreDNS Deployment Available", available)
+        self.gate(host, None, "CoreDNS Deployment Available", available)
             .await?;
         let worker = &self
             .inp
@@ -514,7 +536,7 @@ impl Gates<'_> {
                 bail!("answered {ips:?}, not {}", net.api_service_ip)
             }
         });
-        self.gate(worker, "kube-proxy", &what, lookup).await
+        self.gate(worker, Some("kube-proxy"), &what, lookup).await
     }
 
     async fn routes(&self, host: &str) -> Result<()> {

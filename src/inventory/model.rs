@@ -126,9 +126,11 @@ pub struct KubeletSettings {
 }
 
 /// What `apply` deploys into the cluster.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Addons {
     pub coredns: bool,
+    /// Where the cluster DNS forwards other names: None for the hosts' resolv.conf.
+    pub dns_upstreams: Option<Vec<Ipv4Addr>>,
 }
 
 #[derive(Debug, Clone)]

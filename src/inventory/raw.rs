@@ -140,6 +140,10 @@ pub struct Nodes {
 pub struct Addons {
     /// Cluster DNS: CoreDNS at network.cluster_dns, from the bundle's CoreDNS image. Default true.
     pub coredns: Option<bool>,
+    /// DNS servers the cluster DNS forwards other names to (IPv4 addresses). Default: the
+    /// servers in the hosts' /etc/resolv.conf. An empty list answers cluster names only, for
+    /// sites without a DNS server.
+    pub dns_upstreams: Option<Vec<String>>,
 }
 
 /// SSH access. Every key except `bastion` and `parallelism` can be overridden per host.

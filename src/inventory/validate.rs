@@ -97,9 +97,7 @@ impl Validator {
             versions: versions?,
             kubelet: self.kubelet(&inv.kubelet),
             hosts_are_containers: inv.nodes.containers.unwrap_or(false),
-            addons: Addons {
-                coredns: inv.addons.coredns.unwrap_or(true),
-            },
+            addons: self.addons(&inv.addons),
             ssh: ssh?,
             hosts: hosts?,
         })
@@ -290,6 +288,19 @@ impl Validator {
             allow_swap: k.allow_swap.unwrap_or(false),
             allow_cgroup_v1: k.allow_cgroup_v1.unwrap_or(false),
             eviction_hard: k.eviction_hard.clone(),
+        }
+    }
+
+    fn addons(&mut self, a: &raw::Addons) -> Addons {
+        let dns_upstreams = a.dns_upstreams.as_ref().map(|list| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, s)| self.check(at("addons.dns_upstreams").index(i), ipv4(s)))
+                .collect()
+        });
+        Addons {
+            coredns: a.coredns.unwrap_or(true),
+            dns_upstreams,
         }
     }
 

@@ -36,6 +36,8 @@ pub fn addons(t: &Templates, c: &Cluster) -> Result<Vec<Addon>> {
 #[derive(Serialize)]
 struct CorefileInputs<'a> {
     cluster_domain: &'a str,
+    /// Where other names go (`forward . <this>`); empty: nowhere.
+    forward: String,
 }
 
 #[derive(Serialize)]
@@ -51,6 +53,14 @@ fn coredns(t: &Templates, c: &Cluster) -> Result<Addon> {
         "coredns-corefile",
         &CorefileInputs {
             cluster_domain: &c.network.cluster_domain,
+            forward: match &c.addons.dns_upstreams {
+                None => "/etc/resolv.conf".into(),
+                Some(list) => list
+                    .iter()
+                    .map(|ip| ip.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            },
         },
     )?;
     let manifest = t.render(
@@ -140,6 +150,26 @@ mod tests {
         let before = hash(&c);
         c.network.cluster_domain = "other.local".into();
         assert_ne!(hash(&c), before);
+    }
+
+    #[test]
+    fn other_names_go_to_the_hosts_resolver_the_given_servers_or_nowhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::inventory::bundled_for_test(dir.path());
+        let corefile = |c: &Cluster| {
+            let cm: ConfigMap = of(&docs(c), "ConfigMap");
+            cm.data.unwrap()["Corefile"].clone()
+        };
+        assert!(corefile(&c).contains("forward . /etc/resolv.conf {"));
+        c.addons.dns_upstreams = Some(vec![
+            "10.0.0.53".parse().unwrap(),
+            "10.0.1.53".parse().unwrap(),
+        ]);
+        assert!(corefile(&c).contains("forward . 10.0.0.53 10.0.1.53 {"));
+        c.addons.dns_upstreams = Some(vec![]);
+        let cf = corefile(&c);
+        assert!(!cf.contains("forward"), "{cf}");
+        assert!(cf.contains("kubernetes cluster.local"), "{cf}");
     }
 
     #[test]

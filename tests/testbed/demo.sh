@@ -7,8 +7,9 @@
 #
 # The sandbox machines need what the example inventory cannot know: the sandbox's SSH key and
 # known_hosts, the bundle directory (which decides the etcd and containerd versions), that the
-# hosts are containers ([nodes] containers), and (on hosts that only offer cgroup v1) [kubelet]
-# allow_cgroup_v1. The script writes target/demo/inventory.toml: the example with those keys set,
+# hosts are containers ([nodes] containers), that the test subnet has no DNS server for the
+# cluster DNS to forward to ([addons] dns_upstreams = []), and (on hosts that only offer cgroup
+# v1) [kubelet] allow_cgroup_v1. The script writes target/demo/inventory.toml: the example with those keys set,
 # nothing else changed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -50,6 +51,7 @@ sed -e "s|^# bundle = .*|bundle = \"$bundle\"|" \
     -e "s|^known_hosts = .*|known_hosts = \"$sandbox/known_hosts\"|" \
     -e "s|^# allow_cgroup_v1 = .*|allow_cgroup_v1 = $cgroup_v1|" \
     -e "s|^# containers = .*|containers = true|" \
+    -e "s|^# dns_upstreams = .*|dns_upstreams = []|" \
     -e "s|^state_dir = .*|state_dir = \"$work/state\"|" \
     inventory.toml > "$work/inventory.toml"
 
