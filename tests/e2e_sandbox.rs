@@ -540,7 +540,65 @@ fn three_control_planes_and_two_workers_come_up_and_stay_converged() {
         vec!["worker-1/kube-proxy", "worker-2/kube-proxy"]
     );
 
+    corefile_change_rolls_coredns_and_nothing_else(&m, &c, &hosts);
+
     lost_state_directory_is_refused_then_recovered(&m, &c, &names, &hosts);
+}
+
+/// A changed Corefile (another upstream) is a change of the addon manifest on the control-plane
+/// hosts only; apply restarts no unit and rolls the CoreDNS Deployment, whose new pods answer.
+fn corefile_change_rolls_coredns_and_nothing_else(
+    m: &Machines,
+    c: &Cluster,
+    hosts: &[(&str, &[&str])],
+) {
+    let kc = c.admin_kubeconfig();
+    let generation = || {
+        let o = Command::new(c.bundle.join("bin/kubectl"))
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["-n", "kube-system", "get", "deployment", "coredns"])
+            .args(["-o", "jsonpath={.metadata.generation}"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout).trim().parse::<u64>().unwrap()
+    };
+    let before_generation = generation();
+    let inv = std::fs::read_to_string(c.ws.inventory()).unwrap();
+    std::fs::write(
+        c.ws.inventory(),
+        inv.replace("dns_upstreams = []", "dns_upstreams = [\"10.88.0.1\"]"),
+    )
+    .unwrap();
+    let plan = c.plan();
+    let changed: Vec<String> = plan["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| {
+            h["files"].as_array().unwrap().iter().map(move |f| {
+                format!(
+                    "{}:{}",
+                    h["host"].as_str().unwrap(),
+                    f["path"].as_str().unwrap()
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        ["cp-1", "cp-2", "cp-3"].map(|h| format!("{h}:/etc/kubernetes/addons/coredns.yaml")),
+        "{plan}"
+    );
+    let before = timestamps(m, hosts);
+    let applied = c.apply_ok();
+    assert_eq!(applied["units_restarted"].as_u64(), Some(0), "{applied}");
+    assert_eq!(timestamps(m, hosts), before);
+    assert!(
+        generation() > before_generation,
+        "the Deployment was not rolled"
+    );
 }
 
 /// Every managed file of every host with its hash, mode and mtime: what must not change.
