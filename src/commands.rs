@@ -415,41 +415,59 @@ fn open_bundle(c: &mut inventory::Cluster, path: &Path) -> Result<crate::bundle:
     use_bundled_image(
         &mut v.pause_image,
         v.pause_image_pinned,
-        bundle.image("pause"),
-        "pause_image",
+        &bundle,
+        BundledImage::Pause,
     )?;
     if c.addons.coredns {
         use_bundled_image(
             &mut v.coredns_image,
             v.coredns_image_pinned,
-            bundle.image("coredns"),
-            "coredns_image",
+            &bundle,
+            BundledImage::Coredns,
         )?;
     }
     Ok(bundle)
 }
 
-/// Points `setting` at the image the bundle carries under that role. An image the inventory
-/// pins must be the bundled one: air-gapped nodes cannot pull another.
+/// The images the cluster itself runs, which a bundle carries under these names.
+#[derive(Clone, Copy)]
+enum BundledImage {
+    Pause,
+    Coredns,
+}
+
+impl BundledImage {
+    /// (name in the bundle, inventory key under [versions])
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            BundledImage::Pause => ("pause", "pause_image"),
+            BundledImage::Coredns => ("coredns", "coredns_image"),
+        }
+    }
+}
+
+/// Points `setting` at the image the bundle carries for `role`. An image the inventory pins
+/// must be the bundled one: air-gapped nodes cannot pull another.
 fn use_bundled_image(
     setting: &mut String,
     pinned: bool,
-    bundled: Option<&crate::bundle::Image>,
-    key: &str,
+    bundle: &crate::bundle::Bundle,
+    role: BundledImage,
 ) -> Result<()> {
-    match bundled {
-        Some(b) if *setting == b.reference => {}
-        Some(b) if !pinned => *setting = b.reference.clone(),
-        Some(b) => anyhow::bail!(
+    let (name, key) = role.names();
+    match (bundle.image(name), role) {
+        (Some(b), _) if *setting == b.reference => {}
+        (Some(b), _) if !pinned => *setting = b.reference.clone(),
+        (Some(b), _) => anyhow::bail!(
             "[versions] {key} is {setting} but the bundle carries {}; remove the setting (the \
              bundled image is used) or use a bundle with that image",
             b.reference
         ),
-        None if key == "pause_image" => eprintln!(
+        (None, BundledImage::Pause) => eprintln!(
             "warning: the bundle carries no pause image: nodes must pull {setting} themselves, \
              which fails on an air-gapped site (add it with `provisioner bundle fetch --image`)"
         ),
-        None => anyhow::bail!(
+        (None, BundledImage::Coredns) => anyhow::bail!(
             "the bundle carries no CoreDNS image, which the cluster DNS runs: add {setting} with \
              `provisioner bundle fetch --image coredns.tar`, or set [addons] coredns = false"
         ),

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::core::DynamicObject;
-use reqwest::Method;
 use serde_json::json;
 
 use super::api::{Api, Target};
@@ -357,9 +356,7 @@ impl Gates<'_> {
             port: 2379,
             tls: Some(&tls),
             server_name: host,
-            method: Method::GET,
             path: "/health",
-            body: None,
         };
         let resp = health::send(&r).await?;
         if resp.status == 200 && resp.body.contains("\"true\"") {
@@ -387,9 +384,7 @@ impl Gates<'_> {
             port,
             tls: Some(&tls),
             server_name: host,
-            method: Method::GET,
             path,
-            body: None,
         };
         health::wait_ok(&r, self.deadline).await
     }
@@ -401,9 +396,7 @@ impl Gates<'_> {
             port,
             tls: None,
             server_name: "localhost",
-            method: Method::GET,
             path: "/healthz",
-            body: None,
         };
         health::wait_ok(&r, self.deadline).await
     }

@@ -43,7 +43,7 @@ fn client_config(tls: &Tls) -> Result<rustls::ClientConfig> {
     })
 }
 
-/// One HTTP(S) request to `target:port` as seen from `conn`'s host. `server_name` is the name the
+/// One HTTP(S) GET of `target:port` as seen from `conn`'s host. `server_name` is the name the
 /// serving certificate must carry.
 pub struct Request<'a> {
     pub conn: &'a Connection,
@@ -51,9 +51,7 @@ pub struct Request<'a> {
     pub port: u16,
     pub tls: Option<&'a Tls>,
     pub server_name: &'a str,
-    pub method: reqwest::Method,
     pub path: &'a str,
-    pub body: Option<serde_json::Value>,
 }
 
 pub struct Response {
@@ -72,9 +70,9 @@ pub async fn send(r: &Request<'_>) -> Result<Response> {
     let ms = t.elapsed().as_millis() as u64;
     match &result {
         Ok(resp) => {
-            tracing::debug!(host, %url, method = %r.method, status = resp.status, ms, "health check")
+            tracing::debug!(host, %url, status = resp.status, ms, "health check")
         }
-        Err(e) => tracing::debug!(host, %url, method = %r.method, ms, "health check failed: {e:#}"),
+        Err(e) => tracing::debug!(host, %url, ms, "health check failed: {e:#}"),
     }
     result
 }
@@ -96,11 +94,7 @@ async fn request(r: &Request<'_>) -> Result<Response> {
         None => format!("http://{}:{}{}", r.server_name, r.port, r.path),
     };
     let client = builder.build().context("building the HTTP client")?;
-    let mut req = client.request(r.method.clone(), &url);
-    if let Some(b) = &r.body {
-        req = req.json(b);
-    }
-    let resp = req.send().await.map_err(|e| {
+    let resp = client.get(&url).send().await.map_err(|e| {
         let detail = fwd
             .last_error()
             .map(|e| format!(" ({e})"))
