@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::api::{Api, Target};
 use super::dns;
-use super::health::{self, Request, Tls};
+use super::health::{self, retry_until, Request, Tls, HALF_SECOND};
 use super::{Inputs, Reporter};
 use crate::pki::{Ca, Pem};
 use crate::plan::{ImageImport, UnitChange};
@@ -120,22 +120,16 @@ impl Gates<'_> {
             "containerd" => {
                 for h in &hosts {
                     let conn = &self.conns[*h];
-                    let containerd = async {
-                        let start = Instant::now();
-                        loop {
-                            let o = conn.run(&crate::shell::containerd_version()).await?;
-                            if o.success() {
-                                return Ok(());
-                            }
-                            if start.elapsed() > self.deadline {
-                                bail!(
-                                    "containerd's socket does not answer: {}",
-                                    o.stderr_text().trim()
-                                );
-                            }
-                            tokio::time::sleep(Duration::from_millis(500)).await;
+                    let containerd = retry_until(self.deadline, HALF_SECOND, || async {
+                        let o = conn.run(&crate::shell::containerd_version()).await?;
+                        if !o.success() {
+                            bail!(
+                                "containerd's socket does not answer: {}",
+                                o.stderr_text().trim()
+                            );
                         }
-                    };
+                        Ok(())
+                    });
                     self.gate(
                         h,
                         Some("containerd"),
@@ -313,16 +307,7 @@ impl Gates<'_> {
     /// The gate before an etcd member goes down for a restart: every member is healthy, so the
     /// others keep a quorum while it is away.
     pub async fn gate_etcd_quorum(&self, host: &str) -> Result<()> {
-        let check = async {
-            let start = Instant::now();
-            loop {
-                match self.etcd_quorum().await {
-                    Ok(()) => return Ok(()),
-                    Err(e) if start.elapsed() > self.deadline => return Err(e),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-                }
-            }
-        };
+        let check = retry_until(self.deadline, HALF_SECOND, || self.etcd_quorum());
         self.gate(
             host,
             Some("etcd"),
@@ -333,14 +318,7 @@ impl Gates<'_> {
     }
 
     async fn etcd_health(&self, host: &str) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            match self.etcd_health_once(host).await {
-                Ok(()) => return Ok(()),
-                Err(e) if start.elapsed() > self.deadline => return Err(e),
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        }
+        retry_until(self.deadline, HALF_SECOND, || self.etcd_health_once(host)).await
     }
 
     /// One `/health` request to the member over mTLS with the healthcheck client certificate.
@@ -512,7 +490,7 @@ impl Gates<'_> {
         let name = format!("kubernetes.default.svc.{}", net.cluster_domain);
         let what = format!("{name} resolves at {}", net.cluster_dns);
         let conn = &self.conns[worker];
-        let lookup = retry_until(self.deadline, Duration::from_millis(500), || async {
+        let lookup = retry_until(self.deadline, HALF_SECOND, || async {
             let fwd = conn.forward(&net.cluster_dns.to_string(), 53).await?;
             let mut stream = tokio::net::UnixStream::connect(fwd.socket()).await?;
             let ips =
@@ -534,23 +512,19 @@ impl Gates<'_> {
 
     async fn routes(&self, host: &str) -> Result<()> {
         let conn = &self.conns[host];
-        let start = Instant::now();
-        'poll: loop {
+        retry_until(self.deadline, Duration::from_millis(300), || async {
             for w in self.inp.cluster.worker_hosts().filter(|w| w.name != host) {
                 let cidr = w.pod_cidr.context("workers have pod ranges")?;
                 let o = conn
                     .run_checked(&crate::shell::route_show(&cidr.to_string()))
                     .await?;
                 if !o.stdout_text().contains(&format!("via {}", w.internal_ip)) {
-                    if start.elapsed() > self.deadline {
-                        bail!("no route to {cidr} via {} ({})", w.internal_ip, w.name);
-                    }
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    continue 'poll;
+                    bail!("no route to {cidr} via {} ({})", w.internal_ip, w.name);
                 }
             }
-            return Ok(());
-        }
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -600,24 +574,6 @@ fn rolled_out(d: &Deployment) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Calls `check` every `every` until it succeeds or `deadline` has passed; the error is the
-/// last one `check` gave.
-pub async fn retry_until<F, Fut>(deadline: Duration, every: Duration, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
-{
-    let start = Instant::now();
-    loop {
-        match check().await {
-            Ok(()) => return Ok(()),
-            Err(e) if start.elapsed() >= deadline => return Err(e),
-            Err(e) => tracing::debug!("not yet: {e:#}"),
-        }
-        tokio::time::sleep(every).await;
-    }
 }
 
 fn indent(s: &str) -> String {

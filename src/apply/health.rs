@@ -123,20 +123,72 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Polls a GET until it answers 200 or the deadline passes; the error carries the last answer.
 pub async fn wait_ok(r: &Request<'_>, deadline: Duration) -> Result<()> {
+    retry_until(deadline, HALF_SECOND, || async {
+        let resp = send(r).await?;
+        if resp.status != 200 {
+            bail!("HTTP {}: {}", resp.status, resp.body.trim());
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| {
+        anyhow!(
+            "no healthy answer within {} s; last: {e:#}",
+            deadline.as_secs()
+        )
+    })
+}
+
+pub const HALF_SECOND: Duration = Duration::from_millis(500);
+
+/// Calls `check` every `every` until it succeeds or `deadline` has passed; the error is the
+/// last one `check` gave.
+pub async fn retry_until<F, Fut>(deadline: Duration, every: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let start = Instant::now();
-    let mut last;
     loop {
-        match send(r).await {
-            Ok(resp) if resp.status == 200 => return Ok(()),
-            Ok(resp) => last = format!("HTTP {}: {}", resp.status, resp.body.trim()),
-            Err(e) => last = format!("{e:#}"),
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(e) if start.elapsed() >= deadline => return Err(e),
+            Err(e) => tracing::debug!("not yet: {e:#}"),
         }
-        if start.elapsed() >= deadline {
-            bail!(
-                "no healthy answer within {} s; last: {last}",
-                deadline.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn retry_until_returns_the_first_success_or_the_last_error() {
+        let mut tries = 0;
+        let r = retry_until(Duration::from_secs(5), Duration::from_millis(1), || {
+            tries += 1;
+            let n = tries;
+            async move {
+                if n < 3 {
+                    bail!("try {n}")
+                }
+                Ok(())
+            }
+        })
+        .await;
+        assert!(r.is_ok());
+        assert_eq!(tries, 3);
+
+        let mut tries = 0;
+        let e = retry_until(Duration::from_millis(20), Duration::from_millis(1), || {
+            tries += 1;
+            let n = tries;
+            async move { bail!("try {n}") }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.to_string(), format!("try {tries}"));
+        assert!(tries > 1);
     }
 }
