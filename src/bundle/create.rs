@@ -256,6 +256,11 @@ mod tests {
     #[test]
     fn names_images_and_components() {
         assert_eq!(image_name("registry.k8s.io/pause:3.10.1"), "pause");
+        // The name `apply` looks the cluster DNS image up by.
+        assert_eq!(
+            image_name("registry.k8s.io/coredns/coredns:v1.14.6"),
+            "coredns"
+        );
         assert_eq!(image_name("localhost/a/b@sha256:00"), "b");
         assert_eq!(component_of("kubelet"), Some("kubernetes"));
         assert_eq!(component_of("ctr"), Some("containerd"));
