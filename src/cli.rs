@@ -100,7 +100,7 @@ pub enum Command {
         Verifies the bundle, connects to every host over SSH (host keys always verified), checks \
         preflight conditions on all hosts before writing anything, uploads only what differs, and \
         starts services in order: etcd, kube-apiserver, controller-manager and scheduler, RBAC, \
-        containerd/kubelet/kube-proxy, pod routes; each behind a health gate. A second apply with \
+        containerd/kubelet/kube-proxy, pod routes, then the cluster DNS; each behind a health gate. A second apply with \
         nothing changed writes nothing and restarts nothing.")]
     Apply {
         #[command(flatten)]
@@ -163,6 +163,18 @@ pub enum Command {
         then put `#:schema ./inventory.schema.json` on the first line of inventory.toml"
     )]
     Schema,
+
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  provisioner completions bash > /etc/bash_completion.d/provisioner\n  \
+        provisioner completions zsh > \"${fpath[1]}/_provisioner\"\n  \
+        provisioner completions fish > ~/.config/fish/completions/provisioner.fish"
+    )]
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// How `certs regenerate` and `certs rotate-ca` roll their changes out.

@@ -66,6 +66,12 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&inventory::schema())?);
             Ok(())
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = crate::cli::Cli::command();
+            clap_complete::generate(shell, &mut cmd, "provisioner", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
@@ -121,12 +127,14 @@ fn ensure_pki(l: &Loaded, inventory: &Path) -> Result<pki::Pki> {
             report.created.join(", ")
         );
     }
-    if !report.issued.is_empty() {
-        eprintln!(
-            "issued {} certificate(s): {}",
-            report.issued.len(),
-            report.issued.join(", ")
-        );
+    // A first render issues hundreds on a large cluster: a count then, the list with -v.
+    match report.issued.len() {
+        0 => {}
+        n @ 1..=8 => eprintln!("issued {n} certificate(s): {}", report.issued.join(", ")),
+        n => {
+            eprintln!("issued {n} certificate(s) (-v lists them)");
+            tracing::debug!(certificates = %report.issued.join(", "), "issued");
+        }
     }
     if !report.stale.is_empty() {
         eprintln!(

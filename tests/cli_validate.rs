@@ -196,6 +196,26 @@ fn warnings_do_not_fail_validation() {
 }
 
 #[test]
+fn bash_completes_the_commands_with_the_script_completions_prints() {
+    let o = provisioner(&["completions", "bash"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(script.path(), &o.stdout).unwrap();
+    // Real bash loads the script and asks its completion function for `provisioner ce<TAB>`.
+    let probe = format!(
+        "source {}; COMP_WORDS=(provisioner ce); COMP_CWORD=1; COMP_LINE='provisioner ce'; \
+         COMP_POINT=14; _provisioner provisioner ce provisioner; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.path().display()
+    );
+    let o = std::process::Command::new("bash")
+        .args(["-c", &probe])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "certs");
+}
+
+#[test]
 fn the_bundled_inventory_is_valid() {
     let o = provisioner(&[
         "validate",
@@ -222,6 +242,7 @@ fn every_command_has_help_with_an_example() {
         &["kubeconfig"],
         &["certs", "list"],
         &["schema"],
+        &["completions"],
     ] {
         let mut args = cmd.to_vec();
         args.push("--help");
