@@ -1376,8 +1376,9 @@ fn in_netns(machine: &str, args: &[&str]) {
     assert!(o.status.success(), "{ns}: {args:?}: {}", text(&o.stderr));
 }
 
-/// Slows the traffic to a machine to 30 Mbit/s (on its link's hub end, where uploads leave for
-/// it), so an upload takes seconds and can be interrupted.
+/// Slows the traffic to a machine to 8 Mbit/s (on its link's hub end, where uploads leave for
+/// it), so an upload takes seconds and can be interrupted: the 8 MB containerd shim takes about
+/// 8 s, and the steps below interrupt it 2 s in.
 fn throttle(machine: &str, on: bool) {
     let state: Value = serde_json::from_slice(
         &std::fs::read(state_dir().join("state.json")).expect("the sandbox's state.json"),
@@ -1394,7 +1395,7 @@ fn throttle(machine: &str, on: bool) {
     let mut args = vec!["netns", "exec", "psbx-hub", "tc", "qdisc"];
     if on {
         args.extend([
-            "replace", "dev", &dev, "root", "tbf", "rate", "30mbit", "burst", "64kb", "latency",
+            "replace", "dev", &dev, "root", "tbf", "rate", "8mbit", "burst", "64kb", "latency",
             "2s",
         ]);
     } else {
