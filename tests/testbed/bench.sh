@@ -35,6 +35,8 @@ cluster() {
     {
         printf '[cluster]\nname = "bench"\nkubernetes_version = "%s"\nbundle = "%s"\nstate_dir = "%s"\n\n' "$kubernetes_version" "$bundle" "$work/state"
         printf '[kubelet]\nallow_cgroup_v1 = %s\n\n' "$cgroup_v1"
+        # The machines are containers, on a test subnet without a DNS server.
+        printf '[nodes]\ncontainers = true\n\n[addons]\ndns_upstreams = []\n\n'
         printf '[ssh]\nidentity_file = "%s/id_ed25519"\nknown_hosts = "%s/known_hosts"\n\n' "$sandbox" "$sandbox"
         for i in $(seq 1 "$n"); do
             if [ "$n" -eq 1 ]; then roles='"etcd", "control-plane", "worker"'
