@@ -237,27 +237,17 @@ impl Validator {
         if let Some(c) = containerd {
             self.support(at("versions.containerd"), version::containerd_support(c, k));
         }
-        let pause_image = v
-            .pause_image
-            .clone()
-            .unwrap_or_else(|| k.default_pause_image());
-        // It is copied into containerd's config and into host commands.
-        if let Err(e) = super::reference::image_reference(&pause_image) {
-            self.error(
-                at("versions.pause_image"),
-                format!("{e}; use one such as {}", k.default_pause_image()),
-            );
-        }
-        let coredns_image = v
-            .coredns_image
-            .clone()
-            .unwrap_or_else(|| k.default_coredns_image());
-        if let Err(e) = super::reference::image_reference(&coredns_image) {
-            self.error(
-                at("versions.coredns_image"),
-                format!("{e}; use one such as {}", k.default_coredns_image()),
-            );
-        }
+        // Copied into containerd's config, the CoreDNS manifest and host commands.
+        let pause_image = self.image(
+            "versions.pause_image",
+            v.pause_image.as_ref(),
+            k.default_pause_image(),
+        );
+        let coredns_image = self.image(
+            "versions.coredns_image",
+            v.coredns_image.as_ref(),
+            k.default_coredns_image(),
+        );
         Some(Versions {
             coredns_image,
             coredns_image_pinned: v.coredns_image.is_some(),
@@ -268,6 +258,15 @@ impl Validator {
             etcd_pinned: v.etcd.is_some(),
             containerd_pinned: v.containerd.is_some(),
         })
+    }
+
+    /// An image reference the inventory sets at `key`, or `default`.
+    fn image(&mut self, key: &str, set: Option<&String>, default: String) -> String {
+        let reference = set.cloned().unwrap_or_else(|| default.clone());
+        if let Err(e) = super::reference::image_reference(&reference) {
+            self.error(at(key), format!("{e}; use one such as {default}"));
+        }
+        reference
     }
 
     fn kubelet(&mut self, k: &raw::Kubelet) -> KubeletSettings {

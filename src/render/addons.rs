@@ -3,7 +3,6 @@
 
 use anyhow::Result;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::templates::Templates;
 use crate::inventory::Cluster;
@@ -12,10 +11,9 @@ use crate::inventory::Cluster;
 pub const DIR: &str = "/etc/kubernetes/addons";
 
 /// One addon: a multi-document YAML manifest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Addon {
     pub name: &'static str,
-    #[serde(skip)]
     pub manifest: String,
 }
 
@@ -69,17 +67,13 @@ fn coredns(t: &Templates, c: &Cluster) -> Result<Addon> {
             image: &c.versions.coredns_image,
             cluster_dns: c.network.cluster_dns.to_string(),
             corefile: corefile.lines().collect(),
-            corefile_sha256: hex(&Sha256::digest(corefile.as_bytes())),
+            corefile_sha256: crate::bundle::sha256_hex(corefile.as_bytes()),
         },
     )?;
     Ok(Addon {
         name: "coredns",
         manifest,
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -129,7 +123,7 @@ mod tests {
         );
         let hash = &spec.template.metadata.unwrap().annotations.unwrap()
             ["provisioner.k8s.io/corefile-sha256"];
-        assert_eq!(hash, &hex(&Sha256::digest(corefile.as_bytes())));
+        assert_eq!(hash, &crate::bundle::sha256_hex(corefile.as_bytes()));
     }
 
     #[test]
