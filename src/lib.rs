@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod certs;
 pub mod cli;
 pub mod commands;
+pub mod component;
 pub mod inventory;
 pub mod logging;
 pub mod pki;

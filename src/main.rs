@@ -8,12 +8,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     provisioner::logging::init(cli.verbose);
     match provisioner::commands::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        // The command printed its report; the code is its verdict.
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
-            // The command printed its report; the code is its verdict.
-            if let Some(exit) = err.downcast_ref::<provisioner::commands::Exit>() {
-                return ExitCode::from(exit.0);
-            }
             if err
                 .downcast_ref::<provisioner::plan::identity::Mismatch>()
                 .is_some()

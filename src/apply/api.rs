@@ -15,8 +15,9 @@ use kube::client::ConfigExt;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use rustls::pki_types::pem::PemObject;
 
+use super::remote::Remote;
 use crate::pki::Pem;
-use crate::transport::{Connection, Forward};
+use crate::transport::Forward;
 
 /// Who changes what we apply, as `kubectl get -o yaml --show-managed-fields` shows it.
 pub const FIELD_MANAGER: &str = "provisioner";
@@ -29,8 +30,8 @@ pub struct Api {
 }
 
 /// Where the API server is and who we are to it.
-pub struct Target<'a> {
-    pub conn: &'a Connection,
+pub struct Target<'a, R> {
+    pub conn: &'a R,
     /// The address the API server listens on, as the host sees it.
     pub address: &'a str,
     /// A name the serving certificate carries (the host's name).
@@ -40,7 +41,7 @@ pub struct Target<'a> {
 }
 
 impl Api {
-    pub async fn connect(t: &Target<'_>) -> Result<Api> {
+    pub async fn connect<R: Remote>(t: &Target<'_, R>) -> Result<Api> {
         // The process-wide TLS provider, ring as everywhere else (a no-op once installed).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let forward = t.conn.forward(t.address, 6443).await?;

@@ -10,8 +10,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::remote::Remote;
 use crate::pki::Pem;
-use crate::transport::Connection;
 
 /// How a check authenticates: which CA to trust and, optionally, which client certificate to show.
 #[derive(Clone)]
@@ -45,8 +45,8 @@ fn client_config(tls: &Tls) -> Result<rustls::ClientConfig> {
 
 /// One HTTP(S) GET of `target:port` as seen from `conn`'s host. `server_name` is the name the
 /// serving certificate must carry.
-pub struct Request<'a> {
-    pub conn: &'a Connection,
+pub struct Request<'a, R> {
+    pub conn: &'a R,
     pub target: &'a str,
     pub port: u16,
     pub tls: Option<&'a Tls>,
@@ -60,7 +60,7 @@ pub struct Response {
 }
 
 /// Sends `r`, and logs its answer or why there was none.
-pub async fn send(r: &Request<'_>) -> Result<Response> {
+pub async fn send<R: Remote>(r: &Request<'_, R>) -> Result<Response> {
     let t = Instant::now();
     let result = request(r).await;
     // The URL as seen from the host, not the forwarded local port the client really used.
@@ -77,7 +77,7 @@ pub async fn send(r: &Request<'_>) -> Result<Response> {
     result
 }
 
-async fn request(r: &Request<'_>) -> Result<Response> {
+async fn request<R: Remote>(r: &Request<'_, R>) -> Result<Response> {
     // reqwest needs a process-wide provider even for plain HTTP; ring is the one used everywhere.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let fwd = r.conn.forward(r.target, r.port).await?;
@@ -122,7 +122,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Polls a GET until it answers 200 or the deadline passes; the error carries the last answer.
-pub async fn wait_ok(r: &Request<'_>, deadline: Duration) -> Result<()> {
+pub async fn wait_ok<R: Remote>(r: &Request<'_, R>, deadline: Duration) -> Result<()> {
     retry_until(deadline, HALF_SECOND, || async {
         let resp = send(r).await?;
         if resp.status != 200 {

@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod create;
 pub mod fetch;
 pub mod image;

@@ -250,53 +250,151 @@ pub fn host_rows(
     Ok(rows)
 }
 
-/// The report as people read it: one line per certificate, problems first.
-pub fn text(r: &Report) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let mut rows: Vec<&Row> = r.rows.iter().collect();
-    rows.sort_by_key(|r| {
-        (
-            !(r.expired || r.expiring || !r.drift.is_empty()),
-            r.days_left,
-        )
-    });
-    for row in rows {
-        let place = match &row.host {
-            Some(h) => format!("{h}:{}", row.path),
-            None => format!("state:{}", row.path),
-        };
-        let status = if row.subject.is_empty() {
-            "MISSING".to_string()
-        } else if row.expired {
-            format!("EXPIRED {} day(s) ago", -row.days_left)
-        } else if row.expiring {
-            format!("expires in {} day(s)", row.days_left)
-        } else {
-            format!("ok, {} day(s) left", row.days_left)
-        };
-        let _ = writeln!(out, "{:<34} {status}", row.name);
-        let _ = writeln!(out, "    {place}");
-        if !row.subject.is_empty() {
-            let _ = writeln!(out, "    subject {}; issuer {}", row.subject, row.issuer);
-            if !row.sans.is_empty() {
-                let _ = writeln!(out, "    SANs {}", row.sans.join(", "));
-            }
-            let _ = writeln!(
-                out,
-                "    not after {}",
-                crate::pki::inspect::rfc3339(row.not_after)
-            );
+impl Row {
+    /// `state:pki/apiserver.crt`, or `cp-1:/etc/kubernetes/pki/apiserver.crt`.
+    fn place(&self) -> String {
+        match &self.host {
+            Some(h) => format!("{h}:{}", self.path),
+            None => format!("state:{}", self.path),
         }
-        for d in &row.drift {
-            let _ = writeln!(out, "    DRIFT: {d}");
+    }
+
+    /// What is wrong with this copy, if anything.
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.subject.is_empty() {
+            out.push("MISSING".to_string());
+        } else if self.expired {
+            out.push(format!("EXPIRED {} day(s) ago", -self.days_left));
+        } else if self.expiring {
+            out.push(format!("expires in {} day(s)", self.days_left));
+        }
+        out.extend(self.drift.iter().map(|d| format!("DRIFT: {d}")));
+        out
+    }
+}
+
+/// The report as people read it: one row per certificate for all its copies (the state
+/// directory's and every host's), problems first, then one line per problem naming the copy.
+/// `verbose` adds every copy's subject, issuer, SANs and expiry.
+pub fn text(r: &Report, verbose: bool) -> String {
+    use std::fmt::Write;
+    let mut groups: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
+    for row in &r.rows {
+        groups.entry(&row.name).or_default().push(row);
+    }
+    let mut table: Vec<[String; 6]> = Vec::new();
+    let mut keyed = Vec::new();
+    for (name, copies) in &groups {
+        let issued: Vec<&&Row> = copies.iter().filter(|c| !c.subject.is_empty()).collect();
+        let hosts = copies.iter().filter(|c| c.host.is_some()).count();
+        let place = match (copies.iter().any(|c| c.host.is_none()), hosts) {
+            (true, 0) => "state".to_string(),
+            (true, n) => format!("state + {n} host(s)"),
+            (false, n) => format!("{n} host(s)"),
+        };
+        let soonest = issued.iter().min_by_key(|c| c.not_after);
+        let state = if copies.iter().any(|c| c.expired) {
+            "EXPIRED"
+        } else if issued.len() < copies.len() {
+            "MISSING"
+        } else if copies.iter().any(|c| !c.drift.is_empty()) {
+            "DRIFT"
+        } else if copies.iter().any(|c| c.expiring) {
+            "EXPIRING"
+        } else {
+            "ok"
+        };
+        let (expires, days, ca) = match soonest {
+            Some(c) => (
+                inspect::rfc3339(c.not_after)
+                    .split('T')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+                c.days_left.to_string(),
+                c.issuer.trim_start_matches("CN=").to_string(),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let days_left = soonest.map_or(i64::MIN, |c| c.days_left);
+        keyed.push(((state == "ok", days_left), table.len()));
+        table.push([
+            name.to_string(),
+            place,
+            expires,
+            days,
+            ca,
+            state.to_string(),
+        ]);
+    }
+    keyed.sort();
+    let header = [
+        "CERTIFICATE",
+        "WHERE",
+        "EXPIRES",
+        "DAYS LEFT",
+        "CA",
+        "STATE",
+    ]
+    .map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: &[String; 6]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            match i {
+                5 => l.push_str(cell),
+                3 => {
+                    let _ = write!(l, "{cell:>w$}  ");
+                }
+                _ => {
+                    let _ = write!(l, "{cell:<w$}  ");
+                }
+            }
+        }
+        l
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", line(&header));
+    for (_, i) in &keyed {
+        let _ = writeln!(out, "{}", line(&table[*i]));
+    }
+    let problems: Vec<String> = r
+        .rows
+        .iter()
+        .flat_map(|row| {
+            row.problems()
+                .into_iter()
+                .map(|p| format!("  {}  {p}", row.place()))
+        })
+        .collect();
+    if !problems.is_empty() {
+        let _ = writeln!(out, "\nproblems:\n{}", problems.join("\n"));
+    }
+    if verbose {
+        let _ = writeln!(out, "\ncopies:");
+        for row in &r.rows {
+            let _ = writeln!(out, "  {} at {}", row.name, row.place());
+            if !row.subject.is_empty() {
+                let _ = writeln!(out, "    subject {}; issuer {}", row.subject, row.issuer);
+                if !row.sans.is_empty() {
+                    let _ = writeln!(out, "    SANs {}", row.sans.join(", "));
+                }
+                let _ = writeln!(out, "    not after {}", inspect::rfc3339(row.not_after));
+            }
         }
     }
     let count = |f: &dyn Fn(&&Row) -> bool| r.rows.iter().filter(f).count();
     let _ = writeln!(
         out,
-        "{} certificate(s) checked: {} expired, {} expiring within {} days, {} drifted",
+        "{} certificate(s) checked{}: {} expired, {} expiring within {} days, {} drifted",
         r.rows.len(),
+        if verbose { "" } else { " (-v shows each copy)" },
         count(&|x| x.expired),
         count(&|x| x.expiring),
         r.warn_days,
@@ -442,7 +540,11 @@ mod rendered_tests {
         assert!(rows
             .iter()
             .all(|r| r.drift.is_empty() && !r.expired && !r.expiring));
-        let other = pki.leaf("admin", None).cert.trim().to_string();
+        let other = pki
+            .leaf(crate::pki::Cert::Admin, None)
+            .cert
+            .trim()
+            .to_string();
         found.insert("/var/lib/kubelet/pki/kubelet.crt".into(), Some(other));
         found.insert("/etc/kubernetes/pki/ca.crt".into(), None);
         let rows = host_rows("worker-1", list, &found, &[], now, 30).unwrap();
@@ -460,6 +562,76 @@ mod rendered_tests {
                     "differs from the state directory"
                 )
             ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    fn copy(name: &str, host: Option<&str>, days_left: i64, drift: &[&str]) -> Row {
+        Row {
+            name: name.into(),
+            host: host.map(String::from),
+            path: format!("/etc/kubernetes/pki/{name}.crt"),
+            subject: format!("CN={name}"),
+            issuer: "CN=kubernetes-ca".into(),
+            sans: Vec::new(),
+            not_after: 1_800_000_000 + days_left * 86_400,
+            days_left,
+            expired: days_left <= 0,
+            expiring: days_left > 0 && days_left < 30,
+            drift: drift.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn one_row_per_certificate_problems_first_then_each_problem_where_it_is() {
+        let r = Report {
+            warn_days: 30,
+            rows: vec![
+                copy("apiserver", None, 300, &[]),
+                copy("apiserver", Some("cp-1"), 300, &[]),
+                copy("apiserver", Some("cp-2"), 300, &[]),
+                copy("kubelet-server@w-1", None, 200, &[]),
+                copy(
+                    "kubelet-server@w-1",
+                    Some("w-1"),
+                    5,
+                    &["differs from the state directory"],
+                ),
+            ],
+        };
+        let out = text(&r, false);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("CERTIFICATE"), "{out}");
+        assert!(
+            lines[1].starts_with("kubelet-server@w-1"),
+            "problems first: {out}"
+        );
+        assert!(
+            lines[1].contains("state + 1 host(s)") && lines[1].ends_with("DRIFT"),
+            "{out}"
+        );
+        assert!(
+            lines[1].contains(" 5  kubernetes-ca"),
+            "the soonest expiry: {out}"
+        );
+        assert!(
+            lines[2].starts_with("apiserver") && lines[2].ends_with("ok"),
+            "{out}"
+        );
+        assert!(lines[2].contains("state + 2 host(s)"), "{out}");
+        assert!(out.contains(
+            "  w-1:/etc/kubernetes/pki/kubelet-server@w-1.crt  DRIFT: differs from the state directory"
+        ));
+        assert!(out.contains("expires in 5 day(s)"), "{out}");
+        assert!(!out.contains("subject"), "details only with -v: {out}");
+        assert!(text(&r, true).contains("apiserver at cp-2:/etc/kubernetes/pki/apiserver.crt"));
+        assert!(
+            out.ends_with("0 expired, 1 expiring within 30 days, 1 drifted\n"),
+            "{out}"
         );
     }
 }

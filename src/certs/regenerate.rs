@@ -1,11 +1,8 @@
 //! `certs regenerate`: new leaf certificates from the same CAs, pushed and rolled out with the
 //! cluster serving throughout (apply restarts one host at a time behind its gate).
 
-use std::time::Duration;
+use anyhow::{bail, Result};
 
-use anyhow::{bail, Context, Result};
-
-use crate::apply::{self, Inputs, Reporter};
 use crate::inventory::Cluster;
 use crate::pki::{self, spec};
 
@@ -31,7 +28,7 @@ pub fn select(
     let leaves = spec::leaf_certs(cluster);
     let mut unknown = Vec::new();
     for c in &sel.certs {
-        if !leaves.iter().any(|s| s.name == c.as_str() || s.id() == *c) {
+        if !leaves.iter().any(|s| s.name.name() == c || s.id() == *c) {
             unknown.push(format!("certificate {c}"));
         }
     }
@@ -41,7 +38,7 @@ pub fn select(
         }
     }
     if !unknown.is_empty() {
-        let mut names: Vec<&str> = leaves.iter().map(|s| s.name).collect();
+        let mut names: Vec<&str> = leaves.iter().map(|s| s.name.name()).collect();
         names.dedup();
         bail!(
             "unknown {}; certificates are {} (add @HOST for one host's)",
@@ -57,7 +54,7 @@ pub fn select(
             true
         } else if by_default {
             listed.iter().any(|l| {
-                l.name == s.name
+                l.name == s.name.name()
                     && l.host == s.host
                     && (!l.stale.is_empty()
                         || l.info
@@ -65,7 +62,8 @@ pub fn select(
                             .is_some_and(|i| i.not_after - now < warn_days * 86_400))
             })
         } else {
-            let cert_ok = sel.certs.is_empty() || sel.certs.iter().any(|c| c == s.name || *c == id);
+            let cert_ok =
+                sel.certs.is_empty() || sel.certs.iter().any(|c| c == s.name.name() || *c == id);
             let host_ok =
                 sel.hosts.is_empty() || s.host.as_ref().is_some_and(|h| sel.hosts.contains(h));
             cert_ok && host_ok
@@ -85,123 +83,10 @@ pub fn any_expired(listed: &[pki::Listed], ids: &[String], now: i64) -> bool {
         .any(|l| ids.contains(&l.id()) && l.info.as_ref().is_some_and(|i| i.not_after <= now))
 }
 
-pub struct Options {
-    pub force: bool,
-    pub dry_run: bool,
-    pub break_lease: bool,
-    pub gate_timeout: Duration,
-}
-
-/// Rolls out `inp` (whose PKI already holds the new certificates, in memory): survey and plan,
-/// health check, backup, etcd snapshot when etcd restarts, then `save` (which writes the new
-/// state) and the rollout. `what` says what is rolled out, for the dry run. Returns what apply
-/// did, or None for a dry run.
-pub async fn roll_out(
-    inp: &Inputs<'_>,
-    what: &str,
-    expired: bool,
-    opts: &Options,
-    rep: &Reporter,
-    save: impl FnOnce() -> Result<()>,
-) -> Result<Option<apply::Outcome>> {
-    let conns = apply::open(inp.cluster, rep).await?;
-    let survey = apply::survey(inp, conns, false, rep).await?;
-    let plan = apply::make_plan(&survey);
-    let restarts_etcd = plan.hosts.iter().any(|h| h.unit("etcd").is_some());
-    eprint!("{}", crate::plan::text(&plan));
-    if opts.dry_run {
-        eprintln!(
-            "dry run: would back up the state directory{}, {what} and roll out the plan above, \
-             one host at a time per service; nothing was changed",
-            if restarts_etcd { ", snapshot etcd" } else { "" },
-        );
-        return Ok(None);
-    }
-    let lease = apply::lease::take(inp.cluster, &survey.conns, what, opts.break_lease, rep).await?;
-    let result =
-        roll_out_leased(inp, &survey, &plan, restarts_etcd, expired, opts, rep, save).await;
-    lease.release().await;
-    result
-}
-
-/// [`roll_out`] once the cluster's lease is held.
-#[allow(clippy::too_many_arguments)]
-async fn roll_out_leased(
-    inp: &Inputs<'_>,
-    survey: &apply::Survey,
-    plan: &crate::plan::Plan,
-    restarts_etcd: bool,
-    expired: bool,
-    opts: &Options,
-    rep: &Reporter,
-    save: impl FnOnce() -> Result<()>,
-) -> Result<Option<apply::Outcome>> {
-    if let Err(e) = apply::check_health(inp, survey, rep, Duration::from_secs(20)).await {
-        if expired {
-            eprintln!(
-                "the cluster fails a health gate, as expected with expired certificates: {e:#}"
-            );
-        } else if opts.force {
-            eprintln!("warning: continuing with --force although a health gate fails: {e:#}");
-        } else {
-            bail!(
-                "{e:#}\nNothing was changed: the cluster must be healthy before certificates are \
-                 rolled, or a restart could take the last healthy member down. Fix the failing \
-                 service, or pass --force to regenerate anyway."
-            );
-        }
-    }
-    let c = inp.cluster;
-    let backup = pki::backup(&c.state_dir, c.keep_backups)?;
-    eprintln!(
-        "backed up the state directory's PKI and secrets to {}",
-        backup.display()
-    );
-    if restarts_etcd {
-        match snapshot_etcd(inp, survey).await {
-            Ok(msg) => eprintln!("{msg}"),
-            Err(e) if expired || opts.force => {
-                eprintln!("warning: no etcd snapshot ({e:#}); continuing because etcd is not serving anyway")
-            }
-            Err(e) => return Err(e.context("taking an etcd snapshot before restarting etcd")),
-        }
-    }
-    save()?;
-    let outcome = apply::execute(inp, survey, plan, rep, opts.gate_timeout)
-        .await
-        .context(
-            "the rollout stopped there: the new certificates are in the state directory and on \
-             the hosts already done, the rest still serve with the old ones (same CA, still \
-             trusted). Fix what the gate reports, then run `provisioner apply` to finish",
-        )?;
-    Ok(Some(outcome))
-}
-
-/// `etcdctl snapshot save` on the first etcd member, kept on that host.
-async fn snapshot_etcd(inp: &Inputs<'_>, survey: &apply::Survey) -> Result<String> {
-    let c = inp.cluster;
-    let h = c
-        .etcd_hosts()
-        .next()
-        .context("the cluster has no etcd member")?;
-    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let file = format!("/var/lib/provisioner/backups/etcd-{stamp}.db");
-    let endpoint = format!("https://{}:2379", h.internal_ip);
-    let cmd = crate::shell::etcd_snapshot(&endpoint, "/etc/kubernetes/pki/etcd", &file);
-    let conn = &survey.conns[&h.name];
-    conn.run_checked(&cmd).await?;
-    conn.run_checked(&crate::shell::prune(
-        "/var/lib/provisioner/backups",
-        "etcd-",
-        c.keep_backups,
-    ))
-    .await?;
-    Ok(format!("etcd snapshot saved on {} at {file}", h.name))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pki::Cert;
 
     /// The bundled inventory (3 control-plane + 2 workers) with a fresh PKI.
     fn cluster() -> (tempfile::TempDir, Cluster) {
@@ -299,16 +184,16 @@ mod tests {
     fn reissued_certificates_replace_the_state_copies_after_a_backup() {
         let (_d, c) = cluster();
         let (mut p, _) = pki::ensure(&c).unwrap();
-        let before = p.leaf("apiserver", None).cert.clone();
+        let before = p.leaf(Cert::Apiserver, None).cert.clone();
         let ids = vec!["apiserver".to_string()];
         p.reissue(&c, &ids).unwrap();
-        assert_ne!(p.leaf("apiserver", None).cert, before);
+        assert_ne!(p.leaf(Cert::Apiserver, None).cert, before);
         let backup = pki::backup(&c.state_dir, c.keep_backups).unwrap();
         pki::save_leaves(&c, &p, &ids).unwrap();
         let dir = pki::pki_dir(&c.state_dir);
         assert_eq!(
             std::fs::read_to_string(dir.join("apiserver.crt")).unwrap(),
-            p.leaf("apiserver", None).cert
+            p.leaf(Cert::Apiserver, None).cert
         );
         assert_eq!(
             std::fs::read_to_string(backup.join("pki/apiserver.crt")).unwrap(),
@@ -323,8 +208,8 @@ mod tests {
         let (again, report) = pki::ensure(&c).unwrap();
         assert!(report.stale.is_empty() && report.issued.is_empty());
         assert_eq!(
-            again.leaf("apiserver", None).cert,
-            p.leaf("apiserver", None).cert
+            again.leaf(Cert::Apiserver, None).cert,
+            p.leaf(Cert::Apiserver, None).cert
         );
     }
 }

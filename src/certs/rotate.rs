@@ -4,17 +4,12 @@
 
 use anyhow::{bail, Context, Result};
 
-use super::regenerate::{roll_out, Options};
+use crate::apply::rollout::{roll_out, Options};
 use crate::apply::{Inputs, Reporter};
 use crate::bundle::Bundle;
 use crate::inventory::Cluster;
-use crate::pki::{self, inspect, rotation, Ca};
-
-const STAGE_NAMES: [&str; 3] = [
-    "trust the new CA beside the old one",
-    "reissue every certificate from the new CA",
-    "stop trusting the old CA",
-];
+use crate::pki::rotation::{self, Stage};
+use crate::pki::{self, inspect, Ca};
 
 /// What to rotate.
 pub struct Target {
@@ -45,7 +40,7 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
                 "resuming the rotation of {} at stage {} of 3 ({})",
                 names.join(", "),
                 r.stage,
-                STAGE_NAMES[usize::from(r.stage) - 1]
+                r.stage.description()
             );
             r
         }
@@ -54,10 +49,10 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
                 "dry run: rotating {} would take three stages:",
                 names.join(", ")
             );
-            for (i, s) in STAGE_NAMES.iter().enumerate() {
+            for s in Stage::ALL {
                 eprintln!(
-                    "  {}. {s}, rolled out one host at a time behind the health gates",
-                    i + 1
+                    "  {s}. {}, rolled out one host at a time behind the health gates",
+                    s.description()
                 );
             }
             eprintln!("nothing was changed");
@@ -77,7 +72,7 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     loop {
         let stage = r.stage;
-        if let (3, Some(since)) = (stage, r.new_key_signing_since) {
+        if let (Stage::DropOld, Some(since)) = (stage, r.new_key_signing_since) {
             let lifetime = r.token_lifetime_secs.unwrap_or(t.token_lifetime.as_secs());
             let until = since.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
             if time::OffsetDateTime::now_utc().unix_timestamp() < until {
@@ -91,13 +86,10 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
                 return Ok(());
             }
         }
-        rep.note(&format!(
-            "stage {stage} of 3: {}",
-            STAGE_NAMES[usize::from(stage) - 1]
-        ));
+        rep.note(&format!("stage {stage} of 3: {}", stage.description()));
         let (mut p, _) = pki::ensure(c)?;
         let mut ids = Vec::new();
-        if stage == 2 {
+        if stage == Stage::NewSigns {
             // Only what the new CA has not signed yet, so a resumed stage reissues nothing twice.
             for (s, pem) in p.leaves() {
                 let signer = &p.ca(s.ca).cert;
@@ -115,26 +107,26 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
             bundle,
         };
         let what = match stage {
-            2 => format!("reissue {} certificate(s) from the new CA", ids.len()),
-            _ => STAGE_NAMES[usize::from(stage) - 1].to_string(),
+            Stage::NewSigns => format!("reissue {} certificate(s) from the new CA", ids.len()),
+            _ => stage.description().to_string(),
         };
         let save = || pki::save_leaves(c, &p, &ids);
         let done = runtime.block_on(roll_out(&inputs, &what, false, opts, rep, save))?;
         if done.is_none() {
             return Ok(());
         }
-        if stage == 3 {
+        let Some(next) = stage.next() else {
             rotation::finish(&dir, &r)?;
             rep.note(&format!("the rotation of {} is complete", names.join(", ")));
             return Ok(());
-        }
-        r.stage += 1;
-        if r.stage == 3 && r.includes_service_account() {
+        };
+        r.stage = next;
+        if r.stage == Stage::DropOld && r.includes_service_account() {
             r.new_key_signing_since = Some(time::OffsetDateTime::now_utc().unix_timestamp());
             r.token_lifetime_secs = Some(t.token_lifetime.as_secs());
         }
         rotation::write(&dir, &r)?;
-        if crate::testhook::stop_after_stage(stage) {
+        if crate::testhook::stop_after_stage(stage.number()) {
             bail!(
                 "stopped after stage {stage} by {}",
                 crate::testhook::STOP_AFTER_STAGE

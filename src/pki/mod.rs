@@ -21,7 +21,7 @@ use base64::Engine;
 use rand::RngCore;
 
 use crate::inventory::Cluster;
-pub use spec::{Ca, CertSpec, ADMIN_GROUP};
+pub use spec::{Ca, Cert, CertSpec, ADMIN_GROUP};
 
 /// A certificate and its private key, PEM-encoded.
 #[derive(Clone)]
@@ -56,7 +56,7 @@ impl Pki {
     }
 
     /// The certificate `name` (for `host`, for per-host ones).
-    pub fn leaf(&self, name: &str, host: Option<&str>) -> &Pem {
+    pub fn leaf(&self, name: Cert, host: Option<&str>) -> &Pem {
         self.leaves
             .iter()
             .find(|(s, _)| s.name == name && s.host.as_deref() == host)

@@ -21,13 +21,74 @@ use crate::inventory::PkiSettings;
 /// The name the service-account key pair has among the rotated CAs.
 pub const SERVICE_ACCOUNT: &str = "service-account";
 
+/// A stage of a rotation, recorded by its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum Stage {
+    /// Every trust bundle carries the old CA and the new one; the old one still signs.
+    TrustBoth = 1,
+    /// The new CA signs and every leaf is reissued from it.
+    NewSigns = 2,
+    /// The old CA leaves every bundle.
+    DropOld = 3,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::TrustBoth, Stage::NewSigns, Stage::DropOld];
+
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+
+    /// What the stage does, as the operator reads it.
+    pub fn description(self) -> &'static str {
+        match self {
+            Stage::TrustBoth => "trust the new CA beside the old one",
+            Stage::NewSigns => "reissue every certificate from the new CA",
+            Stage::DropOld => "stop trusting the old CA",
+        }
+    }
+
+    /// The stage after this one, None after the last.
+    pub fn next(self) -> Option<Stage> {
+        match self {
+            Stage::TrustBoth => Some(Stage::NewSigns),
+            Stage::NewSigns => Some(Stage::DropOld),
+            Stage::DropOld => None,
+        }
+    }
+}
+
+impl From<Stage> for u8 {
+    fn from(s: Stage) -> u8 {
+        s.number()
+    }
+}
+
+impl TryFrom<u8> for Stage {
+    type Error = String;
+
+    fn try_from(n: u8) -> Result<Stage, String> {
+        Stage::ALL
+            .into_iter()
+            .find(|s| s.number() == n)
+            .ok_or_else(|| format!("stage {n} does not exist"))
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.number())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
     /// What is being rotated, by name (`ca`, `etcd-ca`, `front-proxy-ca`, `service-account`).
     pub cas: Vec<String>,
-    /// The stage to roll out next (1 to 3).
-    pub stage: u8,
+    /// The stage to roll out next.
+    pub stage: Stage,
     /// When stage 2 of a service-account rotation was done (Unix time): tokens signed by the old
     /// key may live on for their lifetime after that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,9 +124,6 @@ pub fn read(pki_dir: &Path) -> Result<Option<Rotation>> {
         Some(text) => {
             let r: Rotation =
                 toml::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
-            if !(1..=3).contains(&r.stage) {
-                bail!("{}: stage {} does not exist", path.display(), r.stage);
-            }
             Ok(Some(r))
         }
     }
@@ -118,7 +176,7 @@ pub fn start(
     }
     let r = Rotation {
         cas: names,
-        stage: 1,
+        stage: Stage::TrustBoth,
         new_key_signing_since: None,
         token_lifetime_secs: None,
     };
@@ -188,15 +246,15 @@ pub fn overlay(pki_dir: &Path, cas: &mut BTreeMap<Ca, Pem>) -> Result<()> {
         let both =
             |first: &Pem, second: &Pem| format!("{}\n{}\n", first.cert.trim(), second.cert.trim());
         let pem = match r.stage {
-            1 => Pem {
+            Stage::TrustBoth => Pem {
                 cert: both(old, &new),
                 key: old.key.clone(),
             },
-            2 => Pem {
+            Stage::NewSigns => Pem {
                 cert: both(&new, old),
                 key: new.key.clone(),
             },
-            _ => new,
+            Stage::DropOld => new,
         };
         cas.insert(ca, pem);
     }
@@ -230,12 +288,12 @@ pub fn overlay_service_account(
     let (new_key, new_pub) = new_service_account(&next_dir(pki_dir))?;
     let both = |a: &str, b: &str| format!("{}\n{}\n", a.trim(), b.trim());
     match r.stage {
-        1 => *public = both(public, &new_pub),
-        2 => {
+        Stage::TrustBoth => *public = both(public, &new_pub),
+        Stage::NewSigns => {
             *public = both(&new_pub, public);
             *key = new_key;
         }
-        _ => {
+        Stage::DropOld => {
             *public = new_pub;
             *key = new_key;
         }
@@ -280,7 +338,7 @@ mod tests {
         assert!(report.stale.is_empty(), "{:?}", report.stale);
 
         // Stage 2: the new one signs; the old leaves are stale until reissued.
-        r.stage = 2;
+        r.stage = Stage::NewSigns;
         write(&pki, &r).unwrap();
         let (mut p, report) = ensure(c).unwrap();
         assert!(p.ca(Ca::Etcd).cert.starts_with(new.trim()));
@@ -294,13 +352,13 @@ mod tests {
         let ids: Vec<String> = stale.iter().map(|s| s.to_string()).collect();
         p.reissue(c, &ids).unwrap();
         save_leaves(c, &p, &ids).unwrap();
-        let server = &p.leaf("etcd-server", Some("cp-1")).cert;
+        let server = &p.leaf(crate::pki::Cert::EtcdServer, Some("cp-1")).cert;
         assert!(inspect::signed_by(server, &new).unwrap());
         assert!(!inspect::signed_by(server, &old).unwrap());
         assert!(ensure(c).unwrap().1.stale.is_empty());
 
         // Stage 3, then finished: the new CA alone, in the state directory's own files.
-        r.stage = 3;
+        r.stage = Stage::DropOld;
         write(&pki, &r).unwrap();
         assert_eq!(ensure(c).unwrap().0.ca(Ca::Etcd).cert.trim(), new.trim());
         finish(&pki, &r).unwrap();
@@ -336,7 +394,7 @@ mod tests {
     fn the_token_lifetime_is_recorded_with_the_stage() {
         let r = Rotation {
             cas: vec![SERVICE_ACCOUNT.into()],
-            stage: 3,
+            stage: Stage::DropOld,
             new_key_signing_since: Some(100),
             token_lifetime_secs: Some(4200),
         };

@@ -47,6 +47,80 @@ impl Ca {
     }
 }
 
+/// A kind of leaf certificate; per-host kinds have one certificate per host of a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cert {
+    Apiserver,
+    ApiserverKubeletClient,
+    ApiserverEtcdClient,
+    FrontProxyClient,
+    EtcdHealthcheckClient,
+    Admin,
+    SuperAdmin,
+    ControllerManager,
+    Scheduler,
+    KubeProxy,
+    EtcdServer,
+    EtcdPeer,
+    ControllerManagerServer,
+    SchedulerServer,
+    KubeletClient,
+    KubeletServer,
+}
+
+impl Cert {
+    pub const ALL: [Cert; 16] = [
+        Cert::Apiserver,
+        Cert::ApiserverKubeletClient,
+        Cert::ApiserverEtcdClient,
+        Cert::FrontProxyClient,
+        Cert::EtcdHealthcheckClient,
+        Cert::Admin,
+        Cert::SuperAdmin,
+        Cert::ControllerManager,
+        Cert::Scheduler,
+        Cert::KubeProxy,
+        Cert::EtcdServer,
+        Cert::EtcdPeer,
+        Cert::ControllerManagerServer,
+        Cert::SchedulerServer,
+        Cert::KubeletClient,
+        Cert::KubeletServer,
+    ];
+
+    /// The name operators select it by, and its file stem in the state directory.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Cert::Apiserver => "apiserver",
+            Cert::ApiserverKubeletClient => "apiserver-kubelet-client",
+            Cert::ApiserverEtcdClient => "apiserver-etcd-client",
+            Cert::FrontProxyClient => "front-proxy-client",
+            Cert::EtcdHealthcheckClient => "etcd-healthcheck-client",
+            Cert::Admin => "admin",
+            Cert::SuperAdmin => "super-admin",
+            Cert::ControllerManager => "controller-manager",
+            Cert::Scheduler => "scheduler",
+            Cert::KubeProxy => "kube-proxy",
+            Cert::EtcdServer => "etcd-server",
+            Cert::EtcdPeer => "etcd-peer",
+            Cert::ControllerManagerServer => "controller-manager-server",
+            Cert::SchedulerServer => "scheduler-server",
+            Cert::KubeletClient => "kubelet-client",
+            Cert::KubeletServer => "kubelet-server",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Cert> {
+        Cert::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+impl std::fmt::Display for Cert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
     pub server: bool,
@@ -70,8 +144,8 @@ const SERVER_AND_CLIENT: Usage = Usage {
 /// One leaf certificate the cluster needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertSpec {
-    /// Kind of certificate, e.g. `apiserver`, `etcd-server`, `kubelet-client`.
-    pub name: &'static str,
+    /// Kind of certificate.
+    pub name: Cert,
     /// The host it belongs to, for per-host certificates.
     pub host: Option<String>,
     pub ca: Ca,
@@ -96,13 +170,13 @@ impl CertSpec {
         match &self.host {
             Some(h) => format!("hosts/{h}/{}", self.name),
             None => match self.name {
-                "etcd-healthcheck-client" => "etcd/healthcheck-client".to_string(),
-                n => n.to_string(),
+                Cert::EtcdHealthcheckClient => "etcd/healthcheck-client".to_string(),
+                n => n.name().to_string(),
             },
         }
     }
 
-    fn new(name: &'static str, ca: Ca, cn: impl Into<String>, usage: Usage) -> Self {
+    fn new(name: Cert, ca: Ca, cn: impl Into<String>, usage: Usage) -> Self {
         CertSpec {
             name,
             host: None,
@@ -166,53 +240,64 @@ pub fn leaf_certs(c: &Cluster) -> Vec<CertSpec> {
     }
 
     let mut certs = vec![
-        CertSpec::new("apiserver", Ca::Cluster, "kube-apiserver", SERVER).sans(api_dns, api_ips),
+        CertSpec::new(Cert::Apiserver, Ca::Cluster, "kube-apiserver", SERVER)
+            .sans(api_dns, api_ips),
         CertSpec::new(
-            "apiserver-kubelet-client",
+            Cert::ApiserverKubeletClient,
             Ca::Cluster,
             "kube-apiserver-kubelet-client",
             CLIENT,
         ),
         CertSpec::new(
-            "apiserver-etcd-client",
+            Cert::ApiserverEtcdClient,
             Ca::Etcd,
             "kube-apiserver-etcd-client",
             CLIENT,
         ),
         CertSpec::new(
-            "front-proxy-client",
+            Cert::FrontProxyClient,
             Ca::FrontProxy,
             "front-proxy-client",
             CLIENT,
         ),
         CertSpec::new(
-            "etcd-healthcheck-client",
+            Cert::EtcdHealthcheckClient,
             Ca::Etcd,
             "kube-etcd-healthcheck-client",
             CLIENT,
         ),
-        CertSpec::new("admin", Ca::Cluster, "kubernetes-admin", CLIENT).org(ADMIN_GROUP),
-        CertSpec::new("super-admin", Ca::Cluster, "kubernetes-super-admin", CLIENT)
-            .org("system:masters"),
+        CertSpec::new(Cert::Admin, Ca::Cluster, "kubernetes-admin", CLIENT).org(ADMIN_GROUP),
         CertSpec::new(
-            "controller-manager",
+            Cert::SuperAdmin,
+            Ca::Cluster,
+            "kubernetes-super-admin",
+            CLIENT,
+        )
+        .org("system:masters"),
+        CertSpec::new(
+            Cert::ControllerManager,
             Ca::Cluster,
             "system:kube-controller-manager",
             CLIENT,
         ),
-        CertSpec::new("scheduler", Ca::Cluster, "system:kube-scheduler", CLIENT),
-        CertSpec::new("kube-proxy", Ca::Cluster, "system:kube-proxy", CLIENT),
+        CertSpec::new(
+            Cert::Scheduler,
+            Ca::Cluster,
+            "system:kube-scheduler",
+            CLIENT,
+        ),
+        CertSpec::new(Cert::KubeProxy, Ca::Cluster, "system:kube-proxy", CLIENT),
     ];
     for h in c.etcd_hosts() {
         let dns = vec![h.name.clone(), "localhost".to_string()];
         let ips = vec![IpAddr::V4(h.internal_ip), loopback4, loopback6];
         certs.push(
-            CertSpec::new("etcd-server", Ca::Etcd, &h.name, SERVER_AND_CLIENT)
+            CertSpec::new(Cert::EtcdServer, Ca::Etcd, &h.name, SERVER_AND_CLIENT)
                 .on(h)
                 .sans(dns.clone(), ips.clone()),
         );
         certs.push(
-            CertSpec::new("etcd-peer", Ca::Etcd, &h.name, SERVER_AND_CLIENT)
+            CertSpec::new(Cert::EtcdPeer, Ca::Etcd, &h.name, SERVER_AND_CLIENT)
                 .on(h)
                 .sans(dns, ips),
         );
@@ -224,7 +309,7 @@ pub fn leaf_certs(c: &Cluster) -> Vec<CertSpec> {
         let ips = vec![IpAddr::V4(h.internal_ip), loopback4];
         certs.push(
             CertSpec::new(
-                "controller-manager-server",
+                Cert::ControllerManagerServer,
                 Ca::Cluster,
                 "kube-controller-manager",
                 SERVER,
@@ -233,7 +318,7 @@ pub fn leaf_certs(c: &Cluster) -> Vec<CertSpec> {
             .sans(dns.clone(), ips.clone()),
         );
         certs.push(
-            CertSpec::new("scheduler-server", Ca::Cluster, "kube-scheduler", SERVER)
+            CertSpec::new(Cert::SchedulerServer, Ca::Cluster, "kube-scheduler", SERVER)
                 .on(h)
                 .sans(dns, ips),
         );
@@ -245,12 +330,12 @@ pub fn leaf_certs(c: &Cluster) -> Vec<CertSpec> {
             ips.push(ip);
         }
         certs.push(
-            CertSpec::new("kubelet-client", Ca::Cluster, &node, CLIENT)
+            CertSpec::new(Cert::KubeletClient, Ca::Cluster, &node, CLIENT)
                 .org("system:nodes")
                 .on(h),
         );
         certs.push(
-            CertSpec::new("kubelet-server", Ca::Cluster, &node, SERVER)
+            CertSpec::new(Cert::KubeletServer, Ca::Cluster, &node, SERVER)
                 .org("system:nodes")
                 .on(h)
                 .sans(vec![h.name.clone()], ips),

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use crate::bundle::{sha256_hex, Bundle};
-use crate::render::{restarts, HostFiles, Rendered};
+use crate::component::{Unit, BIN_DIR, CNI_BIN_DIR};
+use crate::render::{HostFiles, Rendered};
 
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -21,7 +22,8 @@ pub struct Item {
     pub sha256: String,
     pub secret: bool,
     pub source: Source,
-    pub restarts: &'static [&'static str],
+    /// The units a change restarts.
+    pub restarts: Vec<Unit>,
 }
 
 /// A container image the host's containerd must hold, imported from an uploaded archive.
@@ -41,8 +43,8 @@ pub struct DesiredHost {
     pub host: String,
     pub dirs: Vec<(String, u32)>,
     pub items: Vec<Item>,
-    /// Units in start order, without the `.service` suffix.
-    pub units: Vec<String>,
+    /// Units in start order.
+    pub units: Vec<Unit>,
     pub images: Vec<DesiredImage>,
 }
 
@@ -60,7 +62,7 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
             sha256: sha256_hex(&f.content),
             secret: f.secret,
             source: Source::Rendered(f.content.clone()),
-            restarts: restarts(&f.path),
+            restarts: f.readers.clone(),
         })
         .collect();
     let mut missing = Vec::new();
@@ -72,7 +74,7 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
                 sha256: e.sha256.clone(),
                 secret: false,
                 source: Source::Bundle(bundle.path_of(&e.path)),
-                restarts: restarts(&b.path),
+                restarts: b.readers.clone(),
             }),
             None => missing.push(b.name),
         }
@@ -87,10 +89,7 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
     }
     // Every host running containerd gets the bundle's images: the pause image at least.
     let mut images = Vec::new();
-    if h.units
-        .iter()
-        .any(|u| u.trim_end_matches(".service") == "containerd")
-    {
+    if h.units.contains(&Unit::Containerd) {
         for i in &bundle.images {
             let archive = format!("{IMAGE_DIR}/{}.tar", i.name);
             items.push(Item {
@@ -99,7 +98,7 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
                 sha256: i.sha256.clone(),
                 secret: false,
                 source: Source::Bundle(bundle.path_of(&i.path)),
-                restarts: &[],
+                restarts: Vec::new(),
             });
             images.push(DesiredImage {
                 reference: i.reference.clone(),
@@ -109,12 +108,7 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
         }
     }
     let mut dirs = h.dirs.clone();
-    for d in [
-        "/usr/local/bin",
-        "/opt/cni/bin",
-        "/etc/systemd/system",
-        IMAGE_DIR,
-    ] {
+    for d in [BIN_DIR, CNI_BIN_DIR, "/etc/systemd/system", IMAGE_DIR] {
         if items.iter().any(|i| i.path.starts_with(d)) && !dirs.iter().any(|(p, _)| p == d) {
             dirs.push((d.to_string(), 0o755));
         }
@@ -124,11 +118,7 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
         host: h.host.clone(),
         dirs,
         items,
-        units: h
-            .units
-            .iter()
-            .map(|u| u.trim_end_matches(".service").to_string())
-            .collect(),
+        units: h.units.clone(),
         images,
     })
 }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::desired::DesiredHost;
+use crate::component::Unit;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Facts {
@@ -21,7 +22,7 @@ pub struct Facts {
     /// Managed files present on the host.
     pub files: BTreeMap<String, FileFact>,
     pub dirs: BTreeMap<String, u32>,
-    pub units: BTreeMap<String, UnitState>,
+    pub units: BTreeMap<Unit, UnitState>,
     /// Images in containerd's k8s.io namespace: reference → manifest digest.
     pub images: BTreeMap<String, String>,
 }
@@ -66,7 +67,7 @@ pub fn record_command(d: &DesiredHost) -> String {
 pub fn script(d: &DesiredHost, rehash: bool) -> String {
     let files: Vec<&str> = d.items.iter().map(|i| i.path.as_str()).collect();
     let dirs: Vec<&str> = d.dirs.iter().map(|(p, _)| p.as_str()).collect();
-    let units: Vec<String> = d.units.iter().map(|u| format!("{u}.service")).collect();
+    let units: Vec<String> = d.units.iter().map(|u| u.service()).collect();
     let record = if rehash { "" } else { RECORD };
     crate::shell::facts(record, &files, &dirs, &units, !d.images.is_empty())
 }
@@ -123,14 +124,14 @@ pub fn parse(output: &str) -> Facts {
             }
             "unit" => {
                 let mut parts = value.split(' ');
-                if let Some(name) = parts.next() {
+                if let Some(unit) = parts.next().and_then(Unit::from_name) {
                     let state = parts.next();
                     let active = state == Some("active");
                     let starting =
                         matches!(state, Some("activating" | "reloading" | "deactivating"));
                     let enabled = parts.next() == Some("enabled");
                     f.units.insert(
-                        name.to_string(),
+                        unit,
                         UnitState {
                             active,
                             starting,
@@ -143,19 +144,6 @@ pub fn parse(output: &str) -> Facts {
         }
     }
     f
-}
-
-/// Ports each unit listens on, checked free before its first start.
-fn ports(unit: &str) -> &'static [u16] {
-    match unit {
-        "etcd" => &[2379, 2380, 2381],
-        "kube-apiserver" => &[6443],
-        "kube-controller-manager" => &[10257],
-        "kube-scheduler" => &[10259],
-        "kubelet" => &[10248, 10250],
-        "kube-proxy" => &[10249, 10256],
-        _ => &[],
-    }
 }
 
 fn bundle_arch(uname: &str) -> &str {
@@ -187,7 +175,7 @@ pub fn preflight(
                 f.arch
             ));
         }
-        let worker = d.units.iter().any(|u| u == "kubelet");
+        let worker = d.units.contains(&Unit::Kubelet);
         if worker && f.swap_devices > 0 && !tolerate_swap {
             problems.push(format!("{h}: swap is on ({} device(s)); the kubelet refuses to start with swap: run `swapoff -a` and remove swap from /etc/fstab, or set [kubelet] allow_swap = true", f.swap_devices));
         }
@@ -215,7 +203,7 @@ pub fn preflight(
             if f.units.get(u).is_some_and(|s| s.active || s.starting) {
                 continue;
             }
-            for p in ports(u) {
+            for p in u.props().ports {
                 if f.listening_ports.contains(p) {
                     problems.push(format!(
                         "{h}: port {p} is already in use, but {u} is not running yet and needs it"
@@ -266,15 +254,15 @@ mod tests {
             (0o644, 1000)
         );
         assert_eq!(
-            f.units["etcd"],
+            f.units[&Unit::Etcd],
             UnitState {
                 active: true,
                 starting: false,
                 enabled: true
             }
         );
-        assert!(!f.units["kubelet"].active);
-        let stopping = &f.units["kube-apiserver"];
+        assert!(!f.units[&Unit::Kubelet].active);
+        let stopping = &f.units[&Unit::KubeApiserver];
         assert!(!stopping.active && stopping.starting);
     }
 
@@ -284,7 +272,7 @@ mod tests {
             host: "cp-1".into(),
             dirs: vec![],
             items: vec![],
-            units: vec!["etcd".into()],
+            units: vec![Unit::Etcd],
             images: vec![],
         };
         let facts = |state: &str| {
@@ -323,7 +311,7 @@ mod script_tests {
             sha256: String::new(),
             secret: false,
             source: Source::Rendered(Vec::new()),
-            restarts: &[],
+            restarts: Vec::new(),
         };
         let d = DesiredHost {
             host: "local".into(),

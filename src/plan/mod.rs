@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use crate::component::Unit;
+
 pub use desired::{desired, DesiredHost, DesiredImage, Item, Source};
 pub use facts::Facts;
 pub use show::text;
@@ -45,7 +47,7 @@ pub enum UnitAction {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitChange {
-    pub unit: String,
+    pub unit: Unit,
     pub action: UnitAction,
     pub reason: String,
     /// Also `systemctl enable` it.
@@ -80,8 +82,8 @@ impl HostPlan {
             && self.images.is_empty()
     }
 
-    pub fn unit(&self, name: &str) -> Option<&UnitChange> {
-        self.units.iter().find(|u| u.unit == name)
+    pub fn unit(&self, unit: Unit) -> Option<&UnitChange> {
+        self.units.iter().find(|u| u.unit == unit)
     }
 }
 
@@ -126,14 +128,10 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
         let state = f.units.get(u).cloned().unwrap_or_default();
         let changed: BTreeSet<&str> = files
             .iter()
-            .filter(|c| {
-                c.action != FileAction::Permissions && c.item.restarts.contains(&u.as_str())
-            })
+            .filter(|c| c.action != FileAction::Permissions && c.item.restarts.contains(u))
             .map(|c| c.path.as_str())
             .collect();
-        let unit_file_present = f
-            .files
-            .contains_key(&format!("/etc/systemd/system/{u}.service"));
+        let unit_file_present = f.files.contains_key(&u.unit_file());
         // A unit stuck starting with changed inputs is restarted with them; unchanged, it is
         // left to finish starting.
         let (action, reason) = if !state.active && (!state.starting || changed.is_empty()) {
@@ -155,7 +153,7 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
         };
         tracing::debug!(host = %d.host, unit = %u, ?action, %reason, "unit planned");
         units.push(UnitChange {
-            unit: u.clone(),
+            unit: *u,
             action,
             reason,
             enable: !state.enabled,
@@ -206,14 +204,14 @@ mod tests {
     use super::*;
     use facts::UnitState;
 
-    fn item(path: &str, content: &str, mode: u32) -> Item {
+    fn item(path: &str, content: &str, mode: u32, readers: &[Unit]) -> Item {
         Item {
             path: path.into(),
             mode,
             sha256: crate::bundle::sha256_hex(content.as_bytes()),
             secret: mode == 0o600,
             source: Source::Rendered(content.as_bytes().to_vec()),
-            restarts: crate::render::restarts(path),
+            restarts: readers.to_vec(),
         }
     }
 
@@ -222,12 +220,32 @@ mod tests {
             host: "w-1".into(),
             dirs: vec![("/var/lib/kubelet".into(), 0o700)],
             items: vec![
-                item("/etc/systemd/system/kubelet.service", "unit", 0o644),
-                item("/var/lib/kubelet/config.yaml", "config", 0o644),
-                item("/etc/kubernetes/kube-proxy.conf", "kubeconfig", 0o600),
-                item("/etc/systemd/system/kube-proxy.service", "unit2", 0o644),
+                item(
+                    "/etc/systemd/system/kubelet.service",
+                    "unit",
+                    0o644,
+                    &[Unit::Kubelet],
+                ),
+                item(
+                    "/var/lib/kubelet/config.yaml",
+                    "config",
+                    0o644,
+                    &[Unit::Kubelet],
+                ),
+                item(
+                    "/etc/kubernetes/kube-proxy.conf",
+                    "kubeconfig",
+                    0o600,
+                    &[Unit::KubeProxy],
+                ),
+                item(
+                    "/etc/systemd/system/kube-proxy.service",
+                    "unit2",
+                    0o644,
+                    &[Unit::KubeProxy],
+                ),
             ],
-            units: vec!["kubelet".into(), "kube-proxy".into()],
+            units: vec![Unit::Kubelet, Unit::KubeProxy],
             images: vec![DesiredImage {
                 reference: "registry.k8s.io/pause:3.10.1".into(),
                 digest: "sha256:aa".into(),
@@ -258,7 +276,7 @@ mod tests {
         }
         for u in &d.units {
             f.units.insert(
-                u.clone(),
+                *u,
                 UnitState {
                     active: true,
                     starting: false,
@@ -287,7 +305,7 @@ mod tests {
         assert_eq!(p.files.len(), 1);
         assert_eq!(p.files[0].action, FileAction::Update);
         assert_eq!(p.units.len(), 1);
-        assert_eq!(p.units[0].unit, "kubelet");
+        assert_eq!(p.units[0].unit, Unit::Kubelet);
         assert_eq!(p.units[0].action, UnitAction::Restart);
         assert!(p.units[0].reason.contains("/var/lib/kubelet/config.yaml"));
         assert!(!p.daemon_reload);
@@ -331,13 +349,13 @@ mod tests {
         let units: Vec<_> = p
             .units
             .iter()
-            .map(|u| (u.unit.as_str(), u.action, u.enable, u.reason.as_str()))
+            .map(|u| (u.unit, u.action, u.enable, u.reason.as_str()))
             .collect();
         assert_eq!(
             units,
             vec![
-                ("kubelet", UnitAction::Start, true, "new"),
-                ("kube-proxy", UnitAction::Start, true, "new")
+                (Unit::Kubelet, UnitAction::Start, true, "new"),
+                (Unit::KubeProxy, UnitAction::Start, true, "new")
             ]
         );
     }
@@ -347,7 +365,7 @@ mod tests {
         let d = desired_host();
         let mut f = converged(&d);
         f.units.insert(
-            "kubelet".into(),
+            Unit::Kubelet,
             UnitState {
                 active: false,
                 starting: false,
@@ -355,7 +373,7 @@ mod tests {
             },
         );
         f.units.insert(
-            "kube-proxy".into(),
+            Unit::KubeProxy,
             UnitState {
                 active: true,
                 starting: false,
@@ -363,9 +381,9 @@ mod tests {
             },
         );
         let p = diff(&d, &f);
-        assert_eq!(p.unit("kubelet").unwrap().action, UnitAction::Start);
-        assert_eq!(p.unit("kubelet").unwrap().reason, "not running");
-        assert_eq!(p.unit("kube-proxy").unwrap().action, UnitAction::Enable);
+        assert_eq!(p.unit(Unit::Kubelet).unwrap().action, UnitAction::Start);
+        assert_eq!(p.unit(Unit::Kubelet).unwrap().reason, "not running");
+        assert_eq!(p.unit(Unit::KubeProxy).unwrap().action, UnitAction::Enable);
         assert!(p.files.is_empty());
     }
 
@@ -388,7 +406,7 @@ mod tests {
         let d = desired_host();
         let mut f = converged(&d);
         f.units.insert(
-            "kubelet".into(),
+            Unit::Kubelet,
             UnitState {
                 active: false,
                 starting: true,
@@ -396,7 +414,7 @@ mod tests {
             },
         );
         assert_eq!(
-            diff(&d, &f).unit("kubelet").unwrap().reason,
+            diff(&d, &f).unit(Unit::Kubelet).unwrap().reason,
             "still starting or stopping"
         );
         f.files
@@ -404,7 +422,7 @@ mod tests {
             .unwrap()
             .sha256 = "old".into();
         assert_eq!(
-            diff(&d, &f).unit("kubelet").unwrap().action,
+            diff(&d, &f).unit(Unit::Kubelet).unwrap().action,
             UnitAction::Restart
         );
     }

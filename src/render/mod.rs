@@ -2,7 +2,6 @@
 //! always give the same bytes, and nothing here touches a host or the disk.
 
 pub mod addons;
-mod inputs;
 mod templates;
 mod write;
 
@@ -12,10 +11,12 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::component::{
+    Unit, BIN_DIR, CNI_BIN_DIR, CNI_PLUGINS, CONTROL_PLANE_PROGRAMS, ETCD_PROGRAMS, WORKER_PROGRAMS,
+};
 use crate::inventory::version;
 use crate::inventory::{Cluster, Host};
-use crate::pki::{Ca, Pem, Pki};
-pub use inputs::restarts;
+use crate::pki::{Ca, Cert, Pem, Pki};
 use templates::Templates;
 pub use write::write_tree;
 
@@ -29,6 +30,9 @@ pub struct File {
     pub content: Vec<u8>,
     /// Holds key material: its content is never printed.
     pub secret: bool,
+    /// The units that read it: a change restarts exactly these.
+    #[serde(skip)]
+    pub readers: Vec<Unit>,
 }
 
 /// A binary the host needs from the bundle.
@@ -38,6 +42,9 @@ pub struct Binary {
     pub name: &'static str,
     /// Where it is installed.
     pub path: String,
+    /// The units that run it: a new version restarts exactly these.
+    #[serde(skip)]
+    pub readers: Vec<Unit>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,7 +55,7 @@ pub struct HostFiles {
     pub files: Vec<File>,
     pub binaries: Vec<Binary>,
     /// systemd units this host runs, in start order.
-    pub units: Vec<String>,
+    pub units: Vec<Unit>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,7 +79,7 @@ pub fn render(c: &Cluster, pki: &Pki) -> Result<Rendered> {
         .iter()
         .map(|h| host_files(&t, c, pki, h, &addons))
         .collect::<Result<_>>()?;
-    let admin = pki.leaf("admin", None);
+    let admin = pki.leaf(Cert::Admin, None);
     Ok(Rendered {
         hosts,
         addons,
@@ -87,12 +94,14 @@ struct HostBuilder<'a> {
 }
 
 impl HostBuilder<'_> {
-    fn file(&mut self, path: &str, mode: u32, content: impl Into<Vec<u8>>) {
+    /// Adds a file; `readers` are the units that read it, restarted when it changes.
+    fn file(&mut self, path: &str, mode: u32, content: impl Into<Vec<u8>>, readers: &[Unit]) {
         self.out.files.push(File {
             path: path.to_string(),
             mode,
             content: content.into(),
             secret: mode & 0o077 == 0,
+            readers: readers.to_vec(),
         });
     }
 
@@ -102,29 +111,34 @@ impl HostBuilder<'_> {
         mode: u32,
         template: &str,
         ctx: &impl Serialize,
+        readers: &[Unit],
     ) -> Result<()> {
         let text = self.t.render(template, ctx)?;
-        self.file(path, mode, text);
+        self.file(path, mode, text, readers);
         Ok(())
     }
 
-    fn pair(&mut self, stem: &str, pem: &Pem) {
-        self.file(&format!("{stem}.crt"), PUBLIC, pem.cert.as_str());
-        self.file(&format!("{stem}.key"), SECRET, pem.key.as_str());
+    fn pair(&mut self, stem: &str, pem: &Pem, readers: &[Unit]) {
+        self.file(&format!("{stem}.crt"), PUBLIC, pem.cert.as_str(), readers);
+        self.file(&format!("{stem}.key"), SECRET, pem.key.as_str(), readers);
     }
 
-    fn unit(&mut self, name: &str, ctx: &impl Serialize) -> Result<()> {
-        let file = format!("{name}.service");
-        self.template(&format!("/etc/systemd/system/{file}"), PUBLIC, &file, ctx)?;
-        self.out.units.push(file);
+    fn unit(&mut self, unit: Unit, ctx: &impl Serialize) -> Result<()> {
+        self.template(&unit.unit_file(), PUBLIC, &unit.service(), ctx, &[unit])?;
+        self.out.units.push(unit);
         Ok(())
     }
 
+    /// Bundle programs, each restarting the units the unit table says run it.
     fn binaries(&mut self, dir: &str, names: &[&'static str]) {
         for n in names {
             self.out.binaries.push(Binary {
                 name: n,
                 path: format!("{dir}/{n}"),
+                readers: Unit::ALL
+                    .into_iter()
+                    .filter(|u| u.props().binaries.contains(n))
+                    .collect(),
             });
         }
     }
@@ -141,6 +155,7 @@ fn host_files(
     h: &Host,
     addons: &[addons::Addon],
 ) -> Result<HostFiles> {
+    use Unit::*;
     let mut b = HostBuilder {
         t,
         out: HostFiles {
@@ -160,28 +175,33 @@ fn host_files(
     });
     b.dir("/etc/kubernetes", 0o755);
     b.dir(PKI, 0o755);
+    let etcd_ca = pki.ca(Ca::Etcd).cert.as_str();
 
     if h.roles.etcd {
         b.dir(&format!("{PKI}/etcd"), 0o755);
         b.dir("/var/lib/etcd", 0o700);
-        b.binaries("/usr/local/bin", &["etcd", "etcdctl", "etcdutl"]);
+        b.binaries(BIN_DIR, ETCD_PROGRAMS);
         b.file(
             &host_path::ca_cert(Ca::Etcd),
             PUBLIC,
-            pki.ca(Ca::Etcd).cert.as_str(),
+            etcd_ca,
+            &[Etcd, KubeApiserver],
         );
         b.pair(
             &format!("{PKI}/etcd/server"),
-            pki.leaf("etcd-server", Some(&h.name)),
+            pki.leaf(Cert::EtcdServer, Some(&h.name)),
+            &[Etcd],
         );
         b.pair(
             &format!("{PKI}/etcd/peer"),
-            pki.leaf("etcd-peer", Some(&h.name)),
+            pki.leaf(Cert::EtcdPeer, Some(&h.name)),
+            &[Etcd],
         );
         // Lets an operator on the host run etcdctl, and the health gates check the member.
         b.pair(
             &format!("{PKI}/etcd/healthcheck-client"),
-            pki.leaf("etcd-healthcheck-client", None),
+            pki.leaf(Cert::EtcdHealthcheckClient, None),
+            &[],
         );
         let initial_cluster: Vec<String> = c
             .etcd_hosts()
@@ -198,93 +218,141 @@ fn host_files(
             // revision the cache never sees, and each API server stop takes a minute.
             "etcd_3_5": etcd.minor < 6,
         });
-        b.unit("etcd", &merge(&common, ctx))?;
+        b.unit(Etcd, &merge(&common, ctx))?;
     }
 
     if h.roles.control_plane {
         b.dir(&format!("{PKI}/etcd"), 0o755);
         b.dir("/var/log/kubernetes", 0o700);
-        b.binaries(
-            "/usr/local/bin",
-            &[
-                "kube-apiserver",
-                "kube-controller-manager",
-                "kube-scheduler",
-            ],
-        );
+        b.binaries(BIN_DIR, CONTROL_PLANE_PROGRAMS);
         // Every CA key is on every control-plane host, as kubeadm keeps them: root there can
         // already mint any identity with the cluster CA key, so the other two add no power, and
         // `state recover` can rebuild a lost state directory from any of these hosts.
-        b.pair(&host_path::ca_stem(Ca::Cluster), pki.ca(Ca::Cluster));
-        b.pair(&host_path::ca_stem(Ca::FrontProxy), pki.ca(Ca::FrontProxy));
+        let cluster_ca = pki.ca(Ca::Cluster);
+        b.file(
+            &host_path::ca_cert(Ca::Cluster),
+            PUBLIC,
+            cluster_ca.cert.as_str(),
+            &[KubeApiserver, KubeControllerManager, Kubelet],
+        );
+        // The controller-manager signs with it (the CSR signer).
+        b.file(
+            &host_path::ca_key(Ca::Cluster),
+            SECRET,
+            cluster_ca.key.as_str(),
+            &[KubeControllerManager],
+        );
+        let front_proxy_ca = pki.ca(Ca::FrontProxy);
+        b.file(
+            &host_path::ca_cert(Ca::FrontProxy),
+            PUBLIC,
+            front_proxy_ca.cert.as_str(),
+            &[KubeApiserver, KubeControllerManager],
+        );
+        b.file(
+            &host_path::ca_key(Ca::FrontProxy),
+            SECRET,
+            front_proxy_ca.key.as_str(),
+            &[],
+        );
         if !h.roles.etcd {
             b.file(
                 &host_path::ca_cert(Ca::Etcd),
                 PUBLIC,
-                pki.ca(Ca::Etcd).cert.as_str(),
+                etcd_ca,
+                &[Etcd, KubeApiserver],
             );
         }
         b.file(
             &host_path::ca_key(Ca::Etcd),
             SECRET,
             pki.ca(Ca::Etcd).key.as_str(),
+            &[],
         );
-        for name in [
-            "apiserver",
-            "apiserver-kubelet-client",
-            "apiserver-etcd-client",
-            "front-proxy-client",
+        for (stem, cert) in [
+            ("apiserver", Cert::Apiserver),
+            ("apiserver-kubelet-client", Cert::ApiserverKubeletClient),
+            ("apiserver-etcd-client", Cert::ApiserverEtcdClient),
+            ("front-proxy-client", Cert::FrontProxyClient),
         ] {
-            b.pair(&format!("{PKI}/{name}"), pki.leaf(name, None));
+            b.pair(
+                &format!("{PKI}/{stem}"),
+                pki.leaf(cert, None),
+                &[KubeApiserver],
+            );
         }
         b.pair(
             &format!("{PKI}/kube-controller-manager"),
-            pki.leaf("controller-manager-server", Some(&h.name)),
+            pki.leaf(Cert::ControllerManagerServer, Some(&h.name)),
+            &[KubeControllerManager],
         );
         b.pair(
             &format!("{PKI}/kube-scheduler"),
-            pki.leaf("scheduler-server", Some(&h.name)),
+            pki.leaf(Cert::SchedulerServer, Some(&h.name)),
+            &[KubeScheduler],
         );
-        b.file(host_path::SA_KEY, SECRET, pki.sa_key.as_str());
-        b.file(host_path::SA_PUB, PUBLIC, pki.sa_pub.as_str());
+        b.file(
+            host_path::SA_KEY,
+            SECRET,
+            pki.sa_key.as_str(),
+            &[KubeApiserver, KubeControllerManager],
+        );
+        b.file(
+            host_path::SA_PUB,
+            PUBLIC,
+            pki.sa_pub.as_str(),
+            &[KubeApiserver],
+        );
 
         // Each controller-manager and scheduler talks to the API server on its own host, as
         // kubeadm does, so a control-plane host works even when the endpoint is down.
         let local = format!("https://{}:6443", h.internal_ip);
-        for (file, user, cert) in [
-            ("admin.conf", "kubernetes-admin", "admin"),
+        for (file, user, cert, server, readers) in [
+            (
+                "admin.conf",
+                "kubernetes-admin",
+                Cert::Admin,
+                c.api.url(),
+                &[][..],
+            ),
             (
                 "controller-manager.conf",
                 "system:kube-controller-manager",
-                "controller-manager",
+                Cert::ControllerManager,
+                local.clone(),
+                &[KubeControllerManager],
             ),
-            ("scheduler.conf", "system:kube-scheduler", "scheduler"),
+            (
+                "scheduler.conf",
+                "system:kube-scheduler",
+                Cert::Scheduler,
+                local,
+                &[KubeScheduler],
+            ),
         ] {
-            let server = if cert == "admin" {
-                c.api.url()
-            } else {
-                local.clone()
-            };
             let text = kubeconfig(t, c, pki, user, pki.leaf(cert, None), &server)?;
-            b.file(&format!("/etc/kubernetes/{file}"), SECRET, text);
+            b.file(&format!("/etc/kubernetes/{file}"), SECRET, text, readers);
         }
         b.template(
             "/etc/kubernetes/kube-scheduler.yaml",
             PUBLIC,
             "kube-scheduler.yaml",
             &common,
+            &[KubeScheduler],
         )?;
         b.template(
             host_path::ENCRYPTION_CONFIG,
             SECRET,
             "encryption-config.yaml",
             &json!({ "encryption_key": pki.encryption_key }),
+            &[KubeApiserver],
         )?;
         b.template(
             "/etc/kubernetes/audit-policy.yaml",
             PUBLIC,
             "audit-policy.yaml",
             &common,
+            &[KubeApiserver],
         )?;
         let apiserver = merge(
             &common,
@@ -293,14 +361,15 @@ fn host_files(
                 "service_account_issuer": format!("https://kubernetes.default.svc.{}", c.network.cluster_domain),
             }),
         );
-        b.unit("kube-apiserver", &apiserver)?;
-        b.unit("kube-controller-manager", &common)?;
-        b.unit("kube-scheduler", &common)?;
+        b.unit(KubeApiserver, &apiserver)?;
+        b.unit(KubeControllerManager, &common)?;
+        b.unit(KubeScheduler, &common)?;
         if !addons.is_empty() {
             b.dir(addons::DIR, 0o755);
         }
+        // Applied through the API by the addons phase; no unit reads them.
         for a in addons {
-            b.file(&a.path(), PUBLIC, a.manifest.as_str());
+            b.file(&a.path(), PUBLIC, a.manifest.as_str(), &[]);
         }
     }
 
@@ -316,42 +385,39 @@ fn host_files(
             ("/var/lib/kube-proxy", 0o755),
             ("/etc/containerd", 0o755),
             ("/etc/cni/net.d", 0o755),
-            ("/opt/cni/bin", 0o755),
+            (CNI_BIN_DIR, 0o755),
         ] {
             b.dir(dir, mode);
         }
-        b.binaries(
-            "/usr/local/bin",
-            &[
-                "containerd",
-                "containerd-shim-runc-v2",
-                "ctr",
-                "runc",
-                "kubelet",
-                "kube-proxy",
-            ],
-        );
-        b.binaries("/opt/cni/bin", &["bridge", "host-local", "loopback"]);
-        b.file(
+        b.binaries(BIN_DIR, WORKER_PROGRAMS);
+        // CNI plugins and the files below them are read on demand, for each new pod.
+        b.binaries(CNI_BIN_DIR, CNI_PLUGINS);
+        b.template(
             "/etc/modules-load.d/kubernetes.conf",
             PUBLIC,
-            t.render("modules-load.conf", &common)?,
-        );
-        b.file(
+            "modules-load.conf",
+            &common,
+            &[],
+        )?;
+        b.template(
             "/etc/sysctl.d/99-kubernetes.conf",
             PUBLIC,
-            t.render("sysctl.conf", &common)?,
-        );
+            "sysctl.conf",
+            &common,
+            &[],
+        )?;
         if !h.roles.control_plane {
             b.file(
-                &format!("{PKI}/ca.crt"),
+                &host_path::ca_cert(Ca::Cluster),
                 PUBLIC,
                 pki.ca(Ca::Cluster).cert.as_str(),
+                &[KubeApiserver, KubeControllerManager, Kubelet],
             );
         }
         b.pair(
             "/var/lib/kubelet/pki/kubelet",
-            pki.leaf("kubelet-server", Some(&h.name)),
+            pki.leaf(Cert::KubeletServer, Some(&h.name)),
+            &[Kubelet],
         );
         let kubelet_user = format!("system:node:{}", h.name);
         let kubelet_conf = kubeconfig(
@@ -359,19 +425,29 @@ fn host_files(
             c,
             pki,
             &kubelet_user,
-            pki.leaf("kubelet-client", Some(&h.name)),
+            pki.leaf(Cert::KubeletClient, Some(&h.name)),
             &c.api.url(),
         )?;
-        b.file("/etc/kubernetes/kubelet.conf", SECRET, kubelet_conf);
+        b.file(
+            "/etc/kubernetes/kubelet.conf",
+            SECRET,
+            kubelet_conf,
+            &[Kubelet],
+        );
         let proxy_conf = kubeconfig(
             t,
             c,
             pki,
             "system:kube-proxy",
-            pki.leaf("kube-proxy", None),
+            pki.leaf(Cert::KubeProxy, None),
             &c.api.url(),
         )?;
-        b.file("/etc/kubernetes/kube-proxy.conf", SECRET, proxy_conf);
+        b.file(
+            "/etc/kubernetes/kube-proxy.conf",
+            SECRET,
+            proxy_conf,
+            &[KubeProxy],
+        );
 
         let containerd = c.versions.containerd;
         b.template(
@@ -386,18 +462,21 @@ fn host_files(
                 "pause_image": c.versions.pause_image,
                 "hosts_are_containers": c.hosts_are_containers,
             }),
+            &[Containerd],
         )?;
         b.template(
             "/etc/cni/net.d/10-bridge.conf",
             PUBLIC,
             "cni-bridge.conf",
             &node,
+            &[],
         )?;
         b.template(
             "/etc/cni/net.d/99-loopback.conf",
             PUBLIC,
             "cni-loopback.conf",
             &node,
+            &[],
         )?;
         b.template(
             "/var/lib/kubelet/config.yaml",
@@ -412,6 +491,7 @@ fn host_files(
                 "eviction_hard": c.kubelet.eviction_hard,
                 "hosts_are_containers": c.hosts_are_containers,
             }),
+            &[Kubelet],
         )?;
         b.template(
             "/var/lib/kube-proxy/config.yaml",
@@ -425,10 +505,11 @@ fn host_files(
                     "hosts_are_containers": c.hosts_are_containers,
                 }),
             ),
+            &[KubeProxy],
         )?;
-        b.unit("containerd", &common)?;
-        b.unit("kubelet", &common)?;
-        b.unit("kube-proxy", &common)?;
+        b.unit(Containerd, &common)?;
+        b.unit(Kubelet, &common)?;
+        b.unit(KubeProxy, &common)?;
     }
 
     let routes: Vec<_> = c
@@ -437,7 +518,7 @@ fn host_files(
         .map(|w| json!({ "cidr": w.pod_cidr.map(|p| p.to_string()), "via": w.internal_ip.to_string() }))
         .collect();
     if !routes.is_empty() {
-        b.unit("pod-routes", &json!({ "routes": routes }))?;
+        b.unit(PodRoutes, &json!({ "routes": routes }))?;
     }
 
     let mut out = b.out;
@@ -499,12 +580,14 @@ mod tests {
                 .iter()
                 .filter(|f| f.path.starts_with("/etc/systemd/system/"))
             {
-                let unit = f
-                    .path
-                    .rsplit('/')
-                    .next()
-                    .unwrap()
-                    .trim_end_matches(".service");
+                let unit = Unit::from_name(
+                    f.path
+                        .rsplit('/')
+                        .next()
+                        .unwrap()
+                        .trim_end_matches(".service"),
+                )
+                .unwrap();
                 let text = String::from_utf8_lossy(&f.content).replace("\\\n", " ");
                 let mut referenced: Vec<String> = text
                     .split(|c: char| c.is_whitespace() || c == '=' || c == ',')
@@ -523,12 +606,12 @@ mod tests {
                 }
                 for r in referenced {
                     assert!(
-                        restarts(&r).contains(&unit),
+                        by_path[r.as_str()].readers.contains(&unit),
                         "{}: {r} is read by {unit} but does not restart it",
                         h.host
                     );
                 }
-                assert!(restarts(&f.path).contains(&unit), "{}", f.path);
+                assert_eq!(f.readers, [unit], "{}", f.path);
             }
         }
     }

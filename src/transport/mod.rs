@@ -40,7 +40,7 @@ pub use exec::Output;
 pub use forward::Forward;
 pub use hostkey::HostKeyProblem;
 pub use session::ConnectOptions;
-pub use upload::{Source, Uploaded};
+pub use upload::{Progress, Source, Uploaded};
 
 use crate::inventory::{Host, SshSettings};
 use session::{Endpoint, Link};

@@ -1,0 +1,417 @@
+//! The rollout engine: writes every host's files, then runs the phases of [`super::workflow`]
+//! in order, each unit action followed by its phase's health gate. Which restarts roll and
+//! which go together, and where a failed gate stops the run, are decided here alone.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::remote::Remote;
+use super::{files, Outcome, Reporter};
+use crate::component::{Phase, Unit};
+use crate::plan::{DesiredHost, ImageImport, Plan, UnitAction, UnitChange};
+use crate::shell;
+
+/// What the engine asks about the cluster's health; the real gates implement it by asking the
+/// services, the unit tests by a script.
+#[allow(async_fn_in_trait)]
+pub trait Health {
+    /// Waits for `phase`'s gate after `actions` (or, for a phase acting on the API, once).
+    async fn gate(&self, phase: Phase, actions: &[(&str, &UnitChange)]) -> Result<()>;
+    /// Every etcd member answers healthy right now (no waiting).
+    async fn etcd_quorum(&self) -> Result<()>;
+    /// Waits until every etcd member is healthy, before `host`'s member goes down.
+    async fn before_etcd_restart(&self, host: &str) -> Result<()>;
+    /// Imports images into containerd, then checks that it lists each one.
+    async fn import_images(&self, imports: &[(&str, &ImageImport)]) -> Result<()>;
+}
+
+/// Executes `p`: files on every host (in parallel), then the phases of `phases` in order.
+pub async fn execute<R: Remote, H: Health>(
+    conns: &BTreeMap<String, R>,
+    desired: &[DesiredHost],
+    p: &Plan,
+    phases: &[Phase],
+    health: &H,
+    parallel: usize,
+    rep: &Reporter,
+) -> Result<Outcome> {
+    let start = Instant::now();
+    let mut outcome = Outcome::default();
+
+    let t = Instant::now();
+    outcome.files_written = files::write(conns, desired, p, parallel, rep).await?;
+    outcome.transfer_seconds = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    for &phase in phases {
+        let actions: Vec<(&str, &UnitChange)> = p
+            .hosts
+            .iter()
+            .flat_map(|h| {
+                h.units
+                    .iter()
+                    .filter(|u| u.unit.props().phase == phase)
+                    .map(move |u| (h.host.as_str(), u))
+            })
+            .collect();
+        // Images are imported once containerd answers, also when containerd itself is unchanged.
+        let imports: Vec<(&str, &ImageImport)> = if phase == Phase::Containerd {
+            p.hosts
+                .iter()
+                .flat_map(|h| h.images.iter().map(move |i| (h.host.as_str(), i)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if actions.is_empty() && imports.is_empty() && !phase.always_after_change() {
+            continue;
+        }
+        rep.phase(phase.name());
+        // First starts go together (etcd members need each other for a quorum). Restarts roll:
+        // one host at a time behind the phase's gate, so the rest of the cluster keeps serving;
+        // etcd also checks that every member is healthy before each member goes down. When the
+        // cluster is already unhealthy there is nothing to keep serving, and they go together.
+        let (rolling, together): (Vec<_>, Vec<_>) = actions
+            .iter()
+            .partition(|(_, u)| u.action == UnitAction::Restart);
+        let roll =
+            !rolling.is_empty() && (phase != Phase::Etcd || health.etcd_quorum().await.is_ok());
+        let (rolling, together) = if roll {
+            (rolling, together)
+        } else {
+            (Vec::new(), actions.clone())
+        };
+        for (host, u) in &together {
+            unit_action(&conns[*host], host, phase, u, rep, &mut outcome).await?;
+        }
+        if !together.is_empty() || rolling.is_empty() {
+            health.gate(phase, &together).await?;
+        }
+        let mut hosts: Vec<&str> = rolling.iter().map(|(h, _)| *h).collect();
+        hosts.dedup();
+        for host in hosts {
+            if phase == Phase::Etcd {
+                health.before_etcd_restart(host).await?;
+            }
+            let mine: Vec<(&str, &UnitChange)> = rolling
+                .iter()
+                .filter(|(h, _)| *h == host)
+                .copied()
+                .collect();
+            for (host, u) in &mine {
+                unit_action(&conns[*host], host, phase, u, rep, &mut outcome).await?;
+            }
+            health.gate(phase, &mine).await?;
+        }
+        health.import_images(&imports).await?;
+        outcome.images_imported += imports.len();
+    }
+    outcome.wait_seconds = t.elapsed().as_secs_f64();
+    outcome.seconds = start.elapsed().as_secs_f64();
+    Ok(outcome)
+}
+
+/// Runs every gate of `phases` against the cluster as it is (each unit of each host, as if it
+/// had just been started), without changing anything.
+pub async fn check<H: Health>(desired: &[DesiredHost], phases: &[Phase], health: &H) -> Result<()> {
+    let all: Vec<(&str, UnitChange)> = desired
+        .iter()
+        .flat_map(|d| {
+            d.units.iter().map(|u| {
+                let check = UnitChange {
+                    unit: *u,
+                    action: UnitAction::Restart,
+                    reason: "health check".into(),
+                    enable: false,
+                };
+                (d.host.as_str(), check)
+            })
+        })
+        .collect();
+    for &phase in phases.iter().filter(|p| !p.always_after_change()) {
+        let actions: Vec<(&str, &UnitChange)> = all
+            .iter()
+            .filter(|(_, u)| u.unit.props().phase == phase)
+            .map(|(h, u)| (*h, u))
+            .collect();
+        if !actions.is_empty() {
+            health.gate(phase, &actions).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts, restarts or enables one unit on one host.
+async fn unit_action<R: Remote>(
+    conn: &R,
+    host: &str,
+    phase: Phase,
+    u: &UnitChange,
+    rep: &Reporter,
+    outcome: &mut Outcome,
+) -> Result<()> {
+    let (verb, shell_verb) = match u.action {
+        UnitAction::Start => {
+            outcome.units_started += 1;
+            ("start", Some(shell::UnitVerb::Start))
+        }
+        UnitAction::Restart => {
+            outcome.units_restarted += 1;
+            ("restart", Some(shell::UnitVerb::Restart))
+        }
+        UnitAction::Enable => ("", None),
+    };
+    let what = format!("{verb} {}", u.unit);
+    rep.start(Some(host), &what);
+    let step = Instant::now();
+    // etcd members report started only once a quorum exists, so all of them are asked to start
+    // before any is waited for (--no-block); the gates do the waiting. Other units start
+    // synchronously, so a gate never sees the process being replaced.
+    let no_block = u.unit == Unit::Etcd;
+    conn.run_checked(&shell::systemctl(
+        u.unit.name(),
+        u.enable,
+        shell_verb,
+        no_block,
+    ))
+    .await
+    .with_context(|| format!("{host}: {verb} {}", u.unit))?;
+    rep.step(
+        phase.name(),
+        Some(host),
+        &what,
+        step.elapsed(),
+        "ok",
+        Some(&u.reason),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+
+    use super::super::fake::{FakeHealth, FakeRemote, Log};
+    use super::super::report::Format;
+    use super::super::workflow::PHASES;
+    use super::*;
+    use crate::plan::{self, Item, Source};
+
+    /// The bundled inventory's hosts (3 control-plane/etcd hosts, 2 workers) as rendered, with
+    /// their files only (the bundle's binaries and images need a bundle).
+    fn desired() -> Vec<DesiredHost> {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = crate::inventory::bundled_for_test(dir.path());
+        let (pki, _) = crate::pki::ensure(&cluster).unwrap();
+        let rendered = crate::render::render(&cluster, &pki).unwrap();
+        rendered
+            .hosts
+            .into_iter()
+            .map(|h| DesiredHost {
+                host: h.host,
+                dirs: h.dirs,
+                items: h
+                    .files
+                    .into_iter()
+                    .map(|f| Item {
+                        sha256: crate::bundle::sha256_hex(&f.content),
+                        path: f.path,
+                        mode: f.mode,
+                        secret: f.secret,
+                        source: Source::Rendered(f.content),
+                        restarts: f.readers,
+                    })
+                    .collect(),
+                units: h.units,
+                images: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// What the facts script prints on a host that has `d` exactly, every unit running, except
+    /// that the files of `stale` have other content.
+    fn facts_text(d: &DesiredHost, stale: &[&str]) -> String {
+        let mut out = String::from("arch=x86_64\nsystemd=252\ncgroup=cgroup2fs\n");
+        out.push_str(&format!("hostname={}\n", d.host));
+        for i in &d.items {
+            let sha = if stale.contains(&i.path.as_str()) {
+                "0".repeat(64)
+            } else {
+                i.sha256.clone()
+            };
+            out.push_str(&format!("file={sha} {:o} 0:0 {}\n", i.mode, i.path));
+        }
+        for (p, m) in &d.dirs {
+            out.push_str(&format!("dir={m:o} {p}\n"));
+        }
+        for u in &d.units {
+            out.push_str(&format!("unit={u} active enabled\n"));
+        }
+        out
+    }
+
+    struct Run {
+        log: Log,
+        plan: Plan,
+        result: Result<Outcome>,
+    }
+
+    /// Surveys fake hosts (with `stale` files on `stale_hosts`), plans, and executes the plan.
+    async fn run(stale: &[&str], stale_hosts: &[&str], health: impl Fn(Log) -> FakeHealth) -> Run {
+        let desired = desired();
+        let log: Log = Arc::new(Mutex::new(Vec::new()));
+        let conns: BTreeMap<String, FakeRemote> = desired
+            .iter()
+            .map(|d| {
+                let here: &[&str] = if stale_hosts.contains(&d.host.as_str()) {
+                    stale
+                } else {
+                    &[]
+                };
+                let remote = FakeRemote {
+                    host: d.host.clone(),
+                    facts: facts_text(d, here),
+                    log: log.clone(),
+                };
+                (d.host.clone(), remote)
+            })
+            .collect();
+        let mut hosts = Vec::new();
+        for d in &desired {
+            let out = conns[&d.host]
+                .run_checked(&plan::facts::script(d, false))
+                .await
+                .unwrap();
+            hosts.push(plan::diff(d, &plan::facts::parse(&out.stdout_text())));
+        }
+        let plan = Plan { hosts };
+        let rep = Reporter::new(Format::Json);
+        let result = execute(
+            &conns,
+            &desired,
+            &plan,
+            &PHASES,
+            &health(log.clone()),
+            2,
+            &rep,
+        )
+        .await;
+        Run { log, plan, result }
+    }
+
+    fn healthy(log: Log) -> FakeHealth {
+        FakeHealth {
+            log,
+            failing: BTreeSet::new(),
+            etcd_quorum: true,
+        }
+    }
+
+    /// The log without the bookkeeping commands (directories, hash records, reloads).
+    fn events(log: &Log) -> Vec<String> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|e| !e.contains(": run "))
+            .cloned()
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_converged_cluster_plans_nothing() {
+        let r = run(&[], &[], healthy).await;
+        assert!(r.plan.is_empty(), "{:?}", r.plan);
+        r.result.unwrap();
+        // Nothing written or restarted; only the phases acting on the API look at the cluster.
+        assert_eq!(events(&r.log), ["gate rbac", "gate addons"]);
+    }
+
+    #[tokio::test]
+    async fn one_changed_file_restarts_only_its_reader() {
+        let r = run(&["/etc/kubernetes/scheduler.conf"], &["cp-2"], healthy).await;
+        let outcome = r.result.unwrap();
+        assert_eq!(
+            events(&r.log),
+            [
+                "cp-2: upload /etc/kubernetes/scheduler.conf",
+                "cp-2: restart kube-scheduler",
+                "gate controllers cp-2",
+                "gate rbac",
+                "gate addons",
+            ]
+        );
+        assert_eq!((outcome.files_written, outcome.units_restarted), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_failed_gate_stops_the_rollout_with_the_rest_serving() {
+        let ca = "/etc/kubernetes/pki/front-proxy-ca.crt";
+        let failing = |log| FakeHealth {
+            failing: [(Phase::ApiServer, "cp-2".to_string())].into(),
+            ..healthy(log)
+        };
+        let r = run(&[ca], &["cp-1", "cp-2", "cp-3"], failing).await;
+        let err = r.result.unwrap_err();
+        assert!(
+            err.to_string().contains("cp-2: gate kube-apiserver failed"),
+            "{err:#}"
+        );
+        let events = events(&r.log);
+        let restarts: Vec<&String> = events.iter().filter(|e| e.contains("restart")).collect();
+        // One host at a time: cp-1 passed its gate, cp-2 failed its own, cp-3 still serves
+        // untouched, and the controllers (the next phase) were never restarted.
+        assert_eq!(
+            restarts,
+            [
+                "cp-1: restart kube-apiserver",
+                "cp-2: restart kube-apiserver"
+            ]
+        );
+        let gates: Vec<&String> = events.iter().filter(|e| e.starts_with("gate")).collect();
+        assert_eq!(
+            gates,
+            ["gate kube-apiserver cp-1", "gate kube-apiserver cp-2"]
+        );
+    }
+
+    #[tokio::test]
+    async fn etcd_members_restart_one_at_a_time_only_while_etcd_has_a_quorum() {
+        let peer = "/etc/kubernetes/pki/etcd/peer.crt";
+        let all = ["cp-1", "cp-2", "cp-3"];
+        let etcd_events = |log: &Log| -> Vec<String> {
+            events(log)
+                .into_iter()
+                .filter(|e| e.contains("etcd") && !e.contains("upload"))
+                .collect()
+        };
+        let r = run(&[peer], &all, healthy).await;
+        r.result.unwrap();
+        let mut rolling = Vec::new();
+        for h in all {
+            rolling.push(format!("every etcd member healthy before {h}"));
+            rolling.push(format!("{h}: restart etcd"));
+            rolling.push(format!("gate etcd {h}"));
+        }
+        assert_eq!(etcd_events(&r.log), rolling);
+
+        // Without a quorum there is nothing to keep serving: all members restart together.
+        let no_quorum = |log| FakeHealth {
+            etcd_quorum: false,
+            ..healthy(log)
+        };
+        let r = run(&[peer], &all, no_quorum).await;
+        r.result.unwrap();
+        assert_eq!(
+            etcd_events(&r.log),
+            [
+                "cp-1: restart etcd",
+                "cp-2: restart etcd",
+                "cp-3: restart etcd",
+                "gate etcd cp-1 cp-2 cp-3"
+            ]
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! The files phase: directories, files and the reloads they need, every host in parallel.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::remote::Remote;
+use super::Reporter;
+use crate::plan::{self, DesiredHost, FileAction, FileChange, HostPlan, Plan, Source};
+use crate::{shell, transport};
+
+/// Writes every host's planned files; returns how many were written.
+pub async fn write<R: Remote>(
+    conns: &BTreeMap<String, R>,
+    desired: &[DesiredHost],
+    p: &Plan,
+    parallel: usize,
+    rep: &Reporter,
+) -> Result<usize> {
+    rep.phase("files");
+    let written: Vec<usize> = stream::iter(&p.hosts)
+        .filter(|h| std::future::ready(!h.dirs.is_empty() || !h.files.is_empty()))
+        .map(|h| {
+            let d = desired
+                .iter()
+                .find(|d| d.host == h.host)
+                .expect("plans are made from the desired hosts");
+            write_host(&conns[&h.host], h, d, rep)
+        })
+        .buffer_unordered(parallel)
+        .try_collect()
+        .await?;
+    Ok(written.iter().sum())
+}
+
+/// Directories, files, then the reloads they need, on one host.
+async fn write_host<R: Remote>(
+    conn: &R,
+    h: &HostPlan,
+    d: &DesiredHost,
+    rep: &Reporter,
+) -> Result<usize> {
+    let host = Some(h.host.as_str());
+    let what = format!("{} file(s), {} dir(s)", h.files.len(), h.dirs.len());
+    rep.start(host, &what);
+    let t = Instant::now();
+    if !h.dirs.is_empty() {
+        conn.run_checked(&shell::install_dirs(&h.dirs)).await?;
+    }
+    let mut written = 0;
+    let total: u64 = h.files.iter().map(upload_size).sum();
+    let mut sent = 0;
+    for (i, c) in h.files.iter().enumerate() {
+        match c.action {
+            FileAction::Permissions => {
+                conn.run_checked(&shell::own_and_chmod(&c.path, c.mode))
+                    .await?;
+            }
+            FileAction::Create | FileAction::Update => {
+                let source = match &c.item.source {
+                    Source::Rendered(bytes) => transport::Source::Bytes(bytes),
+                    Source::Bundle(path) => transport::Source::File(path),
+                };
+                let item = format!("{} ({}/{})", c.path, i + 1, h.files.len());
+                let before = sent;
+                let progress = |n: u64| rep.progress(host, &item, before + n, total);
+                conn.upload(source, &c.path, c.mode, Some(&c.item.sha256), &progress)
+                    .await?;
+                written += 1;
+            }
+        }
+        sent += upload_size(c);
+    }
+    // Every desired file now has its desired content (uploads are verified on the host).
+    conn.run_checked(&plan::facts::record_command(d))
+        .await
+        .context("recording file hashes")?;
+    if h.daemon_reload {
+        conn.run_checked(&shell::daemon_reload()).await?;
+    }
+    if h.load_modules {
+        // Kernels with these built in have nothing to load (and may not support modules at all).
+        conn.run_checked(&shell::load_modules())
+            .await
+            .context("loading kernel modules")?;
+    }
+    if h.reload_sysctl {
+        conn.run_checked(&shell::apply_sysctl("/etc/sysctl.d/99-kubernetes.conf"))
+            .await
+            .context("applying sysctls")?;
+    }
+    rep.step("files", host, &what, t.elapsed(), "ok", None);
+    Ok(written)
+}
+
+/// The bytes a file change sends, for the progress bar; a file that cannot be read counts as
+/// empty here and fails in the upload, which names it.
+fn upload_size(c: &FileChange) -> u64 {
+    match (&c.action, &c.item.source) {
+        (FileAction::Permissions, _) => 0,
+        (_, Source::Rendered(bytes)) => bytes.len() as u64,
+        (_, Source::Bundle(path)) => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+    }
+}

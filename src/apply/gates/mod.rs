@@ -1,0 +1,210 @@
+//! One health gate per phase, each in its file. A gate that does not pass by its deadline
+//! stops the run, naming the host and the gate, with the unit's journal tail.
+
+mod addons;
+mod containerd;
+mod control_plane;
+mod etcd;
+mod rbac;
+mod routes;
+mod workers;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+
+use super::api::{Api, Target};
+use super::execute::Health;
+use super::health::{self, Request, Tls};
+use super::remote::Remote;
+use super::{Inputs, Reporter};
+use crate::component::{Phase, Unit};
+use crate::pki::{Ca, Cert, Pem};
+use crate::plan::{ImageImport, UnitChange};
+
+pub struct Gates<'a, R> {
+    pub inp: &'a Inputs<'a>,
+    /// How long each gate may take.
+    pub deadline: Duration,
+    pub conns: &'a BTreeMap<String, R>,
+    pub rep: &'a Reporter,
+}
+
+impl<R: Remote> Health for Gates<'_, R> {
+    async fn gate(&self, phase: Phase, actions: &[(&str, &UnitChange)]) -> Result<()> {
+        let hosts = hosts_of(actions);
+        match phase {
+            Phase::Etcd => self.etcd(&hosts).await,
+            Phase::ApiServer => self.api_servers(&hosts).await,
+            Phase::Controllers => self.controllers(actions).await,
+            Phase::Rbac => self.rbac().await,
+            Phase::Containerd => self.containerd(&hosts).await,
+            Phase::Workers => self.workers(&hosts).await,
+            Phase::PodRoutes => self.pod_routes(&hosts).await,
+            Phase::Addons => self.addons().await,
+        }
+    }
+
+    async fn etcd_quorum(&self) -> Result<()> {
+        self.etcd_all_healthy().await
+    }
+
+    async fn before_etcd_restart(&self, host: &str) -> Result<()> {
+        self.gate_etcd_quorum(host).await
+    }
+
+    async fn import_images(&self, imports: &[(&str, &ImageImport)]) -> Result<()> {
+        self.images(imports).await
+    }
+}
+
+/// The hosts of `actions`, each once, in order.
+fn hosts_of<'a>(actions: &[(&'a str, &UnitChange)]) -> Vec<&'a str> {
+    let mut hosts: Vec<&str> = actions.iter().map(|(h, _)| *h).collect();
+    hosts.dedup();
+    hosts
+}
+
+impl<R: Remote> Gates<'_, R> {
+    fn ip(&self, host: &str) -> String {
+        let h = self
+            .inp
+            .cluster
+            .host(host)
+            .expect("planned hosts are in the inventory");
+        h.internal_ip.to_string()
+    }
+
+    fn admin(&self) -> Tls {
+        Tls {
+            ca: self.inp.pki.ca(Ca::Cluster).cert.clone(),
+            client: Some(self.inp.pki.leaf(Cert::Admin, None).clone()),
+        }
+    }
+
+    fn super_admin(&self) -> Pem {
+        self.inp.pki.leaf(Cert::SuperAdmin, None).clone()
+    }
+
+    /// Runs one gate; on failure, the error names the host and the gate and carries the unit's
+    /// journal (when a unit of that host is what the gate waits on).
+    async fn wait_for(
+        &self,
+        host: &str,
+        unit: Option<Unit>,
+        what: &str,
+        check: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<()> {
+        self.rep.start(Some(host), what);
+        tracing::debug!(
+            host,
+            gate = what,
+            deadline_s = self.deadline.as_secs(),
+            "waiting for a health gate"
+        );
+        let t = Instant::now();
+        match tokio::time::timeout(self.deadline + Duration::from_secs(10), check).await {
+            Ok(Ok(())) => {
+                self.rep
+                    .step("gate", Some(host), what, t.elapsed(), "ok", None);
+                Ok(())
+            }
+            outcome => {
+                let reason = match outcome {
+                    Ok(Err(e)) => format!("{e:#}"),
+                    _ => format!("no answer within {} s", self.deadline.as_secs()),
+                };
+                self.rep.step(
+                    "gate",
+                    Some(host),
+                    what,
+                    t.elapsed(),
+                    "failed",
+                    Some(&reason),
+                );
+                let Some(unit) = unit else {
+                    return Err(anyhow!("{host}: gate \"{what}\" failed: {reason}"));
+                };
+                let journal = self.conns[host]
+                    .run(&crate::shell::journal_tail(unit.name(), 30))
+                    .await
+                    .map(|o| o.stdout_text())
+                    .unwrap_or_else(|e| format!("(journal unavailable: {e})"));
+                Err(anyhow!(
+                    "{host}: gate \"{what}\" failed: {reason}\nlast lines of `journalctl -u {unit}` on {host}:\n{}",
+                    indent(&journal)
+                ))
+            }
+        }
+    }
+
+    async fn https_ok(
+        &self,
+        host: &str,
+        target: &str,
+        port: u16,
+        path: &str,
+        tls_client: Option<Tls>,
+    ) -> Result<()> {
+        let tls = tls_client.unwrap_or_else(|| Tls {
+            ca: self.inp.pki.ca(Ca::Cluster).cert.clone(),
+            client: None,
+        });
+        let r = Request {
+            conn: &self.conns[host],
+            target,
+            port,
+            tls: Some(&tls),
+            server_name: host,
+            path,
+        };
+        health::wait_ok(&r, self.deadline).await
+    }
+
+    async fn http_ok(&self, host: &str, target: &str, port: u16) -> Result<()> {
+        let r = Request {
+            conn: &self.conns[host],
+            target,
+            port,
+            tls: None,
+            server_name: "localhost",
+            path: "/healthz",
+        };
+        health::wait_ok(&r, self.deadline).await
+    }
+
+    /// A control-plane host to talk to the API through.
+    fn api_host(&self) -> &str {
+        &self
+            .inp
+            .cluster
+            .control_plane_hosts()
+            .next()
+            .expect("validation requires a control plane")
+            .name
+    }
+
+    /// A client of the API server on [`Self::api_host`], as `who`.
+    async fn api(&self, who: &Pem) -> Result<Api> {
+        let host = self.api_host();
+        let address = self.ip(host);
+        let ca = &self.inp.pki.ca(Ca::Cluster).cert;
+        Api::connect(&Target {
+            conn: &self.conns[host],
+            address: &address,
+            server_name: host,
+            ca,
+            client: who,
+        })
+        .await
+        .with_context(|| format!("{host}: connecting to the API server"))
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

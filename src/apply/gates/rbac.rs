@@ -1,0 +1,63 @@
+//! The rbac phase: the cluster role bindings a hard-way cluster needs, applied as super-admin.
+use std::time::Instant;
+
+use anyhow::Result;
+use kube::core::DynamicObject;
+use serde_json::json;
+
+use super::super::remote::Remote;
+use super::Gates;
+
+impl<R: Remote> Gates<'_, R> {
+    /// The bindings a hard-way cluster needs that Kubernetes does not create itself: the admin
+    /// group to cluster-admin, and the API server's kubelet client to the kubelet API. Applied
+    /// as super-admin, whose group needs no binding (the admin's only works after this).
+    pub(super) async fn rbac(&self) -> Result<()> {
+        let host = self.api_host();
+        self.rep.start(Some(host), "cluster role bindings");
+        let t = Instant::now();
+        let api = self.api(&self.super_admin()).await?;
+        for doc in cluster_role_bindings() {
+            api.apply(&doc).await?;
+        }
+        self.rep.step(
+            "rbac",
+            Some(host),
+            "cluster role bindings",
+            t.elapsed(),
+            "ok",
+            None,
+        );
+        Ok(())
+    }
+}
+
+/// The admin group to cluster-admin; the API server's kubelet client to the kubelet API.
+fn cluster_role_bindings() -> Vec<DynamicObject> {
+    let binding = |name: &str, role: &str, user_or_group: (&str, &str)| {
+        serde_json::from_value(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": "provisioner" } },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+            "subjects": [{
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": user_or_group.0,
+                "name": user_or_group.1,
+            }],
+        }))
+        .expect("a well-formed object")
+    };
+    vec![
+        binding(
+            crate::pki::ADMIN_GROUP,
+            "cluster-admin",
+            ("Group", crate::pki::ADMIN_GROUP),
+        ),
+        binding(
+            "provisioner:kube-apiserver-kubelet-client",
+            "system:kubelet-api-admin",
+            ("User", "kube-apiserver-kubelet-client"),
+        ),
+    ]
+}

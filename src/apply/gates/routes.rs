@@ -1,0 +1,42 @@
+//! The pod network routes phase's gate: routes to every other worker's pod range.
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::super::health::retry_until;
+use super::super::remote::Remote;
+use super::Gates;
+use crate::component::Unit;
+
+impl<R: Remote> Gates<'_, R> {
+    /// Each host routes to every other worker's pod range.
+    pub(super) async fn pod_routes(&self, hosts: &[&str]) -> Result<()> {
+        for h in hosts {
+            self.wait_for(
+                h,
+                Some(Unit::PodRoutes),
+                "routes to the other nodes' pod ranges",
+                self.routes(h),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn routes(&self, host: &str) -> Result<()> {
+        let conn = &self.conns[host];
+        retry_until(self.deadline, Duration::from_millis(300), || async {
+            for w in self.inp.cluster.worker_hosts().filter(|w| w.name != host) {
+                let cidr = w.pod_cidr.context("workers have pod ranges")?;
+                let o = conn
+                    .run_checked(&crate::shell::route_show(&cidr.to_string()))
+                    .await?;
+                if !o.stdout_text().contains(&format!("via {}", w.internal_ip)) {
+                    bail!("no route to {cidr} via {} ({})", w.internal_ip, w.name);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,48 @@
+//! The workers phase's gates: kubelet healthy, its Node Ready in the API, kube-proxy healthy.
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+
+use super::super::health::retry_until;
+use super::super::remote::Remote;
+use super::Gates;
+use crate::component::Unit;
+use crate::pki::Cert;
+
+impl<R: Remote> Gates<'_, R> {
+    /// The kubelet is healthy and its Node Ready; kube-proxy is healthy.
+    pub(super) async fn workers(&self, hosts: &[&str]) -> Result<()> {
+        for h in hosts {
+            self.wait_for(
+                h,
+                Some(Unit::Kubelet),
+                "kubelet /healthz",
+                self.http_ok(h, "127.0.0.1", 10248),
+            )
+            .await?;
+            self.wait_for(
+                h,
+                Some(Unit::Kubelet),
+                "Node Ready in the API",
+                self.node_ready(h),
+            )
+            .await?;
+            self.wait_for(
+                h,
+                Some(Unit::KubeProxy),
+                "kube-proxy /healthz",
+                self.http_ok(h, "127.0.0.1", 10256),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn node_ready(&self, node: &str) -> Result<()> {
+        let api = self.api(self.inp.pki.leaf(Cert::Admin, None)).await?;
+        retry_until(self.deadline, Duration::from_secs(1), || async {
+            api.node_ready(node).await?.map_err(|e| anyhow!(e))
+        })
+        .await
+    }
+}

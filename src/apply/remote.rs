@@ -1,0 +1,64 @@
+//! The runner's one interface to a host. The SSH [`Connection`] implements it for real hosts;
+//! the unit tests use an in-memory fake (see `fake.rs`) that records what was asked.
+
+use crate::transport::{self, Connection, Forward, Output, Progress, Source};
+
+// The runner awaits these futures in place (never spawned onto other threads), so the `Send`
+// bound that `async fn` in a public trait cannot promise is not needed.
+#[allow(async_fn_in_trait)]
+pub trait Remote {
+    /// The host's name in the inventory, for messages.
+    fn host_name(&self) -> &str;
+
+    /// Runs a shell command as root. A non-zero exit is not an error: see [`Output::status`].
+    async fn run(&self, command: &str) -> transport::Result<Output>;
+
+    /// Runs a shell command as root; a non-zero exit is an error naming the command and
+    /// carrying the last lines of its stderr.
+    async fn run_checked(&self, command: &str) -> transport::Result<Output>;
+
+    /// Installs `source` at `path` with `mode` (root-owned, atomically, verified on the host
+    /// against `expected` when given).
+    async fn upload(
+        &self,
+        source: Source<'_>,
+        path: &str,
+        mode: u32,
+        expected: Option<&str>,
+        progress: Progress<'_>,
+    ) -> transport::Result<()>;
+
+    /// A local socket connected to `target:port` as seen from the host.
+    async fn forward(&self, target: &str, port: u16) -> transport::Result<Forward>;
+}
+
+impl Remote for Connection {
+    fn host_name(&self) -> &str {
+        Connection::host_name(self)
+    }
+
+    async fn run(&self, command: &str) -> transport::Result<Output> {
+        Connection::run(self, command).await
+    }
+
+    async fn run_checked(&self, command: &str) -> transport::Result<Output> {
+        Connection::run_checked(self, command).await
+    }
+
+    async fn upload(
+        &self,
+        source: Source<'_>,
+        path: &str,
+        mode: u32,
+        expected: Option<&str>,
+        progress: Progress<'_>,
+    ) -> transport::Result<()> {
+        self.upload_with_progress(source, path, mode, expected, progress)
+            .await
+            .map(|_| ())
+    }
+
+    async fn forward(&self, target: &str, port: u16) -> transport::Result<Forward> {
+        Connection::forward(self, target, port).await
+    }
+}

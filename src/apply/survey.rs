@@ -1,0 +1,76 @@
+//! Facts from every host and the preflight checks, before anything is written; the plan is
+//! computed from them.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::remote::Remote;
+use super::{Inputs, Reporter};
+use crate::plan::{self, DesiredHost, Facts, Plan};
+
+/// The hosts' connections and current state, ready to plan from.
+pub struct Survey<R = crate::transport::Connection> {
+    pub conns: BTreeMap<String, R>,
+    pub desired: Vec<DesiredHost>,
+    pub facts: Vec<Facts>,
+}
+
+/// Gathers facts over connections made by [`open`], and checks preflight conditions.
+/// With `rehash`, every file is hashed again on the hosts instead of trusting the record of
+/// files unchanged since they were last checked.
+pub async fn survey<R: Remote>(
+    inp: &Inputs<'_>,
+    conns: BTreeMap<String, R>,
+    rehash: bool,
+    rep: &Reporter,
+) -> Result<Survey<R>> {
+    let desired = plan::desired(inp.rendered, inp.bundle)?;
+    let parallel = inp.cluster.ssh.parallelism as usize;
+
+    rep.phase("gather facts");
+    let facts: Vec<Facts> = stream::iter(&desired)
+        .map(|d| {
+            let conn = &conns[&d.host];
+            async move {
+                rep.start(Some(&d.host), "gather");
+                let t = Instant::now();
+                let out = conn.run_checked(&plan::facts::script(d, rehash)).await?;
+                rep.step("facts", Some(&d.host), "gather", t.elapsed(), "ok", None);
+                anyhow::Ok(plan::facts::parse(&out.stdout_text()))
+            }
+        })
+        .buffered(parallel)
+        .try_collect()
+        .await?;
+
+    let pairs: Vec<(&DesiredHost, &Facts)> = desired.iter().zip(&facts).collect();
+    let k = &inp.cluster.kubelet;
+    let require_cgroup2 = inp.cluster.kubernetes.minor() >= 35 && !k.allow_cgroup_v1;
+    let problems = plan::facts::preflight(&pairs, &inp.bundle.arch, require_cgroup2, k.allow_swap);
+    if !problems.is_empty() {
+        bail!(
+            "preflight failed on {} point(s); nothing was changed:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        );
+    }
+    Ok(Survey {
+        conns,
+        desired,
+        facts,
+    })
+}
+
+pub fn make_plan<R>(s: &Survey<R>) -> Plan {
+    Plan {
+        hosts: s
+            .desired
+            .iter()
+            .zip(&s.facts)
+            .map(|(d, f)| plan::diff(d, f))
+            .collect(),
+    }
+}

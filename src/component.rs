@@ -1,0 +1,229 @@
+//! The services provisioner installs and the phases that start them, each named by type with
+//! its properties in one table. Everything else (render, plan, the runner) asks these tables
+//! instead of spelling a unit's name.
+
+use std::fmt;
+
+/// A systemd unit provisioner installs and manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Unit {
+    Etcd,
+    KubeApiserver,
+    KubeControllerManager,
+    KubeScheduler,
+    Containerd,
+    Kubelet,
+    KubeProxy,
+    /// Routes to the other workers' pod ranges (a oneshot unit).
+    PodRoutes,
+}
+
+/// One row of the unit table.
+pub struct UnitProps {
+    /// The unit's name, without `.service`; also its template's name.
+    pub name: &'static str,
+    /// Bundle programs whose change restarts the unit (installed in [`BIN_DIR`]).
+    pub binaries: &'static [&'static str],
+    /// Ports it listens on, checked free before its first start.
+    pub ports: &'static [u16],
+    /// The phase that starts it and gates it.
+    pub phase: Phase,
+}
+
+/// Where the bundle's programs are installed.
+pub const BIN_DIR: &str = "/usr/local/bin";
+/// Where the CNI plugins are installed.
+pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
+
+/// The bundle programs each role's hosts get in [`BIN_DIR`]: the units' own, and the tools
+/// an operator (and provisioner) use on the host.
+pub const ETCD_PROGRAMS: &[&str] = &["etcd", "etcdctl", "etcdutl"];
+pub const CONTROL_PLANE_PROGRAMS: &[&str] = &[
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
+pub const WORKER_PROGRAMS: &[&str] = &[
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "runc",
+    "kubelet",
+    "kube-proxy",
+];
+/// The CNI plugins workers get in [`CNI_BIN_DIR`]; each runs once per pod, restarting nothing.
+pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback"];
+
+impl Unit {
+    /// Every unit, in start order.
+    pub const ALL: [Unit; 8] = [
+        Unit::Etcd,
+        Unit::KubeApiserver,
+        Unit::KubeControllerManager,
+        Unit::KubeScheduler,
+        Unit::Containerd,
+        Unit::Kubelet,
+        Unit::KubeProxy,
+        Unit::PodRoutes,
+    ];
+
+    pub const fn props(self) -> UnitProps {
+        use Phase as P;
+        let (name, binaries, ports, phase): (_, &[&str], &[u16], _) = match self {
+            Unit::Etcd => ("etcd", &["etcd"], &[2379, 2380, 2381], P::Etcd),
+            Unit::KubeApiserver => ("kube-apiserver", &["kube-apiserver"], &[6443], P::ApiServer),
+            Unit::KubeControllerManager => (
+                "kube-controller-manager",
+                &["kube-controller-manager"],
+                &[10257],
+                P::Controllers,
+            ),
+            Unit::KubeScheduler => (
+                "kube-scheduler",
+                &["kube-scheduler"],
+                &[10259],
+                P::Controllers,
+            ),
+            // The shim and runc run every container: a new one takes effect with containerd.
+            Unit::Containerd => (
+                "containerd",
+                &["containerd", "containerd-shim-runc-v2", "runc"],
+                &[],
+                P::Containerd,
+            ),
+            Unit::Kubelet => ("kubelet", &["kubelet"], &[10248, 10250], P::Workers),
+            Unit::KubeProxy => ("kube-proxy", &["kube-proxy"], &[10249, 10256], P::Workers),
+            Unit::PodRoutes => ("pod-routes", &[], &[], P::PodRoutes),
+        };
+        UnitProps {
+            name,
+            binaries,
+            ports,
+            phase,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        self.props().name
+    }
+
+    /// The unit's file name, `etcd.service`.
+    pub fn service(self) -> String {
+        format!("{}.service", self.name())
+    }
+
+    /// Where its unit file is installed.
+    pub fn unit_file(self) -> String {
+        format!("/etc/systemd/system/{}", self.service())
+    }
+
+    pub fn from_name(name: &str) -> Option<Unit> {
+        Unit::ALL.into_iter().find(|u| u.name() == name)
+    }
+}
+
+impl fmt::Display for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for Unit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// A step of the rollout: its units start (or restart) together or one host at a time, then
+/// its gate decides whether the run goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    Etcd,
+    ApiServer,
+    Controllers,
+    /// The cluster role bindings the hard way needs.
+    Rbac,
+    Containerd,
+    Workers,
+    PodRoutes,
+    Addons,
+}
+
+impl Phase {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Phase::Etcd => "etcd",
+            Phase::ApiServer => "kube-apiserver",
+            Phase::Controllers => "controllers",
+            Phase::Rbac => "rbac",
+            Phase::Containerd => "containerd",
+            Phase::Workers => "workers",
+            Phase::PodRoutes => "pod network routes",
+            Phase::Addons => "addons",
+        }
+    }
+
+    /// Runs whenever anything changed, even with no unit action of its own: these phases act on
+    /// the API, not on a unit.
+    pub const fn always_after_change(self) -> bool {
+        matches!(self, Phase::Rbac | Phase::Addons)
+    }
+
+    /// The units this phase starts, in start order.
+    pub fn units(self) -> impl Iterator<Item = Unit> {
+        Unit::ALL
+            .into_iter()
+            .filter(move |u| u.props().phase == self)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_every_unit_has_a_template() {
+        for u in Unit::ALL {
+            assert_eq!(Unit::from_name(u.name()), Some(u));
+            assert!(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("systemd-units")
+                    .join(format!("{}.tera", u.service()))
+                    .exists(),
+                "{u} has no unit template"
+            );
+        }
+        assert_eq!(Unit::from_name("etcd.service"), None);
+    }
+
+    #[test]
+    fn every_unit_program_is_installed_on_its_role() {
+        let installed: Vec<&str> =
+            [ETCD_PROGRAMS, CONTROL_PLANE_PROGRAMS, WORKER_PROGRAMS].concat();
+        for u in Unit::ALL {
+            for p in u.props().binaries {
+                assert!(
+                    installed.contains(p),
+                    "{u} runs {p}, which no role installs"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn units_start_in_the_order_of_their_phases() {
+        let phases: Vec<Phase> = Unit::ALL.iter().map(|u| u.props().phase).collect();
+        assert!(phases.windows(2).all(|w| w[0] <= w[1]), "{phases:?}");
+        assert_eq!(
+            Phase::Controllers.units().collect::<Vec<_>>(),
+            [Unit::KubeControllerManager, Unit::KubeScheduler]
+        );
+        assert_eq!(Phase::Rbac.units().count(), 0);
+    }
+}
