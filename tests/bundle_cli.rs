@@ -10,22 +10,8 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{provisioner, text, tool};
-
-fn run_ok(name: &str, args: &[&str]) -> String {
-    let o = tool(name, args);
-    assert!(
-        o.status.success(),
-        "{name} {args:?}: {}{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
-
-fn sha256(p: &Path) -> String {
-    provisioner::bundle::sha256_hex(&std::fs::read(p).unwrap())
-}
+use common::ssh::keygen;
+use common::{provisioner, sha256_file, sha256_hex, text, tool_ok};
 
 /// Writes `rel` under `root` (creating directories) and returns its path.
 fn put(root: &Path, rel: &str, data: &[u8]) -> PathBuf {
@@ -52,7 +38,11 @@ fn release_tree(root: &Path) {
             &format!("{k8s}/{b}"),
             format!("#!/bin/sh\necho {b}\n").as_bytes(),
         );
-        put(root, &format!("{k8s}/{b}.sha256"), sha256(&p).as_bytes());
+        put(
+            root,
+            &format!("{k8s}/{b}.sha256"),
+            sha256_file(&p).as_bytes(),
+        );
     }
     let scratch = root.join("scratch");
     // etcd: a tarball with a top directory, and a SHA256SUMS for the whole release.
@@ -66,7 +56,7 @@ fn release_tree(root: &Path) {
     }
     std::fs::create_dir_all(root.join(etcd)).unwrap();
     let tgz = root.join(etcd).join("etcd-v3.6.6-linux-amd64.tar.gz");
-    run_ok(
+    tool_ok(
         "tar",
         &[
             "-czf",
@@ -82,7 +72,7 @@ fn release_tree(root: &Path) {
         format!(
             "{}  etcd-v3.6.6-linux-arm64.tar.gz\n{}  etcd-v3.6.6-linux-amd64.tar.gz\n",
             "0".repeat(64),
-            sha256(&tgz)
+            sha256_file(&tgz)
         )
         .as_bytes(),
     );
@@ -98,7 +88,7 @@ fn release_tree(root: &Path) {
     }
     std::fs::create_dir_all(root.join(ctd)).unwrap();
     let tgz = root.join(ctd).join("containerd-2.2.9-linux-amd64.tar.gz");
-    run_ok(
+    tool_ok(
         "tar",
         &[
             "-czf",
@@ -111,7 +101,11 @@ fn release_tree(root: &Path) {
     put(
         root,
         &format!("{ctd}/containerd-2.2.9-linux-amd64.tar.gz.sha256sum"),
-        format!("{}  containerd-2.2.9-linux-amd64.tar.gz\n", sha256(&tgz)).as_bytes(),
+        format!(
+            "{}  containerd-2.2.9-linux-amd64.tar.gz\n",
+            sha256_file(&tgz)
+        )
+        .as_bytes(),
     );
     // runc: a plain binary per architecture, one runc.sha256sum for all.
     let runc = "github.com/opencontainers/runc/releases/download/v1.3.6";
@@ -126,7 +120,7 @@ fn release_tree(root: &Path) {
         format!(
             "{}  runc.arm64\n{}  runc.amd64\n",
             "1".repeat(64),
-            sha256(&p)
+            sha256_file(&p)
         )
         .as_bytes(),
     );
@@ -140,7 +134,7 @@ fn release_tree(root: &Path) {
     }
     std::fs::create_dir_all(root.join(cni)).unwrap();
     let tgz = root.join(cni).join("cni-plugins-linux-amd64-v1.8.0.tgz");
-    run_ok(
+    tool_ok(
         "tar",
         &[
             "-czf",
@@ -153,7 +147,11 @@ fn release_tree(root: &Path) {
     put(
         root,
         &format!("{cni}/cni-plugins-linux-amd64-v1.8.0.tgz.sha256"),
-        format!("{}  cni-plugins-linux-amd64-v1.8.0.tgz\n", sha256(&tgz)).as_bytes(),
+        format!(
+            "{}  cni-plugins-linux-amd64-v1.8.0.tgz\n",
+            sha256_file(&tgz)
+        )
+        .as_bytes(),
     );
     std::fs::remove_dir_all(scratch).unwrap();
 }
@@ -172,18 +170,18 @@ fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     args.extend(ec);
     let (ca_key, ca_crt) = (p("ca.key"), p("ca.crt"));
     args.extend(["-keyout", &ca_key, "-out", &ca_crt]);
-    run_ok("openssl", &args);
+    tool_ok("openssl", &args);
     let (key, csr, crt, ext) = (p("srv.key"), p("srv.csr"), p("srv.crt"), p("srv.ext"));
     let mut args = vec!["req", "-subj", "/CN=127.0.0.1"];
     args.extend(ec);
     args.extend(["-keyout", &key, "-out", &csr]);
-    run_ok("openssl", &args);
+    tool_ok("openssl", &args);
     std::fs::write(
         &ext,
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    run_ok(
+    tool_ok(
         "openssl",
         &[
             "x509",
@@ -265,7 +263,7 @@ impl Drop for Mirror {
 fn oci_archive(dir: &Path, reference: &str) -> (PathBuf, String) {
     let layout = dir.join("oci");
     let blob = |data: &[u8]| {
-        let h = provisioner::bundle::sha256_hex(data);
+        let h = sha256_hex(data);
         put(&layout, &format!("blobs/sha256/{h}"), data);
         (format!("sha256:{h}"), data.len())
     };
@@ -285,7 +283,7 @@ fn oci_archive(dir: &Path, reference: &str) -> (PathBuf, String) {
         .as_bytes(),
     );
     let tar = dir.join("pause.tar");
-    run_ok(
+    tool_ok(
         "tar",
         &[
             "-cf",
@@ -334,7 +332,7 @@ fn fetch_from_a_mirror_checks_every_download_against_its_checksum_file() {
     assert!(o.status.success(), "fetch failed:\n{}", text(&o.stderr));
 
     // GNU tar reads it; the manifest comes first, then every file.
-    let listing = run_ok("tar", &["--zstd", "-tf", out.to_str().unwrap()]);
+    let listing = tool_ok("tar", &["--zstd", "-tf", out.to_str().unwrap()]);
     let names: Vec<&str> = listing.lines().collect();
     assert_eq!(names[0], "manifest.toml", "{listing}");
     for want in [
@@ -348,7 +346,7 @@ fn fetch_from_a_mirror_checks_every_download_against_its_checksum_file() {
         assert!(names.contains(&want), "{want} missing from:\n{listing}");
     }
     assert!(!names.contains(&"bin/containerd-stress") && !names.contains(&"cni/vlan"));
-    let manifest = run_ok(
+    let manifest = tool_ok(
         "tar",
         &["--zstd", "-xOf", out.to_str().unwrap(), "manifest.toml"],
     );
@@ -369,7 +367,7 @@ fn fetch_from_a_mirror_checks_every_download_against_its_checksum_file() {
     );
     assert_eq!(
         kubelet["sha256"].as_str().unwrap(),
-        sha256(&root.join("dl.k8s.io/release/v1.35.0/bin/linux/amd64/kubelet"))
+        sha256_file(&root.join("dl.k8s.io/release/v1.35.0/bin/linux/amd64/kubelet"))
     );
     assert_eq!(m["images"][0]["digest"].as_str(), Some(digest.as_str()));
     assert_eq!(m["bundle"]["kubernetes_version"].as_str(), Some("1.35.0"));
@@ -409,7 +407,7 @@ fn docker_archive(dir: &Path, out: &Path) {
     let layer = put(&src, "layer-src/hello", b"hello\n");
     let layer_tar = src.join("0123/layer.tar");
     std::fs::create_dir_all(layer_tar.parent().unwrap()).unwrap();
-    run_ok(
+    tool_ok(
         "tar",
         &[
             "-cf",
@@ -421,7 +419,7 @@ fn docker_archive(dir: &Path, out: &Path) {
     );
     let config = format!(
         r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["sha256:{}"]}}}}"#,
-        sha256(&layer_tar)
+        sha256_file(&layer_tar)
     );
     put(&src, "cfg.json", config.as_bytes());
     put(
@@ -429,7 +427,7 @@ fn docker_archive(dir: &Path, out: &Path) {
         "manifest.json",
         br#"[{"Config":"cfg.json","RepoTags":["app:1.0"],"Layers":["0123/layer.tar"]}]"#,
     );
-    run_ok(
+    tool_ok(
         "tar",
         &[
             "-cf",
@@ -474,7 +472,7 @@ fn small_bundle(dir: &Path) -> PathBuf {
 /// Unpacks a bundle archive with GNU tar into `into` (new).
 fn unpack(archive: &Path, into: &Path) -> PathBuf {
     std::fs::create_dir(into).unwrap();
-    run_ok(
+    tool_ok(
         "tar",
         &[
             "--zstd",
@@ -487,31 +485,12 @@ fn unpack(archive: &Path, into: &Path) -> PathBuf {
     into.to_path_buf()
 }
 
-fn keygen(dir: &Path, name: &str) -> PathBuf {
-    let key = dir.join(name);
-    run_ok(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            name,
-            "-f",
-            key.to_str().unwrap(),
-        ],
-    );
-    key
-}
-
 #[test]
 fn signatures_are_sshsig_and_interoperate_with_ssh_keygen() {
     let dir = tempfile::tempdir().unwrap();
     let archive = small_bundle(dir.path());
-    let key = keygen(dir.path(), "signer");
-    let other = keygen(dir.path(), "other");
+    let key = keygen(dir.path(), "signer", "ed25519", "");
+    let other = keygen(dir.path(), "other", "ed25519", "");
     let pubkey = |k: &Path| k.with_extension("pub").to_str().unwrap().to_string();
     let a = archive.to_str().unwrap();
 
@@ -552,7 +531,7 @@ fn signatures_are_sshsig_and_interoperate_with_ssh_keygen() {
     assert!(text(&o.stdout).contains("signature: valid"));
     std::fs::remove_file(&sig).unwrap();
     let keygen_sign = |namespace: &str| {
-        run_ok(
+        tool_ok(
             "ssh-keygen",
             &[
                 "-Y",
@@ -648,12 +627,12 @@ impl Guarded {
 fn apply_refuses_a_bad_bundle_before_connecting_to_any_host() {
     let dir = tempfile::tempdir().unwrap();
     let archive = small_bundle(dir.path());
-    let key = keygen(dir.path(), "signer");
+    let key = keygen(dir.path(), "signer", "ed25519", "");
     let pubkey = key.with_extension("pub");
 
     // Required signature missing, then made with another key.
     Guarded::new(&archive, Some(&pubkey)).refused("has no signature");
-    let other = keygen(dir.path(), "other");
+    let other = keygen(dir.path(), "other", "ed25519", "");
     let o = provisioner(&[
         "bundle",
         "sign",
@@ -668,7 +647,7 @@ fn apply_refuses_a_bad_bundle_before_connecting_to_any_host() {
     let tampered = dir.path().join("tampered.tar.zst");
     let tree = unpack(&archive, &dir.path().join("unpacked"));
     std::fs::write(tree.join("bin/kubelet"), b"#!/bin/sh\necho evil\n").unwrap();
-    run_ok(
+    tool_ok(
         "tar",
         &[
             "--zstd",
@@ -686,7 +665,7 @@ fn apply_refuses_a_bad_bundle_before_connecting_to_any_host() {
 
     // A file the manifest lists is missing from the archive.
     let short = dir.path().join("short.tar.zst");
-    run_ok(
+    tool_ok(
         "tar",
         &[
             "--zstd",
@@ -711,15 +690,14 @@ fn create_packs_a_bundle_directory_and_checks_it_first() {
     let archive = small_bundle(dir.path());
     let tree = unpack(&archive, &dir.path().join("unpacked"));
     // The docker-archive became an OCI archive whose manifest digest the bundle manifest names.
-    let m: toml::Value =
-        toml::from_str(&std::fs::read_to_string(tree.join("manifest.toml")).unwrap()).unwrap();
+    let m = common::bundle::manifest(&tree);
     let image = &m["images"][0];
     assert_eq!(
         image["reference"].as_str(),
         Some("docker.io/library/app:1.0")
     );
     assert_eq!(image["path"].as_str(), Some("images/app.tar"));
-    let index = run_ok(
+    let index = tool_ok(
         "tar",
         &[
             "-xOf",

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{provisioner, text, Workspace};
+use common::{provisioner, sha256_hex, text, Workspace};
 
 const GOOD_HEAD: &str = r#"
 [cluster]
@@ -328,7 +328,7 @@ fn a_bundle_without_the_coredns_image_is_refused_while_cluster_dns_is_on() {
             "[bundle]\nformat = 1\narch = \"amd64\"\nkubernetes_version = \"1.35.0\"\n\n\
              [[files]]\nname = \"etcd\"\ncomponent = \"etcd\"\nversion = \"3.6.6\"\npath = \"bin/etcd\"\n\
              sha256 = \"{}\"\nsize = 1\nmode = \"0755\"\n",
-            provisioner::bundle::sha256_hex(b"x")
+            sha256_hex(b"x")
         ),
     )
     .unwrap();

@@ -81,7 +81,7 @@ fn identity_changes_are_reported_and_only_missing_certificates_issued() {
 
     let changed = base.replace("extra_sans = []", "extra_sans = [\"api.demo.example\"]")
         + "\n[[hosts]]\nname = \"worker-3\"\naddress = \"10.88.0.16\"\nroles = [\"worker\"]\n";
-    std::fs::write(ws.inventory(), changed).unwrap();
+    ws.write_inventory(&changed);
     let o = ws.run(&["render", "--out", ws.out().to_str().unwrap()]);
     let stderr = text(&o.stderr);
     assert!(o.status.success(), "{stderr}");

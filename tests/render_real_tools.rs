@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{repo, text, tool, Tree, Workspace};
+use common::{repo, text, tool, tool_ok, Tree, Workspace};
 
 fn rendered_default() -> (Workspace, Tree) {
     let ws = Workspace::with_inventory(&repo().join("inventory.toml"));
@@ -123,12 +123,10 @@ fn every_private_key_matches_its_certificate() {
 }
 
 fn x509_text(path: &Path) -> String {
-    let o = tool(
+    tool_ok(
         "openssl",
         &["x509", "-in", path.to_str().unwrap(), "-noout", "-text"],
-    );
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    text(&o.stdout)
+    )
 }
 
 #[test]
@@ -301,11 +299,10 @@ fn analyze_root(units: &[(String, String)]) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let lib = root.path().join("usr/lib/systemd");
     std::fs::create_dir_all(&lib).unwrap();
-    let copy = tool(
+    tool_ok(
         "cp",
         &["-r", "/usr/lib/systemd/system", lib.to_str().unwrap()],
     );
-    assert!(copy.status.success(), "{}", text(&copy.stderr));
     let sysdir = root.path().join("etc/systemd/system");
     std::fs::create_dir_all(&sysdir).unwrap();
     for (name, content) in units {

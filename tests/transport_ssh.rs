@@ -4,6 +4,8 @@
 //! openssh-client installed; the sudo test also needs sudo and runs only when CI or
 //! PROVISIONER_TEST_SUDO is set (it creates and removes a system user).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener as StdListener, TcpStream as StdStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -13,18 +15,19 @@ use std::time::{Duration, Instant};
 
 use provisioner::inventory::{Host, HostKeyPolicy, Roles, SshSettings, SshTarget};
 use provisioner::transport::{Agent, ConnectOptions, Connection, Error, Source, Uploaded};
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::host::is_root;
+use common::ssh::keygen;
+use common::{sha256_hex, text};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
 
 fn require_root() {
-    let out = Command::new("id").arg("-u").output().expect("id runs");
-    let uid = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(
-        uid, "0",
+    assert!(
+        is_root(),
         "the SSH transport tests need root: sshd must run as root and log in as root \
          (run `sudo -E cargo test --test transport_ssh`, or in the CI container)"
     );
@@ -48,17 +51,6 @@ fn sh(cmd: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `ssh-keygen -t TYPE` without passphrase (or with `passphrase`); returns the private key path.
-fn keygen(dir: &Path, name: &str, key_type: &str, passphrase: &str) -> PathBuf {
-    let path = dir.join(name);
-    let bits = if key_type == "rsa" { "-b 3072" } else { "" };
-    sh(&format!(
-        "ssh-keygen -q -t {key_type} {bits} -N '{passphrase}' -C test-{name} -f {}",
-        path.display()
-    ));
-    path
 }
 
 fn pub_line(key: &Path) -> String {
@@ -286,17 +278,6 @@ fn options() -> ConnectOptions {
 
 async fn connect(host: &Host) -> Result<Connection, Error> {
     Connection::connect_with(host, &settings(), options()).await
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,12 +1,21 @@
 //! Helpers shared by the integration tests: running the binary, rendering an inventory into a
-//! temporary directory, reading the rendered tree back.
+//! temporary directory, reading the rendered tree back, running the real tools, hashing. The
+//! test bundle, the test machine and SSH keys have their own modules.
+//!
+//! Every test crate uses only part of this module, hence the `dead_code` allowance.
 
 #![allow(dead_code)]
+
+pub mod bundle;
+pub mod host;
+pub mod ssh;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,11 +25,17 @@ pub fn fixture(rel: &str) -> PathBuf {
     repo().join("tests/fixtures").join(rel)
 }
 
+/// The provisioner binary, to be given its arguments.
+pub fn provisioner_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_provisioner"));
+    // A RUST_LOG of the developer's shell would add log lines to the output the tests read.
+    command.env_remove("RUST_LOG");
+    command
+}
+
 pub fn provisioner(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_provisioner"))
+    provisioner_command()
         .args(args)
-        // A RUST_LOG of the developer's shell would add log lines to the output the tests read.
-        .env_remove("RUST_LOG")
         .output()
         .expect("the provisioner binary runs")
 }
@@ -51,6 +66,14 @@ impl Workspace {
         self.dir.path().join("inventory.toml").display().to_string()
     }
 
+    pub fn read_inventory(&self) -> String {
+        std::fs::read_to_string(self.inventory()).unwrap()
+    }
+
+    pub fn write_inventory(&self, text: &str) {
+        std::fs::write(self.inventory(), text).unwrap();
+    }
+
     pub fn out(&self) -> PathBuf {
         self.dir.path().join("out")
     }
@@ -65,6 +88,14 @@ impl Workspace {
 
     /// [`run`](Self::run) with extra environment variables (the test hooks).
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("the provisioner binary runs")
+    }
+
+    /// The binary with `args` and this inventory, to be run or spawned by the caller.
+    pub fn command(&self, args: &[&str]) -> Command {
         // The inventory goes after the command words, before the options.
         let mut full: Vec<&str> = args.to_vec();
         let inv = self.inventory();
@@ -73,12 +104,9 @@ impl Workspace {
             .position(|a| a.starts_with("--"))
             .unwrap_or(full.len());
         full.insert(at, &inv);
-        Command::new(env!("CARGO_BIN_EXE_provisioner"))
-            .args(&full)
-            .envs(env.iter().copied())
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("the provisioner binary runs")
+        let mut command = provisioner_command();
+        command.args(&full);
+        command
     }
 
     /// Renders into `out/` and panics with the tool's output if it fails.
@@ -157,4 +185,30 @@ pub fn tool(name: &str, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("`{name}` could not run ({e}); install it (see .ci/run)"))
+}
+
+/// [`tool`] that must succeed; its stdout.
+pub fn tool_ok(name: &str, args: &[&str]) -> String {
+    let o = tool(name, args);
+    assert!(
+        o.status.success(),
+        "{name} {args:?}: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+/// SHA-256 in lowercase hex, as `sha256sum` and the bundle manifests write it. Computed here
+/// with `sha2`, not with the code under test.
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// [`sha256_hex`] of a file's content.
+pub fn sha256_file(path: &Path) -> String {
+    sha256_hex(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }

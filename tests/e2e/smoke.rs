@@ -6,70 +6,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use super::common::text;
-use super::{Cluster, Machines};
-
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl Kubectl {
-    fn new(c: &Cluster) -> Kubectl {
-        Kubectl {
-            bin: c.bundle.join("bin/kubectl"),
-            kubeconfig: c.admin_kubeconfig(),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let o = self.command(args).output().unwrap();
-        assert!(
-            o.status.success(),
-            "kubectl {}: {}{}",
-            args.join(" "),
-            text(&o.stdout),
-            text(&o.stderr)
-        );
-        text(&o.stdout)
-    }
-
-    fn apply(&self, manifest: &str) {
-        let mut child = self
-            .command(&["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(manifest.as_bytes())
-            .unwrap();
-        let o = child.wait_with_output().unwrap();
-        assert!(o.status.success(), "kubectl apply: {}", text(&o.stderr));
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.run(&a)).unwrap()
-    }
-}
+use crate::cluster::{Cluster, Kubectl};
+use crate::common::{bundle, text};
+use crate::machines::Machines;
+use crate::step::step;
 
 /// An HTTP/1.0 GET; the whole answer (status line, headers, body).
 fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
@@ -101,12 +44,7 @@ fn http_get_ok(addr: &str, path: &str) -> String {
 const INDEX: &str = "provisioner test web server";
 
 fn web_image(c: &Cluster) -> String {
-    let m: toml::Value =
-        toml::from_str(&std::fs::read_to_string(c.bundle.join("manifest.toml")).unwrap()).unwrap();
-    m["images"]
-        .as_array()
-        .and_then(|i| i.iter().find(|i| i["name"].as_str() == Some("web")))
-        .expect("the test bundle carries the web image")["reference"]
+    bundle::image(&c.bundle, "web").expect("the test bundle carries the web image")["reference"]
         .as_str()
         .unwrap()
         .to_string()
@@ -115,11 +53,21 @@ fn web_image(c: &Cluster) -> String {
 /// Runs the smoke test; `workers` are the cluster's two workers.
 pub fn smoke_test(m: &Machines, c: &Cluster, etcd_host: &str, workers: [&str; 2]) {
     let k = Kubectl::new(c);
-    encryption_at_rest(m, c, &k, etcd_host);
-    let pods = deployment_across_workers(c, &k, workers);
-    port_forward_logs_and_exec(&k, &pods[0].0);
-    node_port_from_outside(m, &k, workers);
-    cluster_ip_and_dns_from_a_pod(c, &k, &pods, workers);
+    step("smoke: encryption at rest", || {
+        encryption_at_rest(m, c, &k, etcd_host)
+    });
+    let pods = step("smoke: a deployment across the workers", || {
+        deployment_across_workers(c, &k, workers)
+    });
+    step("smoke: port-forward, logs and exec", || {
+        port_forward_logs_and_exec(&k, &pods[0].0)
+    });
+    step("smoke: a NodePort service from outside", || {
+        node_port_from_outside(m, &k, workers)
+    });
+    step("smoke: a ClusterIP service and DNS from a pod", || {
+        cluster_ip_and_dns_from_a_pod(c, &k, &pods, workers)
+    });
 }
 
 /// A Secret read back from etcd is encrypted with the provider the encryption config names.
@@ -131,16 +79,8 @@ fn encryption_at_rest(m: &Machines, c: &Cluster, k: &Kubectl, etcd_host: &str) {
         "smoke",
         "--from-literal=mykey=mydata",
     ]);
-    let pki = c.ws.state().join("pki");
-    let o = Command::new(c.bundle.join("bin/etcdctl"))
-        .arg("--endpoints")
-        .arg(format!("https://{}:2379", m.address(etcd_host)))
-        .arg("--cacert")
-        .arg(pki.join("etcd/ca.crt"))
-        .arg("--cert")
-        .arg(pki.join("etcd/healthcheck-client.crt"))
-        .arg("--key")
-        .arg(pki.join("etcd/healthcheck-client.key"))
+    let o = c
+        .etcdctl(m, etcd_host)
         .args([
             "get",
             "/registry/secrets/default/smoke",

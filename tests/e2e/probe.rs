@@ -1,0 +1,90 @@
+//! A client that keeps connecting to the cluster while certificates and CAs are replaced.
+
+use std::process::Command;
+
+use crate::cluster::Cluster;
+use crate::common::text;
+use crate::machines::Machines;
+
+/// A background client opening a fresh TLS connection (a new curl each time) every 200 ms to
+/// etcd (real, client certificate) and to the API server (`/readyz`, admin certificate), with the
+/// credentials the state directory holds at that moment: the current trust bundle (the CA, and
+/// during a rotation the new one too) and the current client certificate. A tick fails only when
+/// no member answers (members restart one at a time; the cluster must not stop).
+pub struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl Probe {
+    pub fn start(m: &Machines, c: &Cluster, members: &[&str]) -> Probe {
+        let pki = c.ws.state().join("pki");
+        let addresses: Vec<String> = members.iter().map(|h| m.address(h)).collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let scratch = tempfile::tempdir().unwrap();
+            // Copies the credentials of the moment: `ca` plus the rotation's new CA if any.
+            let snapshot = |ca: &str, cert: &str| {
+                let read = |rel: &str| std::fs::read_to_string(pki.join(rel)).unwrap_or_default();
+                let bundle = read(&format!("{ca}.crt")) + &read(&format!("rotation/{ca}.crt"));
+                let p = |ext: &str| {
+                    scratch
+                        .path()
+                        .join(format!("{}.{ext}", cert.replace('/', "-")))
+                };
+                std::fs::write(p("ca"), bundle).unwrap();
+                std::fs::write(p("crt"), read(&format!("{cert}.crt"))).unwrap();
+                std::fs::write(p("key"), read(&format!("{cert}.key"))).unwrap();
+                (p("ca"), p("crt"), p("key"))
+            };
+            let answered = |port: u16, path: &str, ca: &str, cert: &str, want: &str| {
+                // A certificate and its key are replaced one after the other: a pair read in
+                // between does not match, so a failed round is retried once with a fresh read.
+                (0..2).any(|_| {
+                    let (ca, crt, key) = snapshot(ca, cert);
+                    addresses.iter().any(|ip| {
+                        Command::new("curl")
+                            .args(["-sS", "--max-time", "2", "--cacert"])
+                            .arg(&ca)
+                            .arg("--cert")
+                            .arg(&crt)
+                            .arg("--key")
+                            .arg(&key)
+                            .arg(format!("https://{ip}:{port}{path}"))
+                            .output()
+                            .is_ok_and(|o| o.status.success() && text(&o.stdout).contains(want))
+                    })
+                })
+            };
+            let (mut ticks, mut failures) = (0, Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                ticks += 1;
+                let etcd = answered(
+                    2379,
+                    "/health",
+                    "etcd/ca",
+                    "etcd/healthcheck-client",
+                    "true",
+                );
+                let api = answered(6443, "/readyz", "ca", "admin", "ok");
+                for (ok, what) in [(etcd, "etcd"), (api, "kube-apiserver")] {
+                    if !ok {
+                        failures.push(format!("tick {ticks}: no {what} answered"));
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            (ticks, failures)
+        });
+        Probe {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
