@@ -134,6 +134,61 @@ impl serde::Serialize for Unit {
     }
 }
 
+/// An upstream release whose programs a bundle carries, as the bundle manifest names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    Kubernetes,
+    Etcd,
+    Containerd,
+    Runc,
+    CniPlugins,
+}
+
+impl Release {
+    pub const ALL: [Release; 5] = [
+        Release::Kubernetes,
+        Release::Etcd,
+        Release::Containerd,
+        Release::Runc,
+        Release::CniPlugins,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Release::Kubernetes => "kubernetes",
+            Release::Etcd => "etcd",
+            Release::Containerd => "containerd",
+            Release::Runc => "runc",
+            Release::CniPlugins => "cni-plugins",
+        }
+    }
+
+    /// Its programs a bundle keeps in `bin/` (CNI plugins go in `cni/`, see [`CNI_PLUGINS`]).
+    pub const fn programs(self) -> &'static [&'static str] {
+        match self {
+            Release::Kubernetes => &[
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kubelet",
+                "kube-proxy",
+                "kubectl",
+            ],
+            Release::Etcd => ETCD_PROGRAMS,
+            Release::Containerd => &["containerd", "containerd-shim-runc-v2", "ctr"],
+            Release::Runc => &["runc"],
+            Release::CniPlugins => &[],
+        }
+    }
+
+    /// The release a program in a bundle's `bin/` comes from.
+    pub fn of_program(name: &str) -> Option<Release> {
+        Release::ALL
+            .into_iter()
+            .find(|r| r.programs().contains(&name))
+    }
+}
+
 /// A step of the rollout: its units start (or restart) together or one host at a time, then
 /// its gate decides whether the run goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -200,6 +255,15 @@ mod tests {
             );
         }
         assert_eq!(Unit::from_name("etcd.service"), None);
+    }
+
+    #[test]
+    fn every_installed_program_comes_from_a_release() {
+        for p in [ETCD_PROGRAMS, CONTROL_PLANE_PROGRAMS, WORKER_PROGRAMS].concat() {
+            assert!(Release::of_program(p).is_some(), "{p}");
+        }
+        assert_eq!(Release::of_program("ctr"), Some(Release::Containerd));
+        assert_eq!(Release::of_program("bridge"), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use super::manifest::{Entry, Header, Image, Manifest, FORMAT};
 use super::{check, image, read_manifest, MANIFEST};
+use crate::component::Release;
 
 /// Versions of the components in a plain tree; a component present needs its version.
 #[derive(Debug, Default, Clone)]
@@ -19,22 +20,6 @@ pub struct Versions {
     pub containerd: Option<String>,
     pub runc: Option<String>,
     pub cni: Option<String>,
-}
-
-/// Which component a binary in `bin/` belongs to.
-pub fn component_of(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "kube-apiserver"
-        | "kube-controller-manager"
-        | "kube-scheduler"
-        | "kubelet"
-        | "kube-proxy"
-        | "kubectl" => "kubernetes",
-        "etcd" | "etcdctl" | "etcdutl" => "etcd",
-        "containerd" | "containerd-shim-runc-v2" | "ctr" => "containerd",
-        "runc" => "runc",
-        _ => return None,
-    })
 }
 
 /// The directory to pack and its manifest, every file checked against it. A bundle directory is
@@ -100,31 +85,32 @@ fn describe(dir: &Path, v: &Versions) -> Result<Manifest> {
     for (sub, cni) in [("bin", false), ("cni", true)] {
         for path in list(&dir.join(sub))? {
             let name = file_name(&path);
-            let component = if cni {
-                Some("cni-plugins")
+            let release = if cni {
+                Some(Release::CniPlugins)
             } else {
-                component_of(&name)
+                Release::of_program(&name)
             };
-            let Some(component) = component else {
+            let Some(release) = release else {
                 problems.push(format!(
                     "bin/{name} is not a file provisioner installs (it knows the Kubernetes, etcd, \
                      containerd and runc binaries; CNI plugins go in cni/)"
                 ));
                 continue;
             };
-            let version = match component {
-                "kubernetes" => &v.kubernetes,
-                "etcd" => &v.etcd,
-                "containerd" => &v.containerd,
-                "runc" => &v.runc,
-                _ => &v.cni,
+            let version = match release {
+                Release::Kubernetes => &v.kubernetes,
+                Release::Etcd => &v.etcd,
+                Release::Containerd => &v.containerd,
+                Release::Runc => &v.runc,
+                Release::CniPlugins => &v.cni,
+            };
+            let component = release.name();
+            // The command-line flag is the release's name, shortened for the CNI plugins.
+            let flag = match release {
+                Release::CniPlugins => "cni",
+                r => r.name(),
             };
             let Some(version) = version else {
-                let flag = if component == "cni-plugins" {
-                    "cni"
-                } else {
-                    component
-                };
                 let p =
                     format!("{sub}/{name} needs the {component} version: pass --{flag} VERSION");
                 if !problems.contains(&p) {
@@ -262,9 +248,8 @@ mod tests {
             "coredns"
         );
         assert_eq!(image_name("localhost/a/b@sha256:00"), "b");
-        assert_eq!(component_of("kubelet"), Some("kubernetes"));
-        assert_eq!(component_of("ctr"), Some("containerd"));
-        assert_eq!(component_of("bash"), None);
+        assert_eq!(Release::of_program("kubelet"), Some(Release::Kubernetes));
+        assert_eq!(Release::of_program("bash"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::check::Hashing;
 use super::manifest::{Entry, Header, Image, Manifest, FORMAT};
 use super::{archive, create, image};
+use crate::component::Release;
 
 /// Overrides the upstream locations: `$PROVISIONER_MIRROR/dl.k8s.io/release/...`.
 pub const MIRROR_ENV: &str = "PROVISIONER_MIRROR";
@@ -26,15 +27,6 @@ pub const CNI_PLUGINS: &[&str] = &[
     "bandwidth",
     "firewall",
     "tuning",
-];
-
-const KUBERNETES_BINARIES: &[&str] = &[
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubelet",
-    "kube-proxy",
-    "kubectl",
 ];
 
 pub struct Request {
@@ -54,7 +46,7 @@ pub struct Request {
 
 /// One download and the files taken from it.
 struct Artifact {
-    component: &'static str,
+    release: Release,
     version: String,
     url: String,
     checksum_url: String,
@@ -71,12 +63,13 @@ fn artifacts(r: &Request) -> Vec<Artifact> {
         &r.cni,
         &r.arch,
     );
-    let mut out: Vec<Artifact> = KUBERNETES_BINARIES
+    let mut out: Vec<Artifact> = Release::Kubernetes
+        .programs()
         .iter()
         .map(|b| {
             let url = format!("https://dl.k8s.io/release/v{k}/bin/linux/{a}/{b}");
             Artifact {
-                component: "kubernetes",
+                release: Release::Kubernetes,
                 version: k.clone(),
                 checksum_url: format!("{url}.sha256"),
                 url,
@@ -87,11 +80,12 @@ fn artifacts(r: &Request) -> Vec<Artifact> {
     let gh = "https://github.com";
     let etcd_dir = format!("etcd-v{e}-linux-{a}");
     out.push(Artifact {
-        component: "etcd",
+        release: Release::Etcd,
         version: e.clone(),
         url: format!("{gh}/etcd-io/etcd/releases/download/v{e}/{etcd_dir}.tar.gz"),
         checksum_url: format!("{gh}/etcd-io/etcd/releases/download/v{e}/SHA256SUMS"),
-        take: ["etcd", "etcdctl", "etcdutl"]
+        take: Release::Etcd
+            .programs()
             .iter()
             .map(|b| (format!("{etcd_dir}/{b}"), b.to_string()))
             .collect(),
@@ -100,17 +94,18 @@ fn artifacts(r: &Request) -> Vec<Artifact> {
         "{gh}/containerd/containerd/releases/download/v{c}/containerd-{c}-linux-{a}.tar.gz"
     );
     out.push(Artifact {
-        component: "containerd",
+        release: Release::Containerd,
         version: c.clone(),
         checksum_url: format!("{ctd}.sha256sum"),
         url: ctd,
-        take: ["containerd", "containerd-shim-runc-v2", "ctr"]
+        take: Release::Containerd
+            .programs()
             .iter()
             .map(|b| (format!("bin/{b}"), b.to_string()))
             .collect(),
     });
     out.push(Artifact {
-        component: "runc",
+        release: Release::Runc,
         version: rc.clone(),
         url: format!("{gh}/opencontainers/runc/releases/download/v{rc}/runc.{a}"),
         checksum_url: format!("{gh}/opencontainers/runc/releases/download/v{rc}/runc.sha256sum"),
@@ -120,7 +115,7 @@ fn artifacts(r: &Request) -> Vec<Artifact> {
         "{gh}/containernetworking/plugins/releases/download/v{n}/cni-plugins-linux-{a}-v{n}.tgz"
     );
     out.push(Artifact {
-        component: "cni-plugins",
+        release: Release::CniPlugins,
         version: n.clone(),
         checksum_url: format!("{cni}.sha256"),
         url: cni,
@@ -189,8 +184,8 @@ pub async fn fetch(r: &Request, stage: &Path) -> Result<Manifest> {
             arch: r.arch.clone(),
             kubernetes_version: r.kubernetes.clone(),
             components: list.iter().fold(Vec::new(), |mut v, a| {
-                if !v.contains(&a.component.to_string()) {
-                    v.push(a.component.to_string());
+                if !v.contains(&a.release.name().to_string()) {
+                    v.push(a.release.name().to_string());
                 }
                 v
             }),
@@ -289,7 +284,7 @@ fn put(
     data: &mut impl Read,
     source: &str,
 ) -> Result<Entry> {
-    let dir = if a.component == "cni-plugins" {
+    let dir = if a.release == Release::CniPlugins {
         "cni"
     } else {
         "bin"
@@ -302,7 +297,7 @@ fn put(
     let (sha256, size) = hashing.finish();
     Ok(Entry {
         name: name.to_string(),
-        component: a.component.to_string(),
+        component: a.release.name().to_string(),
         version: a.version.clone(),
         path: rel,
         sha256,

@@ -5,7 +5,6 @@
 
 pub mod archive;
 pub mod check;
-pub mod cli;
 pub mod cluster;
 pub mod create;
 pub mod fetch;

@@ -2,6 +2,7 @@
 //! containerd must match the binaries installed. An inventory that pins another version, or a
 //! bundle whose version the target Kubernetes cannot use, is refused before anything is written.
 
+use crate::component::Release;
 use crate::inventory::version::{containerd_support, etcd_support, Semver, Support};
 use crate::inventory::Cluster;
 
@@ -18,22 +19,23 @@ pub fn adopt(
     let mut warnings = Vec::new();
     let k = c.kubernetes;
     let v = &mut c.versions;
-    for (component, key, current, pinned, support) in [
+    for (release, key, current, pinned, support) in [
         (
-            "etcd",
+            Release::Etcd,
             "versions.etcd",
             &mut v.etcd,
             v.etcd_pinned,
             etcd_support as fn(_, _) -> Support,
         ),
         (
-            "containerd",
+            Release::Containerd,
             "versions.containerd",
             &mut v.containerd,
             v.containerd_pinned,
             containerd_support,
         ),
     ] {
+        let component = release.name();
         let Some(entry) = m.files.iter().find(|e| e.component == component) else {
             continue;
         };

@@ -1,9 +1,11 @@
 //! The commands: each file parses nothing itself (clap did) and calls the library; this one
 //! dispatches and holds what several commands share. A command returns its exit status.
 
+pub mod bundle;
 mod certs;
 mod converge;
 mod render;
+pub mod sandbox;
 mod state;
 
 use std::path::Path;
@@ -70,8 +72,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             &rollout,
         ),
         Command::State(StateCommand::Recover(a)) => state::state_recover(&a.inventory),
-        Command::Sandbox(cmd) => crate::sandbox::cli::run(&cmd).map(|()| SUCCESS),
-        Command::Bundle(cmd) => crate::bundle::cli::run(cmd).map(|()| SUCCESS),
+        Command::Sandbox(cmd) => sandbox::run(&cmd).map(|()| SUCCESS),
+        Command::Bundle(cmd) => bundle::run(cmd).map(|()| SUCCESS),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&inventory::schema())?);
             Ok(SUCCESS)

@@ -2,6 +2,7 @@
 //! always give the same bytes, and nothing here touches a host or the disk.
 
 pub mod addons;
+mod context;
 mod templates;
 mod write;
 
@@ -9,7 +10,6 @@ use anyhow::Result;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::component::{
     Unit, BIN_DIR, CNI_BIN_DIR, CNI_PLUGINS, CONTROL_PLANE_PROGRAMS, ETCD_PROGRAMS, WORKER_PROGRAMS,
@@ -17,6 +17,7 @@ use crate::component::{
 use crate::inventory::version;
 use crate::inventory::{Cluster, Host};
 use crate::pki::{Ca, Cert, Pem, Pki};
+use context::*;
 use templates::Templates;
 pub use write::write_tree;
 
@@ -166,13 +167,13 @@ fn host_files(
             units: Vec::new(),
         },
     };
-    let common = json!({
-        "cluster_name": c.name,
-        "node_name": h.name,
-        "internal_ip": h.internal_ip.to_string(),
-        "pod_cidr": c.network.pod_cidr.to_string(),
-        "service_cidr": c.network.service_cidr.to_string(),
-    });
+    let common = HostCtx {
+        cluster_name: &c.name,
+        node_name: &h.name,
+        internal_ip: h.internal_ip.to_string(),
+        pod_cidr: c.network.pod_cidr.to_string(),
+        service_cidr: c.network.service_cidr.to_string(),
+    };
     b.dir("/etc/kubernetes", 0o755);
     b.dir(PKI, 0o755);
     let etcd_ca = pki.ca(Ca::Etcd).cert.as_str();
@@ -208,17 +209,17 @@ fn host_files(
             .map(|e| format!("{}=https://{}:2380", e.name, e.internal_ip))
             .collect();
         let etcd = c.versions.etcd;
-        let ctx = json!({
-            "initial_cluster": initial_cluster.join(","),
-            // etcd gained --tls-min-version in 3.5.8.
-            "tls_min_version": (etcd.major, etcd.minor, etcd.patch) >= (3, 5, 8),
+        let ctx = EtcdUnit {
+            host: &common,
+            initial_cluster: initial_cluster.join(","),
+            tls_min_version: (etcd.major, etcd.minor, etcd.patch) >= (3, 5, 8),
             // 3.6 renamed the experimental flags and made 10000 the default snapshot count
             // (3.5's 100000 keeps too many entries in memory). Progress notifications let the
             // API server's watch cache serve consistent reads: without them a read waits for a
             // revision the cache never sees, and each API server stop takes a minute.
-            "etcd_3_5": etcd.minor < 6,
-        });
-        b.unit(Etcd, &merge(&common, ctx))?;
+            etcd_3_5: etcd.minor < 6,
+        };
+        b.unit(Etcd, &ctx)?;
     }
 
     if h.roles.control_plane {
@@ -344,7 +345,9 @@ fn host_files(
             host_path::ENCRYPTION_CONFIG,
             SECRET,
             "encryption-config.yaml",
-            &json!({ "encryption_key": pki.encryption_key }),
+            &EncryptionConfig {
+                encryption_key: &pki.encryption_key,
+            },
             &[KubeApiserver],
         )?;
         b.template(
@@ -354,13 +357,14 @@ fn host_files(
             &common,
             &[KubeApiserver],
         )?;
-        let apiserver = merge(
-            &common,
-            json!({
-                "etcd_servers": c.etcd_servers().join(","),
-                "service_account_issuer": format!("https://kubernetes.default.svc.{}", c.network.cluster_domain),
-            }),
-        );
+        let apiserver = ApiserverUnit {
+            host: &common,
+            etcd_servers: c.etcd_servers().join(","),
+            service_account_issuer: format!(
+                "https://kubernetes.default.svc.{}",
+                c.network.cluster_domain
+            ),
+        };
         b.unit(KubeApiserver, &apiserver)?;
         b.unit(KubeControllerManager, &common)?;
         b.unit(KubeScheduler, &common)?;
@@ -378,7 +382,10 @@ fn host_files(
             .pod_cidr
             .expect("validation assigns every worker a pod range")
             .to_string();
-        let node = merge(&common, json!({ "pod_cidr": pod_cidr }));
+        let node = HostCtx {
+            pod_cidr,
+            ..common.clone()
+        };
         for (dir, mode) in [
             ("/var/lib/kubelet", 0o700),
             ("/var/lib/kubelet/pki", 0o700),
@@ -454,14 +461,13 @@ fn host_files(
             "/etc/containerd/config.toml",
             PUBLIC,
             "containerd-config.toml",
-            &json!({
-                "containerd_version": containerd.to_string(),
-                "config_version": version::containerd_config_version(containerd),
-                // containerd 2.1 replaced cni.bin_dir with bin_dirs (and 2.4 removed bin_dir).
-                "cni_bin_dirs": containerd.minor >= 1,
-                "pause_image": c.versions.pause_image,
-                "hosts_are_containers": c.hosts_are_containers,
-            }),
+            &ContainerdConfig {
+                containerd_version: containerd.to_string(),
+                config_version: version::containerd_config_version(containerd),
+                cni_bin_dirs: containerd.minor >= 1,
+                pause_image: &c.versions.pause_image,
+                hosts_are_containers: c.hosts_are_containers,
+            },
             &[Containerd],
         )?;
         b.template(
@@ -482,29 +488,26 @@ fn host_files(
             "/var/lib/kubelet/config.yaml",
             PUBLIC,
             "kubelet-config.yaml",
-            &json!({
-                "cluster_domain": c.network.cluster_domain,
-                "cluster_dns": c.network.cluster_dns.to_string(),
-                "minor": c.kubernetes.minor(),
-                "allow_cgroup_v1": c.kubelet.allow_cgroup_v1,
-                "allow_swap": c.kubelet.allow_swap,
-                "eviction_hard": c.kubelet.eviction_hard,
-                "hosts_are_containers": c.hosts_are_containers,
-            }),
+            &KubeletConfig {
+                cluster_domain: &c.network.cluster_domain,
+                cluster_dns: c.network.cluster_dns.to_string(),
+                minor: c.kubernetes.minor(),
+                allow_cgroup_v1: c.kubelet.allow_cgroup_v1,
+                allow_swap: c.kubelet.allow_swap,
+                eviction_hard: &c.kubelet.eviction_hard,
+                hosts_are_containers: c.hosts_are_containers,
+            },
             &[Kubelet],
         )?;
         b.template(
             "/var/lib/kube-proxy/config.yaml",
             PUBLIC,
             "kube-proxy-config.yaml",
-            &merge(
-                &node,
-                json!({
-                    "proxy_mode": c.network.proxy_mode.as_str(),
-                    "pod_cidr": c.network.pod_cidr.to_string(),
-                    "hosts_are_containers": c.hosts_are_containers,
-                }),
-            ),
+            &KubeProxyConfig {
+                host: &common,
+                proxy_mode: c.network.proxy_mode.as_str(),
+                hosts_are_containers: c.hosts_are_containers,
+            },
             &[KubeProxy],
         )?;
         b.unit(Containerd, &common)?;
@@ -512,13 +515,19 @@ fn host_files(
         b.unit(KubeProxy, &common)?;
     }
 
-    let routes: Vec<_> = c
+    let routes: Vec<Route> = c
         .worker_hosts()
         .filter(|w| w.name != h.name)
-        .map(|w| json!({ "cidr": w.pod_cidr.map(|p| p.to_string()), "via": w.internal_ip.to_string() }))
+        .map(|w| Route {
+            cidr: w
+                .pod_cidr
+                .expect("validation assigns every worker a pod range")
+                .to_string(),
+            via: w.internal_ip.to_string(),
+        })
         .collect();
     if !routes.is_empty() {
-        b.unit(PodRoutes, &json!({ "routes": routes }))?;
+        b.unit(PodRoutes, &PodRoutesUnit { routes })?;
     }
 
     let mut out = b.out;
@@ -538,23 +547,15 @@ fn kubeconfig(
 ) -> Result<String> {
     t.render(
         "kubeconfig.yaml",
-        &json!({
-            "cluster_name": c.name,
-            "server": server,
-            "user": user,
-            "ca_data": B64.encode(&pki.ca(Ca::Cluster).cert),
-            "cert_data": B64.encode(&pem.cert),
-            "key_data": B64.encode(&pem.key),
-        }),
+        &Kubeconfig {
+            cluster_name: &c.name,
+            server,
+            user,
+            ca_data: B64.encode(&pki.ca(Ca::Cluster).cert),
+            cert_data: B64.encode(&pem.cert),
+            key_data: B64.encode(&pem.key),
+        },
     )
-}
-
-fn merge(base: &serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
-    let mut v = base.clone();
-    if let (Some(m), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
-        m.extend(e);
-    }
-    v
 }
 
 #[cfg(test)]

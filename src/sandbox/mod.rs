@@ -19,7 +19,6 @@
 
 mod base;
 mod cgroup;
-pub mod cli;
 mod machine;
 mod net;
 mod state;

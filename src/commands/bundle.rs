@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{archive, check, create, fetch, signature, Manifest};
+use crate::bundle::{archive, check, create, fetch, signature, Manifest};
 use crate::inventory::version::KubeVersion;
 
 #[derive(Subcommand)]
@@ -227,13 +227,13 @@ fn verify_cmd(file: &Path, public_key: Option<&Path>) -> Result<()> {
     }
     let m: Manifest = match &bytes {
         Some(b) => {
-            let m = super::manifest_from(b, &signed)?;
+            let m = crate::bundle::manifest_from(b, &signed)?;
             check::check_dir(file, &m, None)?;
             m
         }
         None => {
             let (m, read_sha256) = archive::read(file, None)?;
-            if read_sha256 != super::hex(&d.sha256) {
+            if read_sha256 != crate::bundle::hex(&d.sha256) {
                 anyhow::bail!(
                     "{} changed while it was being checked; verify it again",
                     file.display()

@@ -1,5 +1,5 @@
 //! `provisioner sandbox ...`: the subcommand, ready to hang under the main CLI as
-//! `Sandbox { #[command(subcommand)] command: sandbox::cli::SandboxCommand }`.
+//! `Sandbox { #[command(subcommand)] command: commands::sandbox::SandboxCommand }`.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::{Sandbox, UpOptions, DEFAULT_PREFIX, DEFAULT_ROOT, DEFAULT_SUDO_USER};
+use crate::sandbox::{self, Sandbox, UpOptions, DEFAULT_PREFIX, DEFAULT_ROOT, DEFAULT_SUDO_USER};
 
 /// Test machines on this host: systemd-nspawn containers on a private bridge (Linux, root).
 #[derive(Debug, Subcommand)]
@@ -106,10 +106,10 @@ impl UpArgs {
 /// Runs the subcommand, printing the result to stdout (progress goes to stderr).
 pub fn run(command: &SandboxCommand) -> Result<()> {
     match command {
-        SandboxCommand::Up(args) => print(&super::up(&args.options())?, args.json),
-        SandboxCommand::Down(args) => super::down(&args.state_dir),
+        SandboxCommand::Up(args) => print(&sandbox::up(&args.options())?, args.json),
+        SandboxCommand::Down(args) => sandbox::down(&args.state_dir),
         SandboxCommand::Status(args) => {
-            let sandbox = super::status(&args.state.state_dir)?;
+            let sandbox = sandbox::status(&args.state.state_dir)?;
             print(&sandbox, args.json)?;
             if sandbox.machines.iter().all(|m| m.reachable) {
                 Ok(())

@@ -1,0 +1,93 @@
+//! What each template is given: one struct per template (or family of templates), so a
+//! template's inputs are named and typed where they are made.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// What every host template may use.
+#[derive(Serialize, Clone)]
+pub struct HostCtx<'a> {
+    pub cluster_name: &'a str,
+    pub node_name: &'a str,
+    pub internal_ip: String,
+    /// The cluster's pod range; in the CNI configs, the node's own.
+    pub pod_cidr: String,
+    pub service_cidr: String,
+}
+
+#[derive(Serialize)]
+pub struct EtcdUnit<'a> {
+    #[serde(flatten)]
+    pub host: &'a HostCtx<'a>,
+    /// `name=https://ip:2380,...` for every member.
+    pub initial_cluster: String,
+    /// etcd gained --tls-min-version in 3.5.8.
+    pub tls_min_version: bool,
+    /// 3.6 renamed the experimental flags.
+    pub etcd_3_5: bool,
+}
+
+#[derive(Serialize)]
+pub struct ApiserverUnit<'a> {
+    #[serde(flatten)]
+    pub host: &'a HostCtx<'a>,
+    pub etcd_servers: String,
+    pub service_account_issuer: String,
+}
+
+#[derive(Serialize)]
+pub struct EncryptionConfig<'a> {
+    pub encryption_key: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct ContainerdConfig<'a> {
+    pub containerd_version: String,
+    pub config_version: u32,
+    /// containerd 2.1 replaced cni.bin_dir with bin_dirs (and 2.4 removed bin_dir).
+    pub cni_bin_dirs: bool,
+    pub pause_image: &'a str,
+    pub hosts_are_containers: bool,
+}
+
+#[derive(Serialize)]
+pub struct KubeletConfig<'a> {
+    pub cluster_domain: &'a str,
+    pub cluster_dns: String,
+    pub minor: u32,
+    pub allow_cgroup_v1: bool,
+    pub allow_swap: bool,
+    pub eviction_hard: &'a BTreeMap<String, String>,
+    pub hosts_are_containers: bool,
+}
+
+#[derive(Serialize)]
+pub struct KubeProxyConfig<'a> {
+    #[serde(flatten)]
+    pub host: &'a HostCtx<'a>,
+    pub proxy_mode: &'a str,
+    pub hosts_are_containers: bool,
+}
+
+/// A route to another worker's pod range.
+#[derive(Serialize)]
+pub struct Route {
+    pub cidr: String,
+    pub via: String,
+}
+
+#[derive(Serialize)]
+pub struct PodRoutesUnit {
+    pub routes: Vec<Route>,
+}
+
+#[derive(Serialize)]
+pub struct Kubeconfig<'a> {
+    pub cluster_name: &'a str,
+    pub server: &'a str,
+    pub user: &'a str,
+    pub ca_data: String,
+    pub cert_data: String,
+    pub key_data: String,
+}
