@@ -3,4 +3,4 @@
 
 pub mod check;
 pub mod regenerate;
-pub mod rotate;
+pub mod rotate_ca;
