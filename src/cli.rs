@@ -12,7 +12,8 @@ Exit codes:
   3  certs check: a certificate has expired or expires soon
   4  certs check: a certificate drifted from the state directory or the inventory
   5  plan, apply, certs regenerate/rotate-ca: the hosts carry another cluster's CAs or keys
-     than the state directory (nothing was changed; see `provisioner state recover --help`)";
+     than the state directory (nothing was changed; see `provisioner state recover --help`)
+  6  status: a cluster is unhealthy (each finding is listed)";
 
 #[derive(Parser)]
 #[command(
@@ -93,6 +94,26 @@ pub enum Command {
         /// of files whose size, mtime, ctime and inode are unchanged since they were checked
         #[arg(long)]
         rehash: bool,
+    },
+
+    /// Say whether each cluster is healthy, reading its hosts without changing anything
+    #[command(
+        after_help = "Examples:\n  provisioner status inventory.toml\n  provisioner status prod.toml staging.toml --output json\n\n\
+        For each cluster (one inventory each, all at once) and each host: reachable over SSH, units \
+        active, the versions their programs report, etcd (members answering, leader, database size), \
+        the API server's /readyz, worker Nodes Ready, the soonest certificate expiry in the state \
+        directory, and whether `plan` would change anything. Nothing is written to any host. Exits \
+        6 when any cluster is unhealthy, listing every finding."
+    )]
+    Status {
+        /// The inventories of the clusters to check
+        #[arg(value_name = "INVENTORY", required = true)]
+        inventories: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+        /// Count a certificate expiring within this many days as a problem
+        #[arg(long, value_name = "DAYS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(0..=36_500))]
+        warn_days: i64,
     },
 
     /// Bring every host to the state the inventory describes, in dependency order

@@ -7,6 +7,7 @@ mod converge;
 mod render;
 pub mod sandbox;
 mod state;
+mod status;
 
 use std::path::Path;
 
@@ -71,6 +72,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             &crate::certs::regenerate::Selection { certs, hosts, all },
             &rollout,
         ),
+        Command::Status {
+            inventories,
+            output,
+            warn_days,
+        } => status::status(&inventories, output, warn_days),
         Command::State(StateCommand::Recover(a)) => state::state_recover(&a.inventory),
         Command::Sandbox(cmd) => sandbox::run(&cmd).map(|()| SUCCESS),
         Command::Bundle(cmd) => bundle::run(cmd).map(|()| SUCCESS),

@@ -263,31 +263,67 @@ pub fn prune(dir: &str, prefix: &str, keep: usize) -> String {
 /// Saves an etcd snapshot to `file` (in a 0700 directory), with the healthcheck client.
 pub fn etcd_snapshot(endpoint: &str, pki: &str, file: &str) -> String {
     let dir = file.rsplit_once('/').map_or("/", |(d, _)| d);
-    let (ca, cert, key) = (
-        format!("{pki}/ca.crt"),
-        format!("{pki}/healthcheck-client.crt"),
-        format!("{pki}/healthcheck-client.key"),
-    );
     format!(
         "{} && ETCDCTL_API=3 {} >/dev/null",
         command(&["install", "-d", "-m", "700", dir]),
-        command(&[
-            "etcdctl",
-            "--endpoints",
+        command(&etcdctl(
             endpoint,
-            "--cacert",
-            &ca,
-            "--cert",
-            &cert,
-            "--key",
-            &key,
-            "--command-timeout",
-            "60s",
-            "snapshot",
-            "save",
-            file,
-        ])
+            pki,
+            &["--command-timeout", "60s", "snapshot", "save", file]
+        ))
     )
+}
+
+/// Every member's status (`etcdctl endpoint status --cluster -w json`), asked through
+/// `endpoint`.
+pub fn etcd_status(endpoint: &str, pki: &str) -> String {
+    command(&etcdctl(
+        endpoint,
+        pki,
+        &[
+            "--command-timeout",
+            "10s",
+            "endpoint",
+            "status",
+            "--cluster",
+            "-w",
+            "json",
+        ],
+    ))
+}
+
+/// `etcdctl` against `endpoint` with the healthcheck client certificate under `pki`.
+fn etcdctl(endpoint: &str, pki: &str, args: &[&str]) -> Vec<String> {
+    let mut words: Vec<String> = [
+        "etcdctl".to_string(),
+        "--endpoints".into(),
+        endpoint.into(),
+        "--cacert".into(),
+        format!("{pki}/ca.crt"),
+        "--cert".into(),
+        format!("{pki}/healthcheck-client.crt"),
+        "--key".into(),
+        format!("{pki}/healthcheck-client.key"),
+    ]
+    .to_vec();
+    words.extend(args.iter().map(|a| a.to_string()));
+    words
+}
+
+/// For each program, a line `PATH FIRST-LINE-OF-ITS---version` (a missing program prints its
+/// error there instead).
+pub fn program_versions(paths: &[&str]) -> String {
+    paths
+        .iter()
+        .map(|p| {
+            format!(
+                "{{ printf '%s ' {}; {} 2>&1 | head -n 1; }}",
+                quote(p),
+                command(&[*p, "--version"])
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Compare-and-swap of the lease file: writes `new` (or removes the lease when empty) only if

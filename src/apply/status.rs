@@ -1,0 +1,452 @@
+//! `status`: whether a cluster is healthy, read from its hosts without changing anything. An
+//! unreachable host or a failing check is a finding, never an error that hides the others.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::Node;
+use serde::Serialize;
+
+use super::api::{Api, Target};
+use super::health::{self, Request, Tls};
+use super::remote::Remote;
+use super::Inputs;
+use crate::component::Unit;
+use crate::inventory::Host;
+use crate::pki::{self, Ca, Cert};
+use crate::plan::{self, DesiredHost};
+use crate::shell;
+use crate::transport::Connection;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    pub host: String,
+    pub reachable: bool,
+    /// Each unit of the host and its state (`active`, `inactive`, `failed`, ...).
+    pub units: BTreeMap<Unit, String>,
+    /// The version each unit's program reports.
+    pub versions: BTreeMap<Unit, String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EtcdStatus {
+    /// Members that answered, out of the members etcd lists.
+    pub answering: usize,
+    pub members: usize,
+    pub leader: Option<String>,
+    /// The largest member's database.
+    pub db_size_bytes: u64,
+    pub version: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Expiry {
+    pub certificate: String,
+    pub days_left: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClusterStatus {
+    pub cluster: String,
+    pub inventory: PathBuf,
+    pub hosts: Vec<HostStatus>,
+    pub etcd: Option<EtcdStatus>,
+    pub api_ready: bool,
+    /// Workers whose Node is Ready, and the workers the inventory has.
+    pub nodes_ready: Option<(usize, usize)>,
+    pub soonest_expiry: Option<Expiry>,
+    /// Files, directories, units and images `apply` would change; None when unknown.
+    pub plan_changes: Option<usize>,
+    /// Everything unhealthy, one line each; empty when the cluster is healthy.
+    pub problems: Vec<String>,
+}
+
+impl ClusterStatus {
+    pub fn healthy(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Collects the status of the cluster `inp` describes; `warn_days` is when a certificate's
+/// coming expiry becomes a problem.
+pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> ClusterStatus {
+    let c = inp.cluster;
+    let mut problems = Vec::new();
+    let desired = match plan::desired(inp.rendered, inp.bundle) {
+        Ok(d) => d,
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            Vec::new()
+        }
+    };
+    let conns: Vec<Option<Connection>> = join_all(c.hosts.iter().map(|h| async {
+        Connection::connect(h, &c.ssh)
+            .await
+            .map_err(|e| e.to_string())
+    }))
+    .await
+    .into_iter()
+    .map(|r| r.map_err(|e| problems.push(e)).ok())
+    .collect();
+    let reachable: BTreeMap<&str, &Connection> = c
+        .hosts
+        .iter()
+        .zip(&conns)
+        .filter_map(|(h, conn)| Some((h.name.as_str(), conn.as_ref()?)))
+        .collect();
+
+    let per_host = join_all(desired.iter().map(|d| async {
+        let conn = reachable.get(d.host.as_str())?;
+        Some(host_state(*conn, d).await)
+    }))
+    .await;
+    let mut hosts = Vec::new();
+    let mut plan_changes = Some(0);
+    for (h, d) in c.hosts.iter().zip(&desired) {
+        let found = per_host.iter().flatten().find(|(s, _)| s.host == h.name);
+        match found {
+            Some((s, Ok(changes))) => {
+                for (u, state) in &s.units {
+                    if state != "active" {
+                        problems.push(format!("{}: {u} is {state}", h.name));
+                    }
+                }
+                plan_changes = plan_changes.map(|n| n + changes);
+            }
+            Some((_, Err(e))) => {
+                problems.push(format!("{}: {e:#}", h.name));
+                plan_changes = None;
+            }
+            None => plan_changes = None,
+        }
+        hosts.push(match found {
+            Some((s, _)) => s.clone(),
+            None => HostStatus {
+                host: h.name.clone(),
+                reachable: reachable.contains_key(h.name.as_str()),
+                units: d.units.iter().map(|u| (*u, "unknown".into())).collect(),
+                versions: BTreeMap::new(),
+            },
+        });
+    }
+    if let Some(n) = plan_changes.filter(|n| *n > 0) {
+        problems.push(format!(
+            "`provisioner plan` shows {n} change(s): the hosts differ from the inventory"
+        ));
+    }
+
+    let etcd = match c
+        .etcd_hosts()
+        .find(|h| reachable.contains_key(h.name.as_str()))
+    {
+        Some(h) => match etcd_status(reachable[h.name.as_str()], h, c).await {
+            Ok(s) => {
+                if s.answering < s.members || s.leader.is_none() {
+                    problems.push(format!(
+                        "etcd: {} of {} member(s) answer, leader {}",
+                        s.answering,
+                        s.members,
+                        s.leader.as_deref().unwrap_or("none")
+                    ));
+                }
+                Some(s)
+            }
+            Err(e) => {
+                problems.push(format!("etcd: {e:#}"));
+                None
+            }
+        },
+        None => {
+            problems.push("etcd: no member is reachable".into());
+            None
+        }
+    };
+
+    let api_host = c
+        .control_plane_hosts()
+        .find(|h| reachable.contains_key(h.name.as_str()));
+    let (api_ready, nodes_ready) = match api_host {
+        Some(h) => {
+            let conn = reachable[h.name.as_str()];
+            let ready = match api_ready(conn, h, inp).await {
+                Ok(()) => true,
+                Err(e) => {
+                    problems.push(format!("API server on {}: {e:#}", h.name));
+                    false
+                }
+            };
+            let nodes = match nodes_ready(conn, h, inp).await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    problems.push(format!("Nodes: {e:#}"));
+                    None
+                }
+            };
+            (ready, nodes)
+        }
+        None => {
+            problems.push("API server: no control-plane host is reachable".into());
+            (false, None)
+        }
+    };
+    let workers = c.worker_hosts().count();
+    if let Some((ready, _)) = nodes_ready.filter(|(r, _)| *r < workers) {
+        problems.push(format!("Nodes: {ready} of {workers} worker(s) Ready"));
+    }
+
+    let soonest_expiry = match soonest_expiry(inp) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(format!("certificates: {e:#}"));
+            None
+        }
+    };
+    if let Some(e) = soonest_expiry.as_ref().filter(|e| e.days_left < warn_days) {
+        problems.push(format!(
+            "certificate {} expires in {} day(s): `provisioner certs regenerate`",
+            e.certificate, e.days_left
+        ));
+    }
+
+    ClusterStatus {
+        cluster: c.name.clone(),
+        inventory,
+        hosts,
+        etcd,
+        api_ready,
+        nodes_ready: nodes_ready.map(|(r, _)| (r, workers)),
+        soonest_expiry,
+        plan_changes,
+        problems,
+    }
+}
+
+/// A host's units and versions, and how many changes the plan has for it.
+async fn host_state<R: Remote>(conn: &R, d: &DesiredHost) -> (HostStatus, Result<usize>) {
+    let mut status = HostStatus {
+        host: d.host.clone(),
+        reachable: true,
+        units: BTreeMap::new(),
+        versions: BTreeMap::new(),
+    };
+    let facts = match conn.run_checked(&plan::facts::script(d, false)).await {
+        Ok(out) => plan::facts::parse(&out.stdout_text()),
+        Err(e) => return (status, Err(e.into())),
+    };
+    for u in &d.units {
+        let state = match facts.units.get(u) {
+            Some(s) if s.active => "active",
+            Some(s) if s.starting => "starting or stopping",
+            Some(_) => "inactive",
+            None => "not installed",
+        };
+        status.units.insert(*u, state.to_string());
+    }
+    let programs: Vec<(Unit, String)> = d
+        .units
+        .iter()
+        .filter_map(|u| {
+            let program = u.props().binaries.first()?;
+            Some((*u, format!("{}/{program}", crate::component::BIN_DIR)))
+        })
+        .collect();
+    let paths: Vec<&str> = programs.iter().map(|(_, p)| p.as_str()).collect();
+    if let Ok(out) = conn.run(&shell::program_versions(&paths)).await {
+        let text = out.stdout_text();
+        for (u, path) in &programs {
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{path} ")));
+            let version = line.and_then(version_in).unwrap_or("unknown");
+            status.versions.insert(*u, version.to_string());
+        }
+    }
+    let p = plan::diff(d, &facts);
+    let changes = p.dirs.len() + p.files.len() + p.units.len() + p.images.len();
+    (status, Ok(changes))
+}
+
+/// The first `1.2.3`-like word of a `--version` line (`v` dropped, suffixes cut).
+fn version_in(line: &str) -> Option<&str> {
+    line.split_whitespace().find_map(|w| {
+        let w = w.trim_start_matches('v');
+        let end = w
+            .find(|ch: char| !ch.is_ascii_digit() && ch != '.')
+            .unwrap_or(w.len());
+        let v = &w[..end];
+        (v.split('.').count() >= 3 && v.split('.').all(|p| !p.is_empty())).then_some(v)
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct EndpointStatus {
+    #[serde(rename = "Endpoint")]
+    endpoint: String,
+    #[serde(rename = "Status")]
+    status: MemberStatus,
+}
+
+#[derive(serde::Deserialize)]
+struct MemberStatus {
+    header: Header,
+    version: String,
+    #[serde(rename = "dbSize")]
+    db_size: u64,
+    leader: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct Header {
+    member_id: u64,
+}
+
+async fn etcd_status(
+    conn: &Connection,
+    h: &Host,
+    c: &crate::inventory::Cluster,
+) -> Result<EtcdStatus> {
+    let endpoint = format!("https://{}:2379", h.internal_ip);
+    let out = conn
+        .run(&shell::etcd_status(&endpoint, "/etc/kubernetes/pki/etcd"))
+        .await?;
+    let members: Vec<EndpointStatus> = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "etcdctl endpoint status on {}: {}",
+            h.name,
+            out.stderr_text().trim()
+        )
+    })?;
+    let hosts: Vec<(&str, String)> = c
+        .etcd_hosts()
+        .map(|e| (e.name.as_str(), e.internal_ip.to_string()))
+        .collect();
+    summarize(&members, &hosts)
+}
+
+/// The members' answers summed up, the leader named by its host in `hosts` (name, address).
+fn summarize(members: &[EndpointStatus], hosts: &[(&str, String)]) -> Result<EtcdStatus> {
+    let Some(first) = members.first() else {
+        bail!("no member answers")
+    };
+    let leader = members
+        .iter()
+        .find(|m| m.status.header.member_id == first.status.leader)
+        .map(|m| {
+            hosts
+                .iter()
+                .find(|(_, ip)| m.endpoint.contains(&format!("//{ip}:")))
+                .map_or(m.endpoint.clone(), |(name, _)| name.to_string())
+        });
+    Ok(EtcdStatus {
+        answering: members.len(),
+        members: hosts.len().max(members.len()),
+        leader,
+        db_size_bytes: members.iter().map(|m| m.status.db_size).max().unwrap_or(0),
+        version: first.status.version.clone(),
+    })
+}
+
+async fn api_ready(conn: &Connection, h: &Host, inp: &Inputs<'_>) -> Result<()> {
+    let tls = Tls {
+        ca: inp.pki.ca(Ca::Cluster).cert.clone(),
+        client: Some(inp.pki.leaf(Cert::Admin, None).clone()),
+    };
+    let ip = h.internal_ip.to_string();
+    let r = Request {
+        conn,
+        target: &ip,
+        port: 6443,
+        tls: Some(&tls),
+        server_name: &h.name,
+        path: "/readyz",
+    };
+    let resp = tokio::time::timeout(Duration::from_secs(15), health::send(&r))
+        .await
+        .context("no answer within 15 s")??;
+    if resp.status != 200 {
+        bail!("/readyz answers HTTP {}: {}", resp.status, resp.body.trim());
+    }
+    Ok(())
+}
+
+/// Workers whose Node reports Ready, and Nodes registered.
+async fn nodes_ready(conn: &Connection, h: &Host, inp: &Inputs<'_>) -> Result<(usize, usize)> {
+    let address = h.internal_ip.to_string();
+    let api = Api::connect(&Target {
+        conn,
+        address: &address,
+        server_name: &h.name,
+        ca: &inp.pki.ca(Ca::Cluster).cert,
+        client: inp.pki.leaf(Cert::Admin, None),
+    })
+    .await?;
+    let nodes: kube::Api<Node> = kube::Api::all(api.client.clone());
+    let list = nodes.list(&Default::default()).await?;
+    let workers: Vec<&str> = inp
+        .cluster
+        .worker_hosts()
+        .map(|w| w.name.as_str())
+        .collect();
+    let ready = list
+        .items
+        .iter()
+        .filter(|n| workers.contains(&n.metadata.name.as_deref().unwrap_or("")))
+        .filter(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .count();
+    Ok((ready, list.items.len()))
+}
+
+/// The certificate of the state directory that expires first (CAs included).
+fn soonest_expiry(inp: &Inputs<'_>) -> Result<Option<Expiry>> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let listed = pki::list(inp.cluster)?;
+    Ok(listed
+        .iter()
+        .filter_map(|l| Some((l.id(), l.info.as_ref()?.not_after)))
+        .min_by_key(|(_, t)| *t)
+        .map(|(certificate, t)| Expiry {
+            certificate,
+            days_left: (t - now).div_euclid(86_400),
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_each_programs_first_line() {
+        assert_eq!(version_in("etcd Version: 3.7.0"), Some("3.7.0"));
+        assert_eq!(version_in("Kubernetes v1.37.2"), Some("1.37.2"));
+        assert_eq!(
+            version_in("containerd github.com/containerd/containerd/v2 v2.4.2 abc"),
+            Some("2.4.2")
+        );
+        assert_eq!(version_in("runc version 1.5.2+dev"), Some("1.5.2"));
+        assert_eq!(version_in("sh: 1: kubelet: not found"), None);
+    }
+
+    #[test]
+    fn etcds_status_names_the_leader_by_its_host() {
+        let json = r#"[{"Endpoint":"https://10.0.0.1:2379","Status":{"header":{"member_id":1},"version":"3.7.0","dbSize":100,"leader":2}},
+                       {"Endpoint":"https://10.0.0.2:2379","Status":{"header":{"member_id":2},"version":"3.7.0","dbSize":300,"leader":2}}]"#;
+        let members: Vec<EndpointStatus> = serde_json::from_str(json).unwrap();
+        let hosts = [
+            ("cp-1", "10.0.0.1".to_string()),
+            ("cp-2", "10.0.0.2".to_string()),
+            ("cp-3", "10.0.0.3".to_string()),
+        ];
+        let s = summarize(&members, &hosts).unwrap();
+        assert_eq!(s.leader.as_deref(), Some("cp-2"));
+        assert_eq!((s.answering, s.members, s.db_size_bytes), (2, 3, 300));
+        assert!(summarize(&[], &hosts).is_err());
+    }
+}
