@@ -9,6 +9,10 @@
 //! `certs regenerate` and `certs rotate-ca`: the same survey and plan, then
 //! [`rollout`](super::rollout): [`check_health`], a backup of the state directory, an etcd
 //! snapshot when etcd restarts, the new state saved, then [`execute`].
+//!
+//! `status`: [`status::collect`](super::status::collect), which only reads: every host (an
+//! unreachable one is a finding), its facts and versions, etcd, the API server, the Nodes, the
+//! state directory's certificates, and the plan's size.
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
-//! The commands: each file parses nothing itself (clap did) and calls the library; this one
-//! dispatches and holds what several commands share. A command returns its exit status.
+//! The commands, one file per family: each takes what clap parsed (`bundle` and `sandbox`
+//! declare their own subcommands) and calls the library; this file dispatches and holds what
+//! several commands share. A command returns its exit status instead of exiting.
 
 pub mod bundle;
 mod certs;
