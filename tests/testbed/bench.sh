@@ -61,6 +61,12 @@ read -r cold transfer wait <<<"$(apply)"
 read -r noop _ _ <<<"$(apply)"
 echo "cold apply, 3 control-plane + 2 workers: ${cold} s (transfer ${transfer} s, starting services and waiting ${wait} s)"
 echo "no-op re-apply, 5 hosts:                 ${noop} s"
+# status reads every host of every cluster at once: three inventories of these 5 hosts.
+for c in a b c; do cp "$work/inventory.toml" "$work/status-$c.toml"; done
+start=$(date +%s.%N)
+"$bin" status "$work"/status-{a,b,c}.toml >/dev/null
+end=$(date +%s.%N)
+echo "status, 3 clusters of 5 hosts at once:   $(python3 -c 'import sys; print("%.2f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$start" "$end") s"
 for n in 1 10; do
     cluster "$n"
     apply >/dev/null
