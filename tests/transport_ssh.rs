@@ -629,6 +629,42 @@ async fn sha256_many_reports_missing_files_in_one_call() {
     assert!(err.to_string().contains("node1"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn download_streams_a_large_file_verified_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = Sshd::start();
+    let client = tempfile::tempdir().unwrap();
+    let conn = connect(&sshd.host(client.path())).await.unwrap();
+    let remote = tempfile::tempdir().unwrap();
+    // Larger than the most a command may print: a download is streamed, not collected.
+    let big = remote.path().join("snapshot.db");
+    let data: Vec<u8> = (0..70u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&big, &data).unwrap();
+    let to = client.path().join("copy.db");
+    std::fs::write(&to, b"old").unwrap();
+    let got = conn.download(big.to_str().unwrap(), &to).await.unwrap();
+    assert_eq!(got.size, data.len() as u64);
+    assert_eq!(got.sha256, sha256_hex(&data));
+    assert!(std::fs::read(&to).unwrap() == data);
+    assert_eq!(
+        std::fs::metadata(&to).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // A missing file is an error naming it, and the local file is left as it was.
+    let err = conn
+        .download(remote.path().join("gone").to_str().unwrap(), &to)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(std::fs::read(&to).unwrap() == data);
+    let leftovers: Vec<_> = std::fs::read_dir(client.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".download-"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file is left behind");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Port forwarding
 

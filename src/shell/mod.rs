@@ -162,6 +162,11 @@ pub fn systemctl(unit: &str, enable: bool, verb: Option<UnitVerb>, no_block: boo
     }
 }
 
+/// The file's bytes on stdout.
+pub fn cat(path: &str) -> String {
+    command(&["cat", "--", path])
+}
+
 pub fn daemon_reload() -> String {
     command(&["systemctl", "daemon-reload"])
 }

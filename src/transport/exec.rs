@@ -137,6 +137,19 @@ impl Connection {
         shown_as: &str,
         extra: Duration,
     ) -> Result<Output> {
+        self.exec_into(command, input, None, shown_as, extra).await
+    }
+
+    /// [`exec`](Self::exec), with stdout written to `sink` as it arrives (not collected, and not
+    /// counted against [`MAX_OUTPUT`]) when one is given.
+    pub(crate) async fn exec_into<R: AsyncRead + Unpin>(
+        &self,
+        command: &str,
+        input: Option<R>,
+        sink: Option<&mut (dyn std::io::Write + Send)>,
+        shown_as: &str,
+        extra: Duration,
+    ) -> Result<Output> {
         let host = self.host_name();
         // The log never shows a whole script, only the start of its first line, as errors do:
         // scripts are long, and what follows their first line can be file contents.
@@ -145,19 +158,21 @@ impl Connection {
         let brief = clip(&first, 80);
         let t = Instant::now();
         let deadline = self.inner.options.command_timeout.saturating_add(extra);
-        let result =
-            match tokio::time::timeout(deadline, self.exec_on_channel(command, input, shown_as))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(self.session_error(
-                    format!("running `{}`", shown(shown_as)),
-                    format!(
-                        "it did not finish within {} s (the inventory's ssh.command_timeout)",
-                        deadline.as_secs()
-                    ),
-                )),
-            };
+        let result = match tokio::time::timeout(
+            deadline,
+            self.exec_on_channel(command, input, sink, shown_as),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(self.session_error(
+                format!("running `{}`", shown(shown_as)),
+                format!(
+                    "it did not finish within {} s (the inventory's ssh.command_timeout)",
+                    deadline.as_secs()
+                ),
+            )),
+        };
         let ms = t.elapsed().as_millis() as u64;
         match &result {
             Ok(out) => tracing::debug!(host, command = %brief, status = out.status, ms, "ran"),
@@ -170,6 +185,7 @@ impl Connection {
         &self,
         command: &str,
         input: Option<R>,
+        mut sink: Option<&mut (dyn std::io::Write + Send)>,
         shown_as: &str,
     ) -> Result<Output> {
         let step = || format!("running `{}`", shown(shown_as));
@@ -203,7 +219,12 @@ impl Connection {
             tokio::select! {
                 r = &mut send, if sent.is_none() => sent = Some(r),
                 msg = read.wait() => match msg {
-                    Some(ChannelMsg::Data { data }) => stdout.extend_from_slice(&data),
+                    Some(ChannelMsg::Data { data }) => match sink.as_mut() {
+                        Some(w) => w.write_all(&data).map_err(|e| {
+                            self.session_error(step(), format!("writing its output locally: {e}"))
+                        })?,
+                        None => stdout.extend_from_slice(&data),
+                    },
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.extend_from_slice(&data),
                     Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
                     Some(ChannelMsg::ExitSignal { signal_name, error_message, .. }) => {

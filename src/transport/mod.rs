@@ -25,6 +25,7 @@
 //! Errors name the host, the step, and the fix; they never contain key material.
 
 pub(crate) mod auth;
+mod download;
 mod exec;
 mod forward;
 pub mod hostkey;
@@ -36,6 +37,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use auth::{Agent, PASSPHRASE_ENV};
+pub use download::Downloaded;
 pub use exec::Output;
 pub use forward::Forward;
 pub use hostkey::HostKeyProblem;

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use super::exec::tail;
 use super::{Connection, Error, Result};
+use crate::bundle::hex;
 use crate::shell;
 
 /// What to upload.
@@ -107,10 +108,6 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counted<'_, R> {
 /// MiB, a link slower than 1 MiB/s being a problem to report rather than wait for.
 fn transfer_time(size: u64) -> std::time::Duration {
     std::time::Duration::from_secs(size >> 20)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn is_sha256(s: &str) -> bool {
