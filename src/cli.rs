@@ -157,6 +157,10 @@ pub enum Command {
     #[command(subcommand)]
     State(StateCommand),
 
+    /// etcd: snapshots of the cluster's data
+    #[command(subcommand)]
+    Etcd(EtcdCommand),
+
     /// Test machines on this Linux box: systemd containers in their own network namespaces
     #[command(
         subcommand,
@@ -227,6 +231,31 @@ pub enum CaChoice {
     All,
     /// The service-account token signing key pair
     ServiceAccount,
+}
+
+#[derive(Subcommand)]
+pub enum EtcdCommand {
+    /// Take a consistent snapshot on one member and copy it here, with its SHA-256 and metadata
+    #[command(
+        after_help = "Examples:\n  provisioner etcd snapshot inventory.toml\n  provisioner etcd snapshot inventory.toml --keep 7\n  provisioner etcd snapshot inventory.toml --out /backups/prod.db\n\n\
+        The snapshot is taken with etcdctl on the first etcd member (a consistent point in time), \
+        copied over SSH and checked against its SHA-256 on the host, then removed from the host: it \
+        holds every Secret of the cluster, so it is kept 0600 and only where you put it. By default \
+        it goes to STATE_DIR/etcd-snapshots/CLUSTER-TIME.db; FILE.json beside it records the \
+        SHA-256, revision, number of keys, members, etcd and Kubernetes versions, and when and where \
+        it was taken."
+    )]
+    Snapshot {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        /// Where to write the snapshot (its metadata goes to FILE.json)
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Afterwards, keep only the newest N snapshots of this cluster in the snapshot's
+        /// directory (with their metadata)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
+    },
 }
 
 #[derive(Subcommand)]

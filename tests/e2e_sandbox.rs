@@ -6,7 +6,8 @@
 //! One scenario per file under `tests/e2e/`, each a sequence of named steps (`== step: NAME` on
 //! stderr); the tests below run them one at a time (the machines share a subnet and names).
 //! The support: the machines (`machines.rs`), a cluster on them and its checks (`cluster.rs`),
-//! the probe that keeps connecting (`probe.rs`), the hard way's smoke test (`smoke.rs`), `status` on a running cluster (`status.rs`).
+//! the probe that keeps connecting (`probe.rs`), the hard way's smoke test (`smoke.rs`), `status` on a running cluster (`status.rs`),
+//! `etcd snapshot` (`snapshot.rs`).
 
 mod common;
 
@@ -18,6 +19,8 @@ mod machines;
 mod probe;
 #[path = "e2e/smoke.rs"]
 mod smoke;
+#[path = "e2e/snapshot.rs"]
+mod snapshot;
 #[path = "e2e/status.rs"]
 mod status;
 #[path = "e2e/step.rs"]

@@ -17,6 +17,7 @@ pub mod lease;
 mod remote;
 pub mod report;
 pub mod rollout;
+pub mod snapshot;
 pub mod status;
 mod survey;
 pub mod workflow;

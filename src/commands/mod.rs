@@ -5,6 +5,7 @@
 pub mod bundle;
 mod certs;
 mod converge;
+mod etcd;
 mod render;
 pub mod sandbox;
 mod state;
@@ -14,7 +15,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{CertsCommand, Cli, Command, Output, StateCommand};
+use crate::cli::{CertsCommand, Cli, Command, EtcdCommand, Output, StateCommand};
 use crate::inventory::{self, Loaded};
 use crate::pki;
 
@@ -78,6 +79,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             output,
             warn_days,
         } => status::status(&inventories, output, warn_days),
+        Command::Etcd(EtcdCommand::Snapshot {
+            inventory,
+            out,
+            keep,
+        }) => etcd::snapshot(&inventory.inventory, out.as_deref(), keep),
         Command::State(StateCommand::Recover(a)) => state::state_recover(&a.inventory),
         Command::Sandbox(cmd) => sandbox::run(&cmd).map(|()| SUCCESS),
         Command::Bundle(cmd) => bundle::run(cmd).map(|()| SUCCESS),

@@ -297,6 +297,25 @@ pub fn etcd_status(endpoint: &str, pki: &str) -> String {
     ))
 }
 
+/// The members etcd lists (`etcdctl member list -w json`), asked through `endpoint`.
+pub fn etcd_members(endpoint: &str, pki: &str) -> String {
+    command(&etcdctl(
+        endpoint,
+        pki,
+        &["--command-timeout", "10s", "member", "list", "-w", "json"],
+    ))
+}
+
+/// A snapshot file's revision, keys, size and hash (`etcdutl snapshot status -w json`).
+pub fn etcd_snapshot_status(file: &str) -> String {
+    command(&["etcdutl", "snapshot", "status", file, "-w", "json"])
+}
+
+/// Removes one file (nothing when it is missing).
+pub fn remove_file(path: &str) -> String {
+    command(&["rm", "-f", "--", path])
+}
+
 /// `etcdctl` against `endpoint` with the healthcheck client certificate under `pki`.
 fn etcdctl(endpoint: &str, pki: &str, args: &[&str]) -> Vec<String> {
     let mut words: Vec<String> = [

@@ -1,5 +1,5 @@
 //! 3 control planes and 2 workers: apply builds the cluster, the checks every cluster must pass
-//! and the hard way's smoke test hold, `status` says healthy (and names a stopped unit), and from then on apply changes exactly what changed: a
+//! and the hard way's smoke test hold, `status` says healthy (and names a stopped unit), an etcd snapshot is copied, and from then on apply changes exactly what changed: a
 //! no-op writes and restarts nothing, one drifted file restarts only its reader, a removed image
 //! is imported again, one inventory value or a new DNS upstream touches only their readers. A
 //! lost state directory is refused, then recovered from the hosts.
@@ -12,6 +12,7 @@ use crate::cluster::{
 use crate::common::text;
 use crate::machines::{lock_sandbox, Machines};
 use crate::smoke;
+use crate::snapshot;
 use crate::status;
 use crate::step::step;
 
@@ -50,6 +51,9 @@ pub fn run() {
     });
     step("status: healthy, then a stopped unit named", || {
         status::healthy_then_a_stopped_unit_is_named(&m, &c, &names)
+    });
+    step("etcd snapshot, copied and described", || {
+        snapshot::snapshot_is_copied_with_its_metadata(&m, &c)
     });
 
     let before = step("a second apply changes nothing", || {

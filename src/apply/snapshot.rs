@@ -1,0 +1,195 @@
+//! `etcd snapshot`: a consistent snapshot taken on one member, copied to the operator's machine
+//! with its SHA-256 and what it holds (revision, keys, members, versions) beside it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::Cluster;
+use crate::shell;
+use crate::transport::Connection;
+
+/// Where etcd keeps its certificates on the hosts, the healthcheck client's among them.
+const ETCD_PKI: &str = "/etc/kubernetes/pki/etcd";
+/// Where a snapshot waits on the member until it is copied.
+const HOST_DIR: &str = "/var/lib/provisioner/backups";
+
+/// What a snapshot holds, written beside it as `FILE.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Metadata {
+    pub cluster: String,
+    pub file: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub revision: u64,
+    pub total_keys: u64,
+    pub etcd_version: String,
+    pub kubernetes_version: String,
+    /// The members etcd listed when the snapshot was taken.
+    pub members: Vec<String>,
+    /// The member it was taken on.
+    pub taken_on: String,
+    /// RFC 3339, UTC.
+    pub taken_at: String,
+}
+
+#[derive(Deserialize)]
+struct SnapshotStatus {
+    revision: u64,
+    #[serde(rename = "totalKey")]
+    total_key: u64,
+    #[serde(default)]
+    version: String,
+}
+
+#[derive(Deserialize)]
+struct MemberList {
+    members: Vec<Member>,
+}
+
+#[derive(Deserialize)]
+struct Member {
+    #[serde(default)]
+    name: String,
+}
+
+/// Takes a snapshot on the first etcd member and copies it to `to` (0600), with its metadata
+/// at `to` + `.json`. Nothing is left on the member.
+pub async fn take(
+    c: &Cluster,
+    conns: &std::collections::BTreeMap<String, Connection>,
+    to: &Path,
+) -> Result<Metadata> {
+    let h = c
+        .etcd_hosts()
+        .next()
+        .context("the cluster has no etcd member")?;
+    let conn = &conns[&h.name];
+    let endpoint = format!("https://{}:2379", h.internal_ip);
+    let now = time::OffsetDateTime::now_utc();
+    let on_host = format!("{HOST_DIR}/snapshot-{}.db", now.unix_timestamp());
+    conn.run_checked(&shell::etcd_snapshot(&endpoint, ETCD_PKI, &on_host))
+        .await
+        .with_context(|| format!("{}: etcdctl snapshot save", h.name))?;
+    let copied = async {
+        let status = conn
+            .run_checked(&shell::etcd_snapshot_status(&on_host))
+            .await?;
+        let status: SnapshotStatus =
+            serde_json::from_slice(&status.stdout).context("reading `etcdutl snapshot status`")?;
+        let members = conn
+            .run_checked(&shell::etcd_members(&endpoint, ETCD_PKI))
+            .await?;
+        let members: MemberList =
+            serde_json::from_slice(&members.stdout).context("reading `etcdctl member list`")?;
+        let got = conn.download(&on_host, to).await?;
+        anyhow::Ok((status, members, got))
+    }
+    .await;
+    // The member keeps no copy: snapshots hold every Secret of the cluster.
+    let removed = conn.run_checked(&shell::remove_file(&on_host)).await;
+    let (status, members, got) = copied?;
+    removed.with_context(|| format!("{}: removing {on_host}", h.name))?;
+    let mut names: Vec<String> = members.members.into_iter().map(|m| m.name).collect();
+    names.sort();
+    let meta = Metadata {
+        cluster: c.name.clone(),
+        file: to.to_path_buf(),
+        sha256: got.sha256,
+        size: got.size,
+        revision: status.revision,
+        total_keys: status.total_key,
+        etcd_version: if status.version.is_empty() {
+            c.versions.etcd.to_string()
+        } else {
+            status.version
+        },
+        kubernetes_version: c.kubernetes.to_string(),
+        members: names,
+        taken_on: h.name.clone(),
+        taken_at: crate::pki::inspect::rfc3339(now.unix_timestamp()),
+    };
+    crate::pki::store::replace(
+        &metadata_path(to),
+        serde_json::to_string_pretty(&meta)?.as_bytes(),
+        0o600,
+    )?;
+    Ok(meta)
+}
+
+/// `FILE.json` beside `FILE`.
+pub fn metadata_path(snapshot: &Path) -> PathBuf {
+    let mut name = snapshot.as_os_str().to_owned();
+    name.push(".json");
+    PathBuf::from(name)
+}
+
+/// The snapshot file name for `cluster` at `unix` time: sorts by time.
+pub fn file_name(cluster: &str, unix: i64) -> String {
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{cluster}-{:04}{:02}{:02}T{:02}{:02}{:02}Z.db",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// Removes all but the newest `keep` snapshots of `cluster` in `dir` (with their metadata);
+/// returns the removed files.
+pub fn prune(dir: &Path, cluster: &str, keep: usize) -> Result<Vec<PathBuf>> {
+    let mut snapshots: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.strip_prefix(cluster)
+                    .and_then(|r| r.strip_prefix('-'))
+                    .is_some_and(|r| r.ends_with("Z.db") && r.len() == "20260101T000000Z.db".len())
+            })
+        })
+        .collect();
+    snapshots.sort();
+    let excess = snapshots.len().saturating_sub(keep);
+    let removed: Vec<PathBuf> = snapshots.into_iter().take(excess).collect();
+    for p in &removed {
+        std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+        let _ = std::fs::remove_file(metadata_path(p));
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_by_time_and_pruning_keeps_the_newest_of_this_cluster_only() {
+        assert_eq!(file_name("demo", 0), "demo-19700101T000000Z.db");
+        let dir = tempfile::tempdir().unwrap();
+        let mut made = Vec::new();
+        for t in [100, 300, 200] {
+            let p = dir.path().join(file_name("demo", t));
+            std::fs::write(&p, "db").unwrap();
+            std::fs::write(metadata_path(&p), "{}").unwrap();
+            made.push(p);
+        }
+        let other = dir.path().join(file_name("demo-two", 50));
+        std::fs::write(&other, "db").unwrap();
+        let mine = dir.path().join("demo-notes.db");
+        std::fs::write(&mine, "kept").unwrap();
+        let removed = prune(dir.path(), "demo", 1).unwrap();
+        assert_eq!(removed, [made[0].clone(), made[2].clone()]);
+        assert!(made[1].exists() && metadata_path(&made[1]).exists());
+        assert!(!metadata_path(&made[0]).exists());
+        assert!(
+            other.exists() && mine.exists(),
+            "other clusters' and other files stay"
+        );
+    }
+}
