@@ -256,6 +256,31 @@ pub enum EtcdCommand {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         keep: Option<u32>,
     },
+
+    /// Restore every etcd member from one snapshot, the control plane stopped meanwhile
+    #[command(
+        after_help = "Example:\n  provisioner etcd restore inventory.toml .provisioner/etcd-snapshots/demo-20261202T103000Z.db\n\n\
+        The cluster goes back to the snapshot's state: what was created since is lost. The snapshot \
+        is checked against the SHA-256 in its metadata (FILE.json, written by `etcd snapshot`) \
+        before anything changes. Then the API servers, controller-managers and schedulers stop, \
+        etcd stops on every member, each member is restored from the same snapshot into a new data \
+        directory under a new cluster token (the old data is kept as \
+        /var/lib/etcd.before-restore-TIME), and etcd, the API servers and the controllers start \
+        again behind their health gates. Asks for the cluster's name first, unless --yes."
+    )]
+    Restore {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        /// The snapshot, with its metadata beside it as SNAPSHOT.json
+        #[arg(value_name = "SNAPSHOT")]
+        snapshot: PathBuf,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+        /// Seconds each health gate may take
+        #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        gate_timeout: u64,
+    },
 }
 
 #[derive(Subcommand)]

@@ -16,6 +16,7 @@ pub mod health;
 pub mod lease;
 mod remote;
 pub mod report;
+pub mod restore;
 pub mod rollout;
 pub mod snapshot;
 pub mod status;

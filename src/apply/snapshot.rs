@@ -36,8 +36,9 @@ pub struct Metadata {
 
 #[derive(Deserialize)]
 struct SnapshotStatus {
+    #[serde(default)]
     revision: u64,
-    #[serde(rename = "totalKey")]
+    #[serde(rename = "totalKey", default)]
     total_key: u64,
     #[serde(default)]
     version: String,

@@ -289,17 +289,21 @@ struct EndpointStatus {
     status: MemberStatus,
 }
 
+// etcdctl leaves out zero values (omitempty): no leader is a missing `leader`.
 #[derive(serde::Deserialize)]
 struct MemberStatus {
     header: Header,
+    #[serde(default)]
     version: String,
-    #[serde(rename = "dbSize")]
+    #[serde(rename = "dbSize", default)]
     db_size: u64,
+    #[serde(default)]
     leader: u64,
 }
 
 #[derive(serde::Deserialize)]
 struct Header {
+    #[serde(default)]
     member_id: u64,
 }
 
@@ -333,7 +337,7 @@ fn summarize(members: &[EndpointStatus], hosts: &[(&str, String)]) -> Result<Etc
     };
     let leader = members
         .iter()
-        .find(|m| m.status.header.member_id == first.status.leader)
+        .find(|m| first.status.leader != 0 && m.status.header.member_id == first.status.leader)
         .map(|m| {
             hosts
                 .iter()
@@ -448,5 +452,11 @@ mod tests {
         assert_eq!(s.leader.as_deref(), Some("cp-2"));
         assert_eq!((s.answering, s.members, s.db_size_bytes), (2, 3, 300));
         assert!(summarize(&[], &hosts).is_err());
+        // Without a leader etcdctl leaves the field out.
+        let leaderless: Vec<EndpointStatus> = serde_json::from_str(
+            r#"[{"Endpoint":"https://10.0.0.1:2379","Status":{"header":{"member_id":1},"version":"3.7.0"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(summarize(&leaderless, &hosts).unwrap().leader, None);
     }
 }

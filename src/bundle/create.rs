@@ -121,7 +121,7 @@ fn describe(dir: &Path, v: &Versions) -> Result<Manifest> {
             if arch.is_none() {
                 arch = elf_arch(&path)?;
             }
-            let (sha256, size) = hash(&path)?;
+            let (sha256, size) = super::sha256_file(&path)?;
             files.push(Entry {
                 name,
                 component: component.to_string(),
@@ -138,7 +138,7 @@ fn describe(dir: &Path, v: &Versions) -> Result<Manifest> {
     let mut images = Vec::new();
     for path in list(&dir.join("images"))? {
         let info = image::inspect(&path)?;
-        let (sha256, size) = hash(&path)?;
+        let (sha256, size) = super::sha256_file(&path)?;
         let file = file_name(&path);
         images.push(Image {
             name: image_name(&info.reference),
@@ -214,11 +214,6 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-fn hash(p: &Path) -> Result<(String, u64)> {
-    let mut f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-    check::hash_reader(&mut f).with_context(|| format!("reading {}", p.display()))
 }
 
 /// The architecture of an ELF executable, `None` for other files (scripts).

@@ -160,6 +160,12 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// SHA-256 (hex) and size of a file, read in chunks.
+pub fn sha256_file(p: &Path) -> Result<(String, u64)> {
+    let mut f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+    check::hash_reader(&mut f).with_context(|| format!("reading {}", p.display()))
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }

@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
-use super::{load, SUCCESS};
+use super::{existing_pki, load, SUCCESS};
 use crate::apply::snapshot;
 use crate::pki;
 
@@ -48,4 +48,76 @@ pub(super) fn snapshot(path: &Path, out: Option<&Path>, keep: Option<u32>) -> Re
         }
     }
     Ok(SUCCESS)
+}
+
+pub(super) fn restore(path: &Path, snapshot: &Path, yes: bool, gate_timeout: u64) -> Result<u8> {
+    let mut l = load(path)?;
+    let _lock = pki::store::lock(&l.cluster.state_dir)?;
+    let meta_path = snapshot::metadata_path(snapshot);
+    let meta: snapshot::Metadata = serde_json::from_slice(
+        &std::fs::read(&meta_path)
+            .with_context(|| format!("reading the snapshot's metadata {}", meta_path.display()))?,
+    )
+    .with_context(|| format!("{} is not a snapshot's metadata", meta_path.display()))?;
+    let c = &l.cluster;
+    if meta.cluster != c.name {
+        bail!(
+            "{} is a snapshot of cluster {}, not of {}; nothing was changed",
+            snapshot.display(),
+            meta.cluster,
+            c.name
+        );
+    }
+    if !yes {
+        confirm(
+            &format!(
+            "This returns cluster {} to its state at {} (revision {}): everything created since is \
+             lost, and the API is down meanwhile.\nType the cluster's name to go on: ",
+            c.name, meta.taken_at, meta.revision
+        ),
+            &c.name,
+        )?;
+    }
+    let bundle = crate::bundle::cluster::open_for(&mut l.cluster, path)?;
+    let (_, pki) = existing_pki(&l)?;
+    let c = &l.cluster;
+    let rendered = crate::render::render(c, &pki)?;
+    let inputs = crate::apply::Inputs {
+        cluster: c,
+        rendered: &rendered,
+        pki: &pki,
+        bundle: &bundle,
+    };
+    let rep = crate::apply::Reporter::new(crate::apply::Format::Text);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let deadline = std::time::Duration::from_secs(gate_timeout);
+    runtime.block_on(async {
+        let conns = crate::apply::open(c, &rep).await?;
+        let lease = crate::apply::lease::take(c, &conns, "etcd restore", false, &rep).await?;
+        let result =
+            crate::apply::restore::restore(&inputs, &conns, snapshot, &meta, deadline, &rep).await;
+        lease.release().await;
+        result
+    })?;
+    println!(
+        "cluster {} restored to revision {} of {} ({}); each member's previous data is in /var/lib/etcd.before-restore-*",
+        c.name, meta.revision, meta.taken_at, snapshot.display()
+    );
+    Ok(SUCCESS)
+}
+
+/// Asks on the terminal for `expected`; refuses without a terminal.
+fn confirm(question: &str, expected: &str) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to confirm on: pass --yes to go on without asking");
+    }
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != expected {
+        bail!("not confirmed; nothing was changed");
+    }
+    Ok(())
 }

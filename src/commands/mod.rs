@@ -84,6 +84,12 @@ pub fn run(cli: Cli) -> Result<u8> {
             out,
             keep,
         }) => etcd::snapshot(&inventory.inventory, out.as_deref(), keep),
+        Command::Etcd(EtcdCommand::Restore {
+            inventory,
+            snapshot,
+            yes,
+            gate_timeout,
+        }) => etcd::restore(&inventory.inventory, &snapshot, yes, gate_timeout),
         Command::State(StateCommand::Recover(a)) => state::state_recover(&a.inventory),
         Command::Sandbox(cmd) => sandbox::run(&cmd).map(|()| SUCCESS),
         Command::Bundle(cmd) => bundle::run(cmd).map(|()| SUCCESS),

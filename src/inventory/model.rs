@@ -202,6 +202,14 @@ impl Cluster {
             .collect()
     }
 
+    /// etcd's `--initial-cluster`: `name=https://ip:2380` for every member.
+    pub fn etcd_initial_cluster(&self) -> String {
+        self.etcd_hosts()
+            .map(|h| format!("{}=https://{}:2380", h.name, h.internal_ip))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Whether the API endpoint host is an IP address (it then goes into the certificate as an IP SAN).
     pub fn api_host_ip(&self) -> Option<IpAddr> {
         self.api.host.parse().ok()

@@ -204,14 +204,10 @@ fn host_files(
             pki.leaf(Cert::EtcdHealthcheckClient, None),
             &[],
         );
-        let initial_cluster: Vec<String> = c
-            .etcd_hosts()
-            .map(|e| format!("{}=https://{}:2380", e.name, e.internal_ip))
-            .collect();
         let etcd = c.versions.etcd;
         let ctx = EtcdUnit {
             host: &common,
-            initial_cluster: initial_cluster.join(","),
+            initial_cluster: c.etcd_initial_cluster(),
             tls_min_version: (etcd.major, etcd.minor, etcd.patch) >= (3, 5, 8),
             // 3.6 renamed the experimental flags and made 10000 the default snapshot count
             // (3.5's 100000 keeps too many entries in memory). Progress notifications let the

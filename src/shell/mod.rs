@@ -311,6 +311,58 @@ pub fn etcd_snapshot_status(file: &str) -> String {
     command(&["etcdutl", "snapshot", "status", file, "-w", "json"])
 }
 
+/// Stops units (a unit already stopped stays so).
+pub fn stop_units(units: &[&str]) -> String {
+    let mut words = vec!["systemctl".to_string(), "stop".to_string()];
+    words.extend(units.iter().map(|u| format!("{u}.service")));
+    command(&words)
+}
+
+/// Restores `snapshot` into a new data directory and swaps it in for etcd's, the old one kept
+/// beside it as `DATA_DIR.before-restore-STAMP`. The revision is bumped and compacted, so
+/// that watchers holding newer revisions start over instead of missing changes.
+pub fn etcd_restore(r: &EtcdRestore<'_>) -> String {
+    let staging = format!("{}.restore-{}", r.data_dir, r.stamp);
+    let aside = format!("{}.before-restore-{}", r.data_dir, r.stamp);
+    [
+        command(&["rm", "-rf", "--", &staging]),
+        command(&[
+            "etcdutl",
+            "snapshot",
+            "restore",
+            r.snapshot,
+            "--name",
+            r.name,
+            "--initial-cluster",
+            r.initial_cluster,
+            "--initial-cluster-token",
+            r.token,
+            "--initial-advertise-peer-urls",
+            r.peer_url,
+            "--bump-revision",
+            "1000000000",
+            "--mark-compacted",
+            "--data-dir",
+            &staging,
+        ]),
+        command(&["mv", "--", r.data_dir, &aside]),
+        command(&["mv", "--", &staging, r.data_dir]),
+        command(&["chmod", "700", r.data_dir]),
+    ]
+    .join(" && ")
+}
+
+/// One member's part of an etcd restore.
+pub struct EtcdRestore<'a> {
+    pub snapshot: &'a str,
+    pub name: &'a str,
+    pub initial_cluster: &'a str,
+    pub token: &'a str,
+    pub peer_url: &'a str,
+    pub data_dir: &'a str,
+    pub stamp: &'a str,
+}
+
 /// Removes one file (nothing when it is missing).
 pub fn remove_file(path: &str) -> String {
     command(&["rm", "-f", "--", path])

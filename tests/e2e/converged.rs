@@ -1,5 +1,5 @@
 //! 3 control planes and 2 workers: apply builds the cluster, the checks every cluster must pass
-//! and the hard way's smoke test hold, `status` says healthy (and names a stopped unit), an etcd snapshot is copied, and from then on apply changes exactly what changed: a
+//! and the hard way's smoke test hold, `status` says healthy (and names a stopped unit), an etcd snapshot is copied and restored, and from then on apply changes exactly what changed: a
 //! no-op writes and restarts nothing, one drifted file restarts only its reader, a removed image
 //! is imported again, one inventory value or a new DNS upstream touches only their readers. A
 //! lost state directory is refused, then recovered from the hosts.
@@ -54,6 +54,9 @@ pub fn run() {
     });
     step("etcd snapshot, copied and described", || {
         snapshot::snapshot_is_copied_with_its_metadata(&m, &c)
+    });
+    step("etcd restore brings the snapshot back", || {
+        snapshot::restore_brings_back_the_snapshots_state(&m, &c)
     });
 
     let before = step("a second apply changes nothing", || {

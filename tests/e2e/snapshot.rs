@@ -1,5 +1,6 @@
 //! `etcd snapshot` on a running cluster: the copy is the member's (SHA-256), private, described
 //! by its metadata, readable by the bundle's own etcdutl, gone from the member; `--keep` prunes.
+//! `etcd restore` brings the snapshot's state back, the nodes and workloads running on.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Kubectl};
 use crate::common::{sha256_file, text};
 use crate::machines::Machines;
 
@@ -76,4 +77,84 @@ pub fn snapshot_is_copied_with_its_metadata(m: &Machines, c: &Cluster) {
         !Path::new(&json).exists(),
         "the pruned snapshot's metadata goes with it"
     );
+}
+
+/// Waits up to two minutes for `check`, which says what it still waits for.
+fn wait_for(what: &str, check: impl Fn() -> Result<(), String>) {
+    let start = std::time::Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(e) if start.elapsed() > std::time::Duration::from_secs(120) => {
+                panic!("{what}: still {e} after 2 minutes")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_secs(2)),
+        }
+    }
+}
+
+pub fn restore_brings_back_the_snapshots_state(m: &Machines, c: &Cluster) {
+    let k = Kubectl::new(c);
+    k.run(&["create", "configmap", "restore-a", "--from-literal=k=a"]);
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("before.db");
+    let snap = snap.to_str().unwrap();
+    let o = c.ws.run(&["etcd", "snapshot", "--out", snap]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    k.run(&["create", "configmap", "restore-b", "--from-literal=k=b"]);
+    k.run(&["delete", "configmap", "restore-a"]);
+
+    // No terminal to confirm on and no --yes: refused, nothing changed.
+    let o =
+        c.ws.run(&["etcd", "restore", "--gate-timeout", "120", snap]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("--yes"), "{}", text(&o.stderr));
+    k.run(&["get", "configmap", "restore-b"]);
+
+    let o = c.ws.run(&["etcd", "restore", "--yes", snap]);
+    assert!(o.status.success(), "restore failed:\n{}", text(&o.stderr));
+    k.run(&["get", "configmap", "restore-a"]);
+    let o = k
+        .command(&["get", "configmap", "restore-b"])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("NotFound"),
+        "restore-b was created after the snapshot: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    wait_for("both workers Ready", || {
+        let nodes = k.json(&["get", "nodes"]);
+        let ready = nodes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| {
+                n["status"]["conditions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .count();
+        (ready == 2)
+            .then_some(())
+            .ok_or(format!("{ready} of 2 Ready"))
+    });
+    wait_for("the web Deployment's pods running", || {
+        let pods = k.json(&["get", "pods", "-l", "app=web"]);
+        let running = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count();
+        (running == 3)
+            .then_some(())
+            .ok_or(format!("{running} of 3 Running"))
+    });
+    for h in ["cp-1", "cp-2", "cp-3"] {
+        m.ssh(h, "ls -d /var/lib/etcd.before-restore-*");
+    }
 }
