@@ -1,8 +1,9 @@
 //! The runner: the only part of provisioner that touches hosts, each through the [`Remote`]
 //! interface. What runs, in which order, is in [`workflow`]; each step has its file:
 //! `connect` (SSH and the cluster identity), `survey` (facts and preflight), `files`,
-//! `execute` (the phases and their restarts), `gates/` (one health gate per phase), and
-//! `rollout` (a certificate rollout, as `certs regenerate` and `certs rotate-ca` run it).
+//! `execute` (the phases and their restarts), `gates/` (one health gate per phase), `rollout`
+//! (a certificate rollout, as `certs regenerate` and `certs rotate-ca` run it), `status`,
+//! `snapshot` and `restore`.
 
 mod api;
 mod connect;

@@ -13,6 +13,11 @@
 //! `status`: [`status::collect`](super::status::collect), which only reads: every host (an
 //! unreachable one is a finding), its facts and versions, etcd, the API server, the Nodes, the
 //! state directory's certificates, and the plan's size.
+//!
+//! `etcd snapshot`: [`open`](super::open), then [`snapshot::take`](super::snapshot::take).
+//! `etcd restore`: [`open`](super::open), the lease, then
+//! [`restore::restore`](super::restore::restore): copy, stop, restore each member, and
+//! [`execute`] of etcd, the API servers and the controllers.
 
 use std::time::Duration;
 
