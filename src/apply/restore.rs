@@ -81,6 +81,13 @@ pub async fn restore(
             .with_context(|| format!("{}: stopping etcd", h.name))?;
     }
 
+    let stopped = |e: anyhow::Error| {
+        e.context(format!(
+            "the restore did not finish and the control plane may be down; a member already \
+             restored keeps its previous data in {DATA_DIR}.before-restore-{stamp}. Fix the cause \
+             and run the same restore again"
+        ))
+    };
     rep.phase("restore every member");
     // A new cluster token: members of the old cluster cannot join the restored one by mistake.
     let token = format!("{}-etcd-restore-{stamp}", c.name);
@@ -98,7 +105,8 @@ pub async fn restore(
                 stamp: &stamp,
             }))
             .await
-            .with_context(|| format!("{}: etcdutl snapshot restore", h.name))?;
+            .with_context(|| format!("{}: etcdutl snapshot restore", h.name))
+            .map_err(stopped)?;
         conns[&h.name]
             .run_checked(&shell::remove_file(&on_host))
             .await?;
@@ -142,5 +150,7 @@ pub async fn restore(
         rep,
     };
     let parallel = c.ssh.parallelism as usize;
-    execute::execute(conns, &[], &plan, &RESTART, &gates, parallel, rep).await
+    execute::execute(conns, &[], &plan, &RESTART, &gates, parallel, rep)
+        .await
+        .map_err(stopped)
 }
