@@ -241,6 +241,9 @@ fn every_command_has_help_with_an_example() {
         &["render"],
         &["kubeconfig"],
         &["certs", "list"],
+        &["status"],
+        &["etcd", "snapshot"],
+        &["etcd", "restore"],
         &["schema"],
         &["completions"],
     ] {
@@ -393,6 +396,23 @@ fn the_bundle_decides_component_versions_and_a_different_pin_is_refused() {
         "{err}"
     );
     assert!(!ws.out().exists() && !ws.state().exists());
+}
+
+#[test]
+fn status_reports_each_unreadable_cluster_and_exits_6() {
+    let a = Workspace::with_text(&format!("{GOOD_HEAD}{ONE_HOST}"));
+    let o = provisioner(&["status", a.inventory().as_str(), "/nonexistent/other.toml"]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(6), "{out}{}", text(&o.stderr));
+    assert!(
+        out.contains("demo (") && out.contains("no state directory"),
+        "{out}"
+    );
+    assert!(
+        out.contains("other (/nonexistent/other.toml): UNHEALTHY"),
+        "{out}"
+    );
+    assert!(!a.state().exists(), "status writes no state directory");
 }
 
 #[test]

@@ -22,10 +22,29 @@ struct Prepared {
     bundle: crate::bundle::Bundle,
 }
 
-fn prepare(path: &Path) -> Result<Prepared> {
-    let mut loaded = load(path)?;
+/// The cluster's name once its inventory is read, and what it is checked from.
+fn prepare(path: &Path) -> (Option<String>, Result<Prepared>) {
+    let loaded = match load(path) {
+        Ok(l) => l,
+        Err(e) => return (None, Err(e)),
+    };
+    (
+        Some(loaded.cluster.name.clone()),
+        prepare_loaded(loaded, path),
+    )
+}
+
+fn prepare_loaded(mut loaded: crate::inventory::Loaded, path: &Path) -> Result<Prepared> {
+    let state = &loaded.cluster.state_dir;
+    if !state.is_dir() {
+        anyhow::bail!(
+            "there is no state directory at {}: status checks a cluster built by `provisioner \
+             apply` from here (or recovered with `provisioner state recover`)",
+            state.display()
+        );
+    }
     // Held only while the state directory is read, never while the hosts are asked.
-    let _lock = pki::store::lock(&loaded.cluster.state_dir)?;
+    let _lock = pki::store::lock(state)?;
     let bundle = crate::bundle::cluster::open_for(&mut loaded.cluster, path)?;
     let (_, pki) = existing_pki(&loaded)?;
     let rendered = render::render(&loaded.cluster, &pki)?;
@@ -38,11 +57,11 @@ fn prepare(path: &Path) -> Result<Prepared> {
 }
 
 pub(super) fn status(paths: &[PathBuf], output: Output, warn_days: i64) -> Result<u8> {
-    let prepared: Vec<(&PathBuf, Result<Prepared>)> =
+    let prepared: Vec<(&PathBuf, (Option<String>, Result<Prepared>))> =
         paths.iter().map(|p| (p, prepare(p))).collect();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let reports: Vec<ClusterStatus> =
-        runtime.block_on(join_all(prepared.iter().map(|(path, p)| async move {
+    let reports: Vec<ClusterStatus> = runtime.block_on(join_all(prepared.iter().map(
+        |(path, (name, p))| async move {
             match p {
                 Ok(p) => {
                     let inp = Inputs {
@@ -53,9 +72,10 @@ pub(super) fn status(paths: &[PathBuf], output: Output, warn_days: i64) -> Resul
                     };
                     status::collect(&inp, path.to_path_buf(), warn_days).await
                 }
-                Err(e) => unreadable(path, e),
+                Err(e) => unreadable(path, name.as_deref(), e),
             }
-        })));
+        },
+    )));
     emit(output, &reports, |r| r.iter().map(text).collect())?;
     Ok(if reports.iter().all(ClusterStatus::healthy) {
         SUCCESS
@@ -65,11 +85,10 @@ pub(super) fn status(paths: &[PathBuf], output: Output, warn_days: i64) -> Resul
 }
 
 /// A cluster whose inventory, state directory or bundle cannot be read.
-fn unreadable(path: &Path, e: &anyhow::Error) -> ClusterStatus {
+fn unreadable(path: &Path, name: Option<&str>, e: &anyhow::Error) -> ClusterStatus {
+    let stem = || path.file_stem().map(|s| s.to_string_lossy().into_owned());
     ClusterStatus {
-        cluster: path
-            .file_stem()
-            .map_or("?".into(), |s| s.to_string_lossy().into_owned()),
+        cluster: name.map(String::from).or_else(stem).unwrap_or_default(),
         inventory: path.to_path_buf(),
         hosts: Vec::new(),
         etcd: None,
@@ -87,6 +106,13 @@ fn text(s: &ClusterStatus) -> String {
     let mut out = String::new();
     let verdict = if s.healthy() { "healthy" } else { "UNHEALTHY" };
     let _ = writeln!(out, "{} ({}): {verdict}", s.cluster, s.inventory.display());
+    if s.hosts.is_empty() {
+        // Nothing was asked: the inventory, state directory or bundle could not be read.
+        for p in &s.problems {
+            let _ = writeln!(out, "  problem: {p}");
+        }
+        return out;
+    }
     let rows: Vec<[String; 4]> = s
         .hosts
         .iter()
