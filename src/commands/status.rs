@@ -57,8 +57,7 @@ fn prepare_loaded(mut loaded: crate::inventory::Loaded, path: &Path) -> Result<P
 }
 
 pub(super) fn status(paths: &[PathBuf], output: Output, warn_days: i64) -> Result<u8> {
-    let prepared: Vec<(&PathBuf, (Option<String>, Result<Prepared>))> =
-        paths.iter().map(|p| (p, prepare(p))).collect();
+    let prepared: Vec<_> = paths.iter().map(|p| (p, prepare(p))).collect();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let reports: Vec<ClusterStatus> = runtime.block_on(join_all(prepared.iter().map(
         |(path, (name, p))| async move {
