@@ -27,7 +27,8 @@ pub struct HostStatus {
     pub reachable: bool,
     /// Each unit of the host and its state (`active`, `inactive`, `failed`, ...).
     pub units: BTreeMap<Unit, String>,
-    /// The version each unit's program reports.
+    /// The version of each unit's program as installed: the bundle's version of the file whose
+    /// SHA-256 the host's copy has, or what is wrong with the copy.
     pub versions: BTreeMap<Unit, String>,
 }
 
@@ -98,11 +99,28 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
         .filter_map(|(h, conn)| Some((h.name.as_str(), conn.as_ref()?)))
         .collect();
 
-    let per_host = join_all(desired.iter().map(|d| async {
+    // The hosts and the cluster-wide checks are all asked at once.
+    let hosts_read = join_all(desired.iter().map(|d| async {
         let conn = reachable.get(d.host.as_str())?;
-        Some(host_state(*conn, d).await)
-    }))
-    .await;
+        Some(host_state(*conn, d, inp.bundle).await)
+    }));
+    let etcd_host = c
+        .etcd_hosts()
+        .find(|h| reachable.contains_key(h.name.as_str()));
+    let etcd_read = async {
+        let h = etcd_host?;
+        Some(etcd_status(reachable[h.name.as_str()], h, c).await)
+    };
+    let api_host = c
+        .control_plane_hosts()
+        .find(|h| reachable.contains_key(h.name.as_str()));
+    let api_read = async {
+        let h = api_host?;
+        let conn = reachable[h.name.as_str()];
+        let (ready, nodes) = futures::join!(api_ready(conn, h, inp), nodes_ready(conn, h, inp));
+        Some((h, ready, nodes))
+    };
+    let (per_host, etcd_result, api_result) = futures::join!(hosts_read, etcd_read, api_read);
     let mut hosts = Vec::new();
     let mut plan_changes = Some(0);
     for (h, d) in c.hosts.iter().zip(&desired) {
@@ -138,11 +156,8 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
         ));
     }
 
-    let etcd = match c
-        .etcd_hosts()
-        .find(|h| reachable.contains_key(h.name.as_str()))
-    {
-        Some(h) => match etcd_status(reachable[h.name.as_str()], h, c).await {
+    let etcd = match etcd_result {
+        Some(r) => match r {
             Ok(s) => {
                 if s.answering < s.members || s.leader.is_none() {
                     problems.push(format!(
@@ -165,20 +180,16 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
         }
     };
 
-    let api_host = c
-        .control_plane_hosts()
-        .find(|h| reachable.contains_key(h.name.as_str()));
-    let (api_ready, nodes_ready) = match api_host {
-        Some(h) => {
-            let conn = reachable[h.name.as_str()];
-            let ready = match api_ready(conn, h, inp).await {
+    let (api_ready, nodes_ready) = match api_result {
+        Some((h, ready, nodes)) => {
+            let ready = match ready {
                 Ok(()) => true,
                 Err(e) => {
                     problems.push(format!("API server on {}: {e:#}", h.name));
                     false
                 }
             };
-            let nodes = match nodes_ready(conn, h, inp).await {
+            let nodes = match nodes {
                 Ok(n) => Some(n),
                 Err(e) => {
                     problems.push(format!("Nodes: {e:#}"));
@@ -225,7 +236,11 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
 }
 
 /// A host's units and versions, and how many changes the plan has for it.
-async fn host_state<R: Remote>(conn: &R, d: &DesiredHost) -> (HostStatus, Result<usize>) {
+async fn host_state<R: Remote>(
+    conn: &R,
+    d: &DesiredHost,
+    bundle: &crate::bundle::Bundle,
+) -> (HostStatus, Result<usize>) {
     let mut status = HostStatus {
         host: d.host.clone(),
         reachable: true,
@@ -244,41 +259,21 @@ async fn host_state<R: Remote>(conn: &R, d: &DesiredHost) -> (HostStatus, Result
             None => "not installed",
         };
         status.units.insert(*u, state.to_string());
-    }
-    let programs: Vec<(Unit, String)> = d
-        .units
-        .iter()
-        .filter_map(|u| {
-            let program = u.props().binaries.first()?;
-            Some((*u, format!("{}/{program}", crate::component::BIN_DIR)))
-        })
-        .collect();
-    let paths: Vec<&str> = programs.iter().map(|(_, p)| p.as_str()).collect();
-    if let Ok(out) = conn.run(&shell::program_versions(&paths)).await {
-        let text = out.stdout_text();
-        for (u, path) in &programs {
-            let line = text
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{path} ")));
-            let version = line.and_then(version_in).unwrap_or("unknown");
-            status.versions.insert(*u, version.to_string());
-        }
+        // The file's hash names the version exactly, without running anything on the host.
+        let Some(entry) = u.props().binaries.first().and_then(|b| bundle.get(b)) else {
+            continue;
+        };
+        let path = format!("{}/{}", crate::component::BIN_DIR, entry.name);
+        let version = match facts.files.get(&path) {
+            Some(f) if f.sha256 == entry.sha256 => entry.version.clone(),
+            Some(_) => "not the bundle's".to_string(),
+            None => "missing".to_string(),
+        };
+        status.versions.insert(*u, version);
     }
     let p = plan::diff(d, &facts);
     let changes = p.dirs.len() + p.files.len() + p.units.len() + p.images.len();
     (status, Ok(changes))
-}
-
-/// The first `1.2.3`-like word of a `--version` line (`v` dropped, suffixes cut).
-fn version_in(line: &str) -> Option<&str> {
-    line.split_whitespace().find_map(|w| {
-        let w = w.trim_start_matches('v');
-        let end = w
-            .find(|ch: char| !ch.is_ascii_digit() && ch != '.')
-            .unwrap_or(w.len());
-        let v = &w[..end];
-        (v.split('.').count() >= 3 && v.split('.').all(|p| !p.is_empty())).then_some(v)
-    })
 }
 
 #[derive(serde::Deserialize)]
@@ -425,18 +420,6 @@ fn soonest_expiry(inp: &Inputs<'_>) -> Result<Option<Expiry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_are_read_from_each_programs_first_line() {
-        assert_eq!(version_in("etcd Version: 3.7.0"), Some("3.7.0"));
-        assert_eq!(version_in("Kubernetes v1.37.2"), Some("1.37.2"));
-        assert_eq!(
-            version_in("containerd github.com/containerd/containerd/v2 v2.4.2 abc"),
-            Some("2.4.2")
-        );
-        assert_eq!(version_in("runc version 1.5.2+dev"), Some("1.5.2"));
-        assert_eq!(version_in("sh: 1: kubelet: not found"), None);
-    }
 
     #[test]
     fn etcds_status_names_the_leader_by_its_host() {

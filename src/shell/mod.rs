@@ -386,22 +386,6 @@ fn etcdctl(endpoint: &str, pki: &str, args: &[&str]) -> Vec<String> {
     words
 }
 
-/// For each program, a line `PATH FIRST-LINE-OF-ITS---version` (a missing program prints its
-/// error there instead).
-pub fn program_versions(paths: &[&str]) -> String {
-    paths
-        .iter()
-        .map(|p| {
-            format!(
-                "{{ printf '%s ' {}; {} 2>&1 | head -n 1; }}",
-                quote(p),
-                command(&[*p, "--version"])
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 /// Compare-and-swap of the lease file: writes `new` (or removes the lease when empty) only if
 /// the file holds `expected`; otherwise prints what it holds and exits 3.
 pub fn swap_lease(path: &str, new: &str, expected: &str) -> String {
