@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
 use kube::api::{Patch, PatchParams};
 use kube::client::ConfigExt;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
@@ -124,13 +124,7 @@ impl Api {
         let Some(node) = nodes.get_opt(name).await? else {
             return Ok(Err(format!("Node {name} is not registered")));
         };
-        let ready = node
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .into_iter()
-            .find(|c| c.type_ == "Ready");
-        Ok(match ready {
+        Ok(match ready_condition(&node) {
             Some(c) if c.status == "True" => Ok(()),
             Some(c) => Err(format!(
                 "Node {name} is not Ready: {}",
@@ -139,6 +133,29 @@ impl Api {
             None => Err(format!("Node {name} reports no Ready condition yet")),
         })
     }
+
+    /// The names of the Nodes that report Ready.
+    pub async fn ready_nodes(&self) -> Result<Vec<String>> {
+        let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
+        let list = nodes.list(&Default::default()).await?;
+        Ok(list
+            .items
+            .iter()
+            .filter(|n| ready_condition(n).is_some_and(|c| c.status == "True"))
+            .filter_map(|n| n.metadata.name.clone())
+            .collect())
+    }
+}
+
+/// The Node's Ready condition, once the kubelet has reported one.
+fn ready_condition(node: &Node) -> Option<NodeCondition> {
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .cloned()
 }
 
 /// "NAME on NODE: STATE", the state as `kubectl get pods` sums it up, with the last exit.

@@ -9,15 +9,13 @@ use anyhow::{bail, Context, Result};
 
 use super::execute;
 use super::gates::Gates;
-use super::snapshot::Metadata;
+use super::snapshot::{Metadata, HOST_DIR};
 use super::{Inputs, Outcome, Reporter};
 use crate::component::{Phase, Unit};
 use crate::plan::{HostPlan, Plan, UnitAction, UnitChange};
 use crate::shell;
 use crate::transport::{self, Connection};
 
-/// Where the snapshot is put on each member while it is restored.
-const HOST_DIR: &str = "/var/lib/provisioner/backups";
 const DATA_DIR: &str = "/var/lib/etcd";
 
 /// The phases started again after the restore, in order.

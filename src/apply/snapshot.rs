@@ -7,13 +7,12 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::Cluster;
+use crate::pki::identity::host_path;
 use crate::shell;
 use crate::transport::Connection;
 
-/// Where etcd keeps its certificates on the hosts, the healthcheck client's among them.
-const ETCD_PKI: &str = "/etc/kubernetes/pki/etcd";
-/// Where a snapshot waits on the member until it is copied.
-const HOST_DIR: &str = "/var/lib/provisioner/backups";
+/// Where snapshots are made on the members (and where `certs regenerate` keeps its own).
+pub(super) const HOST_DIR: &str = "/var/lib/provisioner/backups";
 
 /// What a snapshot holds, written beside it as `FILE.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -70,9 +69,13 @@ pub async fn take(
     let endpoint = format!("https://{}:2379", h.internal_ip);
     let now = time::OffsetDateTime::now_utc();
     let on_host = format!("{HOST_DIR}/snapshot-{}.db", now.unix_timestamp());
-    conn.run_checked(&shell::etcd_snapshot(&endpoint, ETCD_PKI, &on_host))
-        .await
-        .with_context(|| format!("{}: etcdctl snapshot save", h.name))?;
+    conn.run_checked(&shell::etcd_snapshot(
+        &endpoint,
+        host_path::ETCD_PKI,
+        &on_host,
+    ))
+    .await
+    .with_context(|| format!("{}: etcdctl snapshot save", h.name))?;
     let copied = async {
         let status = conn
             .run_checked(&shell::etcd_snapshot_status(&on_host))
@@ -80,7 +83,7 @@ pub async fn take(
         let status: SnapshotStatus =
             serde_json::from_slice(&status.stdout).context("reading `etcdutl snapshot status`")?;
         let members = conn
-            .run_checked(&shell::etcd_members(&endpoint, ETCD_PKI))
+            .run_checked(&shell::etcd_members(&endpoint, host_path::ETCD_PKI))
             .await?;
         let members: MemberList =
             serde_json::from_slice(&members.stdout).context("reading `etcdctl member list`")?;

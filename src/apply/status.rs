@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::Node;
 use serde::Serialize;
 
 use super::api::{Api, Target};
@@ -16,6 +15,7 @@ use super::remote::Remote;
 use super::Inputs;
 use crate::component::Unit;
 use crate::inventory::Host;
+use crate::pki::identity::host_path;
 use crate::pki::{self, Ca, Cert};
 use crate::plan::{self, DesiredHost};
 use crate::shell;
@@ -204,7 +204,7 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
         }
     };
     let workers = c.worker_hosts().count();
-    if let Some((ready, _)) = nodes_ready.filter(|(r, _)| *r < workers) {
+    if let Some(ready) = nodes_ready.filter(|r| *r < workers) {
         problems.push(format!("Nodes: {ready} of {workers} worker(s) Ready"));
     }
 
@@ -228,7 +228,7 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
         hosts,
         etcd,
         api_ready,
-        nodes_ready: nodes_ready.map(|(r, _)| (r, workers)),
+        nodes_ready: nodes_ready.map(|r| (r, workers)),
         soonest_expiry,
         plan_changes,
         problems,
@@ -309,7 +309,7 @@ async fn etcd_status(
 ) -> Result<EtcdStatus> {
     let endpoint = format!("https://{}:2379", h.internal_ip);
     let out = conn
-        .run(&shell::etcd_status(&endpoint, "/etc/kubernetes/pki/etcd"))
+        .run(&shell::etcd_status(&endpoint, host_path::ETCD_PKI))
         .await?;
     let members: Vec<EndpointStatus> = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
@@ -371,8 +371,8 @@ async fn api_ready(conn: &Connection, h: &Host, inp: &Inputs<'_>) -> Result<()> 
     Ok(())
 }
 
-/// Workers whose Node reports Ready, and Nodes registered.
-async fn nodes_ready(conn: &Connection, h: &Host, inp: &Inputs<'_>) -> Result<(usize, usize)> {
+/// The workers whose Node reports Ready.
+async fn nodes_ready(conn: &Connection, h: &Host, inp: &Inputs<'_>) -> Result<usize> {
     let address = h.internal_ip.to_string();
     let api = Api::connect(&Target {
         conn,
@@ -382,25 +382,12 @@ async fn nodes_ready(conn: &Connection, h: &Host, inp: &Inputs<'_>) -> Result<(u
         client: inp.pki.leaf(Cert::Admin, None),
     })
     .await?;
-    let nodes: kube::Api<Node> = kube::Api::all(api.client.clone());
-    let list = nodes.list(&Default::default()).await?;
-    let workers: Vec<&str> = inp
+    let ready = api.ready_nodes().await?;
+    Ok(inp
         .cluster
         .worker_hosts()
-        .map(|w| w.name.as_str())
-        .collect();
-    let ready = list
-        .items
-        .iter()
-        .filter(|n| workers.contains(&n.metadata.name.as_deref().unwrap_or("")))
-        .filter(|n| {
-            n.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .count();
-    Ok((ready, list.items.len()))
+        .filter(|w| ready.contains(&w.name))
+        .count())
 }
 
 /// The certificate of the state directory that expires first (CAs included).

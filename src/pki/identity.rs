@@ -32,6 +32,8 @@ pub mod host_path {
     }
 
     pub const PKI: &str = "/etc/kubernetes/pki";
+    /// etcd's certificates, the healthcheck client's (which etcdctl on the host uses) among them.
+    pub const ETCD_PKI: &str = "/etc/kubernetes/pki/etcd";
     pub const SA_PUB: &str = "/etc/kubernetes/pki/sa.pub";
     pub const SA_KEY: &str = "/etc/kubernetes/pki/sa.key";
     pub const ENCRYPTION_CONFIG: &str = "/etc/kubernetes/encryption-config.yaml";
