@@ -161,6 +161,35 @@ pub enum Command {
     #[command(subcommand)]
     Etcd(EtcdCommand),
 
+    /// Return hosts to what they were before provisioner: its units stopped, its files gone
+    #[command(
+        after_help = "Examples:\n  provisioner reset inventory.toml\n  provisioner reset inventory.toml --host worker-2 --yes\n\n\
+        Each host keeps a record of every file provisioner wrote there and every directory it \
+        created (/var/lib/provisioner/installed, written before anything else). Reset shows what \
+        that record holds, asks for the cluster's name (unless --yes), then on each host: stops and \
+        disables the recorded units (the kubelet's pods and their containers too), removes \
+        kube-proxy's and the CNI plugins' rules, the pods' network namespaces and the bridge, \
+        containerd's state (images too, unless --keep-images), the pod routes, and every recorded \
+        file and directory. A directory that was there before provisioner stays. \
+        Without --host the whole cluster is reset; --host resets only the named hosts, which must \
+        be workers only (an etcd member or API server cannot leave a running cluster this way), \
+        and their Node objects stay registered until deleted. The state directory is kept: the \
+        next apply builds the same cluster again, with the same CAs."
+    )]
+    Reset {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        /// Reset only this host (repeat for more); workers only
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// Keep containerd's images, so the next apply need not import them again
+        #[arg(long)]
+        keep_images: bool,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+
     /// Test machines on this Linux box: systemd containers in their own network namespaces
     #[command(
         subcommand,

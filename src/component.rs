@@ -28,12 +28,17 @@ pub struct UnitProps {
     pub ports: &'static [u16],
     /// The phase that starts it and gates it.
     pub phase: Phase,
+    /// Directories the running unit creates for itself (render never writes them); `reset`
+    /// removes them with the unit.
+    pub state: &'static [&'static str],
 }
 
 /// Where the bundle's programs are installed.
 pub const BIN_DIR: &str = "/usr/local/bin";
 /// Where the CNI plugins are installed.
 pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
+/// containerd's content and snapshots: the images `reset --keep-images` keeps.
+pub const IMAGE_STORE: &str = "/var/lib/containerd";
 
 /// The bundle programs each role's hosts get in [`BIN_DIR`]: the units' own, and the tools
 /// an operator (and provisioner) use on the host.
@@ -69,37 +74,62 @@ impl Unit {
 
     pub const fn props(self) -> UnitProps {
         use Phase as P;
-        let (name, binaries, ports, phase): (_, &[&str], &[u16], _) = match self {
-            Unit::Etcd => ("etcd", &["etcd"], &[2379, 2380, 2381], P::Etcd),
-            Unit::KubeApiserver => ("kube-apiserver", &["kube-apiserver"], &[6443], P::ApiServer),
+        let (name, binaries, ports, phase, state): (_, &[&str], &[u16], _, &[&str]) = match self
+        {
+            Unit::Etcd => ("etcd", &["etcd"], &[2379, 2380, 2381], P::Etcd, &[]),
+            Unit::KubeApiserver => (
+                "kube-apiserver",
+                &["kube-apiserver"],
+                &[6443],
+                P::ApiServer,
+                &[],
+            ),
             Unit::KubeControllerManager => (
                 "kube-controller-manager",
                 &["kube-controller-manager"],
                 &[10257],
                 P::Controllers,
+                &[],
             ),
             Unit::KubeScheduler => (
                 "kube-scheduler",
                 &["kube-scheduler"],
                 &[10259],
                 P::Controllers,
+                &[],
             ),
             // The shim and runc run every container: a new one takes effect with containerd.
+            // Its CRI plugin calls the CNI plugins, whose address allocations live in
+            // /var/lib/cni.
             Unit::Containerd => (
                 "containerd",
                 &["containerd", "containerd-shim-runc-v2", "runc"],
                 &[],
                 P::Containerd,
+                &[IMAGE_STORE, "/run/containerd", "/var/lib/cni"],
             ),
-            Unit::Kubelet => ("kubelet", &["kubelet"], &[10248, 10250], P::Workers),
-            Unit::KubeProxy => ("kube-proxy", &["kube-proxy"], &[10249, 10256], P::Workers),
-            Unit::PodRoutes => ("pod-routes", &[], &[], P::PodRoutes),
+            Unit::Kubelet => (
+                "kubelet",
+                &["kubelet"],
+                &[10248, 10250],
+                P::Workers,
+                &["/var/log/pods", "/var/log/containers"],
+            ),
+            Unit::KubeProxy => (
+                "kube-proxy",
+                &["kube-proxy"],
+                &[10249, 10256],
+                P::Workers,
+                &[],
+            ),
+            Unit::PodRoutes => ("pod-routes", &[], &[], P::PodRoutes, &[]),
         };
         UnitProps {
             name,
             binaries,
             ports,
             phase,
+            state,
         }
     }
 

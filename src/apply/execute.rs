@@ -274,6 +274,7 @@ mod tests {
                 let remote = FakeRemote {
                     host: d.host.clone(),
                     facts: facts_text(d, here),
+                    installed: String::new(),
                     log: log.clone(),
                 };
                 (d.host.clone(), remote)

@@ -46,6 +46,9 @@ async fn write_host<R: Remote>(
     let what = format!("{} file(s), {} dir(s)", h.files.len(), h.dirs.len());
     rep.start(host, &what);
     let t = Instant::now();
+    conn.run_checked(&plan::installed::track_command(d))
+        .await
+        .context("recording what provisioner installs, for reset")?;
     if !h.dirs.is_empty() {
         conn.run_checked(&shell::install_dirs(&h.dirs)).await?;
     }

@@ -98,7 +98,8 @@ pub struct Lease {
     held: BTreeMap<String, (Connection, String)>,
 }
 
-fn lease_hosts(c: &Cluster) -> Vec<&str> {
+/// The hosts that hold the cluster's lease: the first etcd member and the first API server.
+pub fn lease_hosts(c: &Cluster) -> Vec<&str> {
     let mut hosts: Vec<&str> = c
         .etcd_hosts()
         .next()
@@ -145,7 +146,7 @@ pub async fn take(
     for host in lease_hosts(c) {
         let conn = &conns[host];
         let current = conn
-            .run_checked(&shell::read_lease(PATH))
+            .run_checked(&shell::read_if_present(PATH))
             .await
             .with_context(|| format!("{host}: reading the cluster's lease"))?
             .stdout_text();
@@ -270,7 +271,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "B\n");
         assert!(run(shell::swap_lease(&path, "", "B")).status.success());
         assert!(!std::path::Path::new(&path).exists());
-        let read = run(shell::read_lease(&path));
+        let read = run(shell::read_if_present(&path));
         assert!(read.status.success() && read.stdout.is_empty());
     }
 }

@@ -3,7 +3,7 @@
 //! `connect` (SSH and the cluster identity), `survey` (facts and preflight), `files`,
 //! `execute` (the phases and their restarts), `gates/` (one health gate per phase), `rollout`
 //! (a certificate rollout, as `certs regenerate` and `certs rotate-ca` run it), `status`,
-//! `snapshot` and `restore`.
+//! `snapshot`, `restore` and `reset`.
 
 mod api;
 mod connect;
@@ -17,6 +17,7 @@ pub mod health;
 pub mod lease;
 mod remote;
 pub mod report;
+pub mod reset;
 pub mod restore;
 pub mod rollout;
 pub mod snapshot;

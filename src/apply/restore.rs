@@ -12,7 +12,7 @@ use super::gates::Gates;
 use super::snapshot::{Metadata, HOST_DIR};
 use super::{Inputs, Outcome, Reporter};
 use crate::component::{Phase, Unit};
-use crate::plan::{HostPlan, Plan, UnitAction, UnitChange};
+use crate::plan::{installed, HostPlan, Plan, UnitAction, UnitChange};
 use crate::shell;
 use crate::transport::{self, Connection};
 
@@ -79,10 +79,12 @@ pub async fn restore(
             .with_context(|| format!("{}: stopping etcd", h.name))?;
     }
 
+    let staging = format!("{DATA_DIR}.restore-{stamp}");
+    let aside = format!("{DATA_DIR}.before-restore-{stamp}");
     let stopped = |e: anyhow::Error| {
         e.context(format!(
             "the restore did not finish and the control plane may be down; a member already \
-             restored keeps its previous data in {DATA_DIR}.before-restore-{stamp}. Fix the cause \
+             restored keeps its previous data in {aside}. Fix the cause \
              and run the same restore again"
         ))
     };
@@ -92,22 +94,24 @@ pub async fn restore(
     let initial_cluster = c.etcd_initial_cluster();
     for h in &members {
         let peer_url = format!("https://{}:2380", h.internal_ip);
-        conns[&h.name]
-            .run_checked(&shell::etcd_restore(&shell::EtcdRestore {
+        let conn = &conns[&h.name];
+        for dir in [&staging, &aside] {
+            conn.run_checked(&installed::track_dir(dir)).await?;
+        }
+        conn.run_checked(&shell::etcd_restore(&shell::EtcdRestore {
                 snapshot: &on_host,
                 name: &h.name,
                 initial_cluster: &initial_cluster,
                 token: &token,
                 peer_url: &peer_url,
                 data_dir: DATA_DIR,
-                stamp: &stamp,
+                staging: &staging,
+                aside: &aside,
             }))
             .await
             .with_context(|| format!("{}: etcdutl snapshot restore", h.name))
             .map_err(stopped)?;
-        conns[&h.name]
-            .run_checked(&shell::remove_file(&on_host))
-            .await?;
+        conn.run_checked(&shell::remove_file(&on_host)).await?;
     }
 
     // Started again as a first start is: etcd members together, then the API servers, then

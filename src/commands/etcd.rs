@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::{existing_pki, load, SUCCESS};
+use super::{confirm, existing_pki, load, SUCCESS};
 use crate::apply::snapshot;
 use crate::pki;
 
@@ -104,20 +104,4 @@ pub(super) fn restore(path: &Path, snapshot: &Path, yes: bool, gate_timeout: u64
         c.name, meta.revision, meta.taken_at, snapshot.display()
     );
     Ok(SUCCESS)
-}
-
-/// Asks on the terminal for `expected`; refuses without a terminal.
-fn confirm(question: &str, expected: &str) -> Result<()> {
-    use std::io::{BufRead, IsTerminal, Write};
-    if !std::io::stdin().is_terminal() {
-        bail!("no terminal to confirm on: pass --yes to go on without asking");
-    }
-    eprint!("{question}");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if answer.trim() != expected {
-        bail!("not confirmed; nothing was changed");
-    }
-    Ok(())
 }

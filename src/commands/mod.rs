@@ -7,6 +7,7 @@ mod certs;
 mod converge;
 mod etcd;
 mod render;
+mod reset;
 pub mod sandbox;
 mod state;
 mod status;
@@ -90,6 +91,12 @@ pub fn run(cli: Cli) -> Result<u8> {
             yes,
             gate_timeout,
         }) => etcd::restore(&inventory.inventory, &snapshot, yes, gate_timeout),
+        Command::Reset {
+            inventory,
+            hosts,
+            keep_images,
+            yes,
+        } => reset::reset(&inventory.inventory, &hosts, keep_images, yes),
         Command::State(StateCommand::Recover(a)) => state::state_recover(&a.inventory),
         Command::Sandbox(cmd) => sandbox::run(&cmd).map(|()| SUCCESS),
         Command::Bundle(cmd) => bundle::run(cmd).map(|()| SUCCESS),
@@ -200,6 +207,22 @@ fn emit<T: serde::Serialize>(
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
         Output::Text => print!("{}", text(value)),
+    }
+    Ok(())
+}
+
+/// Asks on the terminal for `expected`; refuses without a terminal.
+fn confirm(question: &str, expected: &str) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("no terminal to confirm on: pass --yes to go on without asking");
+    }
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != expected {
+        anyhow::bail!("not confirmed; nothing was changed");
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod desired;
 pub mod facts;
 pub mod identity;
+pub mod installed;
 mod show;
 
 use std::collections::BTreeSet;

@@ -89,6 +89,30 @@ pub fn record_files(record: &str, files: &[(&str, &str)]) -> String {
     script(&args, include_str!("record.sh"))
 }
 
+/// Adds `(kind, path)` pairs (`file` or `dir`) to the record of what provisioner installed,
+/// with each directory missing above them; see `track.sh`.
+pub fn track(record: &str, paths: &[(&str, &str)]) -> String {
+    let mut args = vec![record];
+    for (kind, path) in paths {
+        args.extend([*kind, *path]);
+    }
+    script(&args, include_str!("track.sh"))
+}
+
+/// Returns a host to what it was before provisioner installed anything; see `reset.sh`.
+pub fn reset(r: &crate::plan::installed::Reset) -> String {
+    let mut args: Vec<&str> = vec![
+        r.kube_proxy.as_deref().unwrap_or(""),
+        r.runtime.map_or("", |u| u.name()),
+        if r.keep_images { "yes" } else { "no" },
+        r.bridge,
+    ];
+    args.extend(r.units.iter().map(|u| u.name()));
+    args.push("--");
+    args.extend(r.remove.iter().map(String::as_str));
+    script(&args, include_str!("reset.sh"))
+}
+
 /// Prints the sha256 of each path, "-" for a missing one.
 pub fn sha256_files(paths: &[&str]) -> String {
     script(paths, include_str!("sha256.sh"))
@@ -319,13 +343,11 @@ pub fn stop_units(units: &[&str]) -> String {
 }
 
 /// Restores `snapshot` into a new data directory and swaps it in for etcd's, the old one kept
-/// beside it as `DATA_DIR.before-restore-STAMP`. The revision is bumped and compacted, so
+/// beside it (`aside`). The revision is bumped and compacted, so
 /// that watchers holding newer revisions start over instead of missing changes.
 pub fn etcd_restore(r: &EtcdRestore<'_>) -> String {
-    let staging = format!("{}.restore-{}", r.data_dir, r.stamp);
-    let aside = format!("{}.before-restore-{}", r.data_dir, r.stamp);
     [
-        command(&["rm", "-rf", "--", &staging]),
+        command(&["rm", "-rf", "--", r.staging]),
         command(&[
             "etcdutl",
             "snapshot",
@@ -343,10 +365,10 @@ pub fn etcd_restore(r: &EtcdRestore<'_>) -> String {
             "1000000000",
             "--mark-compacted",
             "--data-dir",
-            &staging,
+            r.staging,
         ]),
-        command(&["mv", "--", r.data_dir, &aside]),
-        command(&["mv", "--", &staging, r.data_dir]),
+        command(&["mv", "--", r.data_dir, r.aside]),
+        command(&["mv", "--", r.staging, r.data_dir]),
         command(&["chmod", "700", r.data_dir]),
     ]
     .join(" && ")
@@ -360,7 +382,10 @@ pub struct EtcdRestore<'a> {
     pub token: &'a str,
     pub peer_url: &'a str,
     pub data_dir: &'a str,
-    pub stamp: &'a str,
+    /// Where the snapshot is restored to, before it takes the data directory's place.
+    pub staging: &'a str,
+    /// Where the data directory's previous content is kept.
+    pub aside: &'a str,
 }
 
 /// Removes one file (nothing when it is missing).
@@ -392,8 +417,8 @@ pub fn swap_lease(path: &str, new: &str, expected: &str) -> String {
     script(&[path, new, expected], include_str!("lease.sh"))
 }
 
-/// The current lease line (empty when there is none).
-pub fn read_lease(path: &str) -> String {
+/// The file's content; nothing when there is no such file.
+pub fn read_if_present(path: &str) -> String {
     format!("{} 2>/dev/null; true", command(&["cat", path]))
 }
 

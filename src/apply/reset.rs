@@ -1,0 +1,136 @@
+//! `reset`: hosts returned to what they were before provisioner, each from the record it keeps
+//! of what was installed there ([`installed`]); nothing is guessed.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::remote::Remote;
+use super::Reporter;
+use crate::plan::installed::{self, Installed, Reset};
+use crate::shell;
+
+/// One host's reset, decided from its record before anything changes.
+pub struct HostReset {
+    pub host: String,
+    /// `None`: the host records nothing (never applied, or already reset).
+    pub reset: Option<Reset>,
+}
+
+/// Reads every host's record and decides what its reset does; changes nothing.
+pub async fn survey<R: Remote>(
+    conns: &BTreeMap<String, R>,
+    keep_images: bool,
+    parallel: usize,
+) -> Result<Vec<HostReset>> {
+    stream::iter(conns)
+        .map(|(host, conn)| async move {
+            let text = conn
+                .run_checked(&shell::read_if_present(installed::RECORD))
+                .await
+                .with_context(|| format!("{host}: reading {}", installed::RECORD))?
+                .stdout_text();
+            let record = Installed::parse(&text).with_context(|| {
+                format!(
+                    "{host}: {} is damaged; nothing was changed on any host. Look at the line \
+                     named, remove it if it is wrong, and run reset again",
+                    installed::RECORD
+                )
+            })?;
+            anyhow::Ok(HostReset {
+                host: host.clone(),
+                reset: (!record.is_empty()).then(|| Reset::new(&record, keep_images)),
+            })
+        })
+        .buffered(parallel)
+        .try_collect()
+        .await
+}
+
+/// Resets `plans`' hosts, all at once; `last` (the hosts that hold the cluster's lease) only
+/// after the others, so no other run starts on a half-reset cluster. A failure on one host
+/// does not stop the others; all are named.
+pub async fn reset<R: Remote>(
+    conns: &BTreeMap<String, R>,
+    plans: &[HostReset],
+    last: &[&str],
+    parallel: usize,
+    rep: &Reporter,
+) -> Result<()> {
+    rep.phase("reset");
+    let mut failures = Vec::new();
+    for round in [false, true] {
+        let results: Vec<(String, Result<()>)> = stream::iter(plans)
+            .filter(|p| std::future::ready(last.contains(&p.host.as_str()) == round))
+            .filter_map(|p| std::future::ready(p.reset.as_ref().map(|r| (&p.host, r))))
+            .map(|(host, r)| async move {
+                let what = format!("{} unit(s), {} path(s)", r.units.len(), r.remove.len());
+                rep.start(Some(host), &what);
+                let t = Instant::now();
+                let result = conns[host]
+                    .run_checked(&shell::reset(r))
+                    .await
+                    .map(|_| ())
+                    .with_context(|| format!("{host}: reset"));
+                let status = if result.is_ok() { "ok" } else { "failed" };
+                rep.step("reset", Some(host), &what, t.elapsed(), status, None);
+                (host.clone(), result)
+            })
+            .buffer_unordered(parallel)
+            .collect()
+            .await;
+        failures.extend(
+            results
+                .into_iter()
+                .filter_map(|(_, r)| r.err().map(|e| format!("{e:#}"))),
+        );
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} host(s) were not reset completely (running reset again retries them):\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::{FakeRemote, Log};
+    use super::super::report::Format;
+    use super::*;
+
+    #[tokio::test]
+    async fn hosts_without_a_record_are_left_alone_and_lease_hosts_go_last() {
+        let log = Log::default();
+        let record = "file /etc/systemd/system/etcd.service\n";
+        let conns: BTreeMap<String, FakeRemote> = [("cp-1", record), ("w-1", record), ("new", "")]
+            .into_iter()
+            .map(|(h, r)| {
+                let remote = FakeRemote {
+                    host: h.to_string(),
+                    facts: String::new(),
+                    installed: r.to_string(),
+                    log: log.clone(),
+                };
+                (h.to_string(), remote)
+            })
+            .collect();
+        let plans = survey(&conns, false, 4).await.unwrap();
+        assert!(plans.iter().find(|p| p.host == "new").unwrap().reset.is_none());
+        let rep = Reporter::with_writer(Format::Json, Box::new(std::io::sink()));
+        reset(&conns, &plans, &["cp-1"], 4, &rep).await.unwrap();
+        // The fake logs a command's first line: the reset script's positional parameters.
+        let resets: Vec<String> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.ends_with(" etcd -- /etc/systemd/system/etcd.service /var/lib/provisioner"))
+            .map(|e| e.split(':').next().unwrap().to_string())
+            .collect();
+        assert_eq!(resets, ["w-1", "cp-1"]);
+    }
+}

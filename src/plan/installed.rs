@@ -1,0 +1,248 @@
+//! The record each host keeps of what provisioner installed on it, and what `reset` does with
+//! it. Every file is recorded before it is first written, with every directory created for it,
+//! so a reset removes exactly what provisioner put there and nothing it did not.
+
+use std::collections::BTreeSet;
+
+use anyhow::{bail, Result};
+
+use super::DesiredHost;
+use crate::component::{Unit, BIN_DIR, IMAGE_STORE};
+
+/// provisioner's own directory on each host: its records, lease, image archives and etcd
+/// backups. `reset` removes it last.
+pub const HOME: &str = "/var/lib/provisioner";
+/// Lines `file PATH` and `dir PATH`, sorted.
+pub const RECORD: &str = "/var/lib/provisioner/installed";
+/// The bridge the CNI configuration names; `reset` removes it.
+pub const CNI_BRIDGE: &str = "cni0";
+
+/// Directories a corrupt record must never make `reset` remove, whatever it says.
+const NEVER_REMOVED: &[&str] = &[
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/etc/systemd",
+    "/etc/systemd/system",
+    "/home",
+    "/lib",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/local",
+    "/usr/local/bin",
+    "/var",
+    "/var/lib",
+    "/var/log",
+];
+
+/// Records every file and directory of `d` before they are written (only the directories
+/// that are missing then: one that was there stays after a reset).
+pub fn track_command(d: &DesiredHost) -> String {
+    let paths: Vec<(&str, &str)> = d
+        .dirs
+        .iter()
+        .map(|(p, _)| ("dir", p.as_str()))
+        .chain(d.items.iter().map(|i| ("file", i.path.as_str())))
+        .collect();
+    crate::shell::track(RECORD, &paths)
+}
+
+/// Records one directory about to be created outside the rendered files (an etcd restore's).
+pub fn track_dir(path: &str) -> String {
+    crate::shell::track(RECORD, &[("dir", path)])
+}
+
+/// A host's record, as read back.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Installed {
+    pub files: BTreeSet<String>,
+    pub dirs: BTreeSet<String>,
+}
+
+impl Installed {
+    /// Parses the record; a line that is not an absolute, plain path, or names a system
+    /// directory, makes the whole record refused: reset removes what it lists.
+    pub fn parse(text: &str) -> Result<Installed> {
+        let mut r = Installed::default();
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
+            let (kind, path) = line.split_once(' ').unwrap_or((line, ""));
+            let plain = path.starts_with('/')
+                && !path.ends_with('/')
+                && path[1..].split('/').all(|c| !matches!(c, "" | "." | ".."));
+            if !plain || NEVER_REMOVED.contains(&path) {
+                bail!("line {}: {line:?} is not a path reset may remove", n + 1);
+            }
+            match kind {
+                "file" => r.files.insert(path.to_string()),
+                "dir" => r.dirs.insert(path.to_string()),
+                _ => bail!("line {}: {line:?} is neither `file PATH` nor `dir PATH`", n + 1),
+            };
+        }
+        Ok(r)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.dirs.is_empty()
+    }
+}
+
+/// What `reset` does on one host.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reset {
+    /// Installed units, in stop order (the reverse of their start order).
+    pub units: Vec<Unit>,
+    /// The container runtime, when it is installed: its pods are killed before it stops.
+    pub runtime: Option<Unit>,
+    /// kube-proxy's binary, when installed: its `--cleanup` removes its rules.
+    pub kube_proxy: Option<String>,
+    pub keep_images: bool,
+    pub bridge: &'static str,
+    /// Files, then directories deepest first (each with what is below it), then [`HOME`].
+    pub remove: Vec<String>,
+}
+
+impl Reset {
+    pub fn new(installed: &Installed, keep_images: bool) -> Reset {
+        let units: Vec<Unit> = Unit::ALL
+            .into_iter()
+            .rev()
+            .filter(|u| installed.files.contains(&u.unit_file()))
+            .collect();
+        let kube_proxy = format!("{BIN_DIR}/{}", Unit::KubeProxy.name());
+        let mut dirs: Vec<&str> = installed
+            .dirs
+            .iter()
+            .map(String::as_str)
+            .chain(units.iter().flat_map(|u| u.props().state.iter().copied()))
+            .filter(|d| !(keep_images && *d == IMAGE_STORE))
+            .collect();
+        dirs.sort_by(|a, b| b.matches('/').count().cmp(&a.matches('/').count()).then(b.cmp(a)));
+        dirs.dedup();
+        let remove = installed
+            .files
+            .iter()
+            .map(String::as_str)
+            .chain(dirs)
+            .chain([HOME])
+            .map(str::to_string)
+            .collect();
+        Reset {
+            runtime: units.iter().copied().find(|u| *u == Unit::Containerd),
+            kube_proxy: installed.files.contains(&kube_proxy).then_some(kube_proxy),
+            units,
+            keep_images,
+            bridge: CNI_BRIDGE,
+            remove,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WORKER: &str = "\
+dir /etc/kubernetes
+dir /opt/cni
+dir /opt/cni/bin
+dir /var/lib/kubelet
+file /etc/kubernetes/kubelet.conf
+file /etc/systemd/system/containerd.service
+file /etc/systemd/system/kube-proxy.service
+file /etc/systemd/system/kubelet.service
+file /opt/cni/bin/bridge
+file /usr/local/bin/kube-proxy
+";
+
+    #[test]
+    fn a_worker_stops_in_reverse_order_and_loses_its_runtime_state_unless_images_are_kept() {
+        let r = Reset::new(&Installed::parse(WORKER).unwrap(), false);
+        assert_eq!(
+            r.units,
+            [Unit::KubeProxy, Unit::Kubelet, Unit::Containerd],
+            "kube-proxy and the kubelet stop before the runtime their pods run in"
+        );
+        assert_eq!(r.runtime, Some(Unit::Containerd));
+        assert_eq!(r.kube_proxy.as_deref(), Some("/usr/local/bin/kube-proxy"));
+        let pos = |p: &str| r.remove.iter().position(|x| x == p).unwrap();
+        assert!(pos("/opt/cni/bin/bridge") < pos("/opt/cni/bin"));
+        assert!(pos("/opt/cni/bin") < pos("/opt/cni"));
+        assert!(r.remove.contains(&IMAGE_STORE.to_string()));
+        assert!(r.remove.contains(&"/var/log/pods".to_string()));
+        assert_eq!(r.remove.last().map(String::as_str), Some(HOME));
+
+        let kept = Reset::new(&Installed::parse(WORKER).unwrap(), true);
+        assert!(!kept.remove.contains(&IMAGE_STORE.to_string()));
+        assert!(kept.remove.contains(&"/run/containerd".to_string()));
+    }
+
+    #[test]
+    fn only_what_is_recorded_is_stopped_or_removed() {
+        let r = Reset::new(
+            &Installed::parse("file /etc/systemd/system/etcd.service\n").unwrap(),
+            false,
+        );
+        assert_eq!(r.units, [Unit::Etcd]);
+        assert_eq!((r.runtime, r.kube_proxy), (None, None));
+        assert_eq!(r.remove, ["/etc/systemd/system/etcd.service", HOME]);
+        assert!(Installed::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_record_naming_a_system_directory_or_an_odd_path_is_refused() {
+        for bad in [
+            "dir /usr/local/bin",
+            "dir /",
+            "file relative/path",
+            "dir /var/lib/../..",
+            "dir /etc/kubernetes/",
+            "dir //etc",
+            "link /etc/kubernetes",
+        ] {
+            let e = Installed::parse(&format!("file /etc/a\n{bad}\n")).unwrap_err();
+            assert!(e.to_string().starts_with("line 2:"), "{bad}: {e}");
+        }
+    }
+
+    /// The tracking script against a real directory tree: missing parents are recorded, a
+    /// directory that was there is not, and later runs add to the record.
+    #[test]
+    fn the_record_keeps_every_path_and_only_the_directories_it_created() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path().display().to_string();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        let record = format!("{r}/home/installed");
+        let run = |paths: &[(&str, &str)]| {
+            let o = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(crate::shell::track(&record, paths))
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        };
+        let f1 = format!("{r}/etc/k8s/pki/ca.crt");
+        let d1 = format!("{r}/var/lib/etcd");
+        run(&[("file", &f1), ("dir", &d1)]);
+        std::fs::create_dir_all(format!("{r}/var/lib/etcd")).unwrap();
+        std::fs::create_dir_all(format!("{r}/etc/k8s/pki")).unwrap();
+        run(&[("file", &f1), ("file", &format!("{r}/etc/k8s/kubelet.conf"))]);
+        let got = Installed::parse(&std::fs::read_to_string(&record).unwrap()).unwrap();
+        let set = |v: &[&str]| v.iter().map(|p| format!("{r}{p}")).collect::<BTreeSet<_>>();
+        assert_eq!(got.files, set(&["/etc/k8s/pki/ca.crt", "/etc/k8s/kubelet.conf"]));
+        assert_eq!(
+            got.dirs,
+            set(&["/etc/k8s", "/etc/k8s/pki", "/var", "/var/lib", "/var/lib/etcd"]),
+            "{r}/etc was there before and is not recorded"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&record).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

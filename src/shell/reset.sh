@@ -1,0 +1,85 @@
+# Returns a host to what it was before provisioner: stops and disables the units it installed,
+# kills the pods' containers, removes the network state they leave behind (kube-proxy's and the
+# CNI plugins' rules, the pods' network namespaces, the bridge), then every path given.
+# Positional parameters:
+#   KUBE_PROXY   kube-proxy's binary, run with --cleanup for its rules ("" when not installed)
+#   RUNTIME      the container runtime's unit when it ran pods here ("" otherwise)
+#   KEEP_IMAGES  "yes" keeps the runtime's image store (its containers are removed either way)
+#   BRIDGE       the CNI bridge's name
+#   UNITS...     in stop order, then "--", then PATHS... to remove, in order (deepest first)
+set -u
+kube_proxy=$1 runtime=$2 keep_images=$3 bridge=$4
+shift 4
+units=
+while [ $# -gt 0 ] && [ "$1" != -- ]; do
+    units="$units $1"
+    shift
+done
+[ $# -gt 0 ] && shift
+failed=0
+fail() {
+    echo "$*" >&2
+    failed=1
+}
+
+for u in $units; do
+    if [ "$u" = "$runtime" ]; then
+        # The kubelet stopped first (units stop in reverse start order), but its pods still run:
+        # with the systemd cgroup driver they are all under kubepods.slice.
+        systemctl stop kubepods.slice 2>/dev/null
+        if [ "$keep_images" = yes ] && systemctl -q is-active "$u.service"; then
+            ctr="ctr --address /run/containerd/containerd.sock -n k8s.io"
+            for id in $($ctr containers ls -q); do
+                $ctr tasks delete --force "$id" >/dev/null 2>&1
+                $ctr containers delete "$id" >/dev/null 2>&1 || fail "cannot remove container $id"
+            done
+        fi
+        # Its unit stops only the daemon (KillMode=process): this also kills the shims.
+        systemctl kill --signal=KILL "$u.service" 2>/dev/null
+    fi
+    systemctl disable --now --quiet "$u.service" 2>/dev/null
+    if systemctl -q is-active "$u.service"; then
+        fail "$u is still running"
+    fi
+done
+
+# Rules: kube-proxy's own cleanup, then whatever still names its chains or the CNI plugins'
+# (a pod killed without the CNI plugins' DEL leaves its masquerade rules).
+if [ -n "$kube_proxy" ] && [ -x "$kube_proxy" ]; then
+    "$kube_proxy" --cleanup >/dev/null 2>&1
+fi
+for t in iptables ip6tables; do
+    command -v "$t-save" >/dev/null || continue
+    if "$t-save" | grep -q -e KUBE- -e CNI-; then
+        "$t-save" | grep -v -e KUBE- -e CNI- | "$t-restore" || fail "cannot remove the $t rules"
+    fi
+done
+if command -v nft >/dev/null; then
+    for family in ip ip6; do
+        nft list table "$family" kube-proxy >/dev/null 2>&1 && nft delete table "$family" kube-proxy
+    done
+fi
+
+# The pods' network namespaces (containerd names them cni-*), then the bridge they hung from.
+for ns in /run/netns/cni-*; do
+    [ -e "$ns" ] || continue
+    ip netns delete "${ns##*/}" 2>/dev/null || { umount "$ns" 2>/dev/null; rm -f "$ns"; }
+done
+rmdir /run/netns 2>/dev/null
+if ip link show "$bridge" >/dev/null 2>&1; then
+    ip link delete "$bridge" || fail "cannot remove the bridge $bridge"
+fi
+
+# Paths: the mounts below each first (pod volumes, container root filesystems), deepest first;
+# rm never crosses into a file system that stayed mounted.
+for p in "$@"; do
+    awk -v p="$p" '$2 == p || index($2, p "/") == 1 { print $2 }' /proc/self/mounts |
+        sort -r | while read -r m; do
+        umount "$m" 2>/dev/null || umount -l "$m"
+    done
+    rm -rf --one-file-system -- "$p" || fail "cannot remove $p"
+done
+
+systemctl daemon-reload
+systemctl reset-failed 2>/dev/null
+exit $failed
