@@ -37,6 +37,9 @@ pub struct UnitProps {
 pub const BIN_DIR: &str = "/usr/local/bin";
 /// Where the CNI plugins are installed.
 pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
+/// Created by the kubelet and the controller-manager for FlexVolume drivers (their default
+/// plugin directory), whether any is used or not.
+const FLEX_VOLUME_DIR: &str = "/usr/libexec/kubernetes";
 /// containerd's content and snapshots: the images `reset --keep-images` keeps.
 pub const IMAGE_STORE: &str = "/var/lib/containerd";
 
@@ -89,7 +92,7 @@ impl Unit {
                 &["kube-controller-manager"],
                 &[10257],
                 P::Controllers,
-                &[],
+                &[FLEX_VOLUME_DIR],
             ),
             Unit::KubeScheduler => (
                 "kube-scheduler",
@@ -100,20 +103,26 @@ impl Unit {
             ),
             // The shim and runc run every container: a new one takes effect with containerd.
             // Its CRI plugin calls the CNI plugins, whose address allocations live in
-            // /var/lib/cni.
+            // /var/lib/cni; /opt/containerd and /run/nri are its opt and NRI plugins'.
             Unit::Containerd => (
                 "containerd",
                 &["containerd", "containerd-shim-runc-v2", "runc"],
                 &[],
                 P::Containerd,
-                &[IMAGE_STORE, "/run/containerd", "/var/lib/cni"],
+                &[
+                    IMAGE_STORE,
+                    "/run/containerd",
+                    "/var/lib/cni",
+                    "/opt/containerd",
+                    "/run/nri",
+                ],
             ),
             Unit::Kubelet => (
                 "kubelet",
                 &["kubelet"],
                 &[10248, 10250],
                 P::Workers,
-                &["/var/log/pods", "/var/log/containers"],
+                &["/var/log/pods", "/var/log/containers", FLEX_VOLUME_DIR],
             ),
             Unit::KubeProxy => (
                 "kube-proxy",

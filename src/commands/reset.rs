@@ -25,7 +25,7 @@ pub(super) fn reset(path: &Path, hosts: &[String], keep_images: bool, yes: bool)
     let rep = Reporter::new(Format::Text);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let parallel = c.ssh.parallelism as usize;
-    runtime.block_on(async {
+    let acted = runtime.block_on(async {
         let conns = crate::apply::open(&scope, &rep).await?;
         let mut chosen_conns = conns.clone();
         chosen_conns.retain(|h, _| chosen.contains(h));
@@ -33,7 +33,7 @@ pub(super) fn reset(path: &Path, hosts: &[String], keep_images: bool, yes: bool)
         let summary = summary(&plans, keep_images);
         if plans.iter().all(|p| p.reset.is_none()) {
             println!("{summary}nothing to reset");
-            return Ok(());
+            return anyhow::Ok(false);
         }
         if yes {
             eprint!("{summary}");
@@ -46,8 +46,11 @@ pub(super) fn reset(path: &Path, hosts: &[String], keep_images: bool, yes: bool)
         let lease = lease::take(c, &conns, "reset", false, &rep).await?;
         let result = reset::reset(&conns, &plans, &leased, parallel, &rep).await;
         lease.release().await;
-        result
+        result.map(|()| true)
     })?;
+    if !acted {
+        return Ok(SUCCESS);
+    }
 
     let workers: Vec<&str> = chosen.iter().map(String::as_str).collect();
     if chosen.len() < c.hosts.len() {

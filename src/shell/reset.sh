@@ -25,8 +25,15 @@ fail() {
 for u in $units; do
     if [ "$u" = "$runtime" ]; then
         # The kubelet stopped first (units stop in reverse start order), but its pods still run:
-        # with the systemd cgroup driver they are all under kubepods.slice.
-        systemctl stop kubepods.slice 2>/dev/null
+        # with the systemd cgroup driver they are all under kubepods.slice. A container's
+        # process 1 ignores SIGTERM unless it handles it, so stopping the slice alone waits out
+        # systemd's 90 s: they get a moment to finish, then SIGKILL.
+        if systemctl -q is-active kubepods.slice; then
+            systemctl kill --signal=TERM kubepods.slice
+            sleep 2
+            systemctl kill --signal=KILL kubepods.slice
+            systemctl stop kubepods.slice
+        fi
         if [ "$keep_images" = yes ] && systemctl -q is-active "$u.service"; then
             ctr="ctr --address /run/containerd/containerd.sock -n k8s.io"
             for id in $($ctr containers ls -q); do
@@ -71,13 +78,19 @@ if ip link show "$bridge" >/dev/null 2>&1; then
 fi
 
 # Paths: the mounts below each first (pod volumes, container root filesystems), deepest first;
-# rm never crosses into a file system that stayed mounted.
+# rm never crosses into a file system that stayed mounted. A path that is itself a mount point
+# (a disk for containerd's or etcd's data) is emptied and stays, as its mount does.
 for p in "$@"; do
-    awk -v p="$p" '$2 == p || index($2, p "/") == 1 { print $2 }' /proc/self/mounts |
+    awk -v p="$p" 'index($2, p "/") == 1 { print $2 }' /proc/self/mounts |
         sort -r | while read -r m; do
         umount "$m" 2>/dev/null || umount -l "$m"
     done
-    rm -rf --one-file-system -- "$p" || fail "cannot remove $p"
+    if awk -v p="$p" '$2 == p { found = 1 } END { exit !found }' /proc/self/mounts; then
+        find "$p" -mindepth 1 -maxdepth 1 -exec rm -rf --one-file-system -- {} + ||
+            fail "cannot empty $p"
+    else
+        rm -rf --one-file-system -- "$p" || fail "cannot remove $p"
+    fi
 done
 
 systemctl daemon-reload
