@@ -101,8 +101,8 @@ pub enum Command {
         after_help = "Examples:\n  provisioner status inventory.toml\n  provisioner status prod.toml staging.toml --output json\n\n\
         For each cluster (one inventory each, all at once) and each host: reachable over SSH, units \
         active, the versions of their installed programs, etcd (members answering, leader, database size), \
-        the API server's /readyz, worker Nodes Ready, the soonest certificate expiry in the state \
-        directory, and whether `plan` would change anything. Nothing is written to any host. Exits \
+        the API server's /readyz, worker Nodes Ready, the soonest certificate expiry on each host \
+        (its own copies, read over SSH) and in the state directory, and whether `plan` would change anything. Nothing is written to any host. Exits \
         6 when any cluster is unhealthy, listing every finding."
     )]
     Status {

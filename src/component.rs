@@ -16,12 +16,22 @@ pub enum Unit {
     KubeProxy,
     /// Routes to the other workers' pod ranges (a oneshot unit).
     PodRoutes,
+    /// The scheduled etcd snapshot (a timer), when the inventory asks for one.
+    EtcdSnapshot,
+}
+
+/// What kind of systemd unit it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Service,
+    Timer,
 }
 
 /// One row of the unit table.
 pub struct UnitProps {
     /// The unit's name, without `.service`; also its template's name.
     pub name: &'static str,
+    pub kind: Kind,
     /// Bundle programs whose change restarts the unit (installed in [`BIN_DIR`]).
     pub binaries: &'static [&'static str],
     /// Ports it listens on, checked free before its first start.
@@ -64,7 +74,7 @@ pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback"];
 
 impl Unit {
     /// Every unit, in start order.
-    pub const ALL: [Unit; 8] = [
+    pub const ALL: [Unit; 9] = [
         Unit::Etcd,
         Unit::KubeApiserver,
         Unit::KubeControllerManager,
@@ -73,12 +83,12 @@ impl Unit {
         Unit::Kubelet,
         Unit::KubeProxy,
         Unit::PodRoutes,
+        Unit::EtcdSnapshot,
     ];
 
     pub const fn props(self) -> UnitProps {
         use Phase as P;
-        let (name, binaries, ports, phase, state): (_, &[&str], &[u16], _, &[&str]) = match self
-        {
+        let (name, binaries, ports, phase, state): (_, &[&str], &[u16], _, &[&str]) = match self {
             Unit::Etcd => ("etcd", &["etcd"], &[2379, 2380, 2381], P::Etcd, &[]),
             Unit::KubeApiserver => (
                 "kube-apiserver",
@@ -132,9 +142,14 @@ impl Unit {
                 &[],
             ),
             Unit::PodRoutes => ("pod-routes", &[], &[], P::PodRoutes, &[]),
+            Unit::EtcdSnapshot => ("etcd-snapshot", &[], &[], P::Schedules, &[]),
         };
         UnitProps {
             name,
+            kind: match self {
+                Unit::EtcdSnapshot => Kind::Timer,
+                _ => Kind::Service,
+            },
             binaries,
             ports,
             phase,
@@ -146,14 +161,18 @@ impl Unit {
         self.props().name
     }
 
-    /// The unit's file name, `etcd.service`.
-    pub fn service(self) -> String {
-        format!("{}.service", self.name())
+    /// The unit's file name: `etcd.service`, `etcd-snapshot.timer`.
+    pub fn file_name(self) -> String {
+        let suffix = match self.props().kind {
+            Kind::Service => "service",
+            Kind::Timer => "timer",
+        };
+        format!("{}.{suffix}", self.name())
     }
 
     /// Where its unit file is installed.
     pub fn unit_file(self) -> String {
-        format!("/etc/systemd/system/{}", self.service())
+        format!("/etc/systemd/system/{}", self.file_name())
     }
 
     pub fn from_name(name: &str) -> Option<Unit> {
@@ -241,6 +260,8 @@ pub enum Phase {
     Workers,
     PodRoutes,
     Addons,
+    /// Timers of maintenance jobs, once the cluster runs.
+    Schedules,
 }
 
 impl Phase {
@@ -254,6 +275,7 @@ impl Phase {
             Phase::Workers => "workers",
             Phase::PodRoutes => "pod network routes",
             Phase::Addons => "addons",
+            Phase::Schedules => "scheduled jobs",
         }
     }
 
@@ -288,7 +310,7 @@ mod tests {
             assert!(
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                     .join("systemd-units")
-                    .join(format!("{}.tera", u.service()))
+                    .join(format!("{}.tera", u.file_name()))
                     .exists(),
                 "{u} has no unit template"
             );

@@ -48,6 +48,8 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         ("leaf outlives CA", with("[pki]\ncert_validity_days = 4000\nca_validity_days = 3650\n"), "pki.cert_validity_days"),
         ("containerd 1.x", format!("[cluster]\nname = \"demo\"\nkubernetes_version = \"1.35.0\"\n[versions]\ncontainerd = \"1.7.28\"\n{ONE_HOST}"), "versions.containerd"),
         ("etcd 3.4", with("[versions]\netcd = \"3.4.34\"\n"), "versions.etcd"),
+        ("snapshot schedule that is not a calendar", with("[etcd]\nsnapshot_schedule = \"daily\\nExecStart=/bin/evil\"\n"), "etcd.snapshot_schedule"),
+        ("no scheduled snapshot kept", with("[etcd]\nsnapshot_schedule = \"daily\"\nsnapshot_keep = 0\n"), "etcd.snapshot_keep"),
         ("ignore host keys", with("[ssh]\nhost_key_policy = \"ignore\"\n"), "ssh.host_key_policy"),
         ("bad bastion", with("[ssh]\nbastion = \"ops@:22\"\n"), "ssh.bastion"),
         ("no hosts", GOOD_HEAD.to_string(), "hosts"),

@@ -7,7 +7,7 @@
 //! stderr); the tests below run them one at a time (the machines share a subnet and names).
 //! The support: the machines (`machines.rs`), a cluster on them and its checks (`cluster.rs`),
 //! the probe that keeps connecting (`probe.rs`), the hard way's smoke test (`smoke.rs`), `status` on a running cluster (`status.rs`),
-//! `etcd snapshot` (`snapshot.rs`).
+//! `etcd snapshot` (`snapshot.rs`), `reset` (`reset.rs`).
 
 mod common;
 
@@ -17,6 +17,8 @@ mod cluster;
 mod machines;
 #[path = "e2e/probe.rs"]
 mod probe;
+#[path = "e2e/reset.rs"]
+mod reset;
 #[path = "e2e/smoke.rs"]
 mod smoke;
 #[path = "e2e/snapshot.rs"]

@@ -171,7 +171,7 @@ async fn unit_action<R: Remote>(
     // synchronously, so a gate never sees the process being replaced.
     let no_block = u.unit == Unit::Etcd;
     conn.run_checked(&shell::systemctl(
-        u.unit.name(),
+        &u.unit.file_name(),
         u.enable,
         shell_verb,
         no_block,

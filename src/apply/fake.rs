@@ -41,7 +41,7 @@ fn unit_action(command: &str) -> Option<String> {
         for (verb, name) in [(UnitVerb::Start, "start"), (UnitVerb::Restart, "restart")] {
             for enable in [false, true] {
                 let no_block = u == Unit::Etcd;
-                if command == shell::systemctl(u.name(), enable, Some(verb), no_block) {
+                if command == shell::systemctl(&u.file_name(), enable, Some(verb), no_block) {
                     return Some(format!("{name} {u}"));
                 }
             }

@@ -120,7 +120,12 @@ mod tests {
             })
             .collect();
         let plans = survey(&conns, false, 4).await.unwrap();
-        assert!(plans.iter().find(|p| p.host == "new").unwrap().reset.is_none());
+        assert!(plans
+            .iter()
+            .find(|p| p.host == "new")
+            .unwrap()
+            .reset
+            .is_none());
         let rep = Reporter::with_writer(Format::Json, Box::new(std::io::sink()));
         reset(&conns, &plans, &["cp-1"], 4, &rep).await.unwrap();
         // The fake logs a command's first line: the reset script's positional parameters.
@@ -128,7 +133,11 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .filter(|e| e.ends_with(" etcd -- /etc/systemd/system/etcd.service /var/lib/provisioner"))
+            .filter(|e| {
+                e.ends_with(
+                    " etcd.service -- /etc/systemd/system/etcd.service /var/lib/provisioner",
+                )
+            })
             .map(|e| e.split(':').next().unwrap().to_string())
             .collect();
         assert_eq!(resets, ["w-1", "cp-1"]);

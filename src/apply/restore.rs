@@ -9,9 +9,10 @@ use anyhow::{bail, Context, Result};
 
 use super::execute;
 use super::gates::Gates;
-use super::snapshot::{Metadata, HOST_DIR};
+use super::snapshot::Metadata;
 use super::{Inputs, Outcome, Reporter};
 use crate::component::{Phase, Unit};
+use crate::plan::installed::BACKUPS;
 use crate::plan::{installed, HostPlan, Plan, UnitAction, UnitChange};
 use crate::shell;
 use crate::transport::{self, Connection};
@@ -42,7 +43,7 @@ pub async fn restore(
         );
     }
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
-    let on_host = format!("{HOST_DIR}/restore-{stamp}.db");
+    let on_host = format!("{BACKUPS}/restore-{stamp}.db");
     let members: Vec<&crate::inventory::Host> = c.etcd_hosts().collect();
 
     rep.phase("copy the snapshot");
@@ -65,7 +66,7 @@ pub async fn restore(
         Unit::KubeControllerManager,
         Unit::KubeScheduler,
     ]
-    .map(Unit::name);
+    .map(Unit::file_name);
     for h in c.control_plane_hosts() {
         conns[&h.name]
             .run_checked(&shell::stop_units(&control_plane))
@@ -74,7 +75,7 @@ pub async fn restore(
     }
     for h in &members {
         conns[&h.name]
-            .run_checked(&shell::stop_units(&[Unit::Etcd.name()]))
+            .run_checked(&shell::stop_units(&[Unit::Etcd.file_name()]))
             .await
             .with_context(|| format!("{}: stopping etcd", h.name))?;
     }
@@ -99,18 +100,18 @@ pub async fn restore(
             conn.run_checked(&installed::track_dir(dir)).await?;
         }
         conn.run_checked(&shell::etcd_restore(&shell::EtcdRestore {
-                snapshot: &on_host,
-                name: &h.name,
-                initial_cluster: &initial_cluster,
-                token: &token,
-                peer_url: &peer_url,
-                data_dir: DATA_DIR,
-                staging: &staging,
-                aside: &aside,
-            }))
-            .await
-            .with_context(|| format!("{}: etcdutl snapshot restore", h.name))
-            .map_err(stopped)?;
+            snapshot: &on_host,
+            name: &h.name,
+            initial_cluster: &initial_cluster,
+            token: &token,
+            peer_url: &peer_url,
+            data_dir: DATA_DIR,
+            staging: &staging,
+            aside: &aside,
+        }))
+        .await
+        .with_context(|| format!("{}: etcdutl snapshot restore", h.name))
+        .map_err(stopped)?;
         conn.run_checked(&shell::remove_file(&on_host)).await?;
     }
 

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::snapshot::HOST_DIR;
 use super::{Inputs, Reporter};
 use crate::component::Unit;
 use crate::pki;
 use crate::pki::identity::host_path;
+use crate::plan::installed::BACKUPS;
 
 pub struct Options {
     pub force: bool,
@@ -112,12 +112,12 @@ async fn snapshot_etcd(inp: &Inputs<'_>, survey: &super::Survey) -> Result<Strin
         .next()
         .context("the cluster has no etcd member")?;
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let file = format!("{HOST_DIR}/etcd-{stamp}.db");
+    let file = format!("{BACKUPS}/etcd-{stamp}.db");
     let endpoint = format!("https://{}:2379", h.internal_ip);
     let cmd = crate::shell::etcd_snapshot(&endpoint, host_path::ETCD_PKI, &file);
     let conn = &survey.conns[&h.name];
     conn.run_checked(&cmd).await?;
-    conn.run_checked(&crate::shell::prune(HOST_DIR, "etcd-", c.keep_backups))
+    conn.run_checked(&crate::shell::prune(BACKUPS, "etcd-", c.keep_backups))
         .await?;
     Ok(format!("etcd snapshot saved on {} at {file}", h.name))
 }

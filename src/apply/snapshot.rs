@@ -12,7 +12,7 @@ use crate::shell;
 use crate::transport::Connection;
 
 /// Where snapshots are made on the members (and where `certs regenerate` keeps its own).
-pub(super) const HOST_DIR: &str = "/var/lib/provisioner/backups";
+use crate::plan::installed::BACKUPS;
 
 /// What a snapshot holds, written beside it as `FILE.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub async fn take(
     let conn = &conns[&h.name];
     let endpoint = format!("https://{}:2379", h.internal_ip);
     let now = time::OffsetDateTime::now_utc();
-    let on_host = format!("{HOST_DIR}/snapshot-{}.db", now.unix_timestamp());
+    let on_host = format!("{BACKUPS}/snapshot-{}.db", now.unix_timestamp());
     conn.run_checked(&shell::etcd_snapshot(
         &endpoint,
         host_path::ETCD_PKI,

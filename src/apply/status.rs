@@ -30,6 +30,9 @@ pub struct HostStatus {
     /// The version of each unit's program as installed: the bundle's version of the file whose
     /// SHA-256 the host's copy has, or what is wrong with the copy.
     pub versions: BTreeMap<Unit, String>,
+    /// The host's own copy that expires first: what its services present, even where it
+    /// differs from the state directory.
+    pub soonest_expiry: Option<Expiry>,
 }
 
 #[derive(Debug, Serialize)]
@@ -43,7 +46,7 @@ pub struct EtcdStatus {
     pub version: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Expiry {
     pub certificate: String,
     pub days_left: i64,
@@ -100,9 +103,11 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
         .collect();
 
     // The hosts and the cluster-wide checks are all asked at once.
+    let certs = crate::certs::check::expected(inp.rendered, inp.pki);
     let hosts_read = join_all(desired.iter().map(|d| async {
         let conn = reachable.get(d.host.as_str())?;
-        Some(host_state(*conn, d, inp.bundle).await)
+        let certs = certs.get(&d.host).map_or(&[][..], Vec::as_slice);
+        Some(host_state(*conn, d, certs, inp.bundle).await)
     }));
     let etcd_host = c
         .etcd_hosts()
@@ -132,6 +137,16 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
                         problems.push(format!("{}: {u} is {state}", h.name));
                     }
                 }
+                if let Some(e) = s
+                    .soonest_expiry
+                    .as_ref()
+                    .filter(|e| e.days_left < warn_days)
+                {
+                    problems.push(format!(
+                        "{}: certificate {} expires in {} day(s): `provisioner certs regenerate`",
+                        h.name, e.certificate, e.days_left
+                    ));
+                }
                 plan_changes = plan_changes.map(|n| n + changes);
             }
             Some((_, Err(e))) => {
@@ -147,6 +162,7 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
                 reachable: reachable.contains_key(h.name.as_str()),
                 units: d.units.iter().map(|u| (*u, "unknown".into())).collect(),
                 versions: BTreeMap::new(),
+                soonest_expiry: None,
             },
         });
     }
@@ -239,6 +255,7 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
 async fn host_state<R: Remote>(
     conn: &R,
     d: &DesiredHost,
+    certs: &[crate::certs::check::Expected],
     bundle: &crate::bundle::Bundle,
 ) -> (HostStatus, Result<usize>) {
     let mut status = HostStatus {
@@ -246,11 +263,24 @@ async fn host_state<R: Remote>(
         reachable: true,
         units: BTreeMap::new(),
         versions: BTreeMap::new(),
+        soonest_expiry: None,
     };
-    let facts = match conn.run_checked(&plan::facts::script(d, false)).await {
+    let (facts_script, read_script) = (
+        plan::facts::script(d, false),
+        crate::certs::check::read_script(certs),
+    );
+    let (facts, read) = futures::join!(
+        conn.run_checked(&facts_script),
+        conn.run_checked(&read_script)
+    );
+    let facts = match facts {
         Ok(out) => plan::facts::parse(&out.stdout_text()),
         Err(e) => return (status, Err(e.into())),
     };
+    match read {
+        Ok(out) => status.soonest_expiry = host_expiry(&out.stdout_text(), certs),
+        Err(e) => return (status, Err(e.into())),
+    }
     for u in &d.units {
         let state = match facts.units.get(u) {
             Some(s) if s.active => "active",
@@ -388,6 +418,24 @@ async fn nodes_ready(conn: &Connection, h: &Host, inp: &Inputs<'_>) -> Result<us
         .worker_hosts()
         .filter(|w| ready.contains(&w.name))
         .count())
+}
+
+/// The certificate among a host's copies (as `read_script` printed them) that expires first;
+/// a missing or unreadable copy is the plan's finding, not this one's.
+fn host_expiry(read: &str, certs: &[crate::certs::check::Expected]) -> Option<Expiry> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    crate::certs::check::parse_read(read, certs)
+        .into_iter()
+        .filter_map(|(path, pem)| {
+            let info = pki::inspect::parse(&pem?).ok()?;
+            let name = certs.iter().find(|e| e.path == path)?.name.clone();
+            Some((name, info.not_after))
+        })
+        .min_by_key(|(_, t)| *t)
+        .map(|(certificate, t)| Expiry {
+            certificate,
+            days_left: (t - now).div_euclid(86_400),
+        })
 }
 
 /// The certificate of the state directory that expires first (CAs included).

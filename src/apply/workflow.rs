@@ -30,7 +30,7 @@ use crate::component::Phase;
 use crate::plan::Plan;
 
 /// The phases of a rollout, in order: a later phase's units depend on the earlier ones'.
-pub const PHASES: [Phase; 8] = [
+pub const PHASES: [Phase; 9] = [
     Phase::Etcd,
     Phase::ApiServer,
     Phase::Controllers,
@@ -41,6 +41,7 @@ pub const PHASES: [Phase; 8] = [
     Phase::PodRoutes,
     // Once every node is Ready and routes carry pod traffic between them.
     Phase::Addons,
+    Phase::Schedules,
 ];
 
 /// Executes a plan made from `s` by [`make_plan`](super::make_plan), each gate waiting at

@@ -32,7 +32,7 @@ pub(super) fn render_cmd(path: &Path, out: &Path) -> Result<u8> {
     render::write_tree(&rendered, out)?;
     for h in &rendered.hosts {
         let bins: Vec<&str> = h.binaries.iter().map(|b| b.name).collect();
-        let units: Vec<String> = h.units.iter().map(|u| u.service()).collect();
+        let units: Vec<String> = h.units.iter().map(|u| u.file_name()).collect();
         println!(
             "{}: {} files, units {}, binaries from the bundle: {}",
             h.host,

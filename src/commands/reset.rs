@@ -35,11 +35,10 @@ pub(super) fn reset(path: &Path, hosts: &[String], keep_images: bool, yes: bool)
             println!("{summary}nothing to reset");
             return anyhow::Ok(false);
         }
-        if yes {
-            eprint!("{summary}");
-        } else {
+        eprint!("{summary}");
+        if !yes {
             confirm(
-                &format!("{summary}Type the cluster's name ({}) to go on: ", c.name),
+                &format!("Type the cluster's name ({}) to go on: ", c.name),
                 &c.name,
             )?;
         }
@@ -127,7 +126,10 @@ fn summary(plans: &[HostReset], keep_images: bool) -> String {
             }
         }
     }
-    if plans.iter().any(|p| p.reset.as_ref().is_some_and(|r| r.runtime.is_some())) {
+    if plans
+        .iter()
+        .any(|p| p.reset.as_ref().is_some_and(|r| r.runtime.is_some()))
+    {
         s.push_str(if keep_images {
             "containerd's images are kept (--keep-images)\n"
         } else {

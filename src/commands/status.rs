@@ -112,7 +112,7 @@ fn text(s: &ClusterStatus) -> String {
         }
         return out;
     }
-    let rows: Vec<[String; 4]> = s
+    let rows: Vec<[String; 5]> = s
         .hosts
         .iter()
         .map(|h| {
@@ -132,11 +132,14 @@ fn text(s: &ClusterStatus) -> String {
                 h.host.clone(),
                 if h.reachable { "ok" } else { "UNREACHABLE" }.to_string(),
                 format!("{active}/{} active", h.units.len()),
+                h.soonest_expiry.as_ref().map_or("-".into(), |e| {
+                    format!("{}d {}", e.days_left, e.certificate)
+                }),
                 versions.join(", "),
             ]
         })
         .collect();
-    let header = ["HOST", "SSH", "UNITS", "VERSIONS"].map(String::from);
+    let header = ["HOST", "SSH", "UNITS", "CERTS EXPIRE", "VERSIONS"].map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {

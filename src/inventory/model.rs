@@ -20,6 +20,8 @@ pub struct Cluster {
     pub bundle_public_key: Option<PathBuf>,
     /// Backups of the state directory and etcd snapshots kept; older ones are removed.
     pub keep_backups: usize,
+    /// Scheduled etcd snapshots on the etcd hosts, when asked for.
+    pub etcd_snapshots: Option<SnapshotSchedule>,
     pub network: Network,
     pub api: Api,
     pub pki: PkiSettings,
@@ -30,6 +32,13 @@ pub struct Cluster {
     pub addons: Addons,
     pub ssh: SshSettings,
     pub hosts: Vec<Host>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotSchedule {
+    /// A systemd calendar expression (OnCalendar=).
+    pub calendar: String,
+    pub keep: u32,
 }
 
 #[derive(Debug, Clone)]

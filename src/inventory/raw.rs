@@ -24,6 +24,8 @@ pub struct Inventory {
     #[serde(default)]
     pub versions: Versions,
     #[serde(default)]
+    pub etcd: Etcd,
+    #[serde(default)]
     pub kubelet: Kubelet,
     #[serde(default)]
     pub nodes: Nodes,
@@ -107,6 +109,18 @@ pub struct Versions {
     /// CoreDNS image of the cluster DNS. Default depends on kubernetes_version; a bundle's CoreDNS
     /// image replaces the default.
     pub coredns_image: Option<String>,
+}
+
+/// etcd's scheduled snapshots, taken on every etcd host by a systemd timer.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Etcd {
+    /// When to take a snapshot, as systemd's OnCalendar= reads it: "daily", "hourly",
+    /// "*-*-* 02:30:00", ... Each etcd host saves its own under
+    /// /var/lib/provisioner/backups/scheduled-TIME.db. Default: no scheduled snapshot.
+    pub snapshot_schedule: Option<String>,
+    /// How many scheduled snapshots each etcd host keeps. Default 7.
+    pub snapshot_keep: Option<u32>,
 }
 
 /// Node requirements the kubelet enforces, and their escape hatches.

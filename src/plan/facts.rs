@@ -67,7 +67,7 @@ pub fn record_command(d: &DesiredHost) -> String {
 pub fn script(d: &DesiredHost, rehash: bool) -> String {
     let files: Vec<&str> = d.items.iter().map(|i| i.path.as_str()).collect();
     let dirs: Vec<&str> = d.dirs.iter().map(|(p, _)| p.as_str()).collect();
-    let units: Vec<String> = d.units.iter().map(|u| u.service()).collect();
+    let units: Vec<String> = d.units.iter().map(|u| u.file_name()).collect();
     let record = if rehash { "" } else { RECORD };
     crate::shell::facts(record, &files, &dirs, &units, !d.images.is_empty())
 }

@@ -12,6 +12,8 @@ use crate::component::{Unit, BIN_DIR, IMAGE_STORE};
 /// provisioner's own directory on each host: its records, lease, image archives and etcd
 /// backups. `reset` removes it last.
 pub const HOME: &str = "/var/lib/provisioner";
+/// etcd snapshots taken on the host (before a certificate rollout, scheduled ones), kept there.
+pub const BACKUPS: &str = "/var/lib/provisioner/backups";
 /// Lines `file PATH` and `dir PATH`, sorted.
 pub const RECORD: &str = "/var/lib/provisioner/installed";
 /// The bridge the CNI configuration names; `reset` removes it.
@@ -82,7 +84,10 @@ impl Installed {
             match kind {
                 "file" => r.files.insert(path.to_string()),
                 "dir" => r.dirs.insert(path.to_string()),
-                _ => bail!("line {}: {line:?} is neither `file PATH` nor `dir PATH`", n + 1),
+                _ => bail!(
+                    "line {}: {line:?} is neither `file PATH` nor `dir PATH`",
+                    n + 1
+                ),
             };
         }
         Ok(r)
@@ -123,7 +128,12 @@ impl Reset {
             .chain(units.iter().flat_map(|u| u.props().state.iter().copied()))
             .filter(|d| !(keep_images && *d == IMAGE_STORE))
             .collect();
-        dirs.sort_by(|a, b| b.matches('/').count().cmp(&a.matches('/').count()).then(b.cmp(a)));
+        dirs.sort_by(|a, b| {
+            b.matches('/')
+                .count()
+                .cmp(&a.matches('/').count())
+                .then(b.cmp(a))
+        });
         dirs.dedup();
         let remove = installed
             .files
@@ -232,13 +242,25 @@ file /usr/local/bin/kube-proxy
         run(&[("file", &f1), ("dir", &d1)]);
         std::fs::create_dir_all(format!("{r}/var/lib/etcd")).unwrap();
         std::fs::create_dir_all(format!("{r}/etc/k8s/pki")).unwrap();
-        run(&[("file", &f1), ("file", &format!("{r}/etc/k8s/kubelet.conf"))]);
+        run(&[
+            ("file", &f1),
+            ("file", &format!("{r}/etc/k8s/kubelet.conf")),
+        ]);
         let got = Installed::parse(&std::fs::read_to_string(&record).unwrap()).unwrap();
         let set = |v: &[&str]| v.iter().map(|p| format!("{r}{p}")).collect::<BTreeSet<_>>();
-        assert_eq!(got.files, set(&["/etc/k8s/pki/ca.crt", "/etc/k8s/kubelet.conf"]));
+        assert_eq!(
+            got.files,
+            set(&["/etc/k8s/pki/ca.crt", "/etc/k8s/kubelet.conf"])
+        );
         assert_eq!(
             got.dirs,
-            set(&["/etc/k8s", "/etc/k8s/pki", "/var", "/var/lib", "/var/lib/etcd"]),
+            set(&[
+                "/etc/k8s",
+                "/etc/k8s/pki",
+                "/var",
+                "/var/lib",
+                "/var/lib/etcd"
+            ]),
             "{r}/etc was there before and is not recorded"
         );
         use std::os::unix::fs::PermissionsExt;

@@ -28,6 +28,21 @@ pub struct EtcdUnit<'a> {
     pub etcd_3_5: bool,
 }
 
+/// The scheduled snapshot's timer, job and script.
+#[derive(Serialize)]
+pub struct EtcdSnapshotJob<'a> {
+    #[serde(flatten)]
+    pub host: &'a HostCtx<'a>,
+    pub calendar: &'a str,
+    pub keep: u32,
+    /// Where the snapshots go.
+    pub dir: &'a str,
+    /// etcd's PKI directory (the healthcheck client's certificate).
+    pub pki: &'a str,
+    /// The script the job runs.
+    pub script: &'a str,
+}
+
 #[derive(Serialize)]
 pub struct ApiserverUnit<'a> {
     #[serde(flatten)]

@@ -125,7 +125,7 @@ impl HostBuilder<'_> {
     }
 
     fn unit(&mut self, unit: Unit, ctx: &impl Serialize) -> Result<()> {
-        self.template(&unit.unit_file(), PUBLIC, &unit.service(), ctx, &[unit])?;
+        self.template(&unit.unit_file(), PUBLIC, &unit.file_name(), ctx, &[unit])?;
         self.out.units.push(unit);
         Ok(())
     }
@@ -216,6 +216,27 @@ fn host_files(
             etcd_3_5: etcd.minor < 6,
         };
         b.unit(Etcd, &ctx)?;
+        if let Some(s) = &c.etcd_snapshots {
+            let script = "/etc/kubernetes/etcd-snapshot.sh";
+            let ctx = EtcdSnapshotJob {
+                host: &common,
+                calendar: &s.calendar,
+                keep: s.keep,
+                dir: crate::plan::installed::BACKUPS,
+                pki: host_path::ETCD_PKI,
+                script,
+            };
+            // The job and its script are read at each run: a change restarts nothing.
+            b.template(script, SECRET, "etcd-snapshot.sh", &ctx, &[])?;
+            b.template(
+                "/etc/systemd/system/etcd-snapshot.service",
+                PUBLIC,
+                "etcd-snapshot.service",
+                &ctx,
+                &[],
+            )?;
+            b.unit(EtcdSnapshot, &ctx)?;
+        }
     }
 
     if h.roles.control_plane {
@@ -559,10 +580,57 @@ mod tests {
     use super::*;
 
     fn rendered() -> Rendered {
+        rendered_with(|_| {})
+    }
+
+    fn rendered_with(change: impl FnOnce(&mut Cluster)) -> Rendered {
         let dir = tempfile::tempdir().unwrap();
-        let cluster = crate::inventory::bundled_for_test(dir.path());
+        let mut cluster = crate::inventory::bundled_for_test(dir.path());
+        change(&mut cluster);
         let (pki, _) = crate::pki::ensure(&cluster).unwrap();
         render(&cluster, &pki).unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_schedule_gives_each_etcd_host_its_timer_job_and_script() {
+        let r = rendered_with(|c| {
+            c.etcd_snapshots = Some(crate::inventory::SnapshotSchedule {
+                calendar: "*-*-* 02:30:00".into(),
+                keep: 3,
+            })
+        });
+        let c = crate::inventory::bundled_for_test(tempfile::tempdir().unwrap().path());
+        for h in &r.hosts {
+            let etcd = c.host(&h.host).unwrap().roles.etcd;
+            assert_eq!(h.units.contains(&Unit::EtcdSnapshot), etcd, "{}", h.host);
+            let file = |p: &str| h.files.iter().find(|f| f.path == p);
+            let timer = file("/etc/systemd/system/etcd-snapshot.timer");
+            assert_eq!(timer.is_some(), etcd, "{}", h.host);
+            if !etcd {
+                continue;
+            }
+            let text = |p: &str| String::from_utf8(file(p).unwrap().content.clone()).unwrap();
+            assert!(text("/etc/systemd/system/etcd-snapshot.timer")
+                .contains("\nOnCalendar=*-*-* 02:30:00\n"));
+            assert!(text("/etc/systemd/system/etcd-snapshot.service")
+                .contains("ExecStart=/bin/sh /etc/kubernetes/etcd-snapshot.sh\n"));
+            let script = text("/etc/kubernetes/etcd-snapshot.sh");
+            let ip = c.host(&h.host).unwrap().internal_ip;
+            assert!(
+                script.contains(&format!("--endpoints=https://{ip}:2379")),
+                "{script}"
+            );
+            assert!(script.contains("tail -n +4 "), "keeps 3: {script}");
+            // A new schedule takes effect at the next start: it restarts nothing.
+            assert!(file("/etc/kubernetes/etcd-snapshot.sh")
+                .unwrap()
+                .readers
+                .is_empty());
+        }
+        assert!(!rendered()
+            .hosts
+            .iter()
+            .any(|h| h.units.contains(&Unit::EtcdSnapshot)));
     }
 
     #[test]

@@ -27,6 +27,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     template!("templates", "modules-load.conf"),
     template!("templates", "coredns-corefile"),
     template!("templates", "coredns.yaml"),
+    template!("templates", "etcd-snapshot.sh"),
     template!("systemd-units", "etcd.service"),
     template!("systemd-units", "kube-apiserver.service"),
     template!("systemd-units", "kube-controller-manager.service"),
@@ -35,6 +36,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     template!("systemd-units", "kubelet.service"),
     template!("systemd-units", "kube-proxy.service"),
     template!("systemd-units", "pod-routes.service"),
+    template!("systemd-units", "etcd-snapshot.timer"),
+    template!("systemd-units", "etcd-snapshot.service"),
 ];
 
 pub struct Templates(Tera);

@@ -101,13 +101,15 @@ pub fn track(record: &str, paths: &[(&str, &str)]) -> String {
 
 /// Returns a host to what it was before provisioner installed anything; see `reset.sh`.
 pub fn reset(r: &crate::plan::installed::Reset) -> String {
+    let runtime = r.runtime.map_or(String::new(), |u| u.file_name());
     let mut args: Vec<&str> = vec![
         r.kube_proxy.as_deref().unwrap_or(""),
-        r.runtime.map_or("", |u| u.name()),
+        &runtime,
         if r.keep_images { "yes" } else { "no" },
         r.bridge,
     ];
-    args.extend(r.units.iter().map(|u| u.name()));
+    let units: Vec<String> = r.units.iter().map(|u| u.file_name()).collect();
+    args.extend(units.iter().map(String::as_str));
     args.push("--");
     args.extend(r.remove.iter().map(String::as_str));
     script(&args, include_str!("reset.sh"))
@@ -159,13 +161,13 @@ pub enum UnitVerb {
     Restart,
 }
 
-/// Optionally enables `unit`, then starts or restarts it. `no_block` returns before the unit
-/// reports started (etcd members, which wait for each other).
+/// Optionally enables `unit` (its file name, `etcd.service`), then starts or restarts it.
+/// `no_block` returns before the unit reports started (etcd members, which wait for each other).
 pub fn systemctl(unit: &str, enable: bool, verb: Option<UnitVerb>, no_block: bool) -> String {
-    let service = format!("{unit}.service");
+    let service = unit;
     let mut parts = Vec::new();
     if enable {
-        parts.push(command(&["systemctl", "enable", "--quiet", &service]));
+        parts.push(command(&["systemctl", "enable", "--quiet", service]));
     }
     if let Some(v) = verb {
         let v = match v {
@@ -176,7 +178,7 @@ pub fn systemctl(unit: &str, enable: bool, verb: Option<UnitVerb>, no_block: boo
         if no_block {
             words.push("--no-block");
         }
-        words.push(&service);
+        words.push(service);
         parts.push(command(&words));
     }
     if parts.is_empty() {
@@ -184,6 +186,11 @@ pub fn systemctl(unit: &str, enable: bool, verb: Option<UnitVerb>, no_block: boo
     } else {
         parts.join(" && ")
     }
+}
+
+/// Succeeds when the unit (its file name) is active.
+pub fn is_active(unit: &str) -> String {
+    command(&["systemctl", "is-active", "--quiet", unit])
 }
 
 /// The file's bytes on stdout.
@@ -195,12 +202,12 @@ pub fn daemon_reload() -> String {
     command(&["systemctl", "daemon-reload"])
 }
 
-/// The last `lines` lines a unit logged.
+/// The last `lines` lines a unit (its file name) logged.
 pub fn journal_tail(unit: &str, lines: u32) -> String {
     command(&[
         "journalctl",
         "-u",
-        &format!("{unit}.service"),
+        unit,
         "-n",
         &lines.to_string(),
         "--no-pager",
@@ -335,10 +342,10 @@ pub fn etcd_snapshot_status(file: &str) -> String {
     command(&["etcdutl", "snapshot", "status", file, "-w", "json"])
 }
 
-/// Stops units (a unit already stopped stays so).
-pub fn stop_units(units: &[&str]) -> String {
+/// Stops units, by file name (a unit already stopped stays so).
+pub fn stop_units(units: &[String]) -> String {
     let mut words = vec!["systemctl".to_string(), "stop".to_string()];
-    words.extend(units.iter().map(|u| format!("{u}.service")));
+    words.extend(units.iter().cloned());
     command(&words)
 }
 
@@ -564,13 +571,13 @@ mod tests {
             format!("install <-d> <-m> <700> <{evil}>\ninstall <-d> <-m> <755> </b>\n")
         );
         assert_eq!(
-            argv(&systemctl("etcd", true, Some(UnitVerb::Restart), true)),
+            argv(&systemctl("etcd.service", true, Some(UnitVerb::Restart), true)),
             "systemctl <enable> <--quiet> <etcd.service>\nsystemctl <restart> <--no-block> <etcd.service>\n"
         );
-        assert_eq!(argv(&systemctl("kubelet", false, None, false)), "");
+        assert_eq!(argv(&systemctl("kubelet.service", false, None, false)), "");
         assert_eq!(
             argv(&journal_tail(evil, 30)),
-            format!("journalctl <-u> <{evil}.service> <-n> <30> <--no-pager> <-o> <cat>\n")
+            format!("journalctl <-u> <{evil}> <-n> <30> <--no-pager> <-o> <cat>\n")
         );
         assert_eq!(
             argv(&own_and_chmod(evil, 0o600)),

@@ -4,6 +4,7 @@
 # Positional parameters:
 #   KUBE_PROXY   kube-proxy's binary, run with --cleanup for its rules ("" when not installed)
 #   RUNTIME      the container runtime's unit when it ran pods here ("" otherwise)
+# Units are named by their file names (kubelet.service).
 #   KEEP_IMAGES  "yes" keeps the runtime's image store (its containers are removed either way)
 #   BRIDGE       the CNI bridge's name
 #   UNITS...     in stop order, then "--", then PATHS... to remove, in order (deepest first)
@@ -34,7 +35,7 @@ for u in $units; do
             systemctl kill --signal=KILL kubepods.slice
             systemctl stop kubepods.slice
         fi
-        if [ "$keep_images" = yes ] && systemctl -q is-active "$u.service"; then
+        if [ "$keep_images" = yes ] && systemctl -q is-active "$u"; then
             ctr="ctr --address /run/containerd/containerd.sock -n k8s.io"
             for id in $($ctr containers ls -q); do
                 $ctr tasks delete --force "$id" >/dev/null 2>&1
@@ -42,10 +43,10 @@ for u in $units; do
             done
         fi
         # Its unit stops only the daemon (KillMode=process): this also kills the shims.
-        systemctl kill --signal=KILL "$u.service" 2>/dev/null
+        systemctl kill --signal=KILL "$u" 2>/dev/null
     fi
-    systemctl disable --now --quiet "$u.service" 2>/dev/null
-    if systemctl -q is-active "$u.service"; then
+    systemctl disable --now --quiet "$u" 2>/dev/null
+    if systemctl -q is-active "$u"; then
         fail "$u is still running"
     fi
 done

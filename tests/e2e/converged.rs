@@ -1,8 +1,9 @@
 //! 3 control planes and 2 workers: apply builds the cluster, the checks every cluster must pass
-//! and the hard way's smoke test hold, `status` says healthy (and names a stopped unit), an etcd snapshot is copied and restored, and from then on apply changes exactly what changed: a
+//! and the hard way's smoke test hold, `status` says healthy (and names a stopped unit), an etcd snapshot is copied and restored, the scheduled ones are taken and pruned, and from then on apply changes exactly what changed: a
 //! no-op writes and restarts nothing, one drifted file restarts only its reader, a removed image
 //! is imported again, one inventory value or a new DNS upstream touches only their readers. A
-//! lost state directory is refused, then recovered from the hosts.
+//! lost state directory is refused, then recovered from the hosts. Reset, last, leaves every
+//! host as it was when freshly started.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use crate::cluster::{
 };
 use crate::common::text;
 use crate::machines::{lock_sandbox, Machines};
+use crate::reset;
 use crate::smoke;
 use crate::snapshot;
 use crate::status;
@@ -20,6 +22,9 @@ pub fn run() {
     let _guard = lock_sandbox();
     let names = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"];
     let m = step("start the machines", || Machines::up(&names, false));
+    let fresh = step("what the fresh machines hold", || {
+        reset::snapshot_hosts(&m, &names)
+    });
     let cp = "\"etcd\", \"control-plane\"";
     let w = "\"worker\"";
     let c = step("write the inventory", || {
@@ -33,7 +38,7 @@ pub fn run() {
                 ("worker-2", w),
             ],
             "",
-            "",
+            "[etcd]\nsnapshot_schedule = \"hourly\"\nsnapshot_keep = 2\n",
         )
     });
 
@@ -54,6 +59,9 @@ pub fn run() {
     });
     step("etcd snapshot, copied and described", || {
         snapshot::snapshot_is_copied_with_its_metadata(&m, &c)
+    });
+    step("scheduled etcd snapshots", || {
+        snapshot::scheduled_snapshots_are_taken_and_pruned(&m, &["cp-1", "cp-2", "cp-3"], 2)
     });
     step("etcd restore brings the snapshot back", || {
         snapshot::restore_brings_back_the_snapshots_state(&m, &c)
@@ -173,6 +181,10 @@ pub fn run() {
 
     step("a lost state directory, refused then recovered", || {
         lost_state_directory_is_refused_then_recovered(&m, &c, &names, &hosts)
+    });
+
+    step("reset: one worker, then every host as it was fresh", || {
+        reset::returns_every_host_to_fresh(&m, &c, &fresh, "worker-2", "cp-1")
     });
 }
 

@@ -158,3 +158,38 @@ pub fn restore_brings_back_the_snapshots_state(m: &Machines, c: &Cluster) {
         m.ssh(h, "ls -d /var/lib/etcd.before-restore-*");
     }
 }
+
+/// The inventory's scheduled snapshot: a timer on every etcd host whose job saves a snapshot
+/// etcd can read and keeps only the newest `keep`.
+pub fn scheduled_snapshots_are_taken_and_pruned(m: &Machines, etcd_hosts: &[&str], keep: usize) {
+    for h in etcd_hosts {
+        assert_eq!(
+            m.ssh(
+                h,
+                "systemctl is-active etcd-snapshot.timer; systemctl is-enabled etcd-snapshot.timer"
+            ),
+            "active\nenabled\n",
+            "{h}"
+        );
+    }
+    let host = etcd_hosts[0];
+    for _ in 0..=keep {
+        // Names carry the second they were taken in.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        m.ssh(host, "systemctl start etcd-snapshot.service");
+    }
+    let listing = m.ssh(
+        host,
+        "cd /var/lib/provisioner/backups && stat -c '%a %n' scheduled-*.db",
+    );
+    let files: Vec<&str> = listing.lines().collect();
+    assert_eq!(files.len(), keep, "{listing}");
+    assert!(files.iter().all(|f| f.starts_with("600 ")), "{listing}");
+    let newest = files.iter().map(|f| &f[4..]).max().unwrap();
+    let status = m.ssh(
+        host,
+        &format!("etcdutl snapshot status /var/lib/provisioner/backups/{newest} -w json"),
+    );
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(status["revision"].as_i64().unwrap() > 0, "{status}");
+}

@@ -1,5 +1,6 @@
-//! `status` on a running cluster: every check healthy, then a stopped unit is named and the
-//! exit status says unhealthy, then healthy again once the unit runs.
+//! `status` on a running cluster: every check healthy, each host's certificates read from the
+//! host; a certificate within the warning window and a stopped unit are named and the exit
+//! status says unhealthy, then healthy again once the unit runs.
 
 use serde_json::Value;
 
@@ -42,6 +43,9 @@ pub fn healthy_then_a_stopped_unit_is_named(m: &Machines, c: &Cluster, hosts: &[
         for (unit, state) in h["units"].as_object().unwrap() {
             assert_eq!(state, "active", "{unit} on {h:#}");
         }
+        // Every host holds certificates (its CA bundle at least), read from the host itself.
+        let days = h["soonest_expiry"]["days_left"].as_i64();
+        assert!(days.is_some_and(|d| d > 300), "{h:#}");
         if let Some(v) = h["versions"].get("kube-apiserver") {
             assert_eq!(v.as_str(), Some(k8s.trim_start_matches('v')), "{h:#}");
         }
@@ -65,6 +69,16 @@ pub fn healthy_then_a_stopped_unit_is_named(m: &Machines, c: &Cluster, hosts: &[
         s["soonest_expiry"]["days_left"].as_i64().unwrap() > 300,
         "{s:#}"
     );
+
+    // A warning window longer than the certificates' life: each host's copies are named.
+    let (code, out) = status(c, &["--warn-days", "400"]);
+    assert_eq!(code, 6, "{out}");
+    for h in hosts {
+        assert!(
+            out.contains(&format!("problem: {h}: certificate ")),
+            "{h}: {out}"
+        );
+    }
 
     m.ssh("cp-2", "systemctl stop kube-scheduler");
     let (code, out) = status(c, &[]);

@@ -7,6 +7,7 @@ mod control_plane;
 mod etcd;
 mod rbac;
 mod routes;
+mod schedules;
 mod workers;
 
 use std::collections::BTreeMap;
@@ -43,6 +44,7 @@ impl<R: Remote> Health for Gates<'_, R> {
             Phase::Workers => self.workers(&hosts).await,
             Phase::PodRoutes => self.pod_routes(&hosts).await,
             Phase::Addons => self.addons().await,
+            Phase::Schedules => self.schedules(actions).await,
         }
     }
 
@@ -127,7 +129,7 @@ impl<R: Remote> Gates<'_, R> {
                     return Err(anyhow!("{host}: gate \"{what}\" failed: {reason}"));
                 };
                 let journal = self.conns[host]
-                    .run(&crate::shell::journal_tail(unit.name(), 30))
+                    .run(&crate::shell::journal_tail(&unit.file_name(), 30))
                     .await
                     .map(|o| o.stdout_text())
                     .unwrap_or_else(|e| format!("(journal unavailable: {e})"));
