@@ -4,7 +4,7 @@
 #   --files PATH...   managed files: "file=SHA256 MODE UID:GID PATH" (hashed only when the
 #                     record's size, mtime, ctime and inode no longer match)
 #   --dirs PATH...    managed directories: "dir=MODE PATH"
-#   --units UNIT...   systemd units: "unit=NAME ACTIVESTATE UNITFILESTATE"
+#   --units UNIT...   systemd units, by file name: "unit=NAME ACTIVESTATE UNITFILESTATE" (NAME without .service or .timer)
 #   --images yes      containerd's images in the k8s.io namespace: "image=DIGEST REFERENCE"
 export LC_ALL=C
 record=$1
@@ -72,7 +72,7 @@ section --units "$@" | xargs -0 -r systemctl show -p Id -p ActiveState -p UnitFi
       k = substr($i, 1, index($i, "=") - 1); v = substr($i, index($i, "=") + 1)
       if (k == "Id") id = v; else if (k == "ActiveState") a = v; else if (k == "UnitFileState") e = v
     }
-    sub(/\.service$/, "", id); print "unit=" id " " a " " e }'
+    sub(/\.(service|timer)$/, "", id); print "unit=" id " " a " " e }'
 # A hung containerd must not hang the survey: the import step finds out what is wrong.
 if [ -n "$(section --images "$@")" ] && [ -S /run/containerd/containerd.sock ] &&
     command -v ctr >/dev/null 2>&1; then
