@@ -18,6 +18,10 @@
 //! `etcd restore`: [`open`](super::open), the lease, then
 //! [`restore::restore`](super::restore::restore): copy, stop, restore each member, and
 //! [`execute`] of etcd, the API servers and the controllers.
+//!
+//! `reset`: [`open`](super::open) of the chosen hosts and the lease hosts,
+//! [`reset::survey`](super::reset::survey) (each host's record of what was installed), the
+//! lease, then [`reset::reset`](super::reset::reset): the other hosts, then the lease hosts.
 
 use std::time::Duration;
 
