@@ -1,5 +1,6 @@
 //! `reset` on a running cluster: refused without a confirmation or for a control-plane host
-//! alone; one worker reset keeping its images; then the whole cluster, after which every host
+//! alone; one worker reset keeping its images, then applied again; then the whole cluster, after
+//! which every host
 //! holds exactly the files it had when it was freshly started and listens where it listened.
 
 use std::collections::BTreeMap;
@@ -76,6 +77,12 @@ pub fn returns_every_host_to_fresh(
     assert!(
         !left.contains("kubelet\n") && left.contains("cannot access '/var/lib/provisioner'"),
         "{left}"
+    );
+    // The record went with the rest: apply brings the worker back, then the whole cluster goes.
+    c.apply_ok();
+    assert_eq!(
+        m.ssh(worker, "systemctl is-active kubelet").trim(),
+        "active"
     );
 
     // The whole cluster.
