@@ -1,7 +1,7 @@
 //! `reset` on a running cluster: refused without a confirmation or for a control-plane host
-//! alone; one worker reset keeping its images, then applied again; then the whole cluster, after
-//! which every host
-//! holds exactly the files it had when it was freshly started and listens where it listened.
+//! alone; one worker reset keeping its images, then applied again; then the whole cluster,
+//! after which every host holds exactly the files it had when it was freshly started and
+//! listens where it listened.
 
 use std::collections::BTreeMap;
 
