@@ -62,7 +62,7 @@ pub async fn reset<R: Remote>(
     rep.phase("reset");
     let mut failures = Vec::new();
     for round in [false, true] {
-        let results: Vec<(String, Result<()>)> = stream::iter(plans)
+        let results: Vec<Result<()>> = stream::iter(plans)
             .filter(|p| std::future::ready(last.contains(&p.host.as_str()) == round))
             .filter_map(|p| std::future::ready(p.reset.as_ref().map(|r| (&p.host, r))))
             .map(|(host, r)| async move {
@@ -76,7 +76,7 @@ pub async fn reset<R: Remote>(
                     .with_context(|| format!("{host}: reset"));
                 let status = if result.is_ok() { "ok" } else { "failed" };
                 rep.step("reset", Some(host), &what, t.elapsed(), status, None);
-                (host.clone(), result)
+                result
             })
             .buffer_unordered(parallel)
             .collect()
@@ -84,7 +84,7 @@ pub async fn reset<R: Remote>(
         failures.extend(
             results
                 .into_iter()
-                .filter_map(|(_, r)| r.err().map(|e| format!("{e:#}"))),
+                .filter_map(|r| r.err().map(|e| format!("{e:#}"))),
         );
     }
     if !failures.is_empty() {

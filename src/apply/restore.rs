@@ -12,8 +12,8 @@ use super::gates::Gates;
 use super::snapshot::Metadata;
 use super::{Inputs, Outcome, Reporter};
 use crate::component::{Phase, Unit};
-use crate::plan::installed::BACKUPS;
-use crate::plan::{installed, HostPlan, Plan, UnitAction, UnitChange};
+use crate::plan::installed::{self, BACKUPS};
+use crate::plan::{HostPlan, Plan, UnitAction, UnitChange};
 use crate::shell;
 use crate::transport::{self, Connection};
 
@@ -96,9 +96,8 @@ pub async fn restore(
     for h in &members {
         let peer_url = format!("https://{}:2380", h.internal_ip);
         let conn = &conns[&h.name];
-        for dir in [&staging, &aside] {
-            conn.run_checked(&installed::track_dir(dir)).await?;
-        }
+        conn.run_checked(&installed::track_dirs(&[&staging, &aside]))
+            .await?;
         conn.run_checked(&shell::etcd_restore(&shell::EtcdRestore {
             snapshot: &on_host,
             name: &h.name,

@@ -423,14 +423,21 @@ async fn nodes_ready(conn: &Connection, h: &Host, inp: &Inputs<'_>) -> Result<us
 /// The certificate among a host's copies (as `read_script` printed them) that expires first;
 /// a missing or unreadable copy is the plan's finding, not this one's.
 fn host_expiry(read: &str, certs: &[crate::certs::check::Expected]) -> Option<Expiry> {
+    soonest(
+        crate::certs::check::parse_read(read, certs)
+            .into_iter()
+            .filter_map(|(path, pem)| {
+                let info = pki::inspect::parse(&pem?).ok()?;
+                let name = certs.iter().find(|e| e.path == path)?.name.clone();
+                Some((name, info.not_after))
+            }),
+    )
+}
+
+/// The first to expire of `(certificate, not_after)` pairs, in days from now.
+fn soonest(certs: impl Iterator<Item = (String, i64)>) -> Option<Expiry> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    crate::certs::check::parse_read(read, certs)
-        .into_iter()
-        .filter_map(|(path, pem)| {
-            let info = pki::inspect::parse(&pem?).ok()?;
-            let name = certs.iter().find(|e| e.path == path)?.name.clone();
-            Some((name, info.not_after))
-        })
+    certs
         .min_by_key(|(_, t)| *t)
         .map(|(certificate, t)| Expiry {
             certificate,
@@ -440,16 +447,10 @@ fn host_expiry(read: &str, certs: &[crate::certs::check::Expected]) -> Option<Ex
 
 /// The certificate of the state directory that expires first (CAs included).
 fn soonest_expiry(inp: &Inputs<'_>) -> Result<Option<Expiry>> {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let listed = pki::list(inp.cluster)?;
-    Ok(listed
-        .iter()
-        .filter_map(|l| Some((l.id(), l.info.as_ref()?.not_after)))
-        .min_by_key(|(_, t)| *t)
-        .map(|(certificate, t)| Expiry {
-            certificate,
-            days_left: (t - now).div_euclid(86_400),
-        }))
+    Ok(soonest(listed.iter().filter_map(|l| {
+        Some((l.id(), l.info.as_ref()?.not_after))
+    })))
 }
 
 #[cfg(test)]

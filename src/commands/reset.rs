@@ -51,12 +51,11 @@ pub(super) fn reset(path: &Path, hosts: &[String], keep_images: bool, yes: bool)
         return Ok(SUCCESS);
     }
 
-    let workers: Vec<&str> = chosen.iter().map(String::as_str).collect();
     if chosen.len() < c.hosts.len() {
         println!(
             "reset {}; their Node objects stay registered until deleted: kubectl delete node {}",
-            workers.join(", "),
-            workers.join(" ")
+            chosen.join(", "),
+            chosen.join(" ")
         );
     } else {
         println!(

@@ -56,9 +56,10 @@ pub fn track_command(d: &DesiredHost) -> String {
     crate::shell::track(RECORD, &paths)
 }
 
-/// Records one directory about to be created outside the rendered files (an etcd restore's).
-pub fn track_dir(path: &str) -> String {
-    crate::shell::track(RECORD, &[("dir", path)])
+/// Records directories about to be created outside the rendered files (an etcd restore's).
+pub fn track_dirs(paths: &[&str]) -> String {
+    let pairs: Vec<(&str, &str)> = paths.iter().map(|p| ("dir", *p)).collect();
+    crate::shell::track(RECORD, &pairs)
 }
 
 /// A host's record, as read back.
@@ -108,7 +109,6 @@ pub struct Reset {
     /// kube-proxy's binary, when installed: its `--cleanup` removes its rules.
     pub kube_proxy: Option<String>,
     pub keep_images: bool,
-    pub bridge: &'static str,
     /// Files, then directories deepest first (each with what is below it), then [`HOME`].
     pub remove: Vec<String>,
 }
@@ -148,7 +148,6 @@ impl Reset {
             kube_proxy: installed.files.contains(&kube_proxy).then_some(kube_proxy),
             units,
             keep_images,
-            bridge: CNI_BRIDGE,
             remove,
         }
     }
