@@ -47,6 +47,30 @@ pub struct InventoryArg {
     pub inventory: PathBuf,
 }
 
+/// How apply and rollback walk the hosts.
+#[derive(Args)]
+pub struct WalkArgs {
+    /// Seconds each health gate may take before the run stops
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub gate_timeout: u64,
+    /// Workers changing version (cordoned, drained, restarted) at once
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub max_unavailable: u64,
+    /// Seconds a worker's pods may take to be evicted before the run stops (and uncordons it)
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub drain_timeout: u64,
+}
+
+impl WalkArgs {
+    pub fn options(&self) -> crate::apply::workflow::Options {
+        crate::apply::workflow::Options {
+            gate_deadline: std::time::Duration::from_secs(self.gate_timeout),
+            max_unavailable: self.max_unavailable as usize,
+            drain_deadline: std::time::Duration::from_secs(self.drain_timeout),
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
 pub enum Output {
     #[default]
@@ -117,12 +141,21 @@ pub enum Command {
     },
 
     /// Bring every host to the state the inventory describes, in dependency order
-    #[command(after_help = "Example:\n  provisioner apply inventory.toml\n\n\
+    #[command(after_help = "Examples:\n  provisioner apply inventory.toml\n  \
+        provisioner apply inventory.toml --max-unavailable 2   (an upgrade, two workers at a time)\n\n\
         Verifies the bundle, connects to every host over SSH (host keys always verified), checks \
         preflight conditions on all hosts before writing anything, uploads only what differs, and \
         starts services in order: etcd, kube-apiserver, controller-manager and scheduler, RBAC, \
         containerd/kubelet/kube-proxy, pod routes, then the cluster DNS; each behind a health gate. A second apply with \
-        nothing changed writes nothing and restarts nothing.")]
+        nothing changed writes nothing and restarts nothing.\n\n\
+        Upgrades: point the inventory at a newer bundle (and kubernetes_version). `plan` shows the \
+        path; apply refuses a skipped minor, a minor downgrade, a kubelet newer than the API servers \
+        and an etcd minor downgrade before changing anything. It snapshots etcd, then upgrades \
+        etcd one member at a time, the API servers one host at a time, the controllers, then the \
+        workers --max-unavailable at a time (cordon, drain through the Eviction API, upgrade, Node \
+        Ready at the new version, uncordon). Each version stays on the hosts beside the other: a \
+        failed gate switches that host back at once and stops; `provisioner rollback` returns \
+        every host to the previous version.")]
     Apply {
         #[command(flatten)]
         inventory: InventoryArg,
@@ -130,9 +163,8 @@ pub enum Command {
         /// per line (json)
         #[arg(long, value_enum, default_value_t)]
         output: Output,
-        /// Seconds each health gate may take before apply stops
-        #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-        gate_timeout: u64,
+        #[command(flatten)]
+        walk: WalkArgs,
         /// Hash every managed file on the hosts again (see `plan --rehash`)
         #[arg(long)]
         rehash: bool,
@@ -160,6 +192,28 @@ pub enum Command {
     /// etcd: snapshots of the cluster's data
     #[command(subcommand)]
     Etcd(EtcdCommand),
+
+    /// Return every host to the versions it ran before the last upgrade
+    #[command(after_help = "Example:\n  provisioner rollback inventory.toml\n\n\
+        The state directory records the versions each upgrade started from. Rollback points every \
+        host's programs back at those versions (still on the hosts, beside the new ones) and \
+        restarts them in the reverse of the upgrade's order: the workers first, drained \
+        --max-unavailable at a time, then the controllers, the API servers and containerd, each \
+        behind its health gate. etcd stays at its new version when the upgrade changed its minor: \
+        its data cannot go back (restore a snapshot taken before the upgrade for that). The \
+        inventory is not changed: point it back at the previous bundle, or the next apply \
+        upgrades again.")]
+    Rollback {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+        #[command(flatten)]
+        walk: WalkArgs,
+        /// Take the cluster's lease even though another run holds it
+        #[arg(long)]
+        break_lease: bool,
+    },
 
     /// Return hosts to what they were before provisioner: its units stopped, its files gone
     #[command(

@@ -47,6 +47,26 @@ pub struct UnitProps {
 pub const BIN_DIR: &str = "/usr/local/bin";
 /// Where the CNI plugins are installed.
 pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
+/// Every version of every program installed stays in its own directory,
+/// `RELEASES_DIR/RELEASE/VERSION/PROGRAM`, and the path a unit runs (in [`BIN_DIR`] or
+/// [`CNI_BIN_DIR`]) is a link to one of them: switching versions, up or back, is changing a
+/// link and restarting, and the previous version is still there to switch back to.
+pub const RELEASES_DIR: &str = "/usr/local/lib/provisioner";
+
+/// Where one version of one program of a release (as the bundle manifest names it) lives.
+pub fn release_path(release: &str, version: &str, program: &str) -> String {
+    format!("{RELEASES_DIR}/{release}/{version}/{program}")
+}
+
+/// The release and version of a link's target made by [`release_path`].
+pub fn parse_release_path(target: &str) -> Option<(&str, &str)> {
+    let rest = target.strip_prefix(RELEASES_DIR)?.strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(release), Some(version), Some(_), None) => Some((release, version)),
+        _ => None,
+    }
+}
 /// Created by the kubelet and the controller-manager for FlexVolume drivers (their default
 /// plugin directory), whether any is used or not.
 const FLEX_VOLUME_DIR: &str = "/usr/libexec/kubernetes";
@@ -316,6 +336,18 @@ mod tests {
             );
         }
         assert_eq!(Unit::from_name("etcd.service"), None);
+    }
+
+    #[test]
+    fn a_release_path_names_its_release_and_version() {
+        let p = release_path("kubernetes", "1.37.2", "kubelet");
+        assert_eq!(p, "/usr/local/lib/provisioner/kubernetes/1.37.2/kubelet");
+        assert_eq!(parse_release_path(&p), Some(("kubernetes", "1.37.2")));
+        assert_eq!(parse_release_path("/usr/local/bin/kubelet"), None);
+        assert_eq!(
+            parse_release_path("/usr/local/lib/provisioner/kubelet"),
+            None
+        );
     }
 
     #[test]

@@ -134,6 +134,50 @@ impl Api {
         })
     }
 
+    /// The kubelet version the Node reports ("v1.37.2").
+    pub async fn kubelet_version(&self, name: &str) -> Result<Option<String>> {
+        let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
+        let node = nodes.get_opt(name).await?;
+        Ok(node.and_then(|n| Some(n.status?.node_info?.kubelet_version)))
+    }
+
+    /// Marks the Node unschedulable (or schedulable again).
+    pub async fn cordon(&self, name: &str, cordoned: bool) -> Result<()> {
+        let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
+        let what = if cordoned { "cordoning" } else { "uncordoning" };
+        if cordoned {
+            nodes.cordon(name).await
+        } else {
+            nodes.uncordon(name).await
+        }
+        .with_context(|| format!("{what} Node {name}"))?;
+        Ok(())
+    }
+
+    /// The pods a drain of the Node moves away: not those of DaemonSets (which belong on
+    /// every node), not static pods (the kubelet's own), not finished ones.
+    pub async fn pods_to_evict(&self, node: &str) -> Result<Vec<Pod>> {
+        let pods: kube::Api<Pod> = kube::Api::all(self.client.clone());
+        let on_node = kube::api::ListParams::default().fields(&format!("spec.nodeName={node}"));
+        let list = pods
+            .list(&on_node)
+            .await
+            .with_context(|| format!("listing the pods on {node}"))?;
+        Ok(list.items.into_iter().filter(evictable).collect())
+    }
+
+    /// Asks the Eviction API to evict the pod: true once asked (or gone), false while a
+    /// PodDisruptionBudget does not allow it yet.
+    pub async fn evict(&self, namespace: &str, name: &str) -> Result<bool> {
+        let pods: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), namespace);
+        match pods.evict(name, &Default::default()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 429 => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("evicting pod {namespace}/{name}")),
+        }
+    }
+
     /// The names of the Nodes that report Ready.
     pub async fn ready_nodes(&self) -> Result<Vec<String>> {
         let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
@@ -145,6 +189,27 @@ impl Api {
             .filter_map(|n| n.metadata.name.clone())
             .collect())
     }
+}
+
+/// Whether a drain evicts the pod: it is running or about to, not yet being deleted, and
+/// neither a DaemonSet's nor a static (mirror) pod.
+fn evictable(p: &Pod) -> bool {
+    let m = &p.metadata;
+    let daemon = m
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "DaemonSet");
+    let mirror = m
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    let finished = p
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
+    !daemon && !mirror && !finished
 }
 
 /// The Node's Ready condition, once the kubelet has reported one.
@@ -191,6 +256,30 @@ fn pod_state(p: &Pod) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drain_leaves_daemon_set_static_and_finished_pods() {
+        let pod = |meta: serde_json::Value, phase: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": meta, "status": { "phase": phase }
+            }))
+            .unwrap()
+        };
+        let owned = |kind: &str| {
+            serde_json::json!({ "name": "p", "ownerReferences": [
+                { "apiVersion": "apps/v1", "kind": kind, "name": "o", "uid": "u" }] })
+        };
+        assert!(evictable(&pod(owned("ReplicaSet"), "Running")));
+        assert!(evictable(&pod(
+            serde_json::json!({ "name": "bare" }),
+            "Pending"
+        )));
+        assert!(!evictable(&pod(owned("DaemonSet"), "Running")));
+        assert!(!evictable(&pod(owned("ReplicaSet"), "Succeeded")));
+        let mirror = serde_json::json!({ "name": "m",
+            "annotations": { "kubernetes.io/config.mirror": "x" } });
+        assert!(!evictable(&pod(mirror, "Running")));
+    }
 
     #[test]
     fn a_crashing_pod_says_so_with_its_last_exit() {

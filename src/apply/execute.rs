@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use super::remote::Remote;
 use super::{files, Outcome, Reporter};
 use crate::component::{Phase, Unit};
-use crate::plan::{DesiredHost, ImageImport, Plan, UnitAction, UnitChange};
+use crate::plan::{DesiredHost, HostPlan, ImageImport, Plan, UnitAction, UnitChange};
 use crate::shell;
 
 /// What the engine asks about the cluster's health; the real gates implement it by asking the
@@ -25,6 +25,19 @@ pub trait Health {
     async fn before_etcd_restart(&self, host: &str) -> Result<()>;
     /// Imports images into containerd, then checks that it lists each one.
     async fn import_images(&self, imports: &[(&str, &ImageImport)]) -> Result<()>;
+    /// Cordons the Nodes of `hosts` and evicts their pods (DaemonSets' stay), before their
+    /// kubelets change version.
+    async fn drain(&self, hosts: &[&str]) -> Result<()>;
+    /// Makes the Nodes of `hosts` schedulable again.
+    async fn uncordon(&self, hosts: &[&str]) -> Result<()>;
+}
+
+/// How the phases are walked.
+pub struct Walk {
+    /// Hosts written to at once.
+    pub parallel: usize,
+    /// Workers changing version at once, drained together.
+    pub max_unavailable: usize,
 }
 
 /// Executes `p`: files on every host (in parallel), then the phases of `phases` in order.
@@ -34,14 +47,14 @@ pub async fn execute<R: Remote, H: Health>(
     p: &Plan,
     phases: &[Phase],
     health: &H,
-    parallel: usize,
+    walk: &Walk,
     rep: &Reporter,
 ) -> Result<Outcome> {
     let start = Instant::now();
     let mut outcome = Outcome::default();
 
     let t = Instant::now();
-    outcome.files_written = files::write(conns, desired, p, parallel, rep).await?;
+    outcome.files_written = files::write(conns, desired, p, walk.parallel, rep).await?;
     outcome.transfer_seconds = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -84,26 +97,62 @@ pub async fn execute<R: Remote, H: Health>(
             (Vec::new(), actions.clone())
         };
         for (host, u) in &together {
-            unit_action(&conns[*host], host, phase, u, rep, &mut outcome).await?;
+            unit_action(
+                &conns[*host],
+                host_plan(p, host),
+                phase,
+                u,
+                rep,
+                &mut outcome,
+            )
+            .await?;
         }
         if !together.is_empty() || rolling.is_empty() {
             health.gate(phase, &together).await?;
         }
-        let mut hosts: Vec<&str> = rolling.iter().map(|(h, _)| *h).collect();
-        hosts.dedup();
-        for host in hosts {
+        for batch in batches(p, phase, &rolling, walk.max_unavailable) {
             if phase == Phase::Etcd {
-                health.before_etcd_restart(host).await?;
+                health.before_etcd_restart(batch[0]).await?;
             }
             let mine: Vec<(&str, &UnitChange)> = rolling
                 .iter()
-                .filter(|(h, _)| *h == host)
+                .filter(|(h, _)| batch.contains(h))
                 .copied()
                 .collect();
-            for (host, u) in &mine {
-                unit_action(&conns[*host], host, phase, u, rep, &mut outcome).await?;
+            // A worker whose kubelet changes version has its pods moved first.
+            let drain = phase == Phase::Workers
+                && batch
+                    .iter()
+                    .all(|h| host_plan(p, h).switches_version(Unit::Kubelet));
+            if drain {
+                if let Err(e) = health.drain(&batch).await {
+                    health.uncordon(&batch).await?;
+                    return Err(
+                        e.context("nothing was changed on these workers; they are uncordoned")
+                    );
+                }
             }
-            health.gate(phase, &mine).await?;
+            let acted = async {
+                for (host, u) in &mine {
+                    unit_action(
+                        &conns[*host],
+                        host_plan(p, host),
+                        phase,
+                        u,
+                        rep,
+                        &mut outcome,
+                    )
+                    .await?;
+                }
+                health.gate(phase, &mine).await
+            }
+            .await;
+            if let Err(e) = acted {
+                return Err(switch_back(conns, p, phase, &mine, drain, health, rep, e).await);
+            }
+            if drain {
+                health.uncordon(&batch).await?;
+            }
         }
         health.import_images(&imports).await?;
         outcome.images_imported += imports.len();
@@ -111,6 +160,110 @@ pub async fn execute<R: Remote, H: Health>(
     outcome.wait_seconds = t.elapsed().as_secs_f64();
     outcome.seconds = start.elapsed().as_secs_f64();
     Ok(outcome)
+}
+
+fn host_plan<'a>(p: &'a Plan, host: &str) -> &'a HostPlan {
+    p.hosts
+        .iter()
+        .find(|h| h.host == host)
+        .expect("actions come from the plan's hosts")
+}
+
+/// The hosts of a phase's rolling restarts, in groups restarted together: one host at a time,
+/// except workers changing their kubelet's version, `max_unavailable` at a time.
+fn batches<'a>(
+    p: &Plan,
+    phase: Phase,
+    rolling: &[(&'a str, &UnitChange)],
+    max_unavailable: usize,
+) -> Vec<Vec<&'a str>> {
+    let mut hosts: Vec<&str> = rolling.iter().map(|(h, _)| *h).collect();
+    hosts.dedup();
+    let (upgraded, others): (Vec<&str>, Vec<&str>) = hosts
+        .into_iter()
+        .partition(|h| phase == Phase::Workers && host_plan(p, h).switches_version(Unit::Kubelet));
+    let mut out: Vec<Vec<&str>> = others.into_iter().map(|h| vec![h]).collect();
+    out.extend(
+        upgraded
+            .chunks(max_unavailable.max(1))
+            .map(<[&str]>::to_vec),
+    );
+    out
+}
+
+/// After `failed`, a restart or gate of hosts whose units had just switched to another version: switches
+/// their links back, restarts those units on the version they ran before, waits for the gate
+/// again and uncordons drained workers. Returns the error to stop the run with.
+#[allow(clippy::too_many_arguments)]
+async fn switch_back<R: Remote, H: Health>(
+    conns: &BTreeMap<String, R>,
+    p: &Plan,
+    phase: Phase,
+    actions: &[(&str, &UnitChange)],
+    drained: bool,
+    health: &H,
+    rep: &Reporter,
+    failed: anyhow::Error,
+) -> anyhow::Error {
+    let mut back: Vec<(&str, &UnitChange)> = Vec::new();
+    let mut said = Vec::new();
+    for (host, u) in actions {
+        let links: Vec<(&str, &str)> = host_plan(p, host)
+            .links_of(u.unit)
+            .filter_map(|l| Some((l.path.as_str(), l.from.as_deref()?)))
+            .collect();
+        if links.is_empty() {
+            continue;
+        }
+        let what = format!("switch {} back", u.unit);
+        rep.start(Some(host), &what);
+        let t = Instant::now();
+        let conn = &conns[*host];
+        let restart = shell::systemctl(
+            &u.unit.file_name(),
+            false,
+            Some(shell::UnitVerb::Restart),
+            false,
+        );
+        let done = async {
+            conn.run_checked(&shell::switch_links(&links)).await?;
+            conn.run_checked(&restart).await
+        }
+        .await;
+        if let Err(e) = done {
+            return failed.context(format!(
+                "{host}: switching {} back failed too: {e:#}",
+                u.unit
+            ));
+        }
+        rep.step(phase.name(), Some(host), &what, t.elapsed(), "ok", None);
+        said.push(format!("{host}: {} → {}", u.unit, links[0].1));
+        back.push((host, u));
+    }
+    if back.is_empty() {
+        return failed;
+    }
+    let again = match health.gate(phase, &back).await {
+        Ok(()) => "and passes its gate again".to_string(),
+        Err(e) => format!("but still fails its gate: {e:#}"),
+    };
+    if drained {
+        let mut hosts: Vec<&str> = back.iter().map(|(h, _)| *h).collect();
+        hosts.dedup();
+        if let Err(e) = health.uncordon(&hosts).await {
+            return failed.context(format!(
+                "switched back ({}) but not uncordoned: {e:#}",
+                said.join("; ")
+            ));
+        }
+    }
+    failed.context(format!(
+        "the new version failed its gate, so it was switched back at once ({}) {again}. The run \
+         stopped there: the hosts after it were not touched, those before it run the new \
+         version. `provisioner rollback` returns them all to the previous version; `apply` \
+         tries the new one again",
+        said.join("; ")
+    ))
 }
 
 /// Runs every gate of `phases` against the cluster as it is (each unit of each host, as if it
@@ -143,10 +296,11 @@ pub async fn check<H: Health>(desired: &[DesiredHost], phases: &[Phase], health:
     Ok(())
 }
 
-/// Starts, restarts or enables one unit on one host.
+/// Starts, restarts or enables one unit on one host; a start or restart first points the
+/// links of its programs at their new version.
 async fn unit_action<R: Remote>(
     conn: &R,
-    host: &str,
+    h: &HostPlan,
     phase: Phase,
     u: &UnitChange,
     rep: &Reporter,
@@ -163,9 +317,19 @@ async fn unit_action<R: Remote>(
         }
         UnitAction::Enable => ("", None),
     };
+    let host = h.host.as_str();
     let what = format!("{verb} {}", u.unit);
     rep.start(Some(host), &what);
     let step = Instant::now();
+    let links: Vec<(&str, &str)> = h
+        .links_of(u.unit)
+        .map(|l| (l.path.as_str(), l.target.as_str()))
+        .collect();
+    if shell_verb.is_some() && !links.is_empty() {
+        conn.run_checked(&shell::switch_links(&links))
+            .await
+            .with_context(|| format!("{host}: pointing {}'s programs at their version", u.unit))?;
+    }
     // etcd members report started only once a quorum exists, so all of them are asked to start
     // before any is waited for (--no-block); the gates do the waiting. Other units start
     // synchronously, so a gate never sees the process being replaced.
@@ -198,7 +362,8 @@ mod tests {
     use super::super::report::Format;
     use super::super::workflow::PHASES;
     use super::*;
-    use crate::plan::{self, Item, Source};
+    use crate::component::{release_path, Release};
+    use crate::plan::{self, Item, Link, Source};
 
     /// The bundled inventory's hosts (3 control-plane/etcd hosts, 2 workers) as rendered, with
     /// their files only (the bundle's binaries and images need a bundle).
@@ -225,15 +390,31 @@ mod tests {
                         restarts: f.readers,
                     })
                     .collect(),
+                links: h
+                    .binaries
+                    .iter()
+                    .map(|b| {
+                        let release =
+                            Release::of_program(b.name).map_or("cni-plugins", Release::name);
+                        Link {
+                            path: b.path.clone(),
+                            target: release_path(release, NEW, b.name),
+                            restarts: b.readers.clone(),
+                        }
+                    })
+                    .collect(),
                 units: h.units,
                 images: Vec::new(),
             })
             .collect()
     }
 
+    const OLD: &str = "1.36.3";
+    const NEW: &str = "1.37.2";
+
     /// What the facts script prints on a host that has `d` exactly, every unit running, except
-    /// that the files of `stale` have other content.
-    fn facts_text(d: &DesiredHost, stale: &[&str]) -> String {
+    /// that the files of `stale` have other content and its programs are at `version`.
+    fn facts_text(d: &DesiredHost, stale: &[&str], version: &str) -> String {
         let mut out = String::from("arch=x86_64\nsystemd=252\ncgroup=cgroup2fs\n");
         out.push_str(&format!("hostname={}\n", d.host));
         for i in &d.items {
@@ -250,6 +431,10 @@ mod tests {
         for u in &d.units {
             out.push_str(&format!("unit={u} active enabled\n"));
         }
+        for l in &d.links {
+            let target = l.target.replace(NEW, version);
+            out.push_str(&format!("link={target} {}\n", l.path));
+        }
         out
     }
 
@@ -261,6 +446,18 @@ mod tests {
 
     /// Surveys fake hosts (with `stale` files on `stale_hosts`), plans, and executes the plan.
     async fn run(stale: &[&str], stale_hosts: &[&str], health: impl Fn(Log) -> FakeHealth) -> Run {
+        run_with(stale, stale_hosts, &[], 1, health).await
+    }
+
+    /// [`run`], with the hosts of `older` running the previous version of every program, and
+    /// `max_unavailable` workers upgraded at once.
+    async fn run_with(
+        stale: &[&str],
+        stale_hosts: &[&str],
+        older: &[&str],
+        max_unavailable: usize,
+        health: impl Fn(Log) -> FakeHealth,
+    ) -> Run {
         let desired = desired();
         let log: Log = Arc::new(Mutex::new(Vec::new()));
         let conns: BTreeMap<String, FakeRemote> = desired
@@ -271,9 +468,14 @@ mod tests {
                 } else {
                     &[]
                 };
+                let version = if older.contains(&d.host.as_str()) {
+                    OLD
+                } else {
+                    NEW
+                };
                 let remote = FakeRemote {
                     host: d.host.clone(),
-                    facts: facts_text(d, here),
+                    facts: facts_text(d, here, version),
                     installed: String::new(),
                     log: log.clone(),
                 };
@@ -288,15 +490,22 @@ mod tests {
                 .unwrap();
             hosts.push(plan::diff(d, &plan::facts::parse(&out.stdout_text())));
         }
-        let plan = Plan { hosts };
+        let plan = Plan {
+            hosts,
+            ..Plan::default()
+        };
         let rep = Reporter::new(Format::Json);
+        let walk = Walk {
+            parallel: 2,
+            max_unavailable,
+        };
         let result = execute(
             &conns,
             &desired,
             &plan,
             &PHASES,
             &health(log.clone()),
-            2,
+            &walk,
             &rep,
         )
         .await;
@@ -414,5 +623,95 @@ mod tests {
                 "gate etcd cp-1 cp-2 cp-3"
             ]
         );
+    }
+
+    /// The events of one host's programs and of the workers phase.
+    fn upgrade_events(log: &Log, filter: &[&str]) -> Vec<String> {
+        events(log)
+            .into_iter()
+            .filter(|e| filter.iter().any(|f| e.contains(f)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_switches_each_link_with_its_restart_and_drains_workers_in_batches() {
+        let all = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"];
+        let r = run_with(&[], &[], &all, 2, healthy).await;
+        r.result.unwrap();
+        // The API servers one host at a time, each link switched just before its restart.
+        let api = upgrade_events(&r.log, &["kube-apiserver"]);
+        let mut want = Vec::new();
+        for h in ["cp-1", "cp-2", "cp-3"] {
+            want.push(format!("{h}: link /usr/local/bin/kube-apiserver {NEW}"));
+            want.push(format!("{h}: restart kube-apiserver"));
+            want.push(format!("gate kube-apiserver {h}"));
+        }
+        assert_eq!(api, want);
+        // Both workers at once (--max-unavailable 2): drained, switched, gated, uncordoned.
+        let workers = upgrade_events(&r.log, &["drain", "uncordon", "kubelet", "gate workers"]);
+        assert_eq!(
+            workers,
+            [
+                "drain worker-1 worker-2",
+                &format!("worker-1: link /usr/local/bin/kubelet {NEW}"),
+                "worker-1: restart kubelet",
+                &format!("worker-2: link /usr/local/bin/kubelet {NEW}"),
+                "worker-2: restart kubelet",
+                "gate workers worker-1 worker-2",
+                "uncordon worker-1 worker-2",
+            ]
+        );
+        // The tools' links (no unit runs them) switch with the files.
+        let files_done = events(&r.log)
+            .iter()
+            .position(|e| e.contains("restart"))
+            .unwrap();
+        assert!(events(&r.log)[..files_done]
+            .contains(&format!("cp-1: link /usr/local/bin/etcdctl {NEW}")));
+
+        let one_at_a_time = run_with(&[], &[], &["worker-1", "worker-2"], 1, healthy).await;
+        one_at_a_time.result.unwrap();
+        let drains = upgrade_events(&one_at_a_time.log, &["drain", "uncordon"]);
+        assert_eq!(
+            drains,
+            [
+                "drain worker-1",
+                "uncordon worker-1",
+                "drain worker-2",
+                "uncordon worker-2"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_gate_on_a_new_version_switches_that_host_back_and_stops() {
+        let failing = |log| FakeHealth {
+            failing: [(Phase::Workers, "worker-1".to_string())].into(),
+            ..healthy(log)
+        };
+        let r = run_with(&[], &[], &["worker-1", "worker-2"], 1, failing).await;
+        let err = format!("{:#}", r.result.unwrap_err());
+        assert!(
+            err.contains("switched back at once (worker-1: kubelet"),
+            "{err}"
+        );
+        assert!(err.contains("and passes its gate again"), "{err}");
+        let workers = upgrade_events(&r.log, &["drain", "uncordon", "kubelet", "gate workers"]);
+        assert_eq!(
+            workers,
+            [
+                "drain worker-1",
+                &format!("worker-1: link /usr/local/bin/kubelet {NEW}"),
+                "worker-1: restart kubelet",
+                "gate workers worker-1",
+                "worker-1: gate workers failed",
+                &format!("worker-1: link /usr/local/bin/kubelet {OLD}"),
+                "worker-1: restart kubelet",
+                "gate workers worker-1",
+                "uncordon worker-1",
+            ]
+        );
+        // worker-2's kubelet was not touched (its containerd was, in the phase before).
+        assert!(!events(&r.log).contains(&"worker-2: restart kubelet".to_string()));
     }
 }

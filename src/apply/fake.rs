@@ -71,6 +71,16 @@ impl Remote for FakeRemote {
         if command == shell::read_if_present(crate::plan::installed::RECORD) {
             return Ok(ok(&self.installed));
         }
+        if command.starts_with("ln -sfn -- ") {
+            // `ln -sfn -- TARGET PATH.provisioner-new && mv ...`, per link.
+            for part in command.split("ln -sfn -- ").skip(1) {
+                let words: Vec<&str> = part.split_whitespace().collect();
+                let path = words[1].trim_end_matches(".provisioner-new");
+                let version = crate::component::parse_release_path(words[0]).map_or("?", |r| r.1);
+                self.record(format!("link {path} {version}"));
+            }
+            return Ok(ok(""));
+        }
         match unit_action(command) {
             Some(action) => self.record(action),
             None => self.record(format!("run {}", command.lines().next().unwrap_or(""))),
@@ -99,11 +109,18 @@ impl Remote for FakeRemote {
     }
 }
 
-/// Gates that pass, except those of `failing` (phase, host); etcd has a quorum unless told.
+/// Gates that pass, except the first of each of `failing` (phase, host); etcd has a quorum
+/// unless told.
 pub struct FakeHealth {
     pub log: Log,
     pub failing: BTreeSet<(Phase, String)>,
     pub etcd_quorum: bool,
+}
+
+impl FakeHealth {
+    fn push(&self, event: String) {
+        self.log.lock().unwrap().push(event);
+    }
 }
 
 impl Health for FakeHealth {
@@ -116,10 +133,26 @@ impl Health for FakeHealth {
                 .into(),
         );
         for h in hosts {
-            if self.failing.contains(&(phase, h.to_string())) {
+            let failed_before = self
+                .log
+                .lock()
+                .unwrap()
+                .contains(&format!("{h}: gate {phase} failed"));
+            if self.failing.contains(&(phase, h.to_string())) && !failed_before {
+                self.push(format!("{h}: gate {phase} failed"));
                 bail!("{h}: gate {phase} failed");
             }
         }
+        Ok(())
+    }
+
+    async fn drain(&self, hosts: &[&str]) -> Result<()> {
+        self.push(format!("drain {}", hosts.join(" ")));
+        Ok(())
+    }
+
+    async fn uncordon(&self, hosts: &[&str]) -> Result<()> {
+        self.push(format!("uncordon {}", hosts.join(" ")));
         Ok(())
     }
 

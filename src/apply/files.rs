@@ -21,7 +21,9 @@ pub async fn write<R: Remote>(
 ) -> Result<usize> {
     rep.phase("files");
     let written: Vec<usize> = stream::iter(&p.hosts)
-        .filter(|h| std::future::ready(!h.dirs.is_empty() || !h.files.is_empty()))
+        .filter(|h| {
+            std::future::ready(!h.dirs.is_empty() || !h.files.is_empty() || !h.links.is_empty())
+        })
         .map(|h| {
             let d = desired
                 .iter()
@@ -43,7 +45,12 @@ async fn write_host<R: Remote>(
     rep: &Reporter,
 ) -> Result<usize> {
     let host = Some(h.host.as_str());
-    let what = format!("{} file(s), {} dir(s)", h.files.len(), h.dirs.len());
+    let what = format!(
+        "{} file(s), {} link(s), {} dir(s)",
+        h.files.len(),
+        h.links.len(),
+        h.dirs.len()
+    );
     rep.start(host, &what);
     let t = Instant::now();
     conn.run_checked(&plan::installed::track_command(d))
@@ -80,6 +87,16 @@ async fn write_host<R: Remote>(
     conn.run_checked(&plan::facts::record_command(d))
         .await
         .context("recording file hashes")?;
+    // A program's link switches with its unit's restart (see the engine); the others now.
+    let alone: Vec<(&str, &str)> = h
+        .links_alone()
+        .map(|l| (l.path.as_str(), l.target.as_str()))
+        .collect();
+    if !alone.is_empty() {
+        conn.run_checked(&shell::switch_links(&alone))
+            .await
+            .context("pointing the tools' links at their versions")?;
+    }
     if h.daemon_reload {
         conn.run_checked(&shell::daemon_reload()).await?;
     }

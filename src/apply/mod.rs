@@ -32,7 +32,7 @@ use crate::render::Rendered;
 pub use connect::{connect, open};
 pub use remote::Remote;
 pub use report::{Format, Reporter};
-pub use survey::{make_plan, survey, Survey};
+pub use survey::{make_plan, survey, survey_for, Survey};
 pub use workflow::{check_health, execute};
 
 pub struct Inputs<'a> {

@@ -124,6 +124,7 @@ pub async fn restore(
                 host: h.name.clone(),
                 dirs: Vec::new(),
                 files: Vec::new(),
+                links: Vec::new(),
                 units: RESTART
                     .iter()
                     .flat_map(|p| p.units())
@@ -144,15 +145,21 @@ pub async fn restore(
                 load_modules: false,
             })
             .collect(),
+        ..Plan::default()
     };
     let gates = Gates {
         inp,
         deadline,
+        drain_deadline: deadline,
+        kubelet_versions: Default::default(),
         conns,
         rep,
     };
-    let parallel = c.ssh.parallelism as usize;
-    execute::execute(conns, &[], &plan, &RESTART, &gates, parallel, rep)
+    let walk = execute::Walk {
+        parallel: c.ssh.parallelism as usize,
+        max_unavailable: 1,
+    };
+    execute::execute(conns, &[], &plan, &RESTART, &gates, &walk, rep)
         .await
         .map_err(stopped)
 }

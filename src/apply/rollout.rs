@@ -94,7 +94,8 @@ async fn roll_out_leased(
         }
     }
     save()?;
-    let outcome = super::execute(inp, survey, plan, rep, opts.gate_timeout)
+    let walk = super::workflow::Options::with_gate_deadline(opts.gate_timeout);
+    let outcome = super::execute(inp, survey, plan, rep, &walk)
         .await
         .context(
             "the rollout stopped there: the new certificates are in the state directory and on \
@@ -105,7 +106,7 @@ async fn roll_out_leased(
 }
 
 /// `etcdctl snapshot save` on the first etcd member, kept on that host.
-async fn snapshot_etcd(inp: &Inputs<'_>, survey: &super::Survey) -> Result<String> {
+pub async fn snapshot_etcd(inp: &Inputs<'_>, survey: &super::Survey) -> Result<String> {
     let c = inp.cluster;
     let h = c
         .etcd_hosts()

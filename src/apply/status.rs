@@ -27,8 +27,8 @@ pub struct HostStatus {
     pub reachable: bool,
     /// Each unit of the host and its state (`active`, `inactive`, `failed`, ...).
     pub units: BTreeMap<Unit, String>,
-    /// The version of each unit's program as installed: the bundle's version of the file whose
-    /// SHA-256 the host's copy has, or what is wrong with the copy.
+    /// The version of each unit's program as installed (the version directory its link
+    /// points into), or "missing".
     pub versions: BTreeMap<Unit, String>,
     /// The host's own copy that expires first: what its services present, even where it
     /// differs from the state directory.
@@ -107,7 +107,7 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
     let hosts_read = join_all(desired.iter().map(|d| async {
         let conn = reachable.get(d.host.as_str())?;
         let certs = certs.get(&d.host).map_or(&[][..], Vec::as_slice);
-        Some(host_state(*conn, d, certs, inp.bundle).await)
+        Some(host_state(*conn, d, certs).await)
     }));
     let etcd_host = c
         .etcd_hosts()
@@ -256,7 +256,6 @@ async fn host_state<R: Remote>(
     conn: &R,
     d: &DesiredHost,
     certs: &[crate::certs::check::Expected],
-    bundle: &crate::bundle::Bundle,
 ) -> (HostStatus, Result<usize>) {
     let mut status = HostStatus {
         host: d.host.clone(),
@@ -289,14 +288,17 @@ async fn host_state<R: Remote>(
             None => "not installed",
         };
         status.units.insert(*u, state.to_string());
-        // The file's hash names the version exactly, without running anything on the host.
-        let Some(entry) = u.props().binaries.first().and_then(|b| bundle.get(b)) else {
+        // The link names the version, without running anything on the host.
+        let Some(program) = u.props().binaries.first() else {
             continue;
         };
-        let path = format!("{}/{}", crate::component::BIN_DIR, entry.name);
-        let version = match facts.files.get(&path) {
-            Some(f) if f.sha256 == entry.sha256 => entry.version.clone(),
-            Some(_) => "not the bundle's".to_string(),
+        let link = d
+            .links
+            .iter()
+            .find(|l| l.path.ends_with(&format!("/{program}")));
+        let now = link.and_then(|l| facts.links.get(&l.path));
+        let version = match now.and_then(|t| crate::component::parse_release_path(t)) {
+            Some((_, v)) => v.to_string(),
             None => "missing".to_string(),
         };
         status.versions.insert(*u, version);

@@ -28,6 +28,17 @@ pub async fn survey<R: Remote>(
     rep: &Reporter,
 ) -> Result<Survey<R>> {
     let desired = plan::desired(inp.rendered, inp.bundle)?;
+    survey_for(inp, desired, conns, rehash, rep).await
+}
+
+/// [`survey`] towards `desired` instead of what the inventory and bundle make (a rollback's).
+pub async fn survey_for<R: Remote>(
+    inp: &Inputs<'_>,
+    desired: Vec<DesiredHost>,
+    conns: BTreeMap<String, R>,
+    rehash: bool,
+    rep: &Reporter,
+) -> Result<Survey<R>> {
     let parallel = inp.cluster.ssh.parallelism as usize;
 
     rep.phase("gather facts");
@@ -65,12 +76,6 @@ pub async fn survey<R: Remote>(
 }
 
 pub fn make_plan<R>(s: &Survey<R>) -> Plan {
-    Plan {
-        hosts: s
-            .desired
-            .iter()
-            .zip(&s.facts)
-            .map(|(d, f)| plan::diff(d, f))
-            .collect(),
-    }
+    let pairs: Vec<(&DesiredHost, &Facts)> = s.desired.iter().zip(&s.facts).collect();
+    plan::plan(&pairs)
 }

@@ -19,6 +19,10 @@
 //! [`restore::restore`](super::restore::restore): copy, stop, restore each member, and
 //! [`execute`] of etcd, the API servers and the controllers.
 //!
+//! `rollback`: [`open`](super::open), the lease, [`survey_for`](super::survey_for) the
+//! versions the state directory recorded before the last upgrade, then [`roll_back`]: the
+//! [`ROLLBACK_PHASES`], workers first.
+//!
 //! `reset`: [`open`](super::open) of the chosen hosts and the lease hosts,
 //! [`reset::survey`](super::reset::survey) (each host's record of what was installed), the
 //! lease, then [`reset::reset`](super::reset::reset): the other hosts, then the lease hosts.
@@ -48,23 +52,98 @@ pub const PHASES: [Phase; 9] = [
     Phase::Schedules,
 ];
 
-/// Executes a plan made from `s` by [`make_plan`](super::make_plan), each gate waiting at
-/// most `gate_deadline`.
+/// The phases of a rollback, the upgrade's order reversed so that no kubelet ever runs newer
+/// than the API servers; the phases acting on the API come last, once everything runs.
+pub const ROLLBACK_PHASES: [Phase; 9] = [
+    Phase::Workers,
+    Phase::Containerd,
+    Phase::PodRoutes,
+    Phase::Controllers,
+    Phase::ApiServer,
+    Phase::Etcd,
+    Phase::Rbac,
+    Phase::Addons,
+    Phase::Schedules,
+];
+
+/// How [`execute`] walks the plan.
+pub struct Options {
+    /// How long each gate may wait.
+    pub gate_deadline: Duration,
+    /// Workers changing version at once.
+    pub max_unavailable: usize,
+    /// How long a worker's pods may take to leave it.
+    pub drain_deadline: Duration,
+}
+
+impl Options {
+    /// One worker at a time, drains taking at most five minutes.
+    pub fn with_gate_deadline(gate_deadline: Duration) -> Options {
+        Options {
+            gate_deadline,
+            max_unavailable: 1,
+            drain_deadline: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Executes a plan made from `s` by [`make_plan`](super::make_plan). A version change walks
+/// the same [`PHASES`]: etcd one member at a time, the API servers one host at a time, then
+/// the controllers, then the workers drained in batches.
 pub async fn execute(
     inp: &Inputs<'_>,
     s: &Survey,
     p: &Plan,
     rep: &Reporter,
-    gate_deadline: Duration,
+    opts: &Options,
+) -> Result<Outcome> {
+    walk(inp, s, p, &PHASES, rep, opts).await
+}
+
+/// Executes a rollback's plan (see [`ROLLBACK_PHASES`]).
+pub async fn roll_back(
+    inp: &Inputs<'_>,
+    s: &Survey,
+    p: &Plan,
+    rep: &Reporter,
+    opts: &Options,
+) -> Result<Outcome> {
+    walk(inp, s, p, &ROLLBACK_PHASES, rep, opts).await
+}
+
+async fn walk(
+    inp: &Inputs<'_>,
+    s: &Survey,
+    p: &Plan,
+    phases: &[Phase],
+    rep: &Reporter,
+    opts: &Options,
 ) -> Result<Outcome> {
     let gates = Gates {
         inp,
-        deadline: gate_deadline,
+        deadline: opts.gate_deadline,
+        drain_deadline: opts.drain_deadline,
+        kubelet_versions: kubelet_versions(p),
         conns: &s.conns,
         rep,
     };
-    let parallel = inp.cluster.ssh.parallelism as usize;
-    engine::execute(&s.conns, &s.desired, p, &PHASES, &gates, parallel, rep).await
+    let walk = engine::Walk {
+        parallel: inp.cluster.ssh.parallelism as usize,
+        max_unavailable: opts.max_unavailable,
+    };
+    engine::execute(&s.conns, &s.desired, p, phases, &gates, &walk, rep).await
+}
+
+/// The kubelet version each host's Node must report once its kubelet switched to another one.
+fn kubelet_versions(p: &Plan) -> std::collections::BTreeMap<String, String> {
+    p.hosts
+        .iter()
+        .filter_map(|h| {
+            let l = h.links_of(crate::component::Unit::Kubelet).next()?;
+            let (_, version) = crate::component::parse_release_path(&l.target)?;
+            Some((h.host.clone(), version.to_string()))
+        })
+        .collect()
 }
 
 /// Runs every health gate against the cluster as it is (each unit of each host, as if it had
@@ -79,6 +158,8 @@ pub async fn check_health(
     let gates = Gates {
         inp,
         deadline,
+        drain_deadline: deadline,
+        kubelet_versions: Default::default(),
         conns: &s.conns,
         rep,
     };

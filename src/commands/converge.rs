@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::{emit, ensure_pki, load, SUCCESS};
 use crate::cli::Output;
@@ -11,7 +11,7 @@ use crate::{pki, render};
 
 /// What `apply` adds to `plan`.
 pub(super) struct ApplyOptions {
-    pub(super) gate_deadline: std::time::Duration,
+    pub(super) walk: crate::apply::workflow::Options,
     pub(super) break_lease: bool,
 }
 
@@ -86,7 +86,17 @@ async fn converge_on(
         if format == crate::apply::Format::Text {
             eprint!("{}", crate::plan::text(&plan));
         }
-        crate::apply::execute(&inputs, &survey, &plan, rep, apply.gate_deadline).await?
+        if !plan.refused.is_empty() {
+            bail!(
+                "{}\nNothing was changed: these version changes break upstream's version-skew \
+                 policy. Use a bundle one minor up from what the hosts run.",
+                plan.refused.join("\n")
+            );
+        }
+        if !plan.versions.is_empty() {
+            prepare_upgrade(&inputs, &survey, &plan).await?;
+        }
+        crate::apply::execute(&inputs, &survey, &plan, rep, &apply.walk).await?
     };
     match output {
         Output::Json => println!("{}", serde_json::json!({ "summary": outcome })),
@@ -96,4 +106,23 @@ async fn converge_on(
         ),
     }
     Ok(SUCCESS)
+}
+
+/// Before a version change: the versions it starts from go to the state directory (for
+/// `rollback`), and etcd is snapshotted when its version changes.
+async fn prepare_upgrade(
+    inputs: &crate::apply::Inputs<'_>,
+    survey: &crate::apply::Survey,
+    plan: &crate::plan::Plan,
+) -> Result<()> {
+    let dir = &inputs.cluster.state_dir;
+    let history = crate::history::record(crate::history::load(dir)?, &plan.versions);
+    crate::history::save(dir, &history)?;
+    if plan.versions.iter().any(|m| m.release == "etcd") {
+        let said = crate::apply::rollout::snapshot_etcd(inputs, survey)
+            .await
+            .context("taking an etcd snapshot before etcd changes version; nothing was changed")?;
+        eprintln!("{said}");
+    }
+    Ok(())
 }

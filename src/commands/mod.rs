@@ -8,6 +8,7 @@ mod converge;
 mod etcd;
 mod render;
 mod reset;
+mod rollback;
 pub mod sandbox;
 mod state;
 mod status;
@@ -38,17 +39,30 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Apply {
             inventory,
             output,
-            gate_timeout,
+            walk,
             rehash,
             break_lease,
         } => converge::converge(
             &inventory.inventory,
             output,
             Some(converge::ApplyOptions {
-                gate_deadline: std::time::Duration::from_secs(gate_timeout),
+                walk: walk.options(),
                 break_lease,
             }),
             rehash,
+        ),
+        Command::Rollback {
+            inventory,
+            output,
+            walk,
+            break_lease,
+        } => rollback::rollback(
+            &inventory.inventory,
+            output,
+            &converge::ApplyOptions {
+                walk: walk.options(),
+                break_lease,
+            },
         ),
         Command::Certs(CertsCommand::List { inventory, output }) => {
             certs::certs_list(&inventory.inventory, output)

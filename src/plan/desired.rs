@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use crate::bundle::{sha256_hex, Bundle};
-use crate::component::{Unit, BIN_DIR, CNI_BIN_DIR};
+use crate::component::{release_path, Unit, BIN_DIR, CNI_BIN_DIR, RELEASES_DIR};
 use crate::render::{HostFiles, Rendered};
 
 #[derive(Debug, Clone)]
@@ -23,6 +23,16 @@ pub struct Item {
     pub secret: bool,
     pub source: Source,
     /// The units a change restarts.
+    pub restarts: Vec<Unit>,
+}
+
+/// A symbolic link: the path a unit runs, to the version of the program it runs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Link {
+    pub path: String,
+    pub target: String,
+    /// The units a change restarts.
+    #[serde(skip)]
     pub restarts: Vec<Unit>,
 }
 
@@ -43,6 +53,7 @@ pub struct DesiredHost {
     pub host: String,
     pub dirs: Vec<(String, u32)>,
     pub items: Vec<Item>,
+    pub links: Vec<Link>,
     /// Units in start order.
     pub units: Vec<Unit>,
     pub images: Vec<DesiredImage>,
@@ -66,18 +77,37 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
         })
         .collect();
     let mut missing = Vec::new();
+    let mut links = Vec::new();
+    let mut dirs = h.dirs.clone();
     for b in &h.binaries {
-        match bundle.get(b.name) {
-            Some(e) => items.push(Item {
-                path: b.path.clone(),
-                mode: u32::from_str_radix(&e.mode, 8).unwrap_or(0o755),
-                sha256: e.sha256.clone(),
-                secret: false,
-                source: Source::Bundle(bundle.path_of(&e.path)),
-                restarts: b.readers.clone(),
-            }),
-            None => missing.push(b.name),
+        let Some(e) = bundle.get(b.name) else {
+            missing.push(b.name);
+            continue;
+        };
+        let target = release_path(&e.component, &e.version, b.name);
+        for d in [
+            RELEASES_DIR.to_string(),
+            format!("{RELEASES_DIR}/{}", e.component),
+            format!("{RELEASES_DIR}/{}/{}", e.component, e.version),
+        ] {
+            if !dirs.iter().any(|(p, _)| *p == d) {
+                dirs.push((d, 0o755));
+            }
         }
+        // The versioned file restarts its units too: the same version built again.
+        items.push(Item {
+            path: target.clone(),
+            mode: u32::from_str_radix(&e.mode, 8).unwrap_or(0o755),
+            sha256: e.sha256.clone(),
+            secret: false,
+            source: Source::Bundle(bundle.path_of(&e.path)),
+            restarts: b.readers.clone(),
+        });
+        links.push(Link {
+            path: b.path.clone(),
+            target,
+            restarts: b.readers.clone(),
+        });
     }
     if !missing.is_empty() {
         bail!(
@@ -107,9 +137,12 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
             });
         }
     }
-    let mut dirs = h.dirs.clone();
     for d in [BIN_DIR, CNI_BIN_DIR, "/etc/systemd/system", IMAGE_DIR] {
-        if items.iter().any(|i| i.path.starts_with(d)) && !dirs.iter().any(|(p, _)| p == d) {
+        let mut used = items
+            .iter()
+            .map(|i| &i.path)
+            .chain(links.iter().map(|l| &l.path));
+        if used.any(|p| p.starts_with(d)) && !dirs.iter().any(|(p, _)| p == d) {
             dirs.push((d.to_string(), 0o755));
         }
     }
@@ -118,6 +151,7 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
         host: h.host.clone(),
         dirs,
         items,
+        links,
         units: h.units.clone(),
         images,
     })

@@ -22,6 +22,8 @@ pub struct Facts {
     /// Managed files present on the host.
     pub files: BTreeMap<String, FileFact>,
     pub dirs: BTreeMap<String, u32>,
+    /// Managed links present on the host: path → target.
+    pub links: BTreeMap<String, String>,
     pub units: BTreeMap<Unit, UnitState>,
     /// Images in containerd's k8s.io namespace: reference → manifest digest.
     pub images: BTreeMap<String, String>,
@@ -67,9 +69,10 @@ pub fn record_command(d: &DesiredHost) -> String {
 pub fn script(d: &DesiredHost, rehash: bool) -> String {
     let files: Vec<&str> = d.items.iter().map(|i| i.path.as_str()).collect();
     let dirs: Vec<&str> = d.dirs.iter().map(|(p, _)| p.as_str()).collect();
+    let links: Vec<&str> = d.links.iter().map(|l| l.path.as_str()).collect();
     let units: Vec<String> = d.units.iter().map(|u| u.file_name()).collect();
     let record = if rehash { "" } else { RECORD };
-    crate::shell::facts(record, &files, &dirs, &units, !d.images.is_empty())
+    crate::shell::facts(record, &files, &dirs, &links, &units, !d.images.is_empty())
 }
 
 pub fn parse(output: &str) -> Facts {
@@ -114,6 +117,11 @@ pub fn parse(output: &str) -> Facts {
             "image" => {
                 if let Some((digest, reference)) = value.split_once(' ') {
                     f.images.insert(reference.to_string(), digest.to_string());
+                }
+            }
+            "link" => {
+                if let Some((target, path)) = value.split_once(' ') {
+                    f.links.insert(path.to_string(), target.to_string());
                 }
             }
             "dir" => {
@@ -272,6 +280,7 @@ mod tests {
             host: "cp-1".into(),
             dirs: vec![],
             items: vec![],
+            links: vec![],
             units: vec![Unit::Etcd],
             images: vec![],
         };
@@ -317,6 +326,7 @@ mod script_tests {
             host: "local".into(),
             dirs: vec![(dir.path().display().to_string(), 0o755)],
             items: vec![item(&path), item(&dir.path().join("missing"))],
+            links: vec![],
             units: vec![],
             images: vec![],
         };
@@ -339,7 +349,15 @@ mod script_tests {
         let signed = crate::bundle::sha256_hex(b"signed!\n");
         sh(&crate::shell::record_files(&record, &[(&signed, &p)]));
         let survey = |record: &str| {
-            parse(&sh(&crate::shell::facts(record, &[&p], &[], &[], false))).files[&p]
+            parse(&sh(&crate::shell::facts(
+                record,
+                &[&p],
+                &[],
+                &[],
+                &[],
+                false,
+            )))
+            .files[&p]
                 .sha256
                 .clone()
         };

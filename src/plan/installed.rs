@@ -52,6 +52,7 @@ pub fn track_command(d: &DesiredHost) -> String {
         .iter()
         .map(|(p, _)| ("dir", p.as_str()))
         .chain(d.items.iter().map(|i| ("file", i.path.as_str())))
+        .chain(d.links.iter().map(|l| ("file", l.path.as_str())))
         .collect();
     crate::shell::track(RECORD, &paths)
 }

@@ -6,6 +6,7 @@ pub mod facts;
 pub mod identity;
 pub mod installed;
 mod show;
+pub mod upgrade;
 
 use std::collections::BTreeSet;
 
@@ -13,7 +14,7 @@ use serde::Serialize;
 
 use crate::component::Unit;
 
-pub use desired::{desired, DesiredHost, DesiredImage, Item, Source};
+pub use desired::{desired, DesiredHost, DesiredImage, Item, Link, Source};
 pub use facts::Facts;
 pub use show::text;
 
@@ -55,6 +56,18 @@ pub struct UnitChange {
     pub enable: bool,
 }
 
+/// A link to point at another version of a program.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkChange {
+    pub path: String,
+    pub target: String,
+    /// What it points at now, when it is a link.
+    pub from: Option<String>,
+    /// The units a change restarts: the link is switched just before they are.
+    #[serde(skip)]
+    pub restarts: Vec<Unit>,
+}
+
 /// An image to import into containerd from its archive on the host.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageImport {
@@ -68,6 +81,7 @@ pub struct HostPlan {
     pub host: String,
     pub dirs: Vec<(String, u32)>,
     pub files: Vec<FileChange>,
+    pub links: Vec<LinkChange>,
     pub units: Vec<UnitChange>,
     pub images: Vec<ImageImport>,
     pub daemon_reload: bool,
@@ -79,6 +93,7 @@ impl HostPlan {
     pub fn is_empty(&self) -> bool {
         self.dirs.is_empty()
             && self.files.is_empty()
+            && self.links.is_empty()
             && self.units.is_empty()
             && self.images.is_empty()
     }
@@ -86,11 +101,44 @@ impl HostPlan {
     pub fn unit(&self, unit: Unit) -> Option<&UnitChange> {
         self.units.iter().find(|u| u.unit == unit)
     }
+
+    /// Whether a start or restart of `unit` is planned: its links switch with it.
+    fn starts(&self, unit: Unit) -> bool {
+        self.unit(unit)
+            .is_some_and(|c| c.action != UnitAction::Enable)
+    }
+
+    /// The links switched with `unit`'s start or restart.
+    pub fn links_of(&self, unit: Unit) -> impl Iterator<Item = &LinkChange> {
+        self.links
+            .iter()
+            .filter(move |l| l.restarts.contains(&unit))
+    }
+
+    /// The links no planned start or restart switches (tools such as etcdctl): the files
+    /// phase switches them.
+    pub fn links_alone(&self) -> impl Iterator<Item = &LinkChange> {
+        self.links
+            .iter()
+            .filter(|l| !l.restarts.iter().any(|u| self.starts(*u)))
+    }
+
+    /// Whether `unit` restarts into another version of its program: an upgrade or a rollback,
+    /// which a worker is drained for.
+    pub fn switches_version(&self, unit: Unit) -> bool {
+        self.unit(unit)
+            .is_some_and(|c| c.action == UnitAction::Restart)
+            && self.links_of(unit).next().is_some()
+    }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
     pub hosts: Vec<HostPlan>,
+    /// Releases moving to another version: an upgrade (or a rollback).
+    pub versions: Vec<upgrade::Move>,
+    /// Why `apply` must not make this plan (version-skew violations); empty when it may.
+    pub refused: Vec<String>,
 }
 
 impl Plan {
@@ -124,6 +172,20 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
             item: item.clone(),
         });
     }
+    let links: Vec<(LinkChange, &Link)> = d
+        .links
+        .iter()
+        .filter(|l| f.links.get(&l.path) != Some(&l.target))
+        .map(|l| {
+            let change = LinkChange {
+                path: l.path.clone(),
+                target: l.target.clone(),
+                from: f.links.get(&l.path).cloned(),
+                restarts: l.restarts.clone(),
+            };
+            (change, l)
+        })
+        .collect();
     let mut units = Vec::new();
     for u in &d.units {
         let state = f.units.get(u).cloned().unwrap_or_default();
@@ -131,6 +193,12 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
             .iter()
             .filter(|c| c.action != FileAction::Permissions && c.item.restarts.contains(u))
             .map(|c| c.path.as_str())
+            .chain(
+                links
+                    .iter()
+                    .filter(|(_, l)| l.restarts.contains(u))
+                    .map(|(c, _)| c.path.as_str()),
+            )
             .collect();
         let unit_file_present = f.files.contains_key(&u.unit_file());
         // A unit stuck starting with changed inputs is restarted with them; unchanged, it is
@@ -189,14 +257,17 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
         reload_sysctl: changed("/etc/sysctl.d/99-kubernetes.conf"),
         load_modules: changed("/etc/modules-load.d/kubernetes.conf"),
         files,
+        links: links.into_iter().map(|(c, _)| c).collect(),
         units,
         images,
     }
 }
 
-pub fn plan(hosts: &[(DesiredHost, Facts)]) -> Plan {
+pub fn plan(hosts: &[(&DesiredHost, &Facts)]) -> Plan {
     Plan {
         hosts: hosts.iter().map(|(d, f)| diff(d, f)).collect(),
+        versions: upgrade::moves(hosts),
+        refused: upgrade::refusals(hosts),
     }
 }
 
@@ -246,6 +317,11 @@ mod tests {
                     &[Unit::KubeProxy],
                 ),
             ],
+            links: vec![Link {
+                path: "/usr/local/bin/kubelet".into(),
+                target: "/usr/local/lib/provisioner/kubernetes/1.37.2/kubelet".into(),
+                restarts: vec![Unit::Kubelet],
+            }],
             units: vec![Unit::Kubelet, Unit::KubeProxy],
             images: vec![DesiredImage {
                 reference: "registry.k8s.io/pause:3.10.1".into(),
@@ -271,6 +347,9 @@ mod tests {
         }
         for (p, m) in &d.dirs {
             f.dirs.insert(p.clone(), *m);
+        }
+        for l in &d.links {
+            f.links.insert(l.path.clone(), l.target.clone());
         }
         for i in &d.images {
             f.images.insert(i.reference.clone(), i.digest.clone());
@@ -310,6 +389,25 @@ mod tests {
         assert_eq!(p.units[0].action, UnitAction::Restart);
         assert!(p.units[0].reason.contains("/var/lib/kubelet/config.yaml"));
         assert!(!p.daemon_reload);
+    }
+
+    #[test]
+    fn a_link_to_another_version_is_switched_and_restarts_its_unit() {
+        let d = desired_host();
+        let mut f = converged(&d);
+        let old = "/usr/local/lib/provisioner/kubernetes/1.36.3/kubelet";
+        f.links.insert("/usr/local/bin/kubelet".into(), old.into());
+        let p = diff(&d, &f);
+        assert!(p.files.is_empty());
+        assert_eq!(p.links.len(), 1);
+        assert_eq!(p.links[0].from.as_deref(), Some(old));
+        assert_eq!(p.links[0].target, d.links[0].target);
+        let units: Vec<_> = p.units.iter().map(|u| (u.unit, u.action)).collect();
+        assert_eq!(units, [(Unit::Kubelet, UnitAction::Restart)]);
+        assert!(p.units[0].reason.contains("/usr/local/bin/kubelet"));
+        // A regular file in its place (the unversioned layout) is replaced by the link.
+        f.links.clear();
+        assert_eq!(diff(&d, &f).links[0].from, None);
     }
 
     #[test]

@@ -6,6 +6,22 @@ use super::{FileAction, Plan, UnitAction};
 
 pub fn text(plan: &Plan) -> String {
     let mut out = String::new();
+    for m in &plan.versions {
+        let _ = writeln!(out, "upgrade {} on {} host(s)", m.describe(), m.hosts.len());
+    }
+    if !plan.versions.is_empty() {
+        out.push_str(UPGRADE_ORDER);
+        if plan
+            .versions
+            .iter()
+            .any(|m| m.release == "etcd" && m.changes_minor())
+        {
+            out.push_str(
+                "  etcd changes minor: its data cannot go back to the old one after this \
+                 (only a snapshot restore can)\n",
+            );
+        }
+    }
     for h in &plan.hosts {
         if h.is_empty() {
             let _ = writeln!(out, "{}: no changes", h.host);
@@ -33,6 +49,10 @@ pub fn text(plan: &Plan) -> String {
             let secret = if c.secret { ", secret" } else { "" };
             let _ = writeln!(out, "  {sign} {} ({:04o}{secret})", c.path, c.mode);
         }
+        for l in &h.links {
+            let from = l.from.as_deref().unwrap_or("(a file)");
+            let _ = writeln!(out, "  > {} → {} (was {from})", l.path, l.target);
+        }
         for u in &h.units {
             let verb = match u.action {
                 UnitAction::Start => "start",
@@ -52,5 +72,16 @@ pub fn text(plan: &Plan) -> String {
     if plan.is_empty() {
         out.push_str("Nothing to do: every host matches the inventory.\n");
     }
+    for r in &plan.refused {
+        let _ = writeln!(out, "refused: {r}");
+    }
     out
 }
+
+/// How `apply` walks a version change, in upstream's version-skew order.
+const UPGRADE_ORDER: &str =
+    "  order: an etcd snapshot, then etcd one member at a time (every member healthy \
+     before the next); the API servers one host at a time, then the controller-managers and \
+     schedulers; then the workers in batches of --max-unavailable (cordon, drain, upgrade, \
+     Node Ready at the new version, uncordon). A failed gate switches that host back to its \
+     previous version and stops.\n";

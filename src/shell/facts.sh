@@ -4,6 +4,7 @@
 #   --files PATH...   managed files: "file=SHA256 MODE UID:GID PATH" (hashed only when the
 #                     record's size, mtime, ctime and inode no longer match)
 #   --dirs PATH...    managed directories: "dir=MODE PATH"
+#   --links PATH...   managed symbolic links that exist: "link=TARGET PATH"
 #   --units UNIT...   systemd units, by file name: "unit=NAME ACTIVESTATE UNITFILESTATE" (NAME without .service or .timer)
 #   --images yes      containerd's images in the k8s.io namespace: "image=DIGEST REFERENCE"
 export LC_ALL=C
@@ -18,7 +19,7 @@ section() {
     cur=
     for a; do
         case "$a" in
-        --files | --dirs | --units | --images)
+        --files | --dirs | --links | --units | --images)
             cur=$a
             continue
             ;;
@@ -65,6 +66,7 @@ fi
         esac
     done
 section --dirs "$@" | xargs -0 -r stat -c 'dir=%a %n' -- 2>/dev/null
+section --links "$@" | xargs -0 -r sh -c 'find "$@" -maxdepth 0 -type l -printf "link=%l %p\n"' sh 2>/dev/null
 section --units "$@" | xargs -0 -r systemctl show -p Id -p ActiveState -p UnitFileState -- 2>/dev/null | awk '
   BEGIN { RS = ""; FS = "\n" }
   { id = ""; a = ""; e = ""

@@ -65,6 +65,7 @@ pub fn facts(
     record: &str,
     files: &[&str],
     dirs: &[&str],
+    links: &[&str],
     units: &[String],
     images: bool,
 ) -> String {
@@ -72,6 +73,8 @@ pub fn facts(
     args.extend(files);
     args.push("--dirs");
     args.extend(dirs);
+    args.push("--links");
+    args.extend(links);
     args.push("--units");
     args.extend(units.iter().map(String::as_str));
     if images {
@@ -395,6 +398,24 @@ pub struct EtcdRestore<'a> {
     pub aside: &'a str,
 }
 
+/// Points each `(path, target)` link at its target, each replaced in one rename (a program
+/// about to start finds the old link or the new one, never none); a regular file there (an
+/// install of the unversioned layout) is replaced the same way.
+pub fn switch_links(links: &[(&str, &str)]) -> String {
+    links
+        .iter()
+        .map(|(path, target)| {
+            let tmp = format!("{path}.provisioner-new");
+            format!(
+                "{} && {}",
+                command(&["ln", "-sfn", "--", target, &tmp]),
+                command(&["mv", "-Tf", "--", &tmp, path])
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" && ")
+}
+
 /// Removes one file (nothing when it is missing).
 pub fn remove_file(path: &str) -> String {
     command(&["rm", "-f", "--", path])
@@ -592,6 +613,29 @@ mod tests {
             "{snap}"
         );
         assert!(!std::path::Path::new("/tmp/pwned").exists());
+    }
+
+    #[test]
+    fn links_switch_in_place_and_the_facts_read_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let (v1, v2) = (format!("{d}/v1/prog"), format!("{d}/v2/prog"));
+        let (link, plain) = (format!("{d}/prog"), format!("{d}/plain"));
+        std::fs::write(&plain, "an unversioned install").unwrap();
+        sh(&switch_links(&[(&link, &v1), (&plain, &v1)]));
+        sh(&switch_links(&[(&link, &v2)]));
+        assert_eq!(std::fs::read_link(&link).unwrap().display().to_string(), v2);
+        assert_eq!(
+            std::fs::read_link(&plain).unwrap().display().to_string(),
+            v1
+        );
+        let missing = format!("{d}/missing");
+        let facts = sh(&facts("", &[], &[], &[&link, &plain, &missing], &[], false));
+        let links: Vec<&str> = facts.lines().filter(|l| l.starts_with("link=")).collect();
+        assert_eq!(
+            links,
+            [format!("link={v2} {link}"), format!("link={v1} {plain}")]
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod addons;
 mod containerd;
 mod control_plane;
+mod drain;
 mod etcd;
 mod rbac;
 mod routes;
@@ -28,6 +29,10 @@ pub struct Gates<'a, R> {
     pub inp: &'a Inputs<'a>,
     /// How long each gate may take.
     pub deadline: Duration,
+    /// How long a worker's pods may take to leave it.
+    pub drain_deadline: Duration,
+    /// The kubelet version a host's Node must report, for hosts whose kubelet changes version.
+    pub kubelet_versions: BTreeMap<String, String>,
     pub conns: &'a BTreeMap<String, R>,
     pub rep: &'a Reporter,
 }
@@ -58,6 +63,14 @@ impl<R: Remote> Health for Gates<'_, R> {
 
     async fn import_images(&self, imports: &[(&str, &ImageImport)]) -> Result<()> {
         self.images(imports).await
+    }
+
+    async fn drain(&self, hosts: &[&str]) -> Result<()> {
+        self.drain_nodes(hosts).await
+    }
+
+    async fn uncordon(&self, hosts: &[&str]) -> Result<()> {
+        self.uncordon_nodes(hosts).await
     }
 }
 

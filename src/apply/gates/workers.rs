@@ -27,6 +27,15 @@ impl<R: Remote> Gates<'_, R> {
                 self.node_ready(h),
             )
             .await?;
+            if let Some(version) = self.kubelet_versions.get(*h) {
+                self.wait_for(
+                    h,
+                    Some(Unit::Kubelet),
+                    &format!("Node reports kubelet v{version}"),
+                    self.node_version(h, version),
+                )
+                .await?;
+            }
             self.wait_for(
                 h,
                 Some(Unit::KubeProxy),
@@ -36,6 +45,21 @@ impl<R: Remote> Gates<'_, R> {
             .await?;
         }
         Ok(())
+    }
+
+    async fn node_version(&self, node: &str, version: &str) -> Result<()> {
+        let api = self.api(self.inp.pki.leaf(Cert::Admin, None)).await?;
+        let want = format!("v{version}");
+        retry_until(self.deadline, Duration::from_secs(1), || async {
+            match api.kubelet_version(node).await? {
+                Some(v) if v == want => Ok(()),
+                v => Err(anyhow!(
+                    "Node {node} reports kubelet {}, not {want}",
+                    v.as_deref().unwrap_or("(none)")
+                )),
+            }
+        })
+        .await
     }
 
     async fn node_ready(&self, node: &str) -> Result<()> {
