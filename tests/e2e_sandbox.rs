@@ -7,7 +7,8 @@
 //! stderr); the tests below run them one at a time (the machines share a subnet and names).
 //! The support: the machines (`machines.rs`), a cluster on them and its checks (`cluster.rs`),
 //! the probe that keeps connecting (`probe.rs`), the hard way's smoke test (`smoke.rs`), `status` on a running cluster (`status.rs`),
-//! `etcd snapshot` (`snapshot.rs`), `reset` (`reset.rs`).
+//! `etcd snapshot` (`snapshot.rs`), `reset` (`reset.rs`). Upgrades (`upgrade.rs`) also need the
+//! previous minor's test bundle (`PROVISIONER_TEST_BUNDLE_PREVIOUS`).
 
 mod common;
 
@@ -38,6 +39,8 @@ mod crash_resume;
 mod failures;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/upgrade.rs"]
+mod upgrade;
 
 #[test]
 fn three_control_planes_and_two_workers_come_up_and_stay_converged() {
@@ -62,4 +65,9 @@ fn faults_leave_no_partial_file_and_the_next_apply_converges() {
 #[test]
 fn regenerate_and_rotate_ca_resume_after_a_crash() {
     crash_resume::run();
+}
+
+#[test]
+fn an_upgrade_keeps_serving_rolls_back_and_stops_at_a_broken_kubelet() {
+    upgrade::run();
 }

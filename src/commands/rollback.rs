@@ -10,7 +10,7 @@ use crate::apply::{Format, Inputs, Reporter};
 use crate::cli::Output;
 use crate::component::{parse_release_path, release_path, Release};
 use crate::history::{self, History};
-use crate::inventory::version::Semver;
+use crate::inventory::version::{KubeVersion, Semver};
 use crate::plan::DesiredHost;
 use crate::{pki, render};
 
@@ -18,9 +18,12 @@ pub(super) fn rollback(path: &Path, output: Output, opts: &ApplyOptions) -> Resu
     let mut l = load(path)?;
     let _lock = pki::store::lock(&l.cluster.state_dir)?;
     let bundle = crate::bundle::cluster::open_for(&mut l.cluster, path)?;
-    let c = &l.cluster;
-    let recorded = history::load(&c.state_dir)?;
+    let recorded = history::load(&l.cluster.state_dir)?;
     let (back, kept) = split(&recorded);
+    // Rendered as at the previous versions: their files too (containerd's configuration format
+    // depends on its minor).
+    at_versions(&mut l.cluster, &back)?;
+    let c = &l.cluster;
     for (release, step) in &kept {
         eprintln!(
             "{release} stays at {}: its data cannot go back to {} (restore an etcd snapshot \
@@ -97,6 +100,21 @@ fn split(h: &History) -> (History, History) {
         let minor = |v: &str| v.parse::<Semver>().ok().map(|s| (s.major, s.minor));
         release != Release::Etcd.name() || minor(&step.previous) == minor(&step.to)
     })
+}
+
+/// Sets the cluster's versions of the rolled-back releases to their previous ones.
+fn at_versions(c: &mut crate::inventory::Cluster, back: &History) -> Result<()> {
+    for (release, step) in back {
+        let bad = |e: String| anyhow::anyhow!("the version record's {release}: {e}");
+        if release == Release::Kubernetes.name() {
+            c.kubernetes = KubeVersion::parse(&step.previous).map_err(bad)?;
+        } else if release == Release::Etcd.name() {
+            c.versions.etcd = step.previous.parse().map_err(bad)?;
+        } else if release == Release::Containerd.name() {
+            c.versions.containerd = step.previous.parse().map_err(bad)?;
+        }
+    }
+    Ok(())
 }
 
 /// Points every link of a rolled-back release at its previous version.

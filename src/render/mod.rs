@@ -634,6 +634,32 @@ mod tests {
     }
 
     #[test]
+    fn every_supported_kubernetes_minor_renders_the_same_files() {
+        // A gate failing on a new Kubernetes version switches the program back and keeps the
+        // files: that is whole only while every supported minor renders the same ones.
+        use crate::inventory::version::{KubeVersion, MAX_MINOR, MIN_MINOR};
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = crate::inventory::bundled_for_test(dir.path());
+        let (pki, _) = crate::pki::ensure(&cluster).unwrap();
+        let files = |c: &Cluster| -> Vec<(String, Vec<u8>)> {
+            let r = render(c, &pki).unwrap();
+            r.hosts
+                .into_iter()
+                .flat_map(|h| h.files.into_iter().map(|f| (f.path, f.content)))
+                .collect()
+        };
+        let base = files(&cluster);
+        for minor in MIN_MINOR..=MAX_MINOR {
+            cluster.kubernetes = KubeVersion::parse(&format!("1.{minor}.0")).unwrap();
+            assert!(
+                files(&cluster) == base,
+                "1.{minor} renders other files: switching a failed upgrade back must restore \
+                 files too"
+            );
+        }
+    }
+
+    #[test]
     fn every_file_a_unit_reads_restarts_that_unit() {
         // Any absolute path on a unit's command line, and any path a config it reads names,
         // must list the unit among the file's restarts; otherwise a change would go unnoticed.

@@ -31,6 +31,56 @@ pub fn dir() -> PathBuf {
     dir
 }
 
+/// The test bundle of the Kubernetes minor before the test bundle's, for upgrades:
+/// `PROVISIONER_TEST_BUNDLE_PREVIOUS`, else `test-bundle-previous` in the target directory
+/// (built by `KUBERNETES_VERSION=1.36.3 tests/testbed/make-test-bundle.sh DIR`).
+pub fn previous_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PROVISIONER_TEST_BUNDLE_PREVIOUS") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    let dir = target.join("test-bundle-previous");
+    assert!(
+        dir.join("manifest.toml").exists(),
+        "no previous test bundle in {}: build it with KUBERNETES_VERSION=1.36.3 \
+         tests/testbed/make-test-bundle.sh {0}, or set PROVISIONER_TEST_BUNDLE_PREVIOUS",
+        dir.display()
+    );
+    dir
+}
+
+/// A copy of the bundle `src` in `dst` (hard links) whose `program` is replaced by a script
+/// that fails at once, its manifest entry updated to match.
+pub fn with_broken_program(src: &Path, dst: &Path, program: &str) {
+    let o = Command::new("cp")
+        .arg("-al")
+        .arg(src)
+        .arg(dst)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "cp -al: {}", text(&o.stderr));
+    let path = dst.join("bin").join(program);
+    std::fs::remove_file(&path).unwrap();
+    let script =
+        format!("#!/bin/sh\necho '{program}: broken on purpose by the test' >&2\nexit 1\n");
+    std::fs::write(&path, &script).unwrap();
+    let mode = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755);
+    std::fs::set_permissions(&path, mode).unwrap();
+    let manifest_path = dst.join("manifest.toml");
+    let mut m: toml::Value = manifest(dst);
+    let files = m["files"].as_array_mut().unwrap();
+    let entry = files
+        .iter_mut()
+        .find(|f| f["name"].as_str() == Some(program))
+        .unwrap();
+    entry["sha256"] = toml::Value::String(super::sha256_hex(script.as_bytes()));
+    entry["size"] = toml::Value::Integer(script.len() as i64);
+    std::fs::remove_file(&manifest_path).unwrap();
+    std::fs::write(&manifest_path, toml::to_string(&m).unwrap()).unwrap();
+}
+
 /// The `manifest.toml` of a bundle directory.
 pub fn manifest(dir: &Path) -> toml::Value {
     toml::from_str(&std::fs::read_to_string(dir.join("manifest.toml")).unwrap()).unwrap()

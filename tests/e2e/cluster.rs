@@ -43,6 +43,19 @@ impl Cluster {
         }
     }
 
+    /// Points the inventory at another bundle directory, with its Kubernetes version.
+    pub fn use_bundle(&mut self, dir: &Path) {
+        let inv = self.ws.read_inventory();
+        let version =
+            |b: &Path| format!("kubernetes_version = \"{}\"", bundle::kubernetes_version(b));
+        let inv = inv.replace(&version(&self.bundle), &version(dir)).replace(
+            &format!("bundle = \"{}\"", self.bundle.display()),
+            &format!("bundle = \"{}\"", dir.display()),
+        );
+        self.ws.write_inventory(&inv);
+        self.bundle = dir.to_path_buf();
+    }
+
     pub fn apply(&self) -> (bool, String, String) {
         let o = self
             .ws

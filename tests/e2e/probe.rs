@@ -1,4 +1,5 @@
-//! A client that keeps connecting to the cluster while certificates and CAs are replaced.
+//! A client that keeps connecting to the cluster while certificates and CAs are replaced, and
+//! while programs change version.
 
 use std::process::Command;
 
@@ -6,11 +7,16 @@ use crate::cluster::Cluster;
 use crate::common::text;
 use crate::machines::Machines;
 
+/// What the smoke test's web server answers.
+const WEB_PAGE: &str = "provisioner test web server";
+
 /// A background client opening a fresh TLS connection (a new curl each time) every 200 ms to
 /// etcd (real, client certificate) and to the API server (`/readyz`, admin certificate), with the
 /// credentials the state directory holds at that moment: the current trust bundle (the CA, and
 /// during a rotation the new one too) and the current client certificate. A tick fails only when
-/// no member answers (members restart one at a time; the cluster must not stop).
+/// no member answers (members restart one at a time; the cluster must not stop). With
+/// `service` addresses, the same tick also asks a Service (`GET /` on its NodePort at each
+/// worker), which must answer with the web page from one of them.
 pub struct Probe {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<(usize, Vec<String>)>>,
@@ -18,6 +24,16 @@ pub struct Probe {
 
 impl Probe {
     pub fn start(m: &Machines, c: &Cluster, members: &[&str]) -> Probe {
+        Probe::start_with_service(m, c, members, &[])
+    }
+
+    pub fn start_with_service(
+        m: &Machines,
+        c: &Cluster,
+        members: &[&str],
+        service: &[String],
+    ) -> Probe {
+        let service = service.to_vec();
         let pki = c.ws.state().join("pki");
         let addresses: Vec<String> = members.iter().map(|h| m.address(h)).collect();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -68,7 +84,15 @@ impl Probe {
                     "true",
                 );
                 let api = answered(6443, "/readyz", "ca", "admin", "ok");
-                for (ok, what) in [(etcd, "etcd"), (api, "kube-apiserver")] {
+                let web = service.is_empty()
+                    || service.iter().any(|addr| {
+                        Command::new("curl")
+                            .args(["-sS", "--max-time", "2"])
+                            .arg(format!("http://{addr}/"))
+                            .output()
+                            .is_ok_and(|o| o.status.success() && text(&o.stdout).contains(WEB_PAGE))
+                    });
+                for (ok, what) in [(etcd, "etcd"), (api, "kube-apiserver"), (web, "Service")] {
                     if !ok {
                         failures.push(format!("tick {ticks}: no {what} answered"));
                     }
