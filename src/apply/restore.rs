@@ -151,7 +151,6 @@ pub async fn restore(
         inp,
         deadline,
         drain_deadline: deadline,
-        kubelet_versions: Default::default(),
         conns,
         rep,
     };

@@ -4,7 +4,9 @@
 //! cluster) → [`survey`](super::survey) (facts, preflight) → [`make_plan`](super::make_plan).
 //!
 //! `apply`: the same, under the cluster's [`lease`](super::lease), then [`execute`]: the files
-//! of every host, then [`PHASES`] in order, each unit action behind its phase's gate.
+//! of every host, then [`PHASES`] in order, each unit action behind its phase's gate. A plan
+//! that changes versions is refused on a version-skew violation; otherwise the versions it
+//! starts from are recorded and etcd snapshotted first (`commands/converge.rs`).
 //!
 //! `certs regenerate` and `certs rotate-ca`: the same survey and plan, then
 //! [`rollout`](super::rollout): [`check_health`], a backup of the state directory, an etcd
@@ -123,7 +125,6 @@ async fn walk(
         inp,
         deadline: opts.gate_deadline,
         drain_deadline: opts.drain_deadline,
-        kubelet_versions: kubelet_versions(p),
         conns: &s.conns,
         rep,
     };
@@ -132,18 +133,6 @@ async fn walk(
         max_unavailable: opts.max_unavailable,
     };
     engine::execute(&s.conns, &s.desired, p, phases, &gates, &walk, rep).await
-}
-
-/// The kubelet version each host's Node must report once its kubelet switched to another one.
-fn kubelet_versions(p: &Plan) -> std::collections::BTreeMap<String, String> {
-    p.hosts
-        .iter()
-        .filter_map(|h| {
-            let l = h.links_of(crate::component::Unit::Kubelet).next()?;
-            let (_, version) = crate::component::parse_release_path(&l.target)?;
-            Some((h.host.clone(), version.to_string()))
-        })
-        .collect()
 }
 
 /// Runs every health gate against the cluster as it is (each unit of each host, as if it had
@@ -159,7 +148,6 @@ pub async fn check_health(
         inp,
         deadline,
         drain_deadline: deadline,
-        kubelet_versions: Default::default(),
         conns: &s.conns,
         rep,
     };

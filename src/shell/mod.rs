@@ -416,6 +416,11 @@ pub fn switch_links(links: &[(&str, &str)]) -> String {
         .join(" && ")
 }
 
+/// Where the link at `path` points; nothing when it is not a link.
+pub fn read_link(path: &str) -> String {
+    format!("{} 2>/dev/null; true", command(&["readlink", "--", path]))
+}
+
 /// Removes one file (nothing when it is missing).
 pub fn remove_file(path: &str) -> String {
     command(&["rm", "-f", "--", path])

@@ -31,8 +31,6 @@ pub struct Gates<'a, R> {
     pub deadline: Duration,
     /// How long a worker's pods may take to leave it.
     pub drain_deadline: Duration,
-    /// The kubelet version a host's Node must report, for hosts whose kubelet changes version.
-    pub kubelet_versions: BTreeMap<String, String>,
     pub conns: &'a BTreeMap<String, R>,
     pub rep: &'a Reporter,
 }

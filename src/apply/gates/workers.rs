@@ -6,8 +6,9 @@ use anyhow::{anyhow, Result};
 use super::super::health::retry_until;
 use super::super::remote::Remote;
 use super::Gates;
-use crate::component::Unit;
+use crate::component::{parse_release_path, Unit, BIN_DIR};
 use crate::pki::Cert;
+use crate::shell;
 
 impl<R: Remote> Gates<'_, R> {
     /// The kubelet is healthy and its Node Ready; kube-proxy is healthy.
@@ -27,12 +28,14 @@ impl<R: Remote> Gates<'_, R> {
                 self.node_ready(h),
             )
             .await?;
-            if let Some(version) = self.kubelet_versions.get(*h) {
+            // The version its link points at: the new one after an upgrade, the previous one
+            // after a switch back.
+            if let Some(version) = self.kubelet_version_installed(h).await? {
                 self.wait_for(
                     h,
                     Some(Unit::Kubelet),
                     &format!("Node reports kubelet v{version}"),
-                    self.node_version(h, version),
+                    self.node_version(h, &version),
                 )
                 .await?;
             }
@@ -45,6 +48,16 @@ impl<R: Remote> Gates<'_, R> {
             .await?;
         }
         Ok(())
+    }
+
+    /// The version of the kubelet the host's link points at (none in the unversioned layout).
+    async fn kubelet_version_installed(&self, host: &str) -> Result<Option<String>> {
+        let link = format!("{BIN_DIR}/{}", Unit::Kubelet.name());
+        let out = self.conns[host]
+            .run_checked(&shell::read_link(&link))
+            .await?;
+        let target = out.stdout_text();
+        Ok(parse_release_path(target.trim()).map(|(_, v)| v.to_string()))
     }
 
     async fn node_version(&self, node: &str, version: &str) -> Result<()> {
