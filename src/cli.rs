@@ -165,6 +165,10 @@ pub enum Command {
         output: Output,
         #[command(flatten)]
         walk: WalkArgs,
+        /// Remove this host, which the inventory no longer names: drain it, delete its Node,
+        /// reset it (repeat for more; workers only)
+        #[arg(long = "remove", value_name = "NAME")]
+        remove: Vec<String>,
         /// Hash every managed file on the hosts again (see `plan --rehash`)
         #[arg(long)]
         rehash: bool,

@@ -41,6 +41,9 @@ pub struct UnitProps {
     /// Directories the running unit creates for itself (render never writes them); `reset`
     /// removes them with the unit.
     pub state: &'static [&'static str],
+    /// A change is applied by `systemctl reload` (the routes that stay are never removed
+    /// meanwhile), not by a restart.
+    pub reloads: bool,
 }
 
 /// Where the bundle's programs are installed.
@@ -174,6 +177,7 @@ impl Unit {
             ports,
             phase,
             state,
+            reloads: matches!(self, Unit::PodRoutes),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod component;
 pub mod history;
 pub mod inventory;
 pub mod logging;
+pub mod members;
 pub mod pki;
 pub mod plan;
 pub mod render;

@@ -39,6 +39,8 @@ mod crash_resume;
 mod failures;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/nodes.rs"]
+mod nodes;
 #[path = "e2e/upgrade.rs"]
 mod upgrade;
 
@@ -70,4 +72,9 @@ fn regenerate_and_rotate_ca_resume_after_a_crash() {
 #[test]
 fn an_upgrade_keeps_serving_rolls_back_and_stops_at_a_broken_kubelet() {
     upgrade::run();
+}
+
+#[test]
+fn workers_join_and_leave_while_the_workload_keeps_answering() {
+    nodes::run();
 }

@@ -236,6 +236,7 @@ impl Sshd {
             internal_ip: Ipv4Addr::LOCALHOST,
             roles: Roles::default(),
             pod_cidr: None,
+            pod_cidr_explicit: false,
             ssh: SshTarget {
                 user: "root".into(),
                 port: self.port,
@@ -1294,6 +1295,7 @@ async fn an_unreachable_host_fails_after_the_retries() {
         internal_ip: Ipv4Addr::LOCALHOST,
         roles: Roles::default(),
         pod_cidr: None,
+        pod_cidr_explicit: false,
         ssh: SshTarget {
             user: "root".into(),
             port,

@@ -141,6 +141,16 @@ impl Api {
         Ok(node.and_then(|n| Some(n.status?.node_info?.kubelet_version)))
     }
 
+    /// Deletes the Node (nothing when it is gone already).
+    pub async fn delete_node(&self, name: &str) -> Result<()> {
+        let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
+        match nodes.delete(name, &Default::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("deleting Node {name}")),
+        }
+    }
+
     /// Marks the Node unschedulable (or schedulable again).
     pub async fn cordon(&self, name: &str, cordoned: bool) -> Result<()> {
         let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());

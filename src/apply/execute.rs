@@ -311,6 +311,10 @@ async fn unit_action<R: Remote>(
             outcome.units_started += 1;
             ("start", Some(shell::UnitVerb::Start))
         }
+        UnitAction::Restart if u.unit.props().reloads => {
+            outcome.units_restarted += 1;
+            ("reload", Some(shell::UnitVerb::ReloadOrRestart))
+        }
         UnitAction::Restart => {
             outcome.units_restarted += 1;
             ("restart", Some(shell::UnitVerb::Restart))

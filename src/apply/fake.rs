@@ -38,7 +38,11 @@ impl FakeRemote {
 /// The unit action `command` is, as `restart etcd`, if it is one.
 fn unit_action(command: &str) -> Option<String> {
     for u in Unit::ALL {
-        for (verb, name) in [(UnitVerb::Start, "start"), (UnitVerb::Restart, "restart")] {
+        for (verb, name) in [
+            (UnitVerb::Start, "start"),
+            (UnitVerb::Restart, "restart"),
+            (UnitVerb::ReloadOrRestart, "reload"),
+        ] {
             for enable in [false, true] {
                 let no_block = u == Unit::Etcd;
                 if command == shell::systemctl(&u.file_name(), enable, Some(verb), no_block) {

@@ -25,6 +25,9 @@
 //! versions the state directory recorded before the last upgrade, then [`roll_back`]: the
 //! [`ROLLBACK_PHASES`], workers first.
 //!
+//! `apply --remove NAME`: before the plan's execution, [`remove_workers`]: drain, Node deleted,
+//! reset.
+//!
 //! `reset`: [`open`](super::open) of the chosen hosts and the lease hosts,
 //! [`reset::survey`](super::reset::survey) (each host's record of what was installed), the
 //! lease, then [`reset::reset`](super::reset::reset): the other hosts, then the lease hosts.
@@ -133,6 +136,33 @@ async fn walk(
         max_unavailable: opts.max_unavailable,
     };
     engine::execute(&s.conns, &s.desired, p, phases, &gates, &walk, rep).await
+}
+
+/// Removes the workers of `leaving` (hosts the inventory no longer names, confirmed with
+/// `apply --remove`): connected to (their identity checked like any host's), drained through
+/// the Eviction API, their Nodes deleted, then reset from their own records.
+pub async fn remove_workers(
+    inp: &Inputs<'_>,
+    s: &Survey,
+    leaving: &crate::inventory::Cluster,
+    rep: &Reporter,
+    opts: &Options,
+) -> Result<()> {
+    let conns = super::open(leaving, rep).await?;
+    let names: Vec<&str> = leaving.hosts.iter().map(|h| h.name.as_str()).collect();
+    rep.phase("remove hosts");
+    let gates = Gates {
+        inp,
+        deadline: opts.gate_deadline,
+        drain_deadline: opts.drain_deadline,
+        conns: &s.conns,
+        rep,
+    };
+    engine::Health::drain(&gates, &names).await?;
+    gates.delete_nodes(&names).await?;
+    let parallel = inp.cluster.ssh.parallelism as usize;
+    let plans = super::reset::survey(&conns, false, parallel).await?;
+    super::reset::reset(&conns, &plans, &[], parallel, rep).await
 }
 
 /// Runs every health gate against the cluster as it is (each unit of each host, as if it had

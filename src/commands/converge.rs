@@ -13,6 +13,8 @@ use crate::{pki, render};
 pub(super) struct ApplyOptions {
     pub(super) walk: crate::apply::workflow::Options,
     pub(super) break_lease: bool,
+    /// Hosts the inventory no longer names that the operator confirms are to be removed.
+    pub(super) remove: Vec<String>,
 }
 
 /// `plan` and `apply`: survey the hosts, plan, and (for apply) execute under the cluster's lease.
@@ -26,6 +28,8 @@ pub(super) fn converge(
     let _lock = pki::store::lock(&l.cluster.state_dir)?;
     let bundle = crate::bundle::cluster::open_for(&mut l.cluster, path)?;
     let c = &l.cluster;
+    let members = crate::members::load(&c.state_dir)?;
+    let leaving = leaving(c, &members, apply.as_ref().map(|a| a.remove.as_slice()))?;
     // JSON events are apply's output; plan prints its JSON plan alone on stdout.
     let format = if output == Output::Json && apply.is_some() {
         crate::apply::Format::Json
@@ -44,7 +48,10 @@ pub(super) fn converge(
             }
             None => None,
         };
-        let result = converge_on(&l, path, &bundle, conns, output, apply, rehash, &rep).await;
+        let result = converge_on(
+            &l, path, &bundle, conns, output, apply, rehash, &members, &leaving, &rep,
+        )
+        .await;
         if let Some(lease) = lease {
             lease.release().await;
         }
@@ -61,6 +68,8 @@ async fn converge_on(
     output: Output,
     apply: Option<ApplyOptions>,
     rehash: bool,
+    members: &crate::members::Members,
+    leaving: &crate::inventory::Cluster,
     rep: &crate::apply::Reporter,
 ) -> Result<u8> {
     let c = &l.cluster;
@@ -74,12 +83,17 @@ async fn converge_on(
         bundle,
     };
     let survey = crate::apply::survey(&inputs, conns, rehash, rep).await?;
-    let plan = crate::apply::make_plan(&survey);
+    let mut plan = crate::apply::make_plan(&survey);
+    plan.removals = leaving.hosts.iter().map(|h| h.name.clone()).collect();
     let Some(apply) = apply else {
         emit(output, &plan, crate::plan::text)?;
         return Ok(SUCCESS);
     };
-    let outcome = if plan.is_empty() {
+    // Every host is recorded before anything touches it.
+    if members.with(c) != *members {
+        crate::members::save(&c.state_dir, &members.with(c))?;
+    }
+    let outcome = if plan.is_empty() && plan.removals.is_empty() {
         rep.note("Nothing to do: every host matches the inventory.");
         crate::apply::Outcome::default()
     } else {
@@ -95,6 +109,13 @@ async fn converge_on(
         }
         if !plan.versions.is_empty() {
             prepare_upgrade(&inputs, &survey, &plan).await?;
+        }
+        let dir = &c.state_dir;
+        if !plan.removals.is_empty() {
+            crate::apply::workflow::remove_workers(&inputs, &survey, leaving, rep, &apply.walk)
+                .await
+                .context("removing hosts; the plan's other changes were not made")?;
+            crate::members::save(dir, &members.with(c).without(&plan.removals))?;
         }
         crate::apply::execute(&inputs, &survey, &plan, rep, &apply.walk).await?
     };
@@ -125,4 +146,53 @@ async fn prepare_upgrade(
         eprintln!("{said}");
     }
     Ok(())
+}
+
+/// The hosts to remove, as a cluster of their own to connect to: the recorded hosts the
+/// inventory no longer names. `plan` lists them all (`remove` is None); `apply` needs each
+/// named with `--remove` (a typo in the inventory must not drain a node) and refuses a name
+/// that is not such a host, and, for now, an etcd member or API server host.
+fn leaving(
+    c: &crate::inventory::Cluster,
+    members: &crate::members::Members,
+    remove: Option<&[String]>,
+) -> Result<crate::inventory::Cluster> {
+    let removed = members.removed(c);
+    let mut problems = Vec::new();
+    if let Some(named) = remove {
+        for n in named {
+            if !removed.iter().any(|m| &m.name == n) {
+                let why = if c.host(n).is_some() {
+                    "is still in the inventory; take it out first"
+                } else {
+                    "was never applied by this state directory"
+                };
+                problems.push(format!("--remove {n}: {n} {why}"));
+            }
+        }
+        for m in &removed {
+            if !named.contains(&m.name) {
+                problems.push(format!(
+                    "{} is no longer in the inventory but was installed by apply; pass \
+                     --remove {0} to drain it, delete its Node and reset it, or put it back",
+                    m.name
+                ));
+            } else if m.etcd || m.control_plane {
+                problems.push(format!(
+                    "{}: removing an etcd member or API server host is not supported yet; put \
+                     it back in the inventory",
+                    m.name
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}\nNothing was changed.", problems.join("\n"));
+    }
+    let mut scope = c.clone();
+    scope.hosts = removed
+        .iter()
+        .map(|m| crate::members::as_host(m, c))
+        .collect();
+    Ok(scope)
 }

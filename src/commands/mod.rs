@@ -40,6 +40,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             inventory,
             output,
             walk,
+            remove,
             rehash,
             break_lease,
         } => converge::converge(
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Some(converge::ApplyOptions {
                 walk: walk.options(),
                 break_lease,
+                remove,
             }),
             rehash,
         ),
@@ -62,6 +64,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             &converge::ApplyOptions {
                 walk: walk.options(),
                 break_lease,
+                remove: Vec::new(),
             },
         ),
         Command::Certs(CertsCommand::List { inventory, output }) => {
@@ -127,13 +130,16 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// Loads the inventory, takes the component versions its bundle carries (see
+/// Loads the inventory, keeps the pod ranges the state directory recorded (see
+/// [`crate::members`]), takes the component versions its bundle carries (see
 /// [`crate::bundle::versions`]), and prints the warnings to stderr.
 fn load(path: &Path) -> Result<Loaded> {
     let mut loaded = inventory::load(path)?;
     for w in &loaded.warnings {
         eprintln!("{w}");
     }
+    let members = crate::members::load(&loaded.cluster.state_dir)?;
+    crate::members::keep_pod_ranges(&mut loaded.cluster, &members);
     // A bundle that cannot be read is reported by the commands that open it.
     let Some(bundle) = loaded.cluster.bundle.clone() else {
         return Ok(loaded);

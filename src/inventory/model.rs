@@ -184,6 +184,9 @@ pub struct Host {
     pub roles: Roles,
     /// The node's pod range; set for workers only.
     pub pod_cidr: Option<Ipv4Net>,
+    /// The inventory sets `pod_cidr` (otherwise it is the next free block, or the one the state
+    /// directory recorded for this host).
+    pub pod_cidr_explicit: bool,
     pub ssh: SshTarget,
 }
 

@@ -441,6 +441,7 @@ impl Validator {
                     internal_ip,
                     roles,
                     pod_cidr: explicit_pod_cidr,
+                    pod_cidr_explicit: explicit_pod_cidr.is_some(),
                     ssh,
                 }),
                 _ => failed = true,

@@ -139,6 +139,9 @@ pub struct Plan {
     pub versions: Vec<upgrade::Move>,
     /// Why `apply` must not make this plan (version-skew violations); empty when it may.
     pub refused: Vec<String>,
+    /// Hosts provisioner installed that the inventory no longer names: `apply --remove`
+    /// drains them, deletes their Nodes and resets them.
+    pub removals: Vec<String>,
 }
 
 impl Plan {
@@ -268,6 +271,7 @@ pub fn plan(hosts: &[(&DesiredHost, &Facts)]) -> Plan {
         hosts: hosts.iter().map(|(d, f)| diff(d, f)).collect(),
         versions: upgrade::moves(hosts),
         refused: upgrade::refusals(hosts),
+        removals: Vec::new(),
     }
 }
 

@@ -69,7 +69,14 @@ pub fn text(plan: &Plan) -> String {
             );
         }
     }
-    if plan.is_empty() {
+    for h in &plan.removals {
+        let _ = writeln!(
+            out,
+            "{h}: remove (installed, no longer in the inventory): drain, delete its Node, reset \
+             the host; apply needs --remove {h}"
+        );
+    }
+    if plan.is_empty() && plan.removals.is_empty() {
         out.push_str("Nothing to do: every host matches the inventory.\n");
     }
     for r in &plan.refused {

@@ -93,8 +93,9 @@ pub struct Route {
 }
 
 #[derive(Serialize)]
-pub struct PodRoutesUnit {
+pub struct PodRoutes {
     pub routes: Vec<Route>,
+    pub pod_cidr: String,
 }
 
 #[derive(Serialize)]

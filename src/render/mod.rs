@@ -544,7 +544,18 @@ fn host_files(
         })
         .collect();
     if !routes.is_empty() {
-        b.unit(PodRoutes, &PodRoutesUnit { routes })?;
+        let ctx = context::PodRoutes {
+            routes,
+            pod_cidr: c.network.pod_cidr.to_string(),
+        };
+        b.template(
+            "/etc/kubernetes/pod-routes.sh",
+            PUBLIC,
+            "pod-routes.sh",
+            &ctx,
+            &[PodRoutes],
+        )?;
+        b.unit(PodRoutes, &ctx)?;
     }
 
     let mut out = b.out;

@@ -28,6 +28,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     template!("templates", "coredns-corefile"),
     template!("templates", "coredns.yaml"),
     template!("templates", "etcd-snapshot.sh"),
+    template!("templates", "pod-routes.sh"),
     template!("systemd-units", "etcd.service"),
     template!("systemd-units", "kube-apiserver.service"),
     template!("systemd-units", "kube-controller-manager.service"),

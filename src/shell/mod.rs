@@ -162,6 +162,8 @@ pub fn read_certs(paths: &[&str]) -> String {
 pub enum UnitVerb {
     Start,
     Restart,
+    /// Reload if it runs, start it otherwise.
+    ReloadOrRestart,
 }
 
 /// Optionally enables `unit` (its file name, `etcd.service`), then starts or restarts it.
@@ -176,6 +178,7 @@ pub fn systemctl(unit: &str, enable: bool, verb: Option<UnitVerb>, no_block: boo
         let v = match v {
             UnitVerb::Start => "start",
             UnitVerb::Restart => "restart",
+            UnitVerb::ReloadOrRestart => "reload-or-restart",
         };
         let mut words = vec!["systemctl", v];
         if no_block {

@@ -57,9 +57,14 @@ impl Cluster {
     }
 
     pub fn apply(&self) -> (bool, String, String) {
-        let o = self
-            .ws
-            .run(&["apply", "--output", "json", "--gate-timeout", "30"]);
+        self.apply_with(&[])
+    }
+
+    /// `apply` with more options.
+    pub fn apply_with(&self, extra: &[&str]) -> (bool, String, String) {
+        let mut args = vec!["apply", "--output", "json", "--gate-timeout", "30"];
+        args.extend(extra);
+        let o = self.ws.run(&args);
         (o.status.success(), text(&o.stdout), text(&o.stderr))
     }
 

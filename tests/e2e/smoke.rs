@@ -43,7 +43,7 @@ fn http_get_ok(addr: &str, path: &str) -> String {
 
 const INDEX: &str = "provisioner test web server";
 
-fn web_image(c: &Cluster) -> String {
+pub fn web_image(c: &Cluster) -> String {
     bundle::image(&c.bundle, "web").expect("the test bundle carries the web image")["reference"]
         .as_str()
         .unwrap()

@@ -299,9 +299,9 @@ spec:
             assert!(!ok, "{out}");
             assert!(
                 err.contains(&format!(
-                    "switched back at once (worker-1: kubelet → {})",
+                    "switched back at once (worker-1: kubelet → {};",
                     version_dir("kubernetes", &old, "kubelet")
-                )) && err.contains("passes its gate again"),
+                )) && err.contains("and passes its gate again"),
                 "{err}"
             );
             // worker-1 runs its previous kubelet again, Ready and schedulable; worker-2 was never

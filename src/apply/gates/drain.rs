@@ -1,5 +1,6 @@
-//! Workers changing version are drained first: cordoned, their pods evicted through the
-//! Eviction API (so PodDisruptionBudgets decide the pace), DaemonSet and static pods left.
+//! Workers changing version, or leaving the cluster, are drained first: cordoned, their pods
+//! evicted through the Eviction API (so PodDisruptionBudgets decide the pace), DaemonSet and
+//! static pods left. A worker leaving has its Node deleted then.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -59,6 +60,23 @@ impl<R: Remote> Gates<'_, R> {
         for h in hosts {
             self.rep
                 .step("workers", Some(h), what, t.elapsed(), "ok", None);
+        }
+        Ok(())
+    }
+
+    /// Deletes the Nodes of `hosts` (drained, leaving the cluster).
+    pub async fn delete_nodes(&self, hosts: &[&str]) -> Result<()> {
+        let api = self.api(self.inp.pki.leaf(Cert::Admin, None)).await?;
+        for h in hosts {
+            api.delete_node(h).await?;
+            self.rep.step(
+                "remove hosts",
+                Some(h),
+                "delete Node",
+                Duration::ZERO,
+                "ok",
+                None,
+            );
         }
         Ok(())
     }

@@ -1,0 +1,243 @@
+//! Workers in and out of a running cluster (1 control plane, workers 1 and 2, then 3), while a
+//! probe asks etcd, the API and a NodePort Service every 200 ms: a worker added at the top of
+//! the inventory changes only itself and the other hosts' pod routes (every worker keeps its
+//! pod range); a worker taken out of the inventory is refused until named with `--remove`, then
+//! drained, its Node deleted and the host reset, with the workload still answering.
+
+use serde_json::Value;
+
+use crate::cluster::{no_op, Cluster, Kubectl};
+use crate::common::text;
+use crate::machines::{lock_sandbox, Machines};
+use crate::probe::Probe;
+use crate::smoke::web_image;
+use crate::step::step;
+
+/// The Nodes' pod ranges: (name, spec.podCIDR).
+fn pod_ranges(c: &Cluster) -> Vec<(String, String)> {
+    let nodes = Kubectl::new(c).json(&["get", "nodes"]);
+    let mut out: Vec<(String, String)> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["metadata"]["name"].as_str().unwrap().to_string(),
+                n["spec"]["podCIDR"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// (host, path) of every file the plan changes.
+fn planned_files(plan: &Value) -> Vec<(String, String)> {
+    plan["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| {
+            let host = h["host"].as_str().unwrap().to_string();
+            h["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |f| (host.clone(), f["path"].as_str().unwrap().to_string()))
+        })
+        .collect()
+}
+
+fn inventory_host(m: &Machines, name: &str) -> String {
+    format!(
+        "[[hosts]]\nname = \"{name}\"\naddress = \"{}\"\nroles = [\"worker\"]\n\n",
+        m.address(name)
+    )
+}
+
+pub fn run() {
+    let _guard = lock_sandbox();
+    let m = step("start the machines", || {
+        Machines::up(&["cp-1", "worker-1", "worker-2", "worker-3"], false)
+    });
+    let c = step("write the inventory: cp-1, worker-1, worker-2", || {
+        Cluster::new(
+            &m,
+            &[
+                ("cp-1", "\"etcd\", \"control-plane\""),
+                ("worker-1", "\"worker\""),
+                ("worker-2", "\"worker\""),
+            ],
+            "",
+            "",
+        )
+    });
+    step("first apply", || {
+        c.apply_ok();
+    });
+    let before = pod_ranges(&c);
+    let k = Kubectl::new(&c);
+    step(
+        "a web Deployment with a PodDisruptionBudget behind a NodePort",
+        || {
+            k.apply(&format!(
+                "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+      - name: web
+        image: {}
+        ports:
+        - containerPort: 8080
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: web
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels: {{app: web}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector: {{app: web}}
+  ports:
+  - port: 8080
+    nodePort: 30080
+",
+                web_image(&c)
+            ));
+            k.run(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+        },
+    );
+    let service: Vec<String> = ["worker-2", "worker-3"]
+        .iter()
+        .map(|w| format!("{}:30080", m.address(w)))
+        .collect();
+
+    step(
+        "worker-3 joins at the top of the inventory: only it and the pod routes change",
+        || {
+            let inv = c.ws.read_inventory();
+            let (head, hosts) = inv.split_once("[[hosts]]").unwrap();
+            c.ws.write_inventory(&format!(
+                "{head}{}[[hosts]]{hosts}",
+                inventory_host(&m, "worker-3")
+            ));
+            let plan = c.plan();
+            for (host, path) in planned_files(&plan) {
+                assert!(
+                    host == "worker-3" || path == "/etc/systemd/system/pod-routes.service",
+                    "adding worker-3 changes {host}:{path}"
+                );
+            }
+            for h in plan["hosts"].as_array().unwrap() {
+                if h["host"] != "worker-3" {
+                    for u in h["units"].as_array().unwrap() {
+                        assert_eq!(u["unit"], "pod-routes", "{h}");
+                    }
+                }
+            }
+            let probe = Probe::start_with_service(&m, &c, &["cp-1"], &service[..1]);
+            c.apply_ok();
+            let (ticks, failures) = probe.finish();
+            assert!(
+                failures.is_empty(),
+                "{} of {ticks} ticks failed: {failures:#?}",
+                failures.len()
+            );
+            let after = pod_ranges(&c);
+            for (name, range) in &before {
+                assert!(
+                    after.contains(&(name.clone(), range.clone())),
+                    "{name} moved: {after:?}"
+                );
+            }
+            assert!(
+                after.iter().any(|(n, r)| n == "worker-3" && !r.is_empty()),
+                "{after:?}"
+            );
+            no_op(&c);
+        },
+    );
+
+    step(
+        "worker-1 leaves the inventory: refused until named with --remove",
+        || {
+            let inv = c.ws.read_inventory();
+            let without = inv.replace(&inventory_host(&m, "worker-1"), "");
+            assert_ne!(without, inv, "worker-1's entry not found in:\n{inv}");
+            c.ws.write_inventory(&without);
+            let o = c.ws.run(&["plan"]);
+            let out = text(&o.stdout) + &text(&o.stderr);
+            assert!(out.contains("worker-1: remove"), "{out}");
+            let (ok, _, err) = c.apply();
+            assert!(!ok);
+            assert!(
+                err.contains("pass --remove worker-1") && err.contains("Nothing was changed"),
+                "{err}"
+            );
+            let (ok, _, err) = c.apply_with(&["--remove", "cp-1"]);
+            assert!(!ok);
+            assert!(
+                err.contains("--remove cp-1: cp-1 is still in the inventory"),
+                "{err}"
+            );
+            assert_eq!(
+                m.ssh("worker-1", "systemctl is-active kubelet").trim(),
+                "active"
+            );
+        },
+    );
+
+    step(
+        "apply --remove worker-1: drained, Node deleted, host reset, Service answering",
+        || {
+            let probe = Probe::start_with_service(&m, &c, &["cp-1"], &service);
+            let (ok, out, err) = c.apply_with(&["--remove", "worker-1"]);
+            let (ticks, failures) = probe.finish();
+            assert!(ok, "{err}\n{out}");
+            assert!(
+                failures.is_empty(),
+                "{} of {ticks} ticks failed: {failures:#?}",
+                failures.len()
+            );
+            let nodes: Vec<String> = pod_ranges(&c).into_iter().map(|(n, _)| n).collect();
+            assert_eq!(nodes, ["worker-2", "worker-3"]);
+            k.run(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+            let pods = k.json(&["get", "pods", "-l", "app=web"]);
+            for p in pods["items"].as_array().unwrap() {
+                assert_ne!(p["spec"]["nodeName"], "worker-1", "{p}");
+            }
+            let left = m.ssh(
+            "worker-1",
+            "systemctl is-active kubelet containerd; ls /etc/kubernetes /var/lib/provisioner 2>&1; true",
+        );
+            assert!(!left.contains("\nactive"), "{left}");
+            assert!(
+                left.contains("No such file"),
+                "worker-1 was not reset: {left}"
+            );
+            let record = std::fs::read_to_string(c.ws.state().join("hosts.toml")).unwrap();
+            assert!(!record.contains("worker-1"), "{record}");
+            let w1_range = &before.iter().find(|(n, _)| n == "worker-1").unwrap().1;
+            let routes = m.ssh("worker-2", "ip route");
+            assert!(!routes.contains(w1_range.as_str()), "{routes}");
+            no_op(&c);
+        },
+    );
+}
