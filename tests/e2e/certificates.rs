@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use crate::cluster::{unit_hosts, verify_cluster, Cluster};
+use crate::cluster::{roles, unit_hosts, verify_cluster, Cluster};
 use crate::common::text;
 use crate::machines::{lock_sandbox, Machines};
 use crate::probe::Probe;
@@ -24,21 +24,9 @@ pub fn run() {
     let _guard = lock_sandbox();
     let names = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"];
     let m = step("start the machines", || Machines::up(&names, false));
-    let cp = "\"etcd\", \"control-plane\"";
-    let hosts: Vec<(&str, &str)> = names
-        .iter()
-        .map(|n| {
-            (
-                *n,
-                if n.starts_with("cp") {
-                    cp
-                } else {
-                    "\"worker\""
-                },
-            )
-        })
-        .collect();
-    let c = step("write the inventory", || Cluster::new(&m, &hosts, "", ""));
+    let c = step("write the inventory", || {
+        Cluster::new(&m, &roles(&names), "", "")
+    });
     step("first apply", || {
         c.apply_ok();
     });

@@ -201,6 +201,22 @@ pub const UNITS_ALL: &[&str] = &[
 ];
 
 /// The units of each host: control-plane units on the `cp-*` hosts, worker units on the others.
+/// The inventory roles of the test machines: `cp-*` run etcd and the control plane, the rest
+/// are workers.
+pub fn roles<'a>(names: &[&'a str]) -> Vec<(&'a str, &'static str)> {
+    names
+        .iter()
+        .map(|n| {
+            let roles = if n.starts_with("cp") {
+                "\"etcd\", \"control-plane\""
+            } else {
+                "\"worker\""
+            };
+            (*n, roles)
+        })
+        .collect()
+}
+
 pub fn unit_hosts<'a>(names: &[&'a str]) -> Vec<(&'a str, &'static [&'static str])> {
     names
         .iter()

@@ -141,7 +141,7 @@ spec:
             let plan = c.plan();
             for (host, path) in planned_files(&plan) {
                 assert!(
-                    host == "worker-3" || path == "/etc/systemd/system/pod-routes.service",
+                    host == "worker-3" || path == "/etc/kubernetes/pod-routes.sh",
                     "adding worker-3 changes {host}:{path}"
                 );
             }

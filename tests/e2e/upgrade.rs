@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::cluster::{unit_hosts, verify_cluster, Cluster, Kubectl};
+use crate::cluster::{roles, unit_hosts, verify_cluster, Cluster, Kubectl};
 use crate::common::{bundle, text};
 use crate::machines::{lock_sandbox, Machines};
 use crate::probe::Probe;
@@ -95,21 +95,7 @@ pub fn run() {
         bundle::kubernetes_version(&current),
     );
     let mut c = step("write the inventory at the previous minor", || {
-        let cp = "\"etcd\", \"control-plane\"";
-        let hosts: Vec<(&str, &str)> = names
-            .iter()
-            .map(|n| {
-                (
-                    *n,
-                    if n.starts_with("cp") {
-                        cp
-                    } else {
-                        "\"worker\""
-                    },
-                )
-            })
-            .collect();
-        let mut c = Cluster::new(&m, &hosts, "", "");
+        let mut c = Cluster::new(&m, &roles(&names), "", "");
         c.use_bundle(&previous);
         c
     });
