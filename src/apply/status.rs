@@ -304,7 +304,7 @@ async fn host_state<R: Remote>(
         status.versions.insert(*u, version);
     }
     let p = plan::diff(d, &facts);
-    let changes = p.dirs.len() + p.files.len() + p.units.len() + p.images.len();
+    let changes = p.dirs.len() + p.files.len() + p.links.len() + p.units.len() + p.images.len();
     (status, Ok(changes))
 }
 

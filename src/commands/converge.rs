@@ -196,3 +196,42 @@ fn leaving(
         .collect();
     Ok(scope)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::members::Members;
+
+    #[test]
+    fn a_host_leaves_only_when_named_and_only_a_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = crate::inventory::bundled_for_test(dir.path());
+        let record = Members::default().with(&full);
+        let mut c = full.clone();
+        c.hosts.retain(|h| h.name != "worker-1" && h.name != "cp-3");
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+        // plan: both listed, nothing refused.
+        let all = leaving(&c, &record, None).unwrap();
+        let listed: Vec<&str> = all.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(listed, ["cp-3", "worker-1"]);
+
+        let err = leaving(&c, &record, Some(&names(&["worker-1"])))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cp-3 is no longer in the inventory"), "{err}");
+        let err = leaving(&c, &record, Some(&names(&["worker-1", "cp-3", "cp-1", "typo"])))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cp-3: removing an etcd member"), "{err}");
+        assert!(err.contains("--remove cp-1: cp-1 is still in the inventory"), "{err}");
+        assert!(err.contains("--remove typo: typo was never applied"), "{err}");
+
+        let mut c = full.clone();
+        c.hosts.retain(|h| h.name != "worker-1");
+        let ok = leaving(&c, &record, Some(&names(&["worker-1"]))).unwrap();
+        assert_eq!(ok.hosts.len(), 1);
+        assert_eq!(ok.hosts[0].address, full.host("worker-1").unwrap().address);
+        assert!(leaving(&full, &record, Some(&[])).unwrap().hosts.is_empty());
+    }
+}

@@ -13,22 +13,30 @@ use crate::probe::Probe;
 use crate::smoke::web_image;
 use crate::step::step;
 
-/// The Nodes' pod ranges: (name, spec.podCIDR).
-fn pod_ranges(c: &Cluster) -> Vec<(String, String)> {
+/// Each worker's pod range, as its CNI bridge configuration (which the bridge plugin allocates
+/// pod addresses from) names it.
+fn pod_ranges(m: &Machines, workers: &[&str]) -> Vec<(String, String)> {
+    workers
+        .iter()
+        .map(|w| {
+            let conf = m.ssh(w, "cat /etc/cni/net.d/10-bridge.conf");
+            let conf: Value = serde_json::from_str(&conf).unwrap();
+            let subnet = conf["ipam"]["ranges"][0][0]["subnet"].as_str().unwrap();
+            (w.to_string(), subnet.to_string())
+        })
+        .collect()
+}
+
+fn node_names(c: &Cluster) -> Vec<String> {
     let nodes = Kubectl::new(c).json(&["get", "nodes"]);
-    let mut out: Vec<(String, String)> = nodes["items"]
+    let mut names: Vec<String> = nodes["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| {
-            (
-                n["metadata"]["name"].as_str().unwrap().to_string(),
-                n["spec"]["podCIDR"].as_str().unwrap_or("").to_string(),
-            )
-        })
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
-    out.sort();
-    out
+    names.sort();
+    names
 }
 
 /// (host, path) of every file the plan changes.
@@ -75,7 +83,7 @@ pub fn run() {
     step("first apply", || {
         c.apply_ok();
     });
-    let before = pod_ranges(&c);
+    let before = pod_ranges(&m, &["worker-1", "worker-2"]);
     let k = Kubectl::new(&c);
     step(
         "a web Deployment with a PodDisruptionBudget behind a NodePort",
@@ -160,17 +168,10 @@ spec:
                 "{} of {ticks} ticks failed: {failures:#?}",
                 failures.len()
             );
-            let after = pod_ranges(&c);
-            for (name, range) in &before {
-                assert!(
-                    after.contains(&(name.clone(), range.clone())),
-                    "{name} moved: {after:?}"
-                );
-            }
-            assert!(
-                after.iter().any(|(n, r)| n == "worker-3" && !r.is_empty()),
-                "{after:?}"
-            );
+            let after = pod_ranges(&m, &["worker-1", "worker-2", "worker-3"]);
+            assert_eq!(after[..2], before[..], "a worker's pod range moved");
+            assert!(!before.iter().any(|(_, r)| *r == after[2].1), "{after:?}");
+            assert_eq!(node_names(&c), ["worker-1", "worker-2", "worker-3"]);
             no_op(&c);
         },
     );
@@ -216,8 +217,7 @@ spec:
                 "{} of {ticks} ticks failed: {failures:#?}",
                 failures.len()
             );
-            let nodes: Vec<String> = pod_ranges(&c).into_iter().map(|(n, _)| n).collect();
-            assert_eq!(nodes, ["worker-2", "worker-3"]);
+            assert_eq!(node_names(&c), ["worker-2", "worker-3"]);
             k.run(&["rollout", "status", "deployment/web", "--timeout=180s"]);
             let pods = k.json(&["get", "pods", "-l", "app=web"]);
             for p in pods["items"].as_array().unwrap() {
