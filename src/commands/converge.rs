@@ -220,12 +220,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("cp-3 is no longer in the inventory"), "{err}");
-        let err = leaving(&c, &record, Some(&names(&["worker-1", "cp-3", "cp-1", "typo"])))
-            .unwrap_err()
-            .to_string();
+        let err = leaving(
+            &c,
+            &record,
+            Some(&names(&["worker-1", "cp-3", "cp-1", "typo"])),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("cp-3: removing an etcd member"), "{err}");
-        assert!(err.contains("--remove cp-1: cp-1 is still in the inventory"), "{err}");
-        assert!(err.contains("--remove typo: typo was never applied"), "{err}");
+        assert!(
+            err.contains("--remove cp-1: cp-1 is still in the inventory"),
+            "{err}"
+        );
+        assert!(
+            err.contains("--remove typo: typo was never applied"),
+            "{err}"
+        );
 
         let mut c = full.clone();
         c.hosts.retain(|h| h.name != "worker-1");

@@ -251,7 +251,7 @@ fn host_files(m: &Machines, names: &[&str]) -> BTreeMap<String, String> {
             let listing = m.ssh(
                 n,
                 "find /etc/kubernetes /etc/systemd/system /etc/containerd /etc/cni /var/lib/kubelet \
-                 /var/lib/kube-proxy /usr/local/bin -type f -printf '%p %m %T@ ' -exec sha256sum {} \\; \
+                 /var/lib/kube-proxy /usr/local/bin /usr/local/lib/provisioner -type f -printf '%p %m %T@ ' -exec sha256sum {} \\; \
                  2>/dev/null | sort",
             );
             (n.to_string(), listing)

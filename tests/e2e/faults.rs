@@ -195,7 +195,10 @@ pub fn run() {
 
     step("the SSH session killed during an upload", || {
         // The SSH session killed during a large upload: the target is absent or whole.
-        m.ssh("worker-1", "rm -f /usr/local/bin/containerd-shim-runc-v2");
+        m.ssh(
+            "worker-1",
+            "rm -f /usr/local/lib/provisioner/containerd/*/containerd-shim-runc-v2",
+        );
         throttle("worker-1", true);
         let mut run = Running::start(&c);
         run.wait_for("==> files");
@@ -224,7 +227,10 @@ pub fn run() {
         // worker-2's link cut mid-run: the run fails naming it within the documented time (three
         // missed keepalives of 15 s, then the reconnection attempts), the control plane serves
         // throughout, and once the link is back the next apply converges.
-        m.ssh("worker-2", "rm -f /usr/local/bin/containerd-shim-runc-v2");
+        m.ssh(
+            "worker-2",
+            "rm -f /usr/local/lib/provisioner/containerd/*/containerd-shim-runc-v2",
+        );
         throttle("worker-2", true);
         let mut run = Running::start(&c);
         run.wait_for("==> files");
