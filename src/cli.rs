@@ -155,7 +155,9 @@ pub enum Command {
         workers --max-unavailable at a time (cordon, drain through the Eviction API, upgrade, Node \
         Ready at the new version, uncordon). Each version stays on the hosts beside the other: a \
         failed gate switches that host back at once and stops; `provisioner rollback` returns \
-        every host to the previous version.")]
+        every host to the previous version.\n\n\
+        A worker taken out of the inventory is listed by `plan` as a removal and refused by apply \
+        until named with --remove NAME: then it is drained, its Node deleted and the host reset.")]
     Apply {
         #[command(flatten)]
         inventory: InventoryArg,

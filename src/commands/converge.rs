@@ -139,7 +139,11 @@ async fn prepare_upgrade(
     let dir = &inputs.cluster.state_dir;
     let history = crate::history::record(crate::history::load(dir)?, &plan.versions);
     crate::history::save(dir, &history)?;
-    if plan.versions.iter().any(|m| m.release == "etcd") {
+    if plan
+        .versions
+        .iter()
+        .any(|m| m.release == crate::component::Release::Etcd.name())
+    {
         let said = crate::apply::rollout::snapshot_etcd(inputs, survey)
             .await
             .context("taking an etcd snapshot before etcd changes version; nothing was changed")?;

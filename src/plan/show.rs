@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::{FileAction, Plan, UnitAction};
+use crate::component::Release;
 
 pub fn text(plan: &Plan) -> String {
     let mut out = String::new();
@@ -14,7 +15,7 @@ pub fn text(plan: &Plan) -> String {
         if plan
             .versions
             .iter()
-            .any(|m| m.release == "etcd" && m.changes_minor())
+            .any(|m| m.release == Release::Etcd.name() && m.changes_minor())
         {
             out.push_str(
                 "  etcd changes minor: its data cannot go back to the old one after this \
@@ -89,6 +90,6 @@ pub fn text(plan: &Plan) -> String {
 const UPGRADE_ORDER: &str =
     "  order: an etcd snapshot, then etcd one member at a time (every member healthy \
      before the next); the API servers one host at a time, then the controller-managers and \
-     schedulers; then the workers in batches of --max-unavailable (cordon, drain, upgrade, \
+     schedulers; containerd one worker at a time; then the workers in batches of --max-unavailable (cordon, drain, upgrade, \
      Node Ready at the new version, uncordon). A failed gate switches that host back to its \
      previous version and stops.\n";
