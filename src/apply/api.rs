@@ -151,17 +151,21 @@ impl Api {
         }
     }
 
-    /// Marks the Node unschedulable (or schedulable again).
+    /// Marks the Node unschedulable (or schedulable again); nothing when it is not registered
+    /// (a kubelet that never started).
     pub async fn cordon(&self, name: &str, cordoned: bool) -> Result<()> {
         let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
         let what = if cordoned { "cordoning" } else { "uncordoning" };
-        if cordoned {
+        let done = if cordoned {
             nodes.cordon(name).await
         } else {
             nodes.uncordon(name).await
+        };
+        match done {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("{what} Node {name}")),
         }
-        .with_context(|| format!("{what} Node {name}"))?;
-        Ok(())
     }
 
     /// The pods a drain of the Node moves away: not those of DaemonSets (which belong on

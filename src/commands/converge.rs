@@ -89,6 +89,16 @@ async fn converge_on(
         emit(output, &plan, crate::plan::text)?;
         return Ok(SUCCESS);
     };
+    if !plan.refused.is_empty() {
+        if format == crate::apply::Format::Text {
+            eprint!("{}", crate::plan::text(&plan));
+        }
+        bail!(
+            "{}\nNothing was changed: these version changes break upstream's version-skew \
+             policy. Use a bundle one minor up from what the hosts run.",
+            plan.refused.join("\n")
+        );
+    }
     // Every host is recorded before anything touches it.
     if members.with(c) != *members {
         crate::members::save(&c.state_dir, &members.with(c))?;
@@ -99,13 +109,6 @@ async fn converge_on(
     } else {
         if format == crate::apply::Format::Text {
             eprint!("{}", crate::plan::text(&plan));
-        }
-        if !plan.refused.is_empty() {
-            bail!(
-                "{}\nNothing was changed: these version changes break upstream's version-skew \
-                 policy. Use a bundle one minor up from what the hosts run.",
-                plan.refused.join("\n")
-            );
         }
         if !plan.versions.is_empty() {
             prepare_upgrade(&inputs, &survey, &plan).await?;
