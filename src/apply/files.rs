@@ -124,3 +124,27 @@ fn upload_size(c: &FileChange) -> u64 {
         (_, Source::Bundle(path)) => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
     }
 }
+
+/// Removes, on every host, the program versions no link points at and no rollback returns to
+/// (see [`plan::upgrade::kept_versions`]); each removal is noted.
+pub async fn prune_versions<R: Remote>(
+    conns: &BTreeMap<String, R>,
+    desired: &[DesiredHost],
+    history: &crate::history::History,
+    rep: &Reporter,
+) -> Result<()> {
+    for d in desired {
+        let keep = plan::upgrade::kept_versions(d, history);
+        let out = conns[&d.host]
+            .run_checked(&shell::prune_versions(
+                crate::component::RELEASES_DIR,
+                &keep,
+            ))
+            .await
+            .with_context(|| format!("{}: removing old program versions", d.host))?;
+        for line in out.stdout_text().lines() {
+            rep.note(&format!("{}: {line}", d.host));
+        }
+    }
+    Ok(())
+}

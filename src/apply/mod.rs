@@ -11,7 +11,7 @@ mod dns;
 mod execute;
 #[cfg(test)]
 mod fake;
-mod files;
+pub mod files;
 mod gates;
 pub mod health;
 pub mod lease;

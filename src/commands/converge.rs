@@ -120,7 +120,13 @@ async fn converge_on(
                 .context("removing hosts; the plan's other changes were not made")?;
             crate::members::save(dir, &members.with(c).without(&plan.removals))?;
         }
-        crate::apply::execute(&inputs, &survey, &plan, rep, &apply.walk).await?
+        let outcome = crate::apply::execute(&inputs, &survey, &plan, rep, &apply.walk).await?;
+        if !plan.versions.is_empty() {
+            let history = crate::history::load(&c.state_dir)?;
+            crate::apply::files::prune_versions(&survey.conns, &survey.desired, &history, rep)
+                .await?;
+        }
+        outcome
     };
     match output {
         Output::Json => println!("{}", serde_json::json!({ "summary": outcome })),

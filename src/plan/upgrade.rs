@@ -128,6 +128,23 @@ pub fn refusals(hosts: &[(&DesiredHost, &Facts)]) -> Vec<String> {
     out
 }
 
+/// The version directories (`RELEASE/VERSION`) a host keeps once an apply is done: those its
+/// links point at, and for each recorded version change both of its versions (where a rollback
+/// returns, and where it leaves).
+pub fn kept_versions(d: &DesiredHost, history: &crate::history::History) -> Vec<String> {
+    let mut kept: BTreeSet<String> = BTreeSet::new();
+    for l in &d.links {
+        if let Some((release, version)) = parse_release_path(&l.target) {
+            kept.insert(format!("{release}/{version}"));
+            if let Some(step) = history.get(release) {
+                kept.insert(format!("{release}/{}", step.previous));
+                kept.insert(format!("{release}/{}", step.to));
+            }
+        }
+    }
+    kept.into_iter().collect()
+}
+
 /// The Kubernetes programs of the nodes, which may never be newer than the API servers.
 const NODE_PROGRAMS: &[&str] = &["kubelet", "kube-proxy"];
 
@@ -254,6 +271,27 @@ mod tests {
         assert!(r[1].starts_with("cp-2: etcd 3.7.0 → 3.6.8: etcd cannot go down a minor"));
         assert!(r[2].starts_with("w-1: kubelet 1.38.0 → 1.37.2: it would run newer than the API"));
         assert!(r[3].contains("`provisioner rollback` returns"));
+    }
+
+    #[test]
+    fn a_host_keeps_its_versions_and_the_last_change_of_each() {
+        let (d, _) = host(
+            "w-1",
+            &[("kubelet", "", "1.37.2"), ("containerd", "", "2.4.2")],
+        );
+        let step = |p: &str, t: &str| crate::history::Step {
+            previous: p.into(),
+            to: t.into(),
+        };
+        let history: crate::history::History = [
+            ("kubernetes".to_string(), step("1.36.3", "1.37.2")),
+            ("etcd".to_string(), step("3.6.8", "3.7.0")),
+        ]
+        .into();
+        assert_eq!(
+            kept_versions(&d, &history),
+            ["containerd/2.4.2", "kubernetes/1.36.3", "kubernetes/1.37.2"]
+        );
     }
 
     #[test]

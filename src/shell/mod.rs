@@ -302,6 +302,14 @@ pub fn prune(dir: &str, prefix: &str, keep: usize) -> String {
     script(&[dir, prefix, &keep.to_string()], include_str!("prune.sh"))
 }
 
+/// Removes the version directories under `root` that `keep` (`RELEASE/VERSION`) does not
+/// keep, of the releases it names; see `prune_versions.sh`.
+pub fn prune_versions(root: &str, keep: &[String]) -> String {
+    let mut args = vec![root];
+    args.extend(keep.iter().map(String::as_str));
+    script(&args, include_str!("prune_versions.sh"))
+}
+
 /// Saves an etcd snapshot to `file` (in a 0700 directory), with the healthcheck client.
 pub fn etcd_snapshot(endpoint: &str, pki: &str, file: &str) -> String {
     let dir = file.rsplit_once('/').map_or("/", |(d, _)| d);
@@ -644,6 +652,42 @@ mod tests {
             links,
             [format!("link={v2} {link}"), format!("link={v1} {plain}")]
         );
+    }
+
+    #[test]
+    fn old_versions_are_pruned_and_kept_ones_and_other_releases_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for rv in [
+            "kubernetes/1.35.4",
+            "kubernetes/1.36.3",
+            "kubernetes/1.37.2",
+            "etcd/3.6.8",
+            "cni-plugins/1.9.1",
+        ] {
+            std::fs::create_dir_all(root.join(rv)).unwrap();
+            std::fs::write(root.join(rv).join("prog"), "x").unwrap();
+        }
+        let keep = [
+            "kubernetes/1.37.2".to_string(),
+            "kubernetes/1.36.3".into(),
+            "etcd/3.7.0".into(),
+        ];
+        let out = sh(&prune_versions(&root.display().to_string(), &keep));
+        assert_eq!(out, "removed etcd/3.6.8\nremoved kubernetes/1.35.4\n");
+        for (rv, stays) in [
+            ("kubernetes/1.35.4", false),
+            ("kubernetes/1.36.3", true),
+            ("kubernetes/1.37.2", true),
+            ("etcd/3.6.8", false),
+            ("cni-plugins/1.9.1", true),
+        ] {
+            assert_eq!(root.join(rv).exists(), stays, "{rv}");
+        }
+        sh(&prune_versions(
+            &root.join("none").display().to_string(),
+            &keep,
+        ));
     }
 
     #[test]

@@ -151,6 +151,14 @@ spec:
         assert_eq!(plan["refused"], Value::Array(vec![]), "{plan}");
     });
 
+    // A version older than the previous one (left by an earlier upgrade) goes with this one.
+    let oldest = version_dir("kubernetes", "1.35.0", "kubelet");
+    let oldest_dir = oldest.rsplit_once('/').unwrap().0;
+    m.ssh(
+        "worker-1",
+        &format!("mkdir -p {oldest_dir} && touch {oldest}"),
+    );
+
     step(
         "upgrade under a probe: etcd, API and Service never fail",
         || {
@@ -219,6 +227,8 @@ spec:
             snapshots.contains("etcd-"),
             "no etcd snapshot before the upgrade: {snapshots}"
         );
+        let kept = m.ssh("worker-1", "ls /usr/local/lib/provisioner/kubernetes");
+        assert_eq!(kept, format!("{old}\n{new}\n"), "versions kept on worker-1");
         let record = std::fs::read_to_string(c.ws.state().join("versions.toml")).unwrap();
         assert!(
             record.contains(&format!("previous = \"{old}\"")),
