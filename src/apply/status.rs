@@ -166,6 +166,7 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
             },
         });
     }
+    problems.extend(mixed_versions(&hosts));
     if let Some(n) = plan_changes.filter(|n| *n > 0) {
         problems.push(format!(
             "`provisioner plan` shows {n} change(s): the hosts differ from the inventory"
@@ -306,6 +307,38 @@ async fn host_state<R: Remote>(
     let p = plan::diff(d, &facts);
     let changes = p.dirs.len() + p.files.len() + p.links.len() + p.units.len() + p.images.len();
     (status, Ok(changes))
+}
+
+/// A unit whose program runs at different versions on different hosts: an upgrade that did
+/// not finish (or a rollback that did not).
+fn mixed_versions(hosts: &[HostStatus]) -> Vec<String> {
+    let mut by_unit: BTreeMap<Unit, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
+    for h in hosts {
+        // A missing program is a plan change, reported as such.
+        for (u, v) in h.versions.iter().filter(|(_, v)| *v != "missing") {
+            by_unit
+                .entry(*u)
+                .or_default()
+                .entry(v.as_str())
+                .or_default()
+                .push(&h.host);
+        }
+    }
+    by_unit
+        .into_iter()
+        .filter(|(_, versions)| versions.len() > 1)
+        .map(|(u, versions)| {
+            let list: Vec<String> = versions
+                .iter()
+                .map(|(v, hosts)| format!("{v} on {}", hosts.join(", ")))
+                .collect();
+            format!(
+                "{u} runs {}: an upgrade or rollback did not finish; `provisioner plan` shows \
+                 the rest",
+                list.join(" and ")
+            )
+        })
+        .collect()
 }
 
 #[derive(serde::Deserialize)]
@@ -458,6 +491,34 @@ fn soonest_expiry(inp: &Inputs<'_>) -> Result<Option<Expiry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_at_two_versions_is_a_problem() {
+        let host = |name: &str, kubelet: &str| HostStatus {
+            host: name.into(),
+            reachable: true,
+            units: BTreeMap::new(),
+            versions: [
+                (Unit::Kubelet, kubelet.to_string()),
+                (Unit::KubeProxy, "1.37.2".into()),
+            ]
+            .into(),
+            soonest_expiry: None,
+        };
+        let hosts = [
+            host("w-1", "1.37.2"),
+            host("w-2", "1.36.3"),
+            host("w-3", "1.36.3"),
+        ];
+        assert_eq!(
+            mixed_versions(&hosts),
+            [
+                "kubelet runs 1.36.3 on w-2, w-3 and 1.37.2 on w-1: an upgrade or rollback did \
+              not finish; `provisioner plan` shows the rest"
+            ]
+        );
+        assert!(mixed_versions(&hosts[..1]).is_empty());
+    }
 
     #[test]
     fn etcds_status_names_the_leader_by_its_host() {
