@@ -191,9 +191,10 @@ fn batches<'a>(
     out
 }
 
-/// After `failed`, a restart or gate of hosts whose units had just switched to another version: switches
-/// their links back, restarts those units on the version they ran before, waits for the gate
-/// again and uncordons drained workers. Returns the error to stop the run with.
+/// After `failed`, a restart or gate of hosts whose units had just switched to another
+/// version: switches their links back, restarts those units on the version they ran before,
+/// waits for the gate again and, once it passes, uncordons drained workers. Returns the error
+/// to stop the run with.
 #[allow(clippy::too_many_arguments)]
 async fn switch_back<R: Remote, H: Health>(
     conns: &BTreeMap<String, R>,
@@ -243,11 +244,14 @@ async fn switch_back<R: Remote, H: Health>(
     if back.is_empty() {
         return failed;
     }
-    let again = match health.gate(phase, &back).await {
-        Ok(()) => "and passes its gate again".to_string(),
-        Err(e) => format!("but still fails its gate: {e:#}"),
+    let (passes, again) = match health.gate(phase, &back).await {
+        Ok(()) => (true, "and passes its gate again".to_string()),
+        Err(e) => (
+            false,
+            format!("but still fails its gate (left cordoned): {e:#}"),
+        ),
     };
-    if drained {
+    if drained && passes {
         let mut hosts: Vec<&str> = back.iter().map(|(h, _)| *h).collect();
         hosts.dedup();
         if let Err(e) = health.uncordon(&hosts).await {
