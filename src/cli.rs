@@ -200,7 +200,8 @@ pub enum Command {
     Etcd(EtcdCommand),
 
     /// Return every host to the versions it ran before the last upgrade
-    #[command(after_help = "Example:\n  provisioner rollback inventory.toml\n\n\
+    #[command(
+        after_help = "Examples:\n  provisioner rollback inventory.toml --dry-run\n  provisioner rollback inventory.toml\n\n\
         The state directory records the versions each upgrade started from. Rollback points every \
         host's programs back at those versions (still on the hosts, beside the new ones) and \
         restarts them in the reverse of the upgrade's order: the workers first, drained \
@@ -208,7 +209,8 @@ pub enum Command {
         behind its health gate. etcd stays at its new version when the upgrade changed its minor: \
         its data cannot go back (restore a snapshot taken before the upgrade for that). The \
         inventory is not changed: point it back at the previous bundle, or the next apply \
-        upgrades again.")]
+        upgrades again."
+    )]
     Rollback {
         #[command(flatten)]
         inventory: InventoryArg,
@@ -219,6 +221,9 @@ pub enum Command {
         /// Take the cluster's lease even though another run holds it
         #[arg(long)]
         break_lease: bool,
+        /// Show what rollback would change, and change nothing
+        #[arg(long)]
+        dry_run: bool,
     },
 
     /// Return hosts to what they were before provisioner: its units stopped, its files gone

@@ -58,13 +58,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             output,
             walk,
             break_lease,
+            dry_run,
         } => rollback::rollback(
             &inventory.inventory,
             output,
-            &converge::ApplyOptions {
+            &rollback::Options {
                 walk: walk.options(),
                 break_lease,
-                remove: Vec::new(),
+                dry_run,
             },
         ),
         Command::Certs(CertsCommand::List { inventory, output }) => {

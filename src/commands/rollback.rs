@@ -4,7 +4,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::converge::ApplyOptions;
 use super::{ensure_pki, load, SUCCESS};
 use crate::apply::{Format, Inputs, Reporter};
 use crate::cli::Output;
@@ -14,7 +13,15 @@ use crate::inventory::version::{KubeVersion, Semver};
 use crate::plan::DesiredHost;
 use crate::{pki, render};
 
-pub(super) fn rollback(path: &Path, output: Output, opts: &ApplyOptions) -> Result<u8> {
+/// How `rollback` runs.
+pub(super) struct Options {
+    pub(super) walk: crate::apply::workflow::Options,
+    pub(super) break_lease: bool,
+    /// Show the plan and change nothing.
+    pub(super) dry_run: bool,
+}
+
+pub(super) fn rollback(path: &Path, output: Output, opts: &Options) -> Result<u8> {
     let mut l = load(path)?;
     let _lock = pki::store::lock(&l.cluster.state_dir)?;
     let bundle = crate::bundle::cluster::open_for(&mut l.cluster, path)?;
@@ -53,10 +60,14 @@ pub(super) fn rollback(path: &Path, output: Output, opts: &ApplyOptions) -> Resu
     };
     let desired = retarget(crate::plan::desired(&rendered, &bundle)?, &back);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
+    let rolled_back = runtime.block_on(async {
         let conns = crate::apply::open(c, &rep).await?;
-        let lease =
-            crate::apply::lease::take(c, &conns, "rollback", opts.break_lease, &rep).await?;
+        let lease = match opts.dry_run {
+            true => None,
+            false => Some(
+                crate::apply::lease::take(c, &conns, "rollback", opts.break_lease, &rep).await?,
+            ),
+        };
         let result = async {
             let survey = crate::apply::survey_for(&inputs, desired, conns, false, &rep).await?;
             let mut plan = crate::apply::make_plan(&survey);
@@ -66,18 +77,27 @@ pub(super) fn rollback(path: &Path, output: Output, opts: &ApplyOptions) -> Resu
             plan.refused.clear();
             if plan.is_empty() {
                 println!("nothing to roll back: every host runs the recorded previous versions");
-                return Ok(());
+                return Ok(false);
             }
-            if format == Format::Text {
+            if format == Format::Text || opts.dry_run {
                 eprint!("{}", crate::plan::text(&plan));
             }
+            if opts.dry_run {
+                println!("dry run: rollback would make the changes above; nothing was changed");
+                return Ok(false);
+            }
             crate::apply::workflow::roll_back(&inputs, &survey, &plan, &rep, &opts.walk).await?;
-            anyhow::Ok(())
+            anyhow::Ok(true)
         }
         .await;
-        lease.release().await;
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
         result
     })?;
+    if !rolled_back {
+        return Ok(SUCCESS);
+    }
     let mut left = recorded.clone();
     left.retain(|release, _| !back.contains_key(release));
     history::save(&c.state_dir, &left)?;

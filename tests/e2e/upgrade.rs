@@ -257,6 +257,21 @@ spec:
     step(
         "rollback returns every host to the previous version",
         || {
+            let dry = c.ws.run(&["rollback", "--dry-run"]);
+            let said = text(&dry.stdout) + &text(&dry.stderr);
+            assert!(dry.status.success(), "{said}");
+            assert!(
+                said.contains(&format!(
+                    "> /usr/local/bin/kubelet → {} (was {})",
+                    version_dir("kubernetes", &old, "kubelet"),
+                    version_dir("kubernetes", &new, "kubelet")
+                )) && said.contains("nothing was changed"),
+                "{said}"
+            );
+            assert_eq!(
+                link(&m, "worker-1", "kubelet"),
+                version_dir("kubernetes", &new, "kubelet")
+            );
             let probe = Probe::start_with_service(&m, &c, &CONTROL_PLANES, &service);
             let o = c.ws.run(&["rollback", "--gate-timeout", "60"]);
             assert_probe_clean(probe);
