@@ -136,6 +136,21 @@ spec:
         .iter()
         .map(|w| format!("{}:30080", m.address(w)))
         .collect();
+    step("the Service answers before the probe starts", || {
+        // kube-proxy programs the NodePort a moment after the pods are ready.
+        let answered = (0..60).any(|_| {
+            let ok = std::process::Command::new("curl")
+                .args(["-sf", "--max-time", "2"])
+                .arg(format!("http://{}/", service[0]))
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            ok
+        });
+        assert!(answered, "http://{}/ never answered", service[0]);
+    });
 
     step(
         "worker-3 joins at the top of the inventory: only it and the pod routes change",
