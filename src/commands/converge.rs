@@ -100,8 +100,9 @@ async fn converge_on(
         );
     }
     // Every host is recorded before anything touches it.
-    if members.with(c) != *members {
-        crate::members::save(&c.state_dir, &members.with(c))?;
+    let record = members.with(c);
+    if record != *members {
+        crate::members::save(&c.state_dir, &record)?;
     }
     let outcome = if plan.is_empty() && plan.removals.is_empty() {
         rep.note("Nothing to do: every host matches the inventory.");
@@ -118,7 +119,7 @@ async fn converge_on(
             crate::apply::workflow::remove_workers(&inputs, &survey, leaving, rep, &apply.walk)
                 .await
                 .context("removing hosts; the plan's other changes were not made")?;
-            crate::members::save(dir, &members.with(c).without(&plan.removals))?;
+            crate::members::save(dir, &record.without(&plan.removals))?;
         }
         let outcome = crate::apply::execute(&inputs, &survey, &plan, rep, &apply.walk).await?;
         if !plan.versions.is_empty() {

@@ -5,16 +5,20 @@ use std::process::Command;
 
 use super::{repo, text};
 
+/// Cargo's target directory, where test bundles are built when no variable names one.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
+}
+
 /// The test bundle: `PROVISIONER_TEST_BUNDLE`, else built into the target directory on first
 /// use (the programs themselves come from the build cache).
 pub fn dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("PROVISIONER_TEST_BUNDLE") {
         return PathBuf::from(dir);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"));
-    let dir = target.join("test-bundle");
+    let dir = target_dir().join("test-bundle");
     if !dir.join("manifest.toml").exists() {
         let o = Command::new("bash")
             .arg(repo().join("tests/testbed/make-test-bundle.sh"))
@@ -38,10 +42,7 @@ pub fn previous_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("PROVISIONER_TEST_BUNDLE_PREVIOUS") {
         return PathBuf::from(dir);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"));
-    let dir = target.join("test-bundle-previous");
+    let dir = target_dir().join("test-bundle-previous");
     assert!(
         dir.join("manifest.toml").exists(),
         "no previous test bundle in {}: build it with KUBERNETES_VERSION=1.36.3 \

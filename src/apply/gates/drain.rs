@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 
 use super::super::remote::Remote;
 use super::Gates;
+use crate::component::Phase;
 use crate::pki::Cert;
 
 impl<R: Remote> Gates<'_, R> {
@@ -58,8 +59,14 @@ impl<R: Remote> Gates<'_, R> {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         for h in hosts {
-            self.rep
-                .step("workers", Some(h), what, t.elapsed(), "ok", None);
+            self.rep.step(
+                Phase::Workers.name(),
+                Some(h),
+                what,
+                t.elapsed(),
+                "ok",
+                None,
+            );
         }
         Ok(())
     }
@@ -85,8 +92,14 @@ impl<R: Remote> Gates<'_, R> {
         let api = self.api(self.inp.pki.leaf(Cert::Admin, None)).await?;
         for h in hosts {
             api.cordon(h, false).await?;
-            self.rep
-                .step("workers", Some(h), "uncordon", Duration::ZERO, "ok", None);
+            self.rep.step(
+                Phase::Workers.name(),
+                Some(h),
+                "uncordon",
+                Duration::ZERO,
+                "ok",
+                None,
+            );
         }
         Ok(())
     }
