@@ -11,6 +11,8 @@ pub enum Unit {
     KubeApiserver,
     KubeControllerManager,
     KubeScheduler,
+    /// The node-local API load balancer, on workers that are not control-plane hosts.
+    KubeApiLb,
     Containerd,
     Kubelet,
     KubeProxy,
@@ -92,16 +94,19 @@ pub const WORKER_PROGRAMS: &[&str] = &[
     "kubelet",
     "kube-proxy",
 ];
+/// What the node-local API load balancer's hosts get in [`BIN_DIR`].
+pub const API_LB_PROGRAMS: &[&str] = &["caddy"];
 /// The CNI plugins workers get in [`CNI_BIN_DIR`]; each runs once per pod, restarting nothing.
 pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback"];
 
 impl Unit {
     /// Every unit, in start order.
-    pub const ALL: [Unit; 9] = [
+    pub const ALL: [Unit; 10] = [
         Unit::Etcd,
         Unit::KubeApiserver,
         Unit::KubeControllerManager,
         Unit::KubeScheduler,
+        Unit::KubeApiLb,
         Unit::Containerd,
         Unit::Kubelet,
         Unit::KubeProxy,
@@ -132,6 +137,13 @@ impl Unit {
                 &["kube-scheduler"],
                 &[10259],
                 P::Controllers,
+                &[],
+            ),
+            Unit::KubeApiLb => (
+                "kube-api-lb",
+                API_LB_PROGRAMS,
+                &[crate::inventory::NODE_LOCAL_API_PORT],
+                P::ApiLoadBalancer,
                 &[],
             ),
             // The shim and runc run every container: a new one takes effect with containerd.
@@ -224,15 +236,18 @@ pub enum Release {
     Containerd,
     Runc,
     CniPlugins,
+    /// caddy with its layer4 app: the node-local API load balancer.
+    Caddy,
 }
 
 impl Release {
-    pub const ALL: [Release; 5] = [
+    pub const ALL: [Release; 6] = [
         Release::Kubernetes,
         Release::Etcd,
         Release::Containerd,
         Release::Runc,
         Release::CniPlugins,
+        Release::Caddy,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -242,6 +257,7 @@ impl Release {
             Release::Containerd => "containerd",
             Release::Runc => "runc",
             Release::CniPlugins => "cni-plugins",
+            Release::Caddy => "caddy",
         }
     }
 
@@ -260,6 +276,7 @@ impl Release {
             Release::Containerd => &["containerd", "containerd-shim-runc-v2", "ctr"],
             Release::Runc => &["runc"],
             Release::CniPlugins => &[],
+            Release::Caddy => API_LB_PROGRAMS,
         }
     }
 
@@ -280,6 +297,8 @@ pub enum Phase {
     Controllers,
     /// The cluster role bindings the hard way needs.
     Rbac,
+    /// The workers' node-local API load balancers, before any kubelet uses them.
+    ApiLoadBalancer,
     Containerd,
     Workers,
     PodRoutes,
@@ -295,6 +314,7 @@ impl Phase {
             Phase::ApiServer => "kube-apiserver",
             Phase::Controllers => "controllers",
             Phase::Rbac => "rbac",
+            Phase::ApiLoadBalancer => "API load balancers",
             Phase::Containerd => "containerd",
             Phase::Workers => "workers",
             Phase::PodRoutes => "pod network routes",
@@ -356,7 +376,14 @@ mod tests {
 
     #[test]
     fn every_installed_program_comes_from_a_release() {
-        for p in [ETCD_PROGRAMS, CONTROL_PLANE_PROGRAMS, WORKER_PROGRAMS].concat() {
+        for p in [
+            ETCD_PROGRAMS,
+            CONTROL_PLANE_PROGRAMS,
+            WORKER_PROGRAMS,
+            API_LB_PROGRAMS,
+        ]
+        .concat()
+        {
             assert!(Release::of_program(p).is_some(), "{p}");
         }
         assert_eq!(Release::of_program("ctr"), Some(Release::Containerd));
@@ -365,8 +392,13 @@ mod tests {
 
     #[test]
     fn every_unit_program_is_installed_on_its_role() {
-        let installed: Vec<&str> =
-            [ETCD_PROGRAMS, CONTROL_PLANE_PROGRAMS, WORKER_PROGRAMS].concat();
+        let installed: Vec<&str> = [
+            ETCD_PROGRAMS,
+            CONTROL_PLANE_PROGRAMS,
+            WORKER_PROGRAMS,
+            API_LB_PROGRAMS,
+        ]
+        .concat();
         for u in Unit::ALL {
             for p in u.props().binaries {
                 assert!(

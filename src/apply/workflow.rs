@@ -43,11 +43,13 @@ use crate::component::Phase;
 use crate::plan::Plan;
 
 /// The phases of a rollout, in order: a later phase's units depend on the earlier ones'.
-pub const PHASES: [Phase; 9] = [
+pub const PHASES: [Phase; 10] = [
     Phase::Etcd,
     Phase::ApiServer,
     Phase::Controllers,
     Phase::Rbac,
+    // Each worker's way to the API servers, before its kubelet and kube-proxy use it.
+    Phase::ApiLoadBalancer,
     // All container runtimes (and their images) before any kubelet, so no pod waits for a pull.
     Phase::Containerd,
     Phase::Workers,
@@ -59,10 +61,11 @@ pub const PHASES: [Phase; 9] = [
 
 /// The phases of a rollback, the upgrade's order reversed so that no kubelet ever runs newer
 /// than the API servers; the phases acting on the API come last, once everything runs.
-pub const ROLLBACK_PHASES: [Phase; 9] = [
+pub const ROLLBACK_PHASES: [Phase; 10] = [
     Phase::Workers,
     Phase::Containerd,
     Phase::PodRoutes,
+    Phase::ApiLoadBalancer,
     Phase::Controllers,
     Phase::ApiServer,
     Phase::Etcd,

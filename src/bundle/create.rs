@@ -20,6 +20,7 @@ pub struct Versions {
     pub containerd: Option<String>,
     pub runc: Option<String>,
     pub cni: Option<String>,
+    pub caddy: Option<String>,
 }
 
 /// The directory to pack and its manifest, every file checked against it. A bundle directory is
@@ -93,7 +94,7 @@ fn describe(dir: &Path, v: &Versions) -> Result<Manifest> {
             let Some(release) = release else {
                 problems.push(format!(
                     "bin/{name} is not a file provisioner installs (it knows the Kubernetes, etcd, \
-                     containerd and runc binaries; CNI plugins go in cni/)"
+                     containerd, runc and caddy binaries; CNI plugins go in cni/)"
                 ));
                 continue;
             };
@@ -103,6 +104,7 @@ fn describe(dir: &Path, v: &Versions) -> Result<Manifest> {
                 Release::Containerd => &v.containerd,
                 Release::Runc => &v.runc,
                 Release::CniPlugins => &v.cni,
+                Release::Caddy => &v.caddy,
             };
             let component = release.name();
             // The command-line flag is the release's name, shortened for the CNI plugins.

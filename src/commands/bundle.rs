@@ -32,7 +32,8 @@ pub enum BundleCommand {
         after_help = "Examples:\n  provisioner bundle create --from bundle-dir/ --out bundle.tar.zst\n  \
         provisioner bundle create --from tree/ --kubernetes 1.35.0 --etcd 3.5.24 --containerd 2.2.0 --runc 1.3.0 --cni 1.7.1 --out b.tar.zst\n\n\
         A directory with a manifest.toml is packed as it is, after every file is checked against \
-        it. Otherwise the tree is bin/<name> (Kubernetes, etcd, containerd, runc binaries), \
+        it. Otherwise the tree is bin/<name> (Kubernetes, etcd, containerd, runc binaries, and \
+        caddy with its layer4 app for `api.load_balancer = \"node-local\"`), \
         cni/<plugin> and images/<name>.tar (OCI archives), and each component's version comes \
         from its option."
     )]
@@ -127,6 +128,10 @@ pub struct CreateArgs {
     pub kubernetes: Option<String>,
     #[command(flatten)]
     pub versions: VersionArgs,
+    /// Version of bin/caddy, the node-local API load balancer (caddy built with its layer4 app,
+    /// e.g. by `xcaddy build --with github.com/mholt/caddy-l4`), when the tree has one
+    #[arg(long, value_name = "VERSION")]
+    pub caddy: Option<String>,
     /// The archive to write
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -142,6 +147,7 @@ pub fn run(cmd: BundleCommand) -> Result<()> {
                 containerd: a.versions.containerd,
                 runc: a.versions.runc,
                 cni: a.versions.cni,
+                caddy: a.caddy,
             };
             refuse_existing(&a.out)?;
             let scratch = scratch_dir(&a.out)?;

@@ -75,6 +75,30 @@ pub struct Api {
     pub host: String,
     pub port: u16,
     pub extra_sans: Vec<String>,
+    pub load_balancer: LoadBalancer,
+}
+
+/// How the kubelets and kube-proxies reach the API servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancer {
+    /// At the endpoint, like every other client.
+    None,
+    /// A worker that is not a control-plane host runs a TCP proxy on 127.0.0.1
+    /// ([`NODE_LOCAL_API_PORT`]) to every API server; a control-plane host's node talks to its own
+    /// API server.
+    NodeLocal,
+}
+
+/// Where the node-local API load balancer listens, on 127.0.0.1.
+pub const NODE_LOCAL_API_PORT: u16 = 6444;
+
+impl LoadBalancer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadBalancer::None => "none",
+            LoadBalancer::NodeLocal => "node-local",
+        }
+    }
 }
 
 impl Api {
@@ -220,6 +244,24 @@ impl Cluster {
             .map(|h| format!("{}=https://{}:2380", h.name, h.internal_ip))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Whether `h` runs the node-local API load balancer.
+    pub fn runs_api_load_balancer(&self, h: &Host) -> bool {
+        self.api.load_balancer == LoadBalancer::NodeLocal
+            && h.roles.worker
+            && !h.roles.control_plane
+    }
+
+    /// The API server URL of `h`'s kubelet and kube-proxy.
+    pub fn node_api_url(&self, h: &Host) -> String {
+        match self.api.load_balancer {
+            LoadBalancer::None => self.api.url(),
+            LoadBalancer::NodeLocal if h.roles.control_plane => {
+                format!("https://{}:6443", h.internal_ip)
+            }
+            LoadBalancer::NodeLocal => format!("https://127.0.0.1:{NODE_LOCAL_API_PORT}"),
+        }
     }
 
     /// Whether the API endpoint host is an IP address (it then goes into the certificate as an IP SAN).

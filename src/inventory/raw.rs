@@ -83,6 +83,12 @@ pub struct Api {
     /// Extra names or addresses for the API server certificate.
     #[serde(default)]
     pub extra_sans: Vec<String>,
+    /// How the nodes' kubelet and kube-proxy reach the API servers: "none" (default: at the
+    /// endpoint) or "node-local": every worker that is not a control-plane host runs a TCP proxy
+    /// (caddy's layer4 app, from the bundle) on 127.0.0.1:6444 to every API server, checked
+    /// every second, so a node keeps the API while any API server answers; a control-plane
+    /// host's node uses its own API server.
+    pub load_balancer: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

@@ -655,6 +655,17 @@ impl Validator {
                 );
             }
         }
+        let load_balancer = match a.load_balancer.as_deref().unwrap_or("none") {
+            "none" => Some(LoadBalancer::None),
+            "node-local" => Some(LoadBalancer::NodeLocal),
+            other => {
+                self.error(
+                    at("api.load_balancer"),
+                    format!("`{other}` is not a load balancer this tool runs; use \"node-local\" (a TCP proxy to every API server on each worker) or \"none\""),
+                );
+                None
+            }
+        };
         let (host, port) = match &a.endpoint {
             Some(e) => self.check(at("api.endpoint"), endpoint(e))?,
             None => (
@@ -670,7 +681,8 @@ impl Validator {
         let single = cps
             .iter()
             .find(|h| h.internal_ip.to_string() == host || h.name == host || h.address == host);
-        if let (true, Some(h)) = (cps.len() > 1, single) {
+        let node_local = load_balancer == Some(LoadBalancer::NodeLocal);
+        if let (true, false, Some(h)) = (cps.len() > 1, node_local, single) {
             // Every kubelet and kube-proxy would depend on this one host.
             let key = if a.endpoint.is_some() {
                 at("api.endpoint")
@@ -681,8 +693,8 @@ impl Validator {
                 key,
                 format!(
                     "{} control-plane hosts, but clients reach the API at {} only ({}): when it is \
-                     down, every node loses the API; set api.endpoint to a load balancer or a \
-                     virtual IP in front of all of them",
+                     down, every node loses the API; set api.load_balancer = \"node-local\", or \
+                     api.endpoint to a load balancer or a virtual IP in front of all of them",
                     cps.len(),
                     h.name,
                     host
@@ -693,6 +705,7 @@ impl Validator {
             host,
             port,
             extra_sans: a.extra_sans.clone(),
+            load_balancer: load_balancer?,
         })
     }
 }

@@ -98,6 +98,14 @@ pub struct PodRoutes {
     pub pod_cidr: String,
 }
 
+/// The node-local API load balancer: where it listens and the API servers it passes to.
+#[derive(Serialize)]
+pub struct ApiLoadBalancer {
+    pub port: u16,
+    /// `ip:6443` of every API server.
+    pub upstreams: Vec<String>,
+}
+
 #[derive(Serialize)]
 pub struct Kubeconfig<'a> {
     pub cluster_name: &'a str,

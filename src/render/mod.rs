@@ -12,10 +12,11 @@ use base64::Engine;
 use serde::Serialize;
 
 use crate::component::{
-    Unit, BIN_DIR, CNI_BIN_DIR, CNI_PLUGINS, CONTROL_PLANE_PROGRAMS, ETCD_PROGRAMS, WORKER_PROGRAMS,
+    Unit, API_LB_PROGRAMS, BIN_DIR, CNI_BIN_DIR, CNI_PLUGINS, CONTROL_PLANE_PROGRAMS,
+    ETCD_PROGRAMS, WORKER_PROGRAMS,
 };
 use crate::inventory::version;
-use crate::inventory::{Cluster, Host};
+use crate::inventory::{Cluster, Host, NODE_LOCAL_API_PORT};
 use crate::pki::{Ca, Cert, Pem, Pki};
 use context::*;
 use templates::Templates;
@@ -443,6 +444,25 @@ fn host_files(
             pki.leaf(Cert::KubeletServer, Some(&h.name)),
             &[Kubelet],
         );
+        if c.runs_api_load_balancer(h) {
+            b.binaries(BIN_DIR, API_LB_PROGRAMS);
+            let lb = context::ApiLoadBalancer {
+                port: NODE_LOCAL_API_PORT,
+                upstreams: c
+                    .control_plane_hosts()
+                    .map(|cp| format!("{}:6443", cp.internal_ip))
+                    .collect(),
+            };
+            b.template(
+                "/etc/kubernetes/kube-api-lb.json",
+                PUBLIC,
+                "kube-api-lb.json",
+                &lb,
+                &[KubeApiLb],
+            )?;
+            b.unit(KubeApiLb, &lb)?;
+        }
+        let api = c.node_api_url(h);
         let kubelet_user = format!("system:node:{}", h.name);
         let kubelet_conf = kubeconfig(
             t,
@@ -450,7 +470,7 @@ fn host_files(
             pki,
             &kubelet_user,
             pki.leaf(Cert::KubeletClient, Some(&h.name)),
-            &c.api.url(),
+            &api,
         )?;
         b.file(
             "/etc/kubernetes/kubelet.conf",
@@ -464,7 +484,7 @@ fn host_files(
             pki,
             "system:kube-proxy",
             pki.leaf(Cert::KubeProxy, None),
-            &c.api.url(),
+            &api,
         )?;
         b.file(
             "/etc/kubernetes/kube-proxy.conf",

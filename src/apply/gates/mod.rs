@@ -43,6 +43,7 @@ impl<R: Remote> Health for Gates<'_, R> {
             Phase::ApiServer => self.api_servers(&hosts).await,
             Phase::Controllers => self.controllers(actions).await,
             Phase::Rbac => self.rbac().await,
+            Phase::ApiLoadBalancer => self.api_load_balancers(&hosts).await,
             Phase::Containerd => self.containerd(&hosts).await,
             Phase::Workers => self.workers(&hosts).await,
             Phase::PodRoutes => self.pod_routes(&hosts).await,

@@ -7,8 +7,9 @@
 #                                   [--all-static] [--regen-gomod]
 #
 #   --version V       Kubernetes release (default: $KUBERNETES_VERSION or 1.37.2). etcd, containerd,
-#                     runc, the CNI plugins and CoreDNS follow versions.tsv for that minor.
-#   --only GROUPS     comma-separated subset of: kubernetes,etcd,containerd,runc,cni,coredns,pause
+#                     runc, the CNI plugins and CoreDNS follow versions.tsv for that minor; caddy
+#                     (with its layer4 app) follows caddy/go.mod, whatever the minor.
+#   --only GROUPS     comma-separated subset of: kubernetes,etcd,containerd,runc,cni,coredns,pause,caddy
 #   --print-manifest  print only the manifest on standard output, one line per program:
 #                     program<TAB>group<TAB>version<TAB>path<TAB>source-module@version
 #   --all-static      build the kubelet with CGO_ENABLED=0 too, so all Kubernetes programs come
@@ -24,7 +25,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 version=${KUBERNETES_VERSION:-$DEFAULT_KUBERNETES_VERSION}
-only=kubernetes,etcd,containerd,runc,cni,coredns,pause
+only=kubernetes,etcd,containerd,runc,cni,coredns,pause,caddy
 print_manifest=0 all_static=0 regen=0 download_only=0
 while (($#)); do
   case $1 in
@@ -307,6 +308,20 @@ build_pause() {
   manifest+=("pause	pause	v$pversion	$(cached_path pause "v$pversion" "$hash")	k8s.io/kubernetes@v$version")
 }
 
+# ---------------------------------------------------------------- caddy
+# The node-local API load balancer: upstream's caddy command with the layer4 app (github.com/mholt/
+# caddy-l4) compiled in, as xcaddy builds it (caddy/main.go), static as caddy's releases are.
+build_caddy() {
+  local moddir=$UPSTREAM_DIR/caddy cversion last
+  cversion=$(cd "$moddir" && go list -m -f '{{.Version}}' github.com/caddyserver/caddy/v2) ||
+    die "cannot read caddy's version from $moddir/go.mod"
+  cversion=${cversion#v}
+  build_set caddy "$cversion" "$moddir" 0 -trimpath "-ldflags=-s -w" -- "caddy=provisioner.test/testbed/upstream/caddy"
+  # The program is caddy's own command: name its module, not the one wrapping it.
+  last=${manifest[-1]}
+  manifest[-1]="${last%$'\t'*}	github.com/caddyserver/caddy/v2@v$cversion"
+}
+
 mkdir -p "$CACHE_ROOT/programs"
 IFS=, read -ra groups <<<"$only"
 for g in "${groups[@]}"; do
@@ -314,6 +329,7 @@ for g in "${groups[@]}"; do
     kubernetes) build_kubernetes ;;
     etcd|containerd|runc|cni|coredns) build_component "$g" ;;
     pause) build_pause ;;
+    caddy) build_caddy ;;
     *) die "unknown group: $g" ;;
   esac
 done
