@@ -43,6 +43,7 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         ("DNS address on the kubernetes Service", with("[network]\ncluster_dns = \"10.32.0.1\"\n"), "network.cluster_dns"),
         ("unknown proxy mode", with("[network]\nproxy_mode = \"ipvs\"\n"), "network.proxy_mode"),
         ("bad API endpoint", with("[api]\nendpoint = \"10.88.0.11\"\n"), "api.endpoint"),
+        ("unknown API load balancer", with("[api]\nload_balancer = \"haproxy\"\n"), "api.load_balancer"),
         ("bad extra SAN", with("[api]\nextra_sans = [\"ok.example\", \"not a name\"]\n"), "api.extra_sans[1]"),
         ("unknown key algorithm", with("[pki]\nkey_algorithm = \"dsa\"\n"), "pki.key_algorithm"),
         ("leaf outlives CA", with("[pki]\ncert_validity_days = 4000\nca_validity_days = 3650\n"), "pki.cert_validity_days"),
@@ -434,13 +435,22 @@ fn out_of_range_numbers_on_the_command_line_are_usage_errors() {
 }
 
 #[test]
-fn one_api_endpoint_for_several_control_planes_is_warned_of() {
-    let inventory = common::repo().join("inventory.toml");
-    let o = provisioner(&["validate", inventory.to_str().unwrap()]);
+fn one_api_endpoint_for_several_control_planes_is_warned_of_without_node_local_balancing() {
+    let inventory = std::fs::read_to_string(common::repo().join("inventory.toml")).unwrap();
+    let balanced = Workspace::with_text(&inventory);
+    let o = balanced.run(&["validate"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("only"), "{}", text(&o.stderr));
+    let line = "load_balancer = \"node-local\"\n";
+    assert!(inventory.contains(line));
+    let single = Workspace::with_text(&inventory.replace(line, ""));
+    let o = single.run(&["validate"]);
     let err = text(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(
-        err.contains("api.endpoint") && err.contains("reach the API at cp-1 only"),
+        err.contains("api.endpoint")
+            && err.contains("reach the API at cp-1 only")
+            && err.contains("api.load_balancer = \"node-local\""),
         "{err}"
     );
     let one = Workspace::with_text(&format!("{GOOD_HEAD}{ONE_HOST}"));

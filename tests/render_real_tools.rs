@@ -1,5 +1,6 @@
 //! Every rendered artifact checked by the real tool that will consume or inspect it: openssl for
-//! certificates and keys, kubectl for kubeconfigs, systemd-analyze for units.
+//! certificates and keys, kubectl for kubeconfigs, systemd-analyze for units, the test bundle's
+//! caddy for the node-local API load balancer's configuration.
 
 mod common;
 
@@ -248,10 +249,13 @@ fn kubectl_reads_every_kubeconfig_and_its_client_cert_chains_to_the_cluster_ca()
             text(&o.stdout)
         };
         let server = view("{.clusters[0].cluster.server}");
-        assert!(
-            server.starts_with("https://10.88.0.1") && server.ends_with(":6443"),
-            "{rel}: server {server}"
-        );
+        // The workers' nodes go through their node-local load balancer.
+        let expected = if rel.starts_with("worker-") && !rel.ends_with("/admin.conf") {
+            server == "https://127.0.0.1:6444"
+        } else {
+            server.starts_with("https://10.88.0.1") && server.ends_with(":6443")
+        };
+        assert!(expected, "{rel}: server {server}");
         let ctx = view("{.current-context}");
         assert!(ctx.ends_with("@demo"), "{rel}: current-context {ctx}");
 
@@ -375,4 +379,40 @@ fn systemd_analyze_check_catches_a_bad_unit() {
         out.contains("Unknown key") && out.contains("Restartt"),
         "{out}"
     );
+}
+
+#[test]
+fn caddy_accepts_the_node_local_load_balancer_config_and_refuses_a_broken_one() {
+    let (_ws, tree) = rendered_default();
+    let caddy = common::bundle::dir().join("bin/caddy");
+    let configs: Vec<&String> = tree
+        .files
+        .keys()
+        .filter(|k| k.ends_with("/etc/kubernetes/kube-api-lb.json"))
+        .collect();
+    assert_eq!(configs.len(), 2, "the default inventory's two workers");
+    let scratch = tempfile::tempdir().unwrap();
+    let validate = |text: &str| {
+        let file = scratch.path().join("kube-api-lb.json");
+        std::fs::write(&file, text).unwrap();
+        let o = tool(
+            caddy.to_str().unwrap(),
+            &["validate", "--config", file.to_str().unwrap()],
+        );
+        (o.status.success(), text_of(&o))
+    };
+    for k in configs {
+        let config = tree.text(k);
+        let (ok, out) = validate(&config);
+        assert!(ok, "caddy validate {k}:\n{out}");
+        // Only meaningful if caddy speaks up for a config its proxy cannot take.
+        let broken = config.replace("\"least_conn\"", "\"fastest\"");
+        assert_ne!(broken, config);
+        let (ok, out) = validate(&broken);
+        assert!(!ok && out.contains("fastest"), "{out}");
+    }
+}
+
+fn text_of(o: &std::process::Output) -> String {
+    text(&o.stdout) + &text(&o.stderr)
 }
