@@ -8,7 +8,8 @@
 //! The support: the machines (`machines.rs`), a cluster on them and its checks (`cluster.rs`),
 //! the probe that keeps connecting (`probe.rs`), the hard way's smoke test (`smoke.rs`), `status` on a running cluster (`status.rs`),
 //! `etcd snapshot` (`snapshot.rs`), `reset` (`reset.rs`). Upgrades (`upgrade.rs`) also need the
-//! previous minor's test bundle (`PROVISIONER_TEST_BUNDLE_PREVIOUS`).
+//! previous minor's test bundle (`PROVISIONER_TEST_BUNDLE_PREVIOUS`); the node-local API load
+//! balancer has its own (`api_lb.rs`).
 
 mod common;
 
@@ -29,6 +30,8 @@ mod status;
 #[path = "e2e/step.rs"]
 mod step;
 
+#[path = "e2e/api_lb.rs"]
+mod api_lb;
 #[path = "e2e/certificates.rs"]
 mod certificates;
 #[path = "e2e/converged.rs"]
@@ -77,4 +80,9 @@ fn an_upgrade_keeps_serving_rolls_back_and_stops_at_a_broken_kubelet() {
 #[test]
 fn workers_join_and_leave_while_the_workload_keeps_answering() {
     nodes::run();
+}
+
+#[test]
+fn nodes_keep_the_api_through_their_local_balancer_while_an_api_server_is_down() {
+    api_lb::run();
 }

@@ -10,7 +10,7 @@ use crate::cluster::{no_op, Cluster, Kubectl};
 use crate::common::text;
 use crate::machines::{lock_sandbox, Machines};
 use crate::probe::Probe;
-use crate::smoke::web_image;
+use crate::smoke::web_behind_a_node_port;
 use crate::step::step;
 
 /// Each worker's pod range, as its CNI bridge configuration (which the bridge plugin allocates
@@ -85,72 +85,10 @@ pub fn run() {
     });
     let before = pod_ranges(&m, &["worker-1", "worker-2"]);
     let k = Kubectl::new(&c);
-    step(
+    let service = step(
         "a web Deployment with a PodDisruptionBudget behind a NodePort",
-        || {
-            k.apply(&format!(
-                "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {{app: web}}
-  template:
-    metadata:
-      labels: {{app: web}}
-    spec:
-      containers:
-      - name: web
-        image: {}
-        ports:
-        - containerPort: 8080
----
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata:
-  name: web
-spec:
-  maxUnavailable: 1
-  selector:
-    matchLabels: {{app: web}}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  type: NodePort
-  selector: {{app: web}}
-  ports:
-  - port: 8080
-    nodePort: 30080
-",
-                web_image(&c)
-            ));
-            k.run(&["rollout", "status", "deployment/web", "--timeout=180s"]);
-        },
+        || web_behind_a_node_port(&m, &c, &["worker-2", "worker-3"]),
     );
-    let service: Vec<String> = ["worker-2", "worker-3"]
-        .iter()
-        .map(|w| format!("{}:30080", m.address(w)))
-        .collect();
-    step("the Service answers before the probe starts", || {
-        // kube-proxy programs the NodePort a moment after the pods are ready.
-        let answered = (0..60).any(|_| {
-            let ok = std::process::Command::new("curl")
-                .args(["-sf", "--max-time", "2"])
-                .arg(format!("http://{}/", service[0]))
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                std::thread::sleep(std::time::Duration::from_secs(1));
-            }
-            ok
-        });
-        assert!(answered, "http://{}/ never answered", service[0]);
-    });
 
     step(
         "worker-3 joins at the top of the inventory: only it and the pod routes change",

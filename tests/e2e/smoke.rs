@@ -50,6 +50,72 @@ pub fn web_image(c: &Cluster) -> String {
         .to_string()
 }
 
+/// A web Deployment (2 replicas) with a PodDisruptionBudget (maxUnavailable 1) behind a
+/// NodePort Service (30080), rolled out; the Service's address at each of `workers`, once it
+/// answers at the first (kube-proxy programs the NodePort a moment after the pods are ready).
+pub fn web_behind_a_node_port(m: &Machines, c: &Cluster, workers: &[&str]) -> Vec<String> {
+    let k = Kubectl::new(c);
+    k.apply(&format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+      - name: web
+        image: {}
+        ports:
+        - containerPort: 8080
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: web
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels: {{app: web}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector: {{app: web}}
+  ports:
+  - port: 8080
+    nodePort: 30080
+",
+        web_image(c)
+    ));
+    k.run(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+    let service: Vec<String> = workers
+        .iter()
+        .map(|w| format!("{}:30080", m.address(w)))
+        .collect();
+    let answered = (0..60).any(|_| {
+        let ok = std::process::Command::new("curl")
+            .args(["-sf", "--max-time", "2"])
+            .arg(format!("http://{}/", service[0]))
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        ok
+    });
+    assert!(answered, "http://{}/ never answered", service[0]);
+    service
+}
+
 /// Runs the smoke test; `workers` are the cluster's two workers.
 pub fn smoke_test(m: &Machines, c: &Cluster, etcd_host: &str, workers: [&str; 2]) {
     let k = Kubectl::new(c);

@@ -1,0 +1,212 @@
+//! No single API endpoint: 3 control planes and a worker with `api.load_balancer =
+//! "node-local"`. The worker's kubelet and kube-proxy reach the API servers through caddy's
+//! layer4 proxy on 127.0.0.1:6444, which runs as no user of the host. With the API server of
+//! cp-1 (the endpoint every node would otherwise use) stopped for longer than the Node monitor's
+//! grace period, the worker stays Ready, its kubelet keeps renewing its lease and starts a new
+//! pod, and the web Service answers throughout; once cp-1's API server is back, the balancer
+//! sends to it again and apply has nothing to do.
+
+use std::time::{Duration, Instant};
+
+use crate::cluster::{no_op, verify_cluster, Cluster, Kubectl, UNITS_CP, UNITS_WORKER};
+use crate::machines::{lock_sandbox, Machines};
+use crate::probe::Probe;
+use crate::smoke::web_behind_a_node_port;
+use crate::step::step;
+
+/// How long cp-1's API server stays down: past the Node monitor's grace period (50 s), after
+/// which a node whose kubelet cannot reach any API server is marked NotReady.
+const OUTAGE: Duration = Duration::from_secs(70);
+
+/// Lines of the balancer's journal on `host` that mention `address`.
+fn balancer_log(m: &Machines, host: &str, address: &str) -> String {
+    m.ssh(
+        host,
+        &format!("journalctl -u kube-api-lb --no-pager -o cat | grep -F '\"{address}\"' || true"),
+    )
+}
+
+pub fn run() {
+    let _guard = lock_sandbox();
+    let names = ["cp-1", "cp-2", "cp-3", "worker-1"];
+    let m = step("start the machines", || Machines::up(&names, false));
+    let cp = "\"etcd\", \"control-plane\"";
+    let c = step("write the inventory, node-local API load balancing", || {
+        Cluster::new(
+            &m,
+            &[
+                ("cp-1", cp),
+                ("cp-2", cp),
+                ("cp-3", cp),
+                ("worker-1", "\"worker\""),
+            ],
+            "",
+            "[api]\nload_balancer = \"node-local\"\n",
+        )
+    });
+    step("plan names the balancer", || {
+        let plan = c.plan();
+        let worker = plan["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == "worker-1")
+            .unwrap();
+        assert!(
+            worker["units"].to_string().contains("kube-api-lb"),
+            "{worker}"
+        );
+        assert!(
+            worker["files"]
+                .to_string()
+                .contains("/etc/kubernetes/kube-api-lb.json"),
+            "{worker}"
+        );
+    });
+    step("first apply", || {
+        c.apply_ok();
+    });
+    let worker_units: Vec<&str> = UNITS_WORKER
+        .iter()
+        .copied()
+        .chain(["kube-api-lb"])
+        .collect();
+    step("verify the cluster", || {
+        let hosts: Vec<(&str, &[&str])> = vec![
+            ("cp-1", UNITS_CP),
+            ("cp-2", UNITS_CP),
+            ("cp-3", UNITS_CP),
+            ("worker-1", &worker_units),
+        ];
+        verify_cluster(&m, &c, "cp-1", &hosts, &["worker-1"], 3);
+    });
+    step(
+        "the worker's nodes use the balancer, which runs unprivileged",
+        || {
+            for file in ["kubelet.conf", "kube-proxy.conf"] {
+                let conf = m.ssh("worker-1", &format!("cat /etc/kubernetes/{file}"));
+                assert!(
+                    conf.contains("server: https://127.0.0.1:6444"),
+                    "{file}:\n{conf}"
+                );
+            }
+            let cp_kubelet = m.ssh(
+                "cp-1",
+                "test ! -e /etc/systemd/system/kube-api-lb.service && echo none",
+            );
+            assert_eq!(
+                cp_kubelet.trim(),
+                "none",
+                "a control-plane host runs no balancer"
+            );
+            let user = m.ssh("worker-1", "ps -o user= -C caddy");
+            assert!(!user.trim().is_empty(), "caddy is not running");
+            assert!(
+                user.lines().all(|u| u.trim() != "root"),
+                "the balancer runs as root: {user}"
+            );
+            let listening = m.ssh("worker-1", "ss -Htln 'sport = :6444'");
+            assert!(
+                listening.contains("127.0.0.1:6444") && listening.lines().count() == 1,
+                "the balancer must listen on 127.0.0.1 only: {listening}"
+            );
+        },
+    );
+    let service = step("a web Deployment behind a NodePort", || {
+        web_behind_a_node_port(&m, &c, &["worker-1"])
+    });
+
+    // The endpoint is cp-1: the operator's kubeconfig cannot reach the API while it is down.
+    let cp2 = format!("https://{}:6443", m.address("cp-2"));
+    let k = Kubectl::new(&c);
+    let kubectl = |args: &[&str]| {
+        let mut all = vec!["--server", cp2.as_str()];
+        all.extend_from_slice(args);
+        k.run(&all)
+    };
+    let cp1 = format!("{}:6443", m.address("cp-1"));
+    step(
+        "cp-1's API server stopped: the worker keeps the API and its workload",
+        || {
+            let probe = Probe::start_with_service(&m, &c, &["cp-2", "cp-3"], &service);
+            m.ssh("cp-1", "systemctl stop kube-apiserver");
+            let stopped = Instant::now();
+            let renewed_before = kubectl(&[
+                "get",
+                "lease",
+                "-n",
+                "kube-node-lease",
+                "worker-1",
+                "-o",
+                "jsonpath={.spec.renewTime}",
+            ]);
+            while stopped.elapsed() < OUTAGE {
+                let ready = kubectl(&[
+                    "get",
+                    "node",
+                    "worker-1",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ]);
+                assert_eq!(
+                    ready.trim(),
+                    "True",
+                    "worker-1 left Ready {} s after cp-1's API server stopped",
+                    stopped.elapsed().as_secs()
+                );
+                std::thread::sleep(Duration::from_secs(5));
+            }
+            let renewed_after = kubectl(&[
+                "get",
+                "lease",
+                "-n",
+                "kube-node-lease",
+                "worker-1",
+                "-o",
+                "jsonpath={.spec.renewTime}",
+            ]);
+            assert!(
+            renewed_after > renewed_before,
+            "worker-1's kubelet stopped renewing its lease: {renewed_before} then {renewed_after}"
+        );
+            // A new pod: scheduled, started by the kubelet and reported Ready through the balancer.
+            kubectl(&["scale", "deployment/web", "--replicas=3"]);
+            kubectl(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+            let (ticks, failures) = probe.finish();
+            assert!(ticks > 100, "the probe ran only {ticks} ticks");
+            assert!(
+                failures.is_empty(),
+                "{} of {ticks} ticks failed: {failures:#?}",
+                failures.len()
+            );
+            let log = balancer_log(&m, "worker-1", &cp1);
+            assert!(
+                log.contains("host is down"),
+                "the balancer never saw cp-1 go:\n{log}"
+            );
+        },
+    );
+    step(
+        "cp-1's API server back: the balancer uses it again, apply has nothing to do",
+        || {
+            let before = balancer_log(&m, "worker-1", &cp1)
+                .matches("host is up")
+                .count();
+            m.ssh("cp-1", "systemctl start kube-apiserver");
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while balancer_log(&m, "worker-1", &cp1)
+                .matches("host is up")
+                .count()
+                == before
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the balancer did not see cp-1's API server come back"
+                );
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            assert_eq!(k.run(&["get", "--raw", "/readyz"]).trim(), "ok");
+            no_op(&c);
+        },
+    );
+}
