@@ -105,8 +105,8 @@ spec:
         let ok = std::process::Command::new("curl")
             .args(["-sf", "--max-time", "2"])
             .arg(format!("http://{}/", service[0]))
-            .status()
-            .is_ok_and(|s| s.success());
+            .output()
+            .is_ok_and(|o| o.status.success());
         if !ok {
             std::thread::sleep(std::time::Duration::from_secs(1));
         }
