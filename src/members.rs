@@ -26,6 +26,9 @@ pub struct Member {
     pub worker: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_cidr: Option<Ipv4Net>,
+    /// Its etcd member joined the running cluster (it did not bootstrap it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub etcd_joins: bool,
     /// SSH login and port, to reach it once the inventory no longer names it.
     pub user: String,
     pub port: u16,
@@ -99,6 +102,7 @@ fn member(h: &Host) -> Member {
         control_plane: h.roles.control_plane,
         worker: h.roles.worker,
         pod_cidr: h.pod_cidr,
+        etcd_joins: h.etcd_joins,
         user: h.ssh.user.clone(),
         port: h.ssh.port,
         sudo: h.ssh.sudo,
@@ -123,7 +127,33 @@ pub fn as_host(m: &Member, c: &Cluster) -> Host {
         },
         pod_cidr: m.pod_cidr,
         pod_cidr_explicit: true,
+        etcd_joins: m.etcd_joins,
         ssh,
+    }
+}
+
+/// Marks the etcd hosts that join the running cluster rather than bootstrap it: once the record
+/// names etcd members, a host it does not record as one is new to the cluster, and a host that
+/// joined stays marked (its unit keeps `--initial-cluster-state=existing`).
+pub fn mark_etcd_joins(c: &mut Cluster, m: &Members) {
+    if !m.hosts.iter().any(|r| r.etcd) {
+        return;
+    }
+    for h in c.hosts.iter_mut().filter(|h| h.roles.etcd) {
+        h.etcd_joins = !m
+            .hosts
+            .iter()
+            .any(|r| r.name == h.name && r.etcd && !r.etcd_joins);
+    }
+}
+
+impl Members {
+    /// The etcd hosts of `c` that this apply adds to the cluster: new to the record's members.
+    pub fn new_etcd_members<'a>(&self, c: &'a Cluster) -> Vec<&'a Host> {
+        c.etcd_hosts()
+            .filter(|h| h.etcd_joins)
+            .filter(|h| !self.hosts.iter().any(|r| r.name == h.name && r.etcd))
+            .collect()
     }
 }
 
@@ -229,6 +259,45 @@ mod tests {
         let mut third = cluster(&["w-0", "w-2", "w-3"]);
         keep_pod_ranges(&mut third, &after);
         assert_eq!(ranges(&third)[2], ("w-3".into(), "10.200.0.0/24".into()));
+    }
+
+    #[test]
+    fn an_etcd_member_added_to_a_running_cluster_joins_it_and_stays_marked() {
+        // The bundled inventory: cp-1 to cp-3 run etcd.
+        let mut first = cluster(&["w-1"]);
+        mark_etcd_joins(&mut first, &Members::default());
+        assert!(
+            first.etcd_hosts().all(|h| !h.etcd_joins),
+            "a new cluster bootstraps"
+        );
+        let record = Members::default().with(&first);
+        assert!(record.new_etcd_members(&first).is_empty());
+
+        // w-1 becomes an etcd member too.
+        let mut grown = cluster(&["w-1"]);
+        grown.hosts.last_mut().unwrap().roles.etcd = true;
+        mark_etcd_joins(&mut grown, &record);
+        let joins: Vec<&str> = grown
+            .etcd_hosts()
+            .filter(|h| h.etcd_joins)
+            .map(|h| h.name.as_str())
+            .collect();
+        assert_eq!(joins, ["w-1"]);
+        let new: Vec<&str> = record
+            .new_etcd_members(&grown)
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect();
+        assert_eq!(new, ["w-1"]);
+
+        // Recorded, it is no longer new, and still joins (its unit keeps "existing").
+        let after = record.with(&grown);
+        let mut again = cluster(&["w-1"]);
+        again.hosts.last_mut().unwrap().roles.etcd = true;
+        mark_etcd_joins(&mut again, &after);
+        assert!(after.new_etcd_members(&again).is_empty());
+        assert!(again.host("w-1").unwrap().etcd_joins);
+        assert!(!again.host("cp-1").unwrap().etcd_joins);
     }
 
     #[test]

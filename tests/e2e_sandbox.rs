@@ -34,6 +34,8 @@ mod step;
 mod api_lb;
 #[path = "e2e/certificates.rs"]
 mod certificates;
+#[path = "e2e/control_plane.rs"]
+mod control_plane;
 #[path = "e2e/converged.rs"]
 mod converged;
 #[path = "e2e/crash_resume.rs"]
@@ -85,4 +87,9 @@ fn workers_join_and_leave_while_the_workload_keeps_answering() {
 #[test]
 fn nodes_keep_the_api_through_their_local_balancer_while_an_api_server_is_down() {
     api_lb::run();
+}
+
+#[test]
+fn the_control_plane_grows_one_etcd_learner_at_a_time_while_serving() {
+    control_plane::run();
 }

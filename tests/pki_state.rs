@@ -125,6 +125,67 @@ fn identity_changes_are_reported_and_only_missing_certificates_issued() {
 }
 
 #[test]
+fn a_new_control_plane_host_reissues_the_api_server_certificate_and_nothing_else() {
+    let base = std::fs::read_to_string(repo().join("inventory.toml")).unwrap();
+    let ws = Workspace::with_text(&base);
+    ws.render();
+    let before = snapshot(&ws.state().join("pki"));
+    let cp4 = "\n[[hosts]]\nname = \"cp-4\"\naddress = \"10.88.0.16\"\nroles = [\"etcd\", \"control-plane\"]\n";
+
+    // With another identity change besides, nothing is replaced: that one is the operator's.
+    let both = base.replace("extra_sans = []", "extra_sans = [\"api.demo.example\"]") + cp4;
+    ws.write_inventory(&both);
+    let o = ws.run(&["render", "--out", ws.out().to_str().unwrap()]);
+    let stderr = text(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("apiserver: missing SAN DNS:api.demo.example"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("reissued"), "{stderr}");
+    let api_before = &before.iter().find(|(p, _)| p == "apiserver.crt").unwrap().1;
+    assert_eq!(
+        &std::fs::read(ws.state().join("pki/apiserver.crt")).unwrap(),
+        api_before
+    );
+
+    ws.write_inventory(&(base + cp4));
+    let o = ws.run(&["render", "--out", ws.out().to_str().unwrap()]);
+    let stderr = text(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reissued apiserver for the new control-plane host(s) (missing SAN DNS:cp-4; missing SAN IP:10.88.0.16)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no longer match"), "{stderr}");
+    let sans = common::tool_ok(
+        "openssl",
+        &[
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-in",
+            ws.state().join("pki/apiserver.crt").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        sans.contains("DNS:cp-4") && sans.contains("IP Address:10.88.0.16"),
+        "{sans}"
+    );
+    // Every other certificate and key of the cluster is the same.
+    let after = snapshot(&ws.state().join("pki"));
+    for (path, content) in &before {
+        let now = &after.iter().find(|(p, _)| p == path).unwrap().1;
+        if !path.starts_with("apiserver.") {
+            assert_eq!(now, content, "{path} changed");
+        } else {
+            assert_ne!(now, content, "{path} was not reissued");
+        }
+    }
+}
+
+#[test]
 fn a_missing_ca_key_is_an_error_not_a_new_ca() {
     let ws = Workspace::with_inventory(&repo().join("inventory.toml"));
     ws.render();

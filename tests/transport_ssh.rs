@@ -237,6 +237,7 @@ impl Sshd {
             roles: Roles::default(),
             pod_cidr: None,
             pod_cidr_explicit: false,
+            etcd_joins: false,
             ssh: SshTarget {
                 user: "root".into(),
                 port: self.port,
@@ -1296,6 +1297,7 @@ async fn an_unreachable_host_fails_after_the_retries() {
         roles: Roles::default(),
         pod_cidr: None,
         pod_cidr_explicit: false,
+        etcd_joins: false,
         ssh: SshTarget {
             user: "root".into(),
             port,

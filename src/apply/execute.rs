@@ -23,6 +23,8 @@ pub trait Health {
     async fn etcd_quorum(&self) -> Result<()>;
     /// Waits until every etcd member is healthy, before `host`'s member goes down.
     async fn before_etcd_restart(&self, host: &str) -> Result<()>;
+    /// Adds the members of `hosts` that join a running cluster as learners, before they start.
+    async fn before_etcd_start(&self, hosts: &[&str]) -> Result<()>;
     /// Imports images into containerd, then checks that it lists each one.
     async fn import_images(&self, imports: &[(&str, &ImageImport)]) -> Result<()>;
     /// Cordons the Nodes of `hosts` and evicts their pods (DaemonSets' stay), before their
@@ -96,6 +98,10 @@ pub async fn execute<R: Remote, H: Health>(
         } else {
             (Vec::new(), actions.clone())
         };
+        if phase == Phase::Etcd && !together.is_empty() {
+            let hosts: Vec<&str> = together.iter().map(|(h, _)| *h).collect();
+            health.before_etcd_start(&hosts).await?;
+        }
         for (host, u) in &together {
             unit_action(
                 &conns[*host],

@@ -175,6 +175,10 @@ impl Health for FakeHealth {
         self.etcd_quorum().await
     }
 
+    async fn before_etcd_start(&self, _hosts: &[&str]) -> Result<()> {
+        Ok(())
+    }
+
     async fn import_images(&self, imports: &[(&str, &ImageImport)]) -> Result<()> {
         for (host, i) in imports {
             self.log

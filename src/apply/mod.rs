@@ -8,6 +8,7 @@
 mod api;
 mod connect;
 mod dns;
+mod etcd_members;
 mod execute;
 #[cfg(test)]
 mod fake;

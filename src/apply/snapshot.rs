@@ -43,17 +43,6 @@ struct SnapshotStatus {
     version: String,
 }
 
-#[derive(Deserialize)]
-struct MemberList {
-    members: Vec<Member>,
-}
-
-#[derive(Deserialize)]
-struct Member {
-    #[serde(default)]
-    name: String,
-}
-
 /// Takes a snapshot on the first etcd member and copies it to `to` (0600), with its metadata
 /// at `to` + `.json`. Nothing is left on the member.
 pub async fn take(
@@ -85,8 +74,7 @@ pub async fn take(
         let members = conn
             .run_checked(&shell::etcd_members(&endpoint, host_path::ETCD_PKI))
             .await?;
-        let members: MemberList =
-            serde_json::from_slice(&members.stdout).context("reading `etcdctl member list`")?;
+        let members = super::etcd_members::parse(&members.stdout)?;
         let got = conn.download(&on_host, to).await?;
         anyhow::Ok((status, members, got))
     }
@@ -95,7 +83,7 @@ pub async fn take(
     let removed = conn.run_checked(&shell::remove_file(&on_host)).await;
     let (status, members, got) = copied?;
     removed.with_context(|| format!("{}: removing {on_host}", h.name))?;
-    let mut names: Vec<String> = members.members.into_iter().map(|m| m.name).collect();
+    let mut names: Vec<String> = members.into_iter().map(|m| m.name).collect();
     names.sort();
     let meta = Metadata {
         cluster: c.name.clone(),

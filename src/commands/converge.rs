@@ -200,6 +200,17 @@ fn leaving(
             }
         }
     }
+    let joining = members.new_etcd_members(c);
+    if remove.is_some() && joining.len() > 1 {
+        let names: Vec<&str> = joining.iter().map(|h| h.name.as_str()).collect();
+        problems.push(format!(
+            "{}: etcd members join a running cluster one at a time (each is added as a learner \
+             and promoted once caught up, before the next); leave all but {} out of the \
+             inventory, apply, then add the next",
+            names.join(", "),
+            names[0]
+        ));
+    }
     if !problems.is_empty() {
         bail!("{}\nNothing was changed.", problems.join("\n"));
     }

@@ -141,6 +141,7 @@ fn load(path: &Path) -> Result<Loaded> {
     }
     let members = crate::members::load(&loaded.cluster.state_dir)?;
     crate::members::keep_pod_ranges(&mut loaded.cluster, &members);
+    crate::members::mark_etcd_joins(&mut loaded.cluster, &members);
     // A bundle that cannot be read is reported by the commands that open it.
     let Some(bundle) = loaded.cluster.bundle.clone() else {
         return Ok(loaded);
@@ -178,6 +179,12 @@ fn ensure_pki(l: &Loaded, inventory: &Path) -> Result<pki::Pki> {
             eprintln!("issued {n} certificate(s) (-v lists them)");
             tracing::debug!(certificates = %report.issued.join(", "), "issued");
         }
+    }
+    for (id, why) in &report.reissued {
+        eprintln!(
+            "reissued {id} for the new control-plane host(s) ({}); the API servers restart one at a time to use it",
+            why.join("; ")
+        );
     }
     if !report.stale.is_empty() {
         eprintln!(

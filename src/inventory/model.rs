@@ -211,6 +211,10 @@ pub struct Host {
     /// The inventory sets `pod_cidr` (otherwise it is the next free block, or the one the state
     /// directory recorded for this host).
     pub pod_cidr_explicit: bool,
+    /// Its etcd member joins (or joined) a running cluster, as a learner promoted once caught
+    /// up, rather than bootstrapping it with the first members. Set from the state directory's
+    /// record of the hosts.
+    pub etcd_joins: bool,
     pub ssh: SshTarget,
 }
 

@@ -442,6 +442,7 @@ impl Validator {
                     roles,
                     pod_cidr: explicit_pod_cidr,
                     pod_cidr_explicit: explicit_pod_cidr.is_some(),
+                    etcd_joins: false,
                     ssh,
                 }),
                 _ => failed = true,

@@ -158,6 +158,9 @@ pub struct Report {
     pub issued: Vec<String>,
     /// Existing certificates that no longer match the inventory, with the reasons.
     pub stale: Vec<(String, Vec<String>)>,
+    /// Existing certificates replaced by this run, with the reasons: only the API server's,
+    /// when control-plane hosts were added (its SANs name every one).
+    pub reissued: Vec<(String, Vec<String>)>,
 }
 
 pub fn pki_dir(state_dir: &Path) -> PathBuf {
@@ -208,16 +211,24 @@ pub fn ensure(cluster: &Cluster) -> Result<(Pki, Report)> {
     let alg = cluster.pki.algorithm.as_str();
     let mut leaves = Vec::new();
     let mut new_leaves = Vec::new();
+    let mut reissued = Vec::new();
     for spec in spec::leaf_certs(cluster) {
         let stem = spec.state_file();
         let pem = match load_pair(&dir, &stem)? {
             Some(pem) => {
                 let (_, why) = check_leaf(&spec, &pem.cert, Some(&cas[&spec.ca].cert), alg, now)
                     .with_context(|| format!("reading {}", crt(&dir, &stem).display()))?;
-                if !why.is_empty() {
+                if why.is_empty() {
+                    pem
+                } else if names_only_new_control_planes(&spec, &why, cluster) {
+                    let pem = issue::new_leaf(&spec, &cas[&spec.ca], &cluster.pki)?;
+                    reissued.extend(pair_changes(&dir, &stem, &pem));
+                    report.reissued.push((spec.id(), why));
+                    pem
+                } else {
                     report.stale.push((spec.id(), why));
+                    pem
                 }
-                pem
             }
             None => {
                 let pem = issue::new_leaf(&spec, &cas[&spec.ca], &cluster.pki)?;
@@ -230,6 +241,7 @@ pub fn ensure(cluster: &Cluster) -> Result<(Pki, Report)> {
     }
     // The new leaves are written together: many certificates, one journal, a few syncs.
     store::commit(&dir, store::Mode::Create, &new_leaves)?;
+    store::commit(&dir, store::Mode::Replace, &reissued)?;
 
     let (mut sa_key, mut sa_pub) = match (store::read(&dir.join("sa.key"))?, store::read(&dir.join("sa.pub"))?) {
         (Some(k), Some(p)) => (k, p),
@@ -338,6 +350,19 @@ pub(crate) fn service_account_changes(dir: &Path, key: &str, public: &str) -> [s
 }
 
 /// The two files of a certificate and its key.
+/// Whether all `spec` lacks is SANs of control-plane hosts: the API server certificate of a
+/// cluster that gained a control-plane host, which that host's API server needs, and which
+/// is reissued rather than left stale (the old one stays valid until its servers restart).
+fn names_only_new_control_planes(spec: &CertSpec, why: &[String], c: &Cluster) -> bool {
+    spec.name == Cert::Apiserver
+        && why.iter().all(|w| {
+            c.control_plane_hosts().any(|h| {
+                *w == format!("missing SAN DNS:{}", h.name)
+                    || *w == format!("missing SAN IP:{}", h.internal_ip)
+            })
+        })
+}
+
 pub(crate) fn pair_changes(dir: &Path, stem: &str, pem: &Pem) -> [store::Change; 2] {
     [
         store::Change::Write {

@@ -22,6 +22,8 @@ pub struct EtcdUnit<'a> {
     pub host: &'a HostCtx<'a>,
     /// `name=https://ip:2380,...` for every member.
     pub initial_cluster: String,
+    /// "new" for the members that bootstrap the cluster, "existing" for one that joins it.
+    pub initial_cluster_state: &'static str,
     /// etcd gained --tls-min-version in 3.5.8.
     pub tls_min_version: bool,
     /// 3.6 renamed the experimental flags.

@@ -209,6 +209,7 @@ fn host_files(
         let ctx = EtcdUnit {
             host: &common,
             initial_cluster: c.etcd_initial_cluster(),
+            initial_cluster_state: if h.etcd_joins { "existing" } else { "new" },
             tls_min_version: (etcd.major, etcd.minor, etcd.patch) >= (3, 5, 8),
             // 3.6 renamed the experimental flags and made 10000 the default snapshot count
             // (3.5's 100000 keeps too many entries in memory). Progress notifications let the

@@ -342,12 +342,49 @@ pub fn etcd_status(endpoint: &str, pki: &str) -> String {
     ))
 }
 
-/// The members etcd lists (`etcdctl member list -w json`), asked through `endpoint`.
+/// The members etcd lists (`etcdctl member list -w json`, IDs in hex as `member promote` takes
+/// them), asked through `endpoint`.
 pub fn etcd_members(endpoint: &str, pki: &str) -> String {
     command(&etcdctl(
         endpoint,
         pki,
-        &["--command-timeout", "10s", "member", "list", "-w", "json"],
+        &[
+            "--command-timeout",
+            "10s",
+            "member",
+            "list",
+            "-w",
+            "json",
+            "--hex",
+        ],
+    ))
+}
+
+/// Adds `name` at `peer_url` to the cluster as a learner (a member without a vote until it is
+/// promoted), asked through `endpoint`.
+pub fn etcd_add_learner(endpoint: &str, pki: &str, name: &str, peer_url: &str) -> String {
+    let peer = format!("--peer-urls={peer_url}");
+    command(&etcdctl(
+        endpoint,
+        pki,
+        &[
+            "--command-timeout",
+            "10s",
+            "member",
+            "add",
+            name,
+            &peer,
+            "--learner",
+        ],
+    ))
+}
+
+/// Gives the learner `id` (hex) its vote; etcd refuses until it has caught up with the leader.
+pub fn etcd_promote(endpoint: &str, pki: &str, id: &str) -> String {
+    command(&etcdctl(
+        endpoint,
+        pki,
+        &["--command-timeout", "10s", "member", "promote", id],
     ))
 }
 

@@ -1,14 +1,19 @@
-//! The etcd phase's gates: each member healthy, and every member healthy before one restarts.
-use anyhow::{bail, Context, Result};
+//! The etcd phase's gates: each member healthy, and every member healthy before one restarts;
+//! a member joining the running cluster is added as a learner before it starts and promoted
+//! once it has caught up.
+use anyhow::{anyhow, bail, Context, Result};
 
+use super::super::etcd_members::{self, Member};
 use super::super::health::{self, retry_until, Request, Tls, HALF_SECOND};
 use super::super::remote::Remote;
 use super::Gates;
 use crate::component::Unit;
+use crate::pki::identity::host_path::ETCD_PKI;
 use crate::pki::{Ca, Cert};
+use crate::shell;
 
 impl<R: Remote> Gates<'_, R> {
-    /// Each member answers healthy over mTLS.
+    /// Each member answers healthy over mTLS; one that joins is then promoted.
     pub(super) async fn etcd(&self, hosts: &[&str]) -> Result<()> {
         for h in hosts {
             self.wait_for(
@@ -18,6 +23,95 @@ impl<R: Remote> Gates<'_, R> {
                 self.etcd_health(h),
             )
             .await?;
+            if self.joins(h) {
+                self.wait_for(
+                    h,
+                    Some(Unit::Etcd),
+                    "etcd learner caught up and promoted to a voting member",
+                    retry_until(self.deadline, HALF_SECOND, || self.promote(h)),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn joins(&self, host: &str) -> bool {
+        self.inp.cluster.host(host).is_some_and(|h| h.etcd_joins)
+    }
+
+    fn peer_url(&self, host: &str) -> String {
+        format!("https://{}:2380", self.ip(host))
+    }
+
+    /// A member of the running cluster to ask about membership: an etcd host not joining now.
+    fn established_member(&self, joining: &[&str]) -> Result<&str> {
+        self.inp
+            .cluster
+            .etcd_hosts()
+            .map(|h| h.name.as_str())
+            .find(|h| !joining.contains(h) && self.conns.contains_key(*h))
+            .ok_or_else(|| anyhow!("no running etcd member to add the new ones to"))
+    }
+
+    /// `etcdctl` on `via` against its own member.
+    async fn etcdctl(&self, via: &str, command: &str) -> Result<Vec<u8>> {
+        let o = self.conns[via]
+            .run_checked(command)
+            .await
+            .with_context(|| format!("{via}: etcdctl"))?;
+        Ok(o.stdout)
+    }
+
+    async fn members(&self, via: &str) -> Result<Vec<Member>> {
+        let endpoint = format!("https://{}:2379", self.ip(via));
+        let out = self
+            .etcdctl(via, &shell::etcd_members(&endpoint, ETCD_PKI))
+            .await?;
+        etcd_members::parse(&out)
+    }
+
+    /// Adds each joining host of `hosts` that the cluster does not list yet, as a learner: the
+    /// member it starts as must be in the member list, and a learner has no vote, so the
+    /// quorum is the same while it catches up.
+    pub(super) async fn add_learners(&self, hosts: &[&str]) -> Result<()> {
+        let joining: Vec<&str> = hosts.iter().copied().filter(|h| self.joins(h)).collect();
+        if joining.is_empty() {
+            return Ok(());
+        }
+        let via = self.established_member(&joining)?;
+        for h in joining {
+            let url = self.peer_url(h);
+            let listed = self.members(via).await?;
+            if listed.iter().any(|m| m.peer_urls.contains(&url)) {
+                continue;
+            }
+            let endpoint = format!("https://{}:2379", self.ip(via));
+            let command = shell::etcd_add_learner(&endpoint, ETCD_PKI, h, &url);
+            let add = async { self.etcdctl(via, &command).await.map(drop) };
+            self.wait_for(
+                h,
+                None,
+                "etcd member added to the cluster as a learner",
+                add,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Promotes `host`'s member if it is still a learner; etcd refuses until it has caught up.
+    async fn promote(&self, host: &str) -> Result<()> {
+        let via = self.established_member(&[host])?;
+        let url = self.peer_url(host);
+        let listed = self.members(via).await?;
+        let Some(m) = listed.iter().find(|m| m.peer_urls.contains(&url)) else {
+            bail!("the cluster does not list a member at {url}");
+        };
+        if m.is_learner {
+            let endpoint = format!("https://{}:2379", self.ip(via));
+            self.etcdctl(via, &shell::etcd_promote(&endpoint, ETCD_PKI, &m.id))
+                .await?;
         }
         Ok(())
     }

@@ -60,6 +60,10 @@ impl<R: Remote> Health for Gates<'_, R> {
         self.gate_etcd_quorum(host).await
     }
 
+    async fn before_etcd_start(&self, hosts: &[&str]) -> Result<()> {
+        self.add_learners(hosts).await
+    }
+
     async fn import_images(&self, imports: &[(&str, &ImageImport)]) -> Result<()> {
         self.images(imports).await
     }
