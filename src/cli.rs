@@ -168,7 +168,8 @@ pub enum Command {
         #[command(flatten)]
         walk: WalkArgs,
         /// Remove this host, which the inventory no longer names: drain it, delete its Node,
-        /// reset it (repeat for more; workers only)
+        /// remove its etcd member (refused without a quorum of the others; one member per
+        /// apply), reset it (repeat for more)
         #[arg(long = "remove", value_name = "NAME")]
         remove: Vec<String>,
         /// Hash every managed file on the hosts again (see `plan --rehash`)

@@ -134,7 +134,7 @@ pub fn as_host(m: &Member, c: &Cluster) -> Host {
 
 /// Marks the etcd hosts that join the running cluster rather than bootstrap it: once the record
 /// names etcd members, a host it does not record as one is new to the cluster, and a host that
-/// joined stays marked (its unit keeps `--initial-cluster-state=existing`).
+/// joined stays marked (it keeps `ETCD_INITIAL_CLUSTER_STATE=existing`).
 pub fn mark_etcd_joins(c: &mut Cluster, m: &Members) {
     if !m.hosts.iter().any(|r| r.etcd) {
         return;

@@ -25,8 +25,8 @@
 //! versions the state directory recorded before the last upgrade, then [`roll_back`]: the
 //! [`ROLLBACK_PHASES`], workers first.
 //!
-//! `apply --remove NAME`: before the plan's execution, [`remove_workers`]: drain, Node deleted,
-//! reset.
+//! `apply --remove NAME`: before the plan's execution, [`remove_hosts`]: etcd's quorum without
+//! them, drain, Node deleted, etcd member removed, reset.
 //!
 //! `reset`: [`open`](super::open) of the chosen hosts and the lease hosts,
 //! [`reset::survey`](super::reset::survey) (each host's record of what was installed), the
@@ -141,10 +141,12 @@ async fn walk(
     engine::execute(&s.conns, &s.desired, p, phases, &gates, &walk, rep).await
 }
 
-/// Removes the workers of `leaving` (hosts the inventory no longer names, confirmed with
-/// `apply --remove`): connected to (their identity checked like any host's), drained through
-/// the Eviction API, their Nodes deleted, then reset from their own records.
-pub async fn remove_workers(
+/// Removes the hosts of `leaving` (hosts the inventory no longer names, confirmed with
+/// `apply --remove`): connected to (their identity checked like any host's); refused first when
+/// the etcd members that stay would have no quorum; drained through the Eviction API, their
+/// Nodes deleted, their etcd members removed from the cluster while they still run, then reset
+/// from their own records.
+pub async fn remove_hosts(
     inp: &Inputs<'_>,
     s: &Survey,
     leaving: &crate::inventory::Cluster,
@@ -161,8 +163,18 @@ pub async fn remove_workers(
         conns: &s.conns,
         rep,
     };
+    let members: Vec<&crate::inventory::Host> =
+        leaving.hosts.iter().filter(|h| h.roles.etcd).collect();
+    if !members.is_empty() {
+        let names: Vec<&str> = members.iter().map(|h| h.name.as_str()).collect();
+        gates.etcd_quorum_without(&names).await?;
+    }
     engine::Health::drain(&gates, &names).await?;
     gates.delete_nodes(&names).await?;
+    for h in members {
+        let peer_url = format!("https://{}:2380", h.internal_ip);
+        gates.remove_etcd_member(&h.name, &peer_url).await?;
+    }
     let parallel = inp.cluster.ssh.parallelism as usize;
     let plans = super::reset::survey(&conns, false, parallel).await?;
     super::reset::reset(&conns, &plans, &[], parallel, rep).await

@@ -116,7 +116,7 @@ async fn converge_on(
         }
         let dir = &c.state_dir;
         if !plan.removals.is_empty() {
-            crate::apply::workflow::remove_workers(&inputs, &survey, leaving, rep, &apply.walk)
+            crate::apply::workflow::remove_hosts(&inputs, &survey, leaving, rep, &apply.walk)
                 .await
                 .context("removing hosts; the plan's other changes were not made")?;
             crate::members::save(dir, &record.without(&plan.removals))?;
@@ -191,13 +191,21 @@ fn leaving(
                      --remove {0} to drain it, delete its Node and reset it, or put it back",
                     m.name
                 ));
-            } else if m.etcd || m.control_plane {
-                problems.push(format!(
-                    "{}: removing an etcd member or API server host is not supported yet; put \
-                     it back in the inventory",
-                    m.name
-                ));
             }
+        }
+        let members: Vec<&str> = removed
+            .iter()
+            .filter(|m| m.etcd && named.contains(&m.name))
+            .map(|m| m.name.as_str())
+            .collect();
+        if members.len() > 1 {
+            problems.push(format!(
+                "{}: etcd members leave a running cluster one at a time (each change of the \
+                 member list needs a quorum of the members before it); put all but {} back in \
+                 the inventory, apply --remove {1}, then the next",
+                members.join(", "),
+                members[0]
+            ));
         }
     }
     let joining = members.new_etcd_members(c);
@@ -228,7 +236,7 @@ mod tests {
     use crate::members::Members;
 
     #[test]
-    fn a_host_leaves_only_when_named_and_only_a_worker() {
+    fn a_host_leaves_only_when_named_and_etcd_members_one_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let full = crate::inventory::bundled_for_test(dir.path());
         let record = Members::default().with(&full);
@@ -252,13 +260,27 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("cp-3: removing an etcd member"), "{err}");
         assert!(
             err.contains("--remove cp-1: cp-1 is still in the inventory"),
             "{err}"
         );
         assert!(
             err.contains("--remove typo: typo was never applied"),
+            "{err}"
+        );
+
+        let ok = leaving(&c, &record, Some(&names(&["worker-1", "cp-3"]))).unwrap();
+        let listed: Vec<&str> = ok.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(listed, ["cp-3", "worker-1"]);
+        assert!(ok.host("cp-3").unwrap().roles.etcd);
+
+        let mut two = full.clone();
+        two.hosts.retain(|h| h.name != "cp-2" && h.name != "cp-3");
+        let err = leaving(&two, &record, Some(&names(&["cp-2", "cp-3"])))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cp-2, cp-3: etcd members leave a running cluster one at a time"),
             "{err}"
         );
 

@@ -20,14 +20,20 @@ pub struct HostCtx<'a> {
 pub struct EtcdUnit<'a> {
     #[serde(flatten)]
     pub host: &'a HostCtx<'a>,
-    /// `name=https://ip:2380,...` for every member.
-    pub initial_cluster: String,
-    /// "new" for the members that bootstrap the cluster, "existing" for one that joins it.
-    pub initial_cluster_state: &'static str,
     /// etcd gained --tls-min-version in 3.5.8.
     pub tls_min_version: bool,
     /// 3.6 renamed the experimental flags.
     pub etcd_3_5: bool,
+}
+
+/// What an etcd member reads on its first start only.
+#[derive(Serialize)]
+pub struct EtcdBootstrap<'a> {
+    pub cluster_name: &'a str,
+    /// `name=https://ip:2380,...` for every member.
+    pub initial_cluster: String,
+    /// "new" for the members that bootstrap the cluster, "existing" for one that joins it.
+    pub initial_cluster_state: &'static str,
 }
 
 /// The scheduled snapshot's timer, job and script.

@@ -150,6 +150,11 @@ impl HostBuilder<'_> {
     }
 }
 
+/// What an etcd member reads on its first start only (the members to bootstrap with or join):
+/// the one file a unit reads whose change restarts nothing, so that a new member list
+/// restarts no member.
+pub const ETCD_BOOTSTRAP_ENV: &str = "/etc/kubernetes/etcd-bootstrap.env";
+
 fn host_files(
     t: &Templates,
     c: &Cluster,
@@ -205,11 +210,20 @@ fn host_files(
             pki.leaf(Cert::EtcdHealthcheckClient, None),
             &[],
         );
+        b.template(
+            ETCD_BOOTSTRAP_ENV,
+            PUBLIC,
+            "etcd-bootstrap.env",
+            &EtcdBootstrap {
+                cluster_name: &c.name,
+                initial_cluster: c.etcd_initial_cluster(),
+                initial_cluster_state: if h.etcd_joins { "existing" } else { "new" },
+            },
+            &[],
+        )?;
         let etcd = c.versions.etcd;
         let ctx = EtcdUnit {
             host: &common,
-            initial_cluster: c.etcd_initial_cluster(),
-            initial_cluster_state: if h.etcd_joins { "existing" } else { "new" },
             tls_min_version: (etcd.major, etcd.minor, etcd.patch) >= (3, 5, 8),
             // 3.6 renamed the experimental flags and made 10000 the default snapshot count
             // (3.5's 100000 keeps too many entries in memory). Progress notifications let the
@@ -715,6 +729,7 @@ mod tests {
                 let mut referenced: Vec<String> = text
                     .split(|c: char| c.is_whitespace() || c == '=' || c == ',')
                     .filter(|w| w.starts_with('/') && by_path.contains_key(w))
+                    .filter(|w| *w != ETCD_BOOTSTRAP_ENV)
                     .map(String::from)
                     .collect();
                 // Config files name further files (kubeconfigs, certificates).

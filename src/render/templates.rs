@@ -28,6 +28,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     template!("templates", "coredns-corefile"),
     template!("templates", "coredns.yaml"),
     template!("templates", "etcd-snapshot.sh"),
+    template!("templates", "etcd-bootstrap.env"),
     template!("templates", "pod-routes.sh"),
     template!("templates", "kube-api-lb.json"),
     template!("systemd-units", "etcd.service"),

@@ -379,6 +379,15 @@ pub fn etcd_add_learner(endpoint: &str, pki: &str, name: &str, peer_url: &str) -
     ))
 }
 
+/// Removes the member `id` (hex) from the cluster; it stops itself once it learns it.
+pub fn etcd_remove_member(endpoint: &str, pki: &str, id: &str) -> String {
+    command(&etcdctl(
+        endpoint,
+        pki,
+        &["--command-timeout", "10s", "member", "remove", id],
+    ))
+}
+
 /// Gives the learner `id` (hex) its vote; etcd refuses until it has caught up with the leader.
 pub fn etcd_promote(endpoint: &str, pki: &str, id: &str) -> String {
     command(&etcdctl(

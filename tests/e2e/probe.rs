@@ -94,7 +94,15 @@ impl Probe {
                     });
                 for (ok, what) in [(etcd, "etcd"), (api, "kube-apiserver"), (web, "Service")] {
                     if !ok {
-                        failures.push(format!("tick {ticks}: no {what} answered"));
+                        // The time, to find the moment in the hosts' journals.
+                        let t = time::OffsetDateTime::now_utc();
+                        failures.push(format!(
+                            "tick {ticks} at {:02}:{:02}:{:02}.{:03}: no {what} answered",
+                            t.hour(),
+                            t.minute(),
+                            t.second(),
+                            t.millisecond()
+                        ));
                     }
                 }
                 std::thread::sleep(std::time::Duration::from_millis(200));

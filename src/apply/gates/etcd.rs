@@ -100,6 +100,54 @@ impl<R: Remote> Gates<'_, R> {
         Ok(())
     }
 
+    /// Refuses unless the members that stay (every etcd host of the inventory) keep a quorum
+    /// of their own without the leaving ones: as many healthy as a majority of them. Nothing is
+    /// changed either way.
+    pub async fn etcd_quorum_without(&self, leaving: &[&str]) -> Result<()> {
+        let staying: Vec<&str> = self
+            .inp
+            .cluster
+            .etcd_hosts()
+            .map(|h| h.name.as_str())
+            .collect();
+        let mut down = Vec::new();
+        for h in &staying {
+            if let Err(e) = self.etcd_health_once(h).await {
+                down.push(format!("{h} ({e:#})"));
+            }
+        }
+        let healthy = staying.len() - down.len();
+        let quorum = staying.len() / 2 + 1;
+        if healthy < quorum {
+            bail!(
+                "removing {} would leave etcd {healthy} healthy member(s) of {}, fewer than the \
+                 {quorum} a quorum needs; down: {}. Bring them back first.",
+                leaving.join(", "),
+                staying.len(),
+                down.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// Removes the member at `peer_url` (the leaving host `host`'s) from the cluster, through a
+    /// member that stays; nothing when the cluster does not list it.
+    pub async fn remove_etcd_member(&self, host: &str, peer_url: &str) -> Result<()> {
+        let via = self.established_member(&[host])?;
+        let listed = self.members(via).await?;
+        let Some(m) = listed
+            .iter()
+            .find(|m| m.peer_urls.iter().any(|u| u == peer_url))
+        else {
+            return Ok(());
+        };
+        let endpoint = format!("https://{}:2379", self.ip(via));
+        let command = shell::etcd_remove_member(&endpoint, ETCD_PKI, &m.id);
+        let remove = async { self.etcdctl(via, &command).await.map(drop) };
+        self.wait_for(host, None, "etcd member removed from the cluster", remove)
+            .await
+    }
+
     /// Promotes `host`'s member if it is still a learner; etcd refuses until it has caught up.
     async fn promote(&self, host: &str) -> Result<()> {
         let via = self.established_member(&[host])?;
