@@ -238,7 +238,7 @@ pub enum Command {
         containerd's state (images too, unless --keep-images), the pod routes, and every recorded \
         file and directory. A directory that was there before provisioner stays. \
         Without --host the whole cluster is reset; --host resets only the named hosts, which must \
-        be workers only (an etcd member or API server cannot leave a running cluster this way), \
+        be workers only (an etcd member or API server leaves a running cluster with `apply --remove`), \
         and their Node objects stay registered until deleted. The state directory is kept: the \
         next apply builds the same cluster again, with the same CAs."
     )]

@@ -87,7 +87,8 @@ fn chosen(c: &Cluster, names: &[String]) -> Result<Vec<String>> {
             )),
             Some(h) if h.roles.etcd || h.roles.control_plane => problems.push(format!(
                 "--host {n}: an etcd member or API server cannot be reset alone while the rest \
-                 of the cluster runs; reset the whole cluster (no --host)"
+                 of the cluster runs; take it out of the inventory and `apply --remove {n}` \
+                 (its member leaves etcd first), or reset the whole cluster (no --host)"
             )),
             Some(_) => {}
         }

@@ -80,15 +80,17 @@ impl<R: Remote> Gates<'_, R> {
             return Ok(());
         }
         let via = self.established_member(&joining)?;
+        let endpoint = format!("https://{}:2379", self.ip(via));
         for h in joining {
             let url = self.peer_url(h);
-            let listed = self.members(via).await?;
-            if listed.iter().any(|m| m.peer_urls.contains(&url)) {
-                continue;
-            }
-            let endpoint = format!("https://{}:2379", self.ip(via));
-            let command = shell::etcd_add_learner(&endpoint, ETCD_PKI, h, &url);
-            let add = async { self.etcdctl(via, &command).await.map(drop) };
+            let add = retry_until(self.deadline, HALF_SECOND, || async {
+                let listed = self.members(via).await?;
+                if listed.iter().any(|m| m.peer_urls.contains(&url)) {
+                    return Ok(());
+                }
+                let command = shell::etcd_add_learner(&endpoint, ETCD_PKI, h, &url);
+                self.etcdctl(via, &command).await.map(drop)
+            });
             self.wait_for(
                 h,
                 None,
@@ -131,19 +133,23 @@ impl<R: Remote> Gates<'_, R> {
     }
 
     /// Removes the member at `peer_url` (the leaving host `host`'s) from the cluster, through a
-    /// member that stays; nothing when the cluster does not list it.
+    /// member that stays; nothing when the cluster does not list it. etcd itself refuses while
+    /// a member that stays has been connected to the leader for less than a few seconds (its
+    /// "unhealthy cluster"), so this is retried until the gate's deadline.
     pub async fn remove_etcd_member(&self, host: &str, peer_url: &str) -> Result<()> {
         let via = self.established_member(&[host])?;
-        let listed = self.members(via).await?;
-        let Some(m) = listed
-            .iter()
-            .find(|m| m.peer_urls.iter().any(|u| u == peer_url))
-        else {
-            return Ok(());
-        };
         let endpoint = format!("https://{}:2379", self.ip(via));
-        let command = shell::etcd_remove_member(&endpoint, ETCD_PKI, &m.id);
-        let remove = async { self.etcdctl(via, &command).await.map(drop) };
+        let remove = retry_until(self.deadline, HALF_SECOND, || async {
+            let listed = self.members(via).await?;
+            let Some(m) = listed
+                .iter()
+                .find(|m| m.peer_urls.iter().any(|u| u == peer_url))
+            else {
+                return Ok(());
+            };
+            let command = shell::etcd_remove_member(&endpoint, ETCD_PKI, &m.id);
+            self.etcdctl(via, &command).await.map(drop)
+        });
         self.wait_for(host, None, "etcd member removed from the cluster", remove)
             .await
     }
