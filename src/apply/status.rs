@@ -44,6 +44,8 @@ pub struct EtcdStatus {
     /// The largest member's database.
     pub db_size_bytes: u64,
     pub version: String,
+    /// Members added as learners and not promoted: a join that stopped half way.
+    pub learners: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -182,6 +184,13 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
                         s.answering,
                         s.members,
                         s.leader.as_deref().unwrap_or("none")
+                    ));
+                }
+                if !s.learners.is_empty() {
+                    problems.push(format!(
+                        "etcd: {} joined as a learner and has no vote yet; apply again to \
+                         promote it",
+                        s.learners.join(", ")
                     ));
                 }
                 Some(s)
@@ -359,6 +368,8 @@ struct MemberStatus {
     db_size: u64,
     #[serde(default)]
     leader: u64,
+    #[serde(rename = "isLearner", default)]
+    is_learner: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -395,21 +406,27 @@ fn summarize(members: &[EndpointStatus], hosts: &[(&str, String)]) -> Result<Etc
     let Some(first) = members.first() else {
         bail!("no member answers")
     };
+    let host_of = |m: &EndpointStatus| {
+        hosts
+            .iter()
+            .find(|(_, ip)| m.endpoint.contains(&format!("//{ip}:")))
+            .map_or(m.endpoint.clone(), |(name, _)| name.to_string())
+    };
     let leader = members
         .iter()
         .find(|m| first.status.leader != 0 && m.status.header.member_id == first.status.leader)
-        .map(|m| {
-            hosts
-                .iter()
-                .find(|(_, ip)| m.endpoint.contains(&format!("//{ip}:")))
-                .map_or(m.endpoint.clone(), |(name, _)| name.to_string())
-        });
+        .map(host_of);
     Ok(EtcdStatus {
         answering: members.len(),
         members: hosts.len().max(members.len()),
         leader,
         db_size_bytes: members.iter().map(|m| m.status.db_size).max().unwrap_or(0),
         version: first.status.version.clone(),
+        learners: members
+            .iter()
+            .filter(|m| m.status.is_learner)
+            .map(host_of)
+            .collect(),
     })
 }
 
@@ -533,6 +550,12 @@ mod tests {
         let s = summarize(&members, &hosts).unwrap();
         assert_eq!(s.leader.as_deref(), Some("cp-2"));
         assert_eq!((s.answering, s.members, s.db_size_bytes), (2, 3, 300));
+        assert!(s.learners.is_empty());
+        let joining: Vec<EndpointStatus> = serde_json::from_str(
+            r#"[{"Endpoint":"https://10.0.0.3:2379","Status":{"header":{"member_id":3},"version":"3.7.0","leader":2,"isLearner":true}}]"#,
+        )
+        .unwrap();
+        assert_eq!(summarize(&joining, &hosts).unwrap().learners, ["cp-3"]);
         assert!(summarize(&[], &hosts).is_err());
         // Without a leader etcdctl leaves the field out.
         let leaderless: Vec<EndpointStatus> = serde_json::from_str(

@@ -85,6 +85,17 @@ async fn converge_on(
     let survey = crate::apply::survey(&inputs, conns, rehash, rep).await?;
     let mut plan = crate::apply::make_plan(&survey);
     plan.removals = leaving.hosts.iter().map(|h| h.name.clone()).collect();
+    plan.etcd_leaves = leaving
+        .hosts
+        .iter()
+        .filter(|h| h.roles.etcd)
+        .map(|h| h.name.clone())
+        .collect();
+    plan.etcd_joins = members
+        .new_etcd_members(c)
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
     let Some(apply) = apply else {
         emit(output, &plan, crate::plan::text)?;
         return Ok(SUCCESS);

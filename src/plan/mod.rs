@@ -142,6 +142,10 @@ pub struct Plan {
     /// Hosts provisioner installed that the inventory no longer names: `apply --remove`
     /// drains them, deletes their Nodes and resets them.
     pub removals: Vec<String>,
+    /// Hosts whose etcd member joins the running cluster in this run.
+    pub etcd_joins: Vec<String>,
+    /// The removals that are etcd members, removed from the member list first.
+    pub etcd_leaves: Vec<String>,
 }
 
 impl Plan {
@@ -271,7 +275,7 @@ pub fn plan(hosts: &[(&DesiredHost, &Facts)]) -> Plan {
         hosts: hosts.iter().map(|(d, f)| diff(d, f)).collect(),
         versions: upgrade::moves(hosts),
         refused: upgrade::refusals(hosts),
-        removals: Vec::new(),
+        ..Plan::default()
     }
 }
 

@@ -70,11 +70,23 @@ pub fn text(plan: &Plan) -> String {
             );
         }
     }
-    for h in &plan.removals {
+    for h in &plan.etcd_joins {
         let _ = writeln!(
             out,
-            "{h}: remove (installed, no longer in the inventory): drain, delete its Node, reset \
-             the host; apply needs --remove {h}"
+            "{h}: its etcd member joins the running cluster: added as a learner just before it \
+             starts, promoted to a voting member once caught up (one new member per apply)"
+        );
+    }
+    for h in &plan.removals {
+        let etcd = if plan.etcd_leaves.contains(h) {
+            " (refused unless the members that stay keep a quorum), remove its etcd member"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{h}: remove (installed, no longer in the inventory): drain, delete its Node{etcd}, \
+             reset the host; apply needs --remove {h}"
         );
     }
     if plan.is_empty() && plan.removals.is_empty() {
@@ -93,3 +105,35 @@ const UPGRADE_ORDER: &str =
      schedulers; containerd one worker at a time; then the workers in batches of --max-unavailable (cordon, drain, upgrade, \
      Node Ready at the new version, uncordon). A failed gate switches that host back to its \
      previous version and stops.\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn membership_changes_are_explained() {
+        let plan = Plan {
+            removals: vec!["cp-4".into(), "worker-1".into()],
+            etcd_joins: vec!["cp-5".into()],
+            etcd_leaves: vec!["cp-4".into()],
+            ..Plan::default()
+        };
+        let out = text(&plan);
+        assert!(
+            out.contains("cp-5: its etcd member joins the running cluster: added as a learner"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "cp-4: remove (installed, no longer in the inventory): drain, delete its Node \
+                 (refused unless the members that stay keep a quorum), remove its etcd member, \
+                 reset the host; apply needs --remove cp-4"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("worker-1: remove (installed, no longer in the inventory): drain, delete its Node, reset the host"),
+            "{out}"
+        );
+    }
+}
