@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::cluster::{no_op, Cluster, Kubectl};
 use crate::common::text;
 use crate::machines::{lock_sandbox, Machines};
-use crate::probe::Probe;
+use crate::probe::{assert_clean, Probe};
 use crate::smoke::web_behind_a_node_port;
 use crate::step::step;
 
@@ -218,13 +218,9 @@ pub fn run() {
         || {
             let probe = Probe::start_with_service(&m, &c, &["cp-1", "cp-2", "cp-3"], &service);
             let (ok, out, err) = c.apply_with(&["--remove", "cp-4"]);
-            let (ticks, failures) = probe.finish();
+            let finished = probe.finish();
             assert!(ok, "{err}\n{out}");
-            assert!(
-                failures.is_empty(),
-                "{} of {ticks} ticks failed: {failures:#?}",
-                failures.len()
-            );
+            assert_clean(finished, 20);
             assert_etcd_healthy(&m, &c, &["cp-1", "cp-2", "cp-3", "cp-5"]);
             let left = m.ssh(
                 "cp-4",

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::cluster::{no_op, Cluster, Kubectl};
 use crate::common::text;
 use crate::machines::{lock_sandbox, Machines};
-use crate::probe::Probe;
+use crate::probe::{assert_clean, Probe};
 use crate::smoke::web_behind_a_node_port;
 use crate::step::step;
 
@@ -115,12 +115,7 @@ pub fn run() {
             }
             let probe = Probe::start_with_service(&m, &c, &["cp-1"], &service[..1]);
             c.apply_ok();
-            let (ticks, failures) = probe.finish();
-            assert!(
-                failures.is_empty(),
-                "{} of {ticks} ticks failed: {failures:#?}",
-                failures.len()
-            );
+            assert_clean(probe.finish(), 1);
             let after = pod_ranges(&m, &["worker-1", "worker-2", "worker-3"]);
             assert_eq!(after[..2], before[..], "a worker's pod range moved");
             assert!(!before.iter().any(|(_, r)| *r == after[2].1), "{after:?}");
@@ -163,13 +158,9 @@ pub fn run() {
         || {
             let probe = Probe::start_with_service(&m, &c, &["cp-1"], &service);
             let (ok, out, err) = c.apply_with(&["--remove", "worker-1"]);
-            let (ticks, failures) = probe.finish();
+            let finished = probe.finish();
             assert!(ok, "{err}\n{out}");
-            assert!(
-                failures.is_empty(),
-                "{} of {ticks} ticks failed: {failures:#?}",
-                failures.len()
-            );
+            assert_clean(finished, 1);
             assert_eq!(node_names(&c), ["worker-2", "worker-3"]);
             k.run(&["rollout", "status", "deployment/web", "--timeout=180s"]);
             let pods = k.json(&["get", "pods", "-l", "app=web"]);

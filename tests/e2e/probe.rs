@@ -120,3 +120,13 @@ impl Probe {
         self.thread.take().unwrap().join().unwrap()
     }
 }
+
+/// A finished probe ran at least `min_ticks` ticks, and none failed.
+pub fn assert_clean((ticks, failures): (usize, Vec<String>), min_ticks: usize) {
+    assert!(ticks >= min_ticks, "the probe ran only {ticks} ticks");
+    assert!(
+        failures.is_empty(),
+        "{} of {ticks} ticks failed: {failures:#?}",
+        failures.len()
+    );
+}

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::cluster::{roles, unit_hosts, verify_cluster, Cluster, Kubectl};
 use crate::common::{bundle, text};
 use crate::machines::{lock_sandbox, Machines};
-use crate::probe::Probe;
+use crate::probe::{assert_clean, Probe};
 use crate::smoke;
 use crate::step::step;
 
@@ -73,16 +73,6 @@ fn ready_web_pods(c: &Cluster) -> usize {
             })
         })
         .count()
-}
-
-fn assert_probe_clean(probe: Probe) {
-    let (ticks, failures) = probe.finish();
-    assert!(ticks > 20, "the probe ran only {ticks} ticks");
-    assert!(
-        failures.is_empty(),
-        "{} of {ticks} ticks failed: {failures:#?}",
-        failures.len()
-    );
 }
 
 pub fn run() {
@@ -167,13 +157,7 @@ spec:
             // The probe is stopped and read before a failed apply is reported, not leaked.
             let finished = probe.finish();
             assert!(ok, "the upgrade failed:\n{err}\n{out}");
-            let (ticks, failures) = finished;
-            assert!(
-                failures.is_empty(),
-                "{} of {ticks} ticks failed: {failures:#?}",
-                failures.len()
-            );
-            assert!(ticks > 100, "the upgrade took only {ticks} probe ticks");
+            assert_clean(finished, 100);
             for w in WORKERS {
                 assert!(
                     out.contains(&format!("\"host\":\"{w}\",\"step\":\"cordon and drain\"")),
@@ -274,7 +258,7 @@ spec:
             );
             let probe = Probe::start_with_service(&m, &c, &CONTROL_PLANES, &service);
             let o = c.ws.run(&["rollback", "--gate-timeout", "60"]);
-            assert_probe_clean(probe);
+            assert_clean(probe.finish(), 20);
             let (out, err) = (text(&o.stdout), text(&o.stderr));
             assert!(o.status.success(), "rollback failed:\n{err}\n{out}");
             assert!(out.contains(&format!("kubernetes {new} → {old}")), "{out}");
@@ -306,7 +290,7 @@ spec:
             c.use_bundle(&broken);
             let probe = Probe::start_with_service(&m, &c, &CONTROL_PLANES, &service);
             let (ok, out, err) = c.apply();
-            assert_probe_clean(probe);
+            assert_clean(probe.finish(), 20);
             assert!(!ok, "{out}");
             assert!(
                 err.contains(&format!(
