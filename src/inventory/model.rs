@@ -92,15 +92,6 @@ pub enum LoadBalancer {
 /// Where the node-local API load balancer listens, on 127.0.0.1.
 pub const NODE_LOCAL_API_PORT: u16 = 6444;
 
-impl LoadBalancer {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LoadBalancer::None => "none",
-            LoadBalancer::NodeLocal => "node-local",
-        }
-    }
-}
-
 impl Api {
     pub fn url(&self) -> String {
         if self.host.contains(':') {

@@ -674,6 +674,28 @@ mod tests {
             snap.ends_with("<snapshot> <save> </b/etcd 1.db>\n"),
             "{snap}"
         );
+        let tail = |command: &str| {
+            let out = argv(command);
+            out.split_once("healthcheck-client.key> ")
+                .map(|(_, t)| t.to_string())
+                .unwrap_or(out)
+        };
+        assert_eq!(
+            tail(&etcd_add_learner("https://10.0.0.1:2379", "/p", evil, "https://10.0.0.4:2380")),
+            format!("<--command-timeout> <10s> <member> <add> <{evil}> <--peer-urls=https://10.0.0.4:2380> <--learner>\n")
+        );
+        assert_eq!(
+            tail(&etcd_promote("https://10.0.0.1:2379", "/p", evil)),
+            format!("<--command-timeout> <10s> <member> <promote> <{evil}>\n")
+        );
+        assert_eq!(
+            tail(&etcd_remove_member(
+                "https://10.0.0.1:2379",
+                "/p",
+                "7e1cb902d5c86c6c"
+            )),
+            "<--command-timeout> <10s> <member> <remove> <7e1cb902d5c86c6c>\n"
+        );
         assert!(!std::path::Path::new("/tmp/pwned").exists());
     }
 

@@ -51,7 +51,11 @@ impl<R: Remote> Gates<'_, R> {
             .etcd_hosts()
             .map(|h| h.name.as_str())
             .find(|h| !joining.contains(h) && self.conns.contains_key(*h))
-            .ok_or_else(|| anyhow!("no running etcd member to add the new ones to"))
+            .ok_or_else(|| {
+                anyhow!(
+                    "no etcd member that stays in the cluster to change its member list through"
+                )
+            })
     }
 
     /// `etcdctl` on `via` against its own member.
