@@ -40,6 +40,10 @@ impl<R: Remote> Gates<'_, R> {
         self.inp.cluster.host(host).is_some_and(|h| h.etcd_joins)
     }
 
+    fn client_url(&self, host: &str) -> String {
+        format!("https://{}:2379", self.ip(host))
+    }
+
     fn peer_url(&self, host: &str) -> String {
         format!("https://{}:2380", self.ip(host))
     }
@@ -68,7 +72,7 @@ impl<R: Remote> Gates<'_, R> {
     }
 
     async fn members(&self, via: &str) -> Result<Vec<Member>> {
-        let endpoint = format!("https://{}:2379", self.ip(via));
+        let endpoint = self.client_url(via);
         let out = self
             .etcdctl(via, &shell::etcd_members(&endpoint, ETCD_PKI))
             .await?;
@@ -84,7 +88,7 @@ impl<R: Remote> Gates<'_, R> {
             return Ok(());
         }
         let via = self.established_member(&joining)?;
-        let endpoint = format!("https://{}:2379", self.ip(via));
+        let endpoint = self.client_url(via);
         for h in joining {
             let url = self.peer_url(h);
             let add = retry_until(self.deadline, HALF_SECOND, || async {
@@ -142,7 +146,7 @@ impl<R: Remote> Gates<'_, R> {
     /// "unhealthy cluster"), so this is retried until the gate's deadline.
     pub async fn remove_etcd_member(&self, host: &str, peer_url: &str) -> Result<()> {
         let via = self.established_member(&[host])?;
-        let endpoint = format!("https://{}:2379", self.ip(via));
+        let endpoint = self.client_url(via);
         let remove = retry_until(self.deadline, HALF_SECOND, || async {
             let listed = self.members(via).await?;
             let Some(m) = listed
@@ -167,7 +171,7 @@ impl<R: Remote> Gates<'_, R> {
             bail!("the cluster does not list a member at {url}");
         };
         if m.is_learner {
-            let endpoint = format!("https://{}:2379", self.ip(via));
+            let endpoint = self.client_url(via);
             self.etcdctl(via, &shell::etcd_promote(&endpoint, ETCD_PKI, &m.id))
                 .await?;
         }
