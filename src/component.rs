@@ -97,7 +97,7 @@ pub const WORKER_PROGRAMS: &[&str] = &[
 /// What the node-local API load balancer's hosts get in [`BIN_DIR`].
 pub const API_LB_PROGRAMS: &[&str] = &["caddy"];
 /// The CNI plugins workers get in [`CNI_BIN_DIR`]; each runs once per pod, restarting nothing.
-pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback"];
+pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback", "portmap"];
 
 impl Unit {
     /// Every unit, in start order.

@@ -419,6 +419,7 @@ mod tests {
                     .collect(),
                 units: h.units,
                 images: Vec::new(),
+                retired: h.retired,
             })
             .collect()
     }

@@ -22,7 +22,12 @@ pub async fn write<R: Remote>(
     rep.phase("files");
     let written: Vec<usize> = stream::iter(&p.hosts)
         .filter(|h| {
-            std::future::ready(!h.dirs.is_empty() || !h.files.is_empty() || !h.links.is_empty())
+            std::future::ready(
+                !h.dirs.is_empty()
+                    || !h.files.is_empty()
+                    || !h.links.is_empty()
+                    || !h.removes.is_empty(),
+            )
         })
         .map(|h| {
             let d = desired
@@ -45,12 +50,15 @@ async fn write_host<R: Remote>(
     rep: &Reporter,
 ) -> Result<usize> {
     let host = Some(h.host.as_str());
-    let what = format!(
+    let mut what = format!(
         "{} file(s), {} link(s), {} dir(s)",
         h.files.len(),
         h.links.len(),
         h.dirs.len()
     );
+    if !h.removes.is_empty() {
+        what += &format!(", {} retired file(s) removed", h.removes.len());
+    }
     rep.start(host, &what);
     let t = Instant::now();
     conn.run_checked(&plan::installed::track_command(d))
@@ -87,6 +95,12 @@ async fn write_host<R: Remote>(
     conn.run_checked(&plan::facts::record_command(d))
         .await
         .context("recording file hashes")?;
+    // Only now that their replacements are in place.
+    for path in &h.removes {
+        conn.run_checked(&shell::remove_file(path))
+            .await
+            .with_context(|| format!("removing {path}, which a new file replaces"))?;
+    }
     // A program's link switches with its unit's restart (see the engine); the others now.
     let alone: Vec<(&str, &str)> = h
         .links_alone()

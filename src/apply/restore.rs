@@ -140,6 +140,7 @@ pub async fn restore(
                     })
                     .collect(),
                 images: Vec::new(),
+                removes: Vec::new(),
                 daemon_reload: false,
                 reload_sysctl: false,
                 load_modules: false,

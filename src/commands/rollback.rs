@@ -214,6 +214,7 @@ mod tests {
             }],
             units: vec![],
             images: vec![],
+            retired: vec![],
         };
         let d = retarget(vec![d], &back);
         assert_eq!(

@@ -57,6 +57,8 @@ pub struct DesiredHost {
     /// Units in start order.
     pub units: Vec<Unit>,
     pub images: Vec<DesiredImage>,
+    /// Files to remove where present: an earlier layout's, which a desired file replaces.
+    pub retired: Vec<String>,
 }
 
 pub fn desired(rendered: &Rendered, bundle: &Bundle) -> Result<Vec<DesiredHost>> {
@@ -154,5 +156,6 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
         links,
         units: h.units.clone(),
         images,
+        retired: h.retired.clone(),
     })
 }

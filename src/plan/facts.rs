@@ -67,7 +67,13 @@ pub fn record_command(d: &DesiredHost) -> String {
 /// The facts script (`shell/facts.sh`), printing one `key=value` line per fact; parsed by
 /// [`parse`].
 pub fn script(d: &DesiredHost, rehash: bool) -> String {
-    let files: Vec<&str> = d.items.iter().map(|i| i.path.as_str()).collect();
+    // A retired file's presence is a fact like a managed file's.
+    let files: Vec<&str> = d
+        .items
+        .iter()
+        .map(|i| i.path.as_str())
+        .chain(d.retired.iter().map(String::as_str))
+        .collect();
     let dirs: Vec<&str> = d.dirs.iter().map(|(p, _)| p.as_str()).collect();
     let links: Vec<&str> = d.links.iter().map(|l| l.path.as_str()).collect();
     let units: Vec<String> = d.units.iter().map(|u| u.file_name()).collect();
@@ -191,7 +197,8 @@ pub fn preflight(
             problems.push(format!("{h}: cgroup v1 host; Kubernetes 1.35+ needs cgroup v2 (the unified hierarchy), or [kubelet] allow_cgroup_v1 = true as a temporary escape hatch"));
         }
         if worker {
-            let missing: Vec<&str> = ["conntrack", "socat", "ipset"]
+            // iptables: the CNI portmap plugin (hostPort) programs it, whatever kube-proxy's mode.
+            let missing: Vec<&str> = ["conntrack", "socat", "ipset", "iptables"]
                 .into_iter()
                 .filter(|t| !f.tools.contains(*t))
                 .collect();
@@ -199,11 +206,6 @@ pub fn preflight(
                 problems.push(format!(
                     "{h}: missing tools {} (install the packages of the same names)",
                     missing.join(", ")
-                ));
-            }
-            if !f.tools.contains("iptables") && !f.tools.contains("nft") {
-                problems.push(format!(
-                    "{h}: neither iptables nor nft is installed; kube-proxy needs one"
                 ));
             }
         }
@@ -283,6 +285,7 @@ mod tests {
             links: vec![],
             units: vec![Unit::Etcd],
             images: vec![],
+            retired: vec![],
         };
         let facts = |state: &str| {
             parse(&format!(
@@ -329,6 +332,7 @@ mod script_tests {
             links: vec![],
             units: vec![],
             images: vec![],
+            retired: vec![],
         };
         let f = parse(&sh(&script(&d, false)));
         let want = crate::bundle::sha256_hex(b"hello\n");

@@ -84,6 +84,8 @@ pub struct HostPlan {
     pub links: Vec<LinkChange>,
     pub units: Vec<UnitChange>,
     pub images: Vec<ImageImport>,
+    /// Retired files still there, removed after the files are written.
+    pub removes: Vec<String>,
     pub daemon_reload: bool,
     pub reload_sysctl: bool,
     pub load_modules: bool,
@@ -96,6 +98,7 @@ impl HostPlan {
             && self.links.is_empty()
             && self.units.is_empty()
             && self.images.is_empty()
+            && self.removes.is_empty()
     }
 
     pub fn unit(&self, unit: Unit) -> Option<&UnitChange> {
@@ -267,6 +270,12 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
         links: links.into_iter().map(|(c, _)| c).collect(),
         units,
         images,
+        removes: d
+            .retired
+            .iter()
+            .filter(|p| f.files.contains_key(*p))
+            .cloned()
+            .collect(),
     }
 }
 
@@ -336,6 +345,7 @@ mod tests {
                 digest: "sha256:aa".into(),
                 archive: "/var/lib/provisioner/images/pause.tar".into(),
             }],
+            retired: Vec::new(),
         }
     }
 
@@ -443,6 +453,33 @@ mod tests {
         assert_eq!(p.files.len(), 1);
         assert_eq!(p.files[0].action, FileAction::Permissions);
         assert!(p.units.is_empty());
+    }
+
+    #[test]
+    fn a_retired_file_is_removed_only_where_it_is_still_there() {
+        let mut d = desired_host();
+        let old = "/etc/cni/net.d/10-bridge.conf";
+        d.retired = vec![old.into()];
+        let mut f = converged(&d);
+        assert!(diff(&d, &f).is_empty());
+        f.files.insert(
+            old.into(),
+            facts::FileFact {
+                sha256: "old".into(),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+        );
+        let p = diff(&d, &f);
+        assert_eq!(p.removes, [old]);
+        assert!(!p.is_empty());
+        assert!(p.units.is_empty(), "a removal restarts nothing");
+        assert!(text(&Plan {
+            hosts: vec![p],
+            ..Plan::default()
+        })
+        .contains("- /etc/cni/net.d/10-bridge.conf"));
     }
 
     #[test]

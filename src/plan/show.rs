@@ -50,6 +50,9 @@ pub fn text(plan: &Plan) -> String {
             let secret = if c.secret { ", secret" } else { "" };
             let _ = writeln!(out, "  {sign} {} ({:04o}{secret})", c.path, c.mode);
         }
+        for r in &h.removes {
+            let _ = writeln!(out, "  - {r} (an earlier layout's, replaced)");
+        }
         for l in &h.links {
             let from = l.from.as_deref().unwrap_or("(a file)");
             let _ = writeln!(out, "  > {} → {} (was {from})", l.path, l.target);

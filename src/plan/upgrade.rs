@@ -195,6 +195,7 @@ mod tests {
             links: vec![],
             units: vec![],
             images: vec![],
+            retired: vec![],
         };
         let mut f = Facts::default();
         for (program, from, to) in links {

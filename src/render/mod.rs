@@ -58,6 +58,9 @@ pub struct HostFiles {
     pub binaries: Vec<Binary>,
     /// systemd units this host runs, in start order.
     pub units: Vec<Unit>,
+    /// Files an earlier layout had on this host that one of `files` replaces: removed where
+    /// present (see [`RETIRED`]).
+    pub retired: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +153,16 @@ impl HostBuilder<'_> {
     }
 }
 
+/// Files an earlier release of provisioner wrote, each with the file that replaces it. A host
+/// that gets the replacement has the old one removed: its readers would otherwise still find
+/// it (containerd loads the first CNI configuration by name, and `10-bridge.conf` sorts before
+/// `10-bridge.conflist`).
+pub const RETIRED: &[(&str, &str)] = &[(CNI_BRIDGE_CONF_V1, CNI_BRIDGE_CONF)];
+/// The pod network's CNI configuration: the bridge, then portmap for `hostPort`.
+const CNI_BRIDGE_CONF: &str = "/etc/cni/net.d/10-bridge.conflist";
+/// The bridge alone, before hostPort worked.
+const CNI_BRIDGE_CONF_V1: &str = "/etc/cni/net.d/10-bridge.conf";
+
 /// What an etcd member reads on its first start only (the members to bootstrap with or join):
 /// the one file a unit reads whose change restarts nothing, so that a new member list
 /// restarts no member.
@@ -171,6 +184,7 @@ fn host_files(
             files: Vec::new(),
             binaries: Vec::new(),
             units: Vec::new(),
+            retired: Vec::new(),
         },
     };
     let common = HostCtx {
@@ -522,13 +536,7 @@ fn host_files(
             },
             &[Containerd],
         )?;
-        b.template(
-            "/etc/cni/net.d/10-bridge.conf",
-            PUBLIC,
-            "cni-bridge.conf",
-            &node,
-            &[],
-        )?;
+        b.template(CNI_BRIDGE_CONF, PUBLIC, "cni-bridge.conflist", &node, &[])?;
         b.template(
             "/etc/cni/net.d/99-loopback.conf",
             PUBLIC,
@@ -594,6 +602,11 @@ fn host_files(
     }
 
     let mut out = b.out;
+    out.retired = RETIRED
+        .iter()
+        .filter(|(_, by)| out.files.iter().any(|f| f.path == *by))
+        .map(|(old, _)| old.to_string())
+        .collect();
     out.dirs.sort();
     out.dirs.dedup();
     out.files.sort_by(|a, b| a.path.cmp(&b.path));

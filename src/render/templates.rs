@@ -21,7 +21,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     template!("templates", "encryption-config.yaml"),
     template!("templates", "audit-policy.yaml"),
     template!("templates", "containerd-config.toml"),
-    template!("templates", "cni-bridge.conf"),
+    template!("templates", "cni-bridge.conflist"),
     template!("templates", "cni-loopback.conf"),
     template!("templates", "sysctl.conf"),
     template!("templates", "modules-load.conf"),

@@ -19,9 +19,11 @@ fn pod_ranges(m: &Machines, workers: &[&str]) -> Vec<(String, String)> {
     workers
         .iter()
         .map(|w| {
-            let conf = m.ssh(w, "cat /etc/cni/net.d/10-bridge.conf");
+            let conf = m.ssh(w, "cat /etc/cni/net.d/10-bridge.conflist");
             let conf: Value = serde_json::from_str(&conf).unwrap();
-            let subnet = conf["ipam"]["ranges"][0][0]["subnet"].as_str().unwrap();
+            let subnet = conf["plugins"][0]["ipam"]["ranges"][0][0]["subnet"]
+                .as_str()
+                .unwrap();
             (w.to_string(), subnet.to_string())
         })
         .collect()
