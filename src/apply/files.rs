@@ -114,6 +114,11 @@ async fn write_host<R: Remote>(
     if h.daemon_reload {
         conn.run_checked(&shell::daemon_reload()).await?;
     }
+    if !h.sysusers.is_empty() {
+        conn.run_checked(&shell::create_system_users(&h.sysusers))
+            .await
+            .context("creating the system users that units run as")?;
+    }
     if h.load_modules {
         // Kernels with these built in have nothing to load (and may not support modules at all).
         conn.run_checked(&shell::load_modules())

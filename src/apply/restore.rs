@@ -142,6 +142,7 @@ pub async fn restore(
                 images: Vec::new(),
                 removes: Vec::new(),
                 daemon_reload: false,
+                sysusers: Vec::new(),
                 reload_sysctl: false,
                 load_modules: false,
             })

@@ -87,6 +87,9 @@ pub struct HostPlan {
     /// Retired files still there, removed after the files are written.
     pub removes: Vec<String>,
     pub daemon_reload: bool,
+    /// System users to create (`systemd-sysusers`) from these changed files, before any unit
+    /// that runs as one of them starts.
+    pub sysusers: Vec<String>,
     pub reload_sysctl: bool,
     pub load_modules: bool,
 }
@@ -156,6 +159,9 @@ impl Plan {
         self.hosts.iter().all(HostPlan::is_empty)
     }
 }
+
+/// Where the system users that units run as are declared.
+pub const SYSUSERS_DIR: &str = "/etc/sysusers.d/";
 
 /// Compares one host's desired state with its facts.
 pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
@@ -264,6 +270,11 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
         daemon_reload: files.iter().any(|c| {
             c.path.starts_with("/etc/systemd/system/") && c.action != FileAction::Permissions
         }),
+        sysusers: files
+            .iter()
+            .filter(|c| c.path.starts_with(SYSUSERS_DIR) && c.action != FileAction::Permissions)
+            .map(|c| c.path.clone())
+            .collect(),
         reload_sysctl: changed("/etc/sysctl.d/99-kubernetes.conf"),
         load_modules: changed("/etc/modules-load.d/kubernetes.conf"),
         files,

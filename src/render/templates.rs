@@ -29,6 +29,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     template!("templates", "coredns.yaml"),
     template!("templates", "etcd-snapshot.sh"),
     template!("templates", "etcd-bootstrap.env"),
+    template!("templates", "etcd-sysusers.conf"),
     template!("templates", "pod-routes.sh"),
     template!("templates", "kube-api-lb.json"),
     template!("systemd-units", "etcd.service"),

@@ -144,6 +144,13 @@ pub fn own_and_chmod(path: &str, mode: u32) -> String {
     )
 }
 
+/// Creates the system users the `sysusers.d` files declare (those that exist stay as they are).
+pub fn create_system_users(files: &[String]) -> String {
+    let mut words = vec!["systemd-sysusers", "--"];
+    words.extend(files.iter().map(String::as_str));
+    command(&words)
+}
+
 /// Creates each directory with its mode (and fixes the mode of an existing one).
 pub fn install_dirs(dirs: &[(String, u32)]) -> String {
     dirs.iter()

@@ -1,6 +1,7 @@
 # Returns a host to what it was before provisioner: stops and disables the units it installed,
 # kills the pods' containers, removes the network state they leave behind (kube-proxy's and the
-# CNI plugins' rules, the pods' network namespaces, the bridge), then every path given.
+# CNI plugins' rules, the pods' network namespaces, the bridge), then every path given, and
+# the system users its sysusers.d files declared.
 # Positional parameters:
 #   KUBE_PROXY   kube-proxy's binary, run with --cleanup for its rules ("" when not installed)
 #   RUNTIME      the container runtime's unit when it ran pods here ("" otherwise)
@@ -78,6 +79,16 @@ if ip link show "$bridge" >/dev/null 2>&1; then
     ip link delete "$bridge" || fail "cannot remove the bridge $bridge"
 fi
 
+# The system users the recorded sysusers.d files declare go once their files are gone.
+users=
+for p in "$@"; do
+    case "$p" in
+    /etc/sysusers.d/*.conf)
+        [ -f "$p" ] && users="$users $(awk '$1 == "u" { print $2 }' "$p")"
+        ;;
+    esac
+done
+
 # Paths: the mounts below each first (pod volumes, container root filesystems), deepest first;
 # rm never crosses into a file system that stayed mounted. A path that is itself a mount point
 # (a disk for containerd's or etcd's data) is emptied and stays, as its mount does.
@@ -91,6 +102,15 @@ for p in "$@"; do
             fail "cannot empty $p"
     else
         rm -rf --one-file-system -- "$p" || fail "cannot remove $p"
+    fi
+done
+
+for u in $users; do
+    if getent passwd "$u" >/dev/null; then
+        userdel "$u" || fail "cannot remove the user $u"
+    fi
+    if getent group "$u" >/dev/null; then
+        groupdel "$u" || fail "cannot remove the group $u"
     fi
 done
 

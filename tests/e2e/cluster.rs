@@ -154,10 +154,10 @@ impl Kubectl {
         text(&o.stdout)
     }
 
-    /// `kubectl apply -f -` of a manifest.
-    pub fn apply(&self, manifest: &str) {
+    /// Runs kubectl with `input` on its standard input; its output, whatever its status.
+    pub fn with_input(&self, args: &[&str], input: &str) -> std::process::Output {
         let mut child = self
-            .command(&["apply", "-f", "-"])
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -167,9 +167,14 @@ impl Kubectl {
             .stdin
             .take()
             .unwrap()
-            .write_all(manifest.as_bytes())
+            .write_all(input.as_bytes())
             .unwrap();
-        let o = child.wait_with_output().unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// `kubectl apply -f -` of a manifest.
+    pub fn apply(&self, manifest: &str) {
+        let o = self.with_input(&["apply", "-f", "-"], manifest);
         assert!(o.status.success(), "kubectl apply: {}", text(&o.stderr));
     }
 
@@ -290,6 +295,17 @@ pub fn verify_cluster(
     for (h, units) in hosts {
         let states = m.ssh(h, &format!("systemctl is-active {}", units.join(" ")));
         assert!(states.lines().all(|l| l == "active"), "{h}: {states}");
+        if units.contains(&"etcd") {
+            let who = m.ssh(
+                h,
+                "ps -o user= -C etcd; stat -c '%U:%G %a' /var/lib/etcd /var/lib/etcd/member",
+            );
+            assert_eq!(
+                who.split_whitespace().collect::<Vec<_>>(),
+                ["etcd", "etcd:etcd", "700", "etcd:etcd", "700"],
+                "{h}: etcd must run as its own user and own its data directory alone"
+            );
+        }
         let keys = m.ssh(h, "find /etc/kubernetes /var/lib/kubelet -name '*.key' -printf '%m %p\\n' 2>/dev/null; true");
         assert!(!keys.is_empty());
         assert!(

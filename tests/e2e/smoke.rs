@@ -134,6 +134,108 @@ pub fn smoke_test(m: &Machines, c: &Cluster, etcd_host: &str, workers: [&str; 2]
     step("smoke: a ClusterIP service and DNS from a pod", || {
         cluster_ip_and_dns_from_a_pod(c, &k, &pods, workers)
     });
+    step("smoke: a hostPort from outside", || {
+        host_port_from_outside(m, c, &k, workers[0])
+    });
+    step("smoke: the API servers reach a webhook's Service", || {
+        api_servers_reach_a_webhook_service(&k)
+    });
+}
+
+/// A pod's hostPort answers at its worker's address (the CNI portmap plugin's rules).
+fn host_port_from_outside(m: &Machines, c: &Cluster, k: &Kubectl, worker: &str) {
+    k.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: hostport
+spec:
+  nodeName: {worker}
+  containers:
+  - name: web
+    image: {}
+    ports:
+    - containerPort: 8080
+      hostPort: 18080
+",
+        web_image(c)
+    ));
+    k.run(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/hostport",
+        "--timeout=120s",
+    ]);
+    let body = http_get_ok(&format!("{}:18080", m.address(worker)), "/");
+    assert!(body.contains(INDEX), "{worker}:18080: {body}");
+    k.run(&["delete", "pod", "hostport", "--wait=true"]);
+}
+
+/// An admission webhook is called through its Service, from the API servers, which run on
+/// hosts without kube-proxy: they must dial the Service's endpoint (the pod), not its cluster
+/// IP, or every call times out. The endpoint here is the `target` pod on a port nothing
+/// listens on, so a call that reaches the pod is refused at once, and one that does not
+/// times out; the webhook's own TLS is beside the point.
+fn api_servers_reach_a_webhook_service(k: &Kubectl) {
+    k.apply(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: webhook-reach
+spec:
+  selector: {app: target}
+  ports:
+  - port: 443
+    targetPort: 9443
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: smoke-reach
+webhooks:
+- name: reach.smoke.provisioner.test
+  clientConfig:
+    service: {namespace: default, name: webhook-reach, port: 443}
+  rules:
+  - operations: [CREATE]
+    apiGroups: [\"\"]
+    apiVersions: [v1]
+    resources: [configmaps]
+  objectSelector:
+    matchLabels: {smoke: webhook}
+  sideEffects: None
+  admissionReviewVersions: [v1]
+  failurePolicy: Fail
+  timeoutSeconds: 10
+",
+    );
+    let start = Instant::now();
+    let refused = loop {
+        let o = k.with_input(
+            &["create", "-f", "-"],
+            "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": \
+             {\"generateName\": \"reach-\", \"labels\": {\"smoke\": \"webhook\"}}}",
+        );
+        // The webhook configuration takes a moment to reach every API server: until then the
+        // ConfigMap is created.
+        let err = text(&o.stderr);
+        if !o.status.success() && err.contains("connection refused") {
+            break err;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the API server did not reach the webhook's pod (created: {}): {err}",
+            o.status.success()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(
+        refused.contains("reach.smoke.provisioner.test"),
+        "{refused}"
+    );
+    k.run(&["delete", "validatingwebhookconfiguration", "smoke-reach"]);
+    k.run(&["delete", "service", "webhook-reach"]);
+    k.run(&["delete", "configmap", "-l", "smoke=webhook"]);
 }
 
 /// A Secret read back from etcd is encrypted with the provider the encryption config names.
