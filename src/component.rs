@@ -50,6 +50,8 @@ pub struct UnitProps {
 
 /// Where the bundle's programs are installed.
 pub const BIN_DIR: &str = "/usr/local/bin";
+/// Where the system users that units run as are declared (`systemd-sysusers` reads them).
+pub const SYSUSERS_DIR: &str = "/etc/sysusers.d/";
 /// Where the CNI plugins are installed.
 pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
 /// Every version of every program installed stays in its own directory,

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::component::Unit;
+use crate::component::{Unit, SYSUSERS_DIR};
 
 pub use desired::{desired, DesiredHost, DesiredImage, Item, Link, Source};
 pub use facts::Facts;
@@ -159,9 +159,6 @@ impl Plan {
         self.hosts.iter().all(HostPlan::is_empty)
     }
 }
-
-/// Where the system users that units run as are declared.
-pub const SYSUSERS_DIR: &str = "/etc/sysusers.d/";
 
 /// Compares one host's desired state with its facts.
 pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::component::{
     Unit, API_LB_PROGRAMS, BIN_DIR, CNI_BIN_DIR, CNI_PLUGINS, CONTROL_PLANE_PROGRAMS,
-    ETCD_PROGRAMS, WORKER_PROGRAMS,
+    ETCD_PROGRAMS, SYSUSERS_DIR, WORKER_PROGRAMS,
 };
 use crate::inventory::version;
 use crate::inventory::{Cluster, Host, NODE_LOCAL_API_PORT};
@@ -249,7 +249,7 @@ fn host_files(
         )?;
         // Read by systemd-sysusers when it changes, before etcd (re)starts.
         b.template(
-            "/etc/sysusers.d/etcd.conf",
+            &format!("{SYSUSERS_DIR}etcd.conf"),
             PUBLIC,
             "etcd-sysusers.conf",
             &common,

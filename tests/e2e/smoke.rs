@@ -178,7 +178,7 @@ spec:
 /// times out; the webhook's own TLS is beside the point.
 fn api_servers_reach_a_webhook_service(k: &Kubectl) {
     k.apply(
-        "apiVersion: v1
+        r#"apiVersion: v1
 kind: Service
 metadata:
   name: webhook-reach
@@ -198,7 +198,7 @@ webhooks:
     service: {namespace: default, name: webhook-reach, port: 443}
   rules:
   - operations: [CREATE]
-    apiGroups: [\"\"]
+    apiGroups: [""]
     apiVersions: [v1]
     resources: [configmaps]
   objectSelector:
@@ -207,14 +207,18 @@ webhooks:
   admissionReviewVersions: [v1]
   failurePolicy: Fail
   timeoutSeconds: 10
-",
+"#,
     );
     let start = Instant::now();
     let refused = loop {
         let o = k.with_input(
             &["create", "-f", "-"],
-            "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": \
-             {\"generateName\": \"reach-\", \"labels\": {\"smoke\": \"webhook\"}}}",
+            "apiVersion: v1
+kind: ConfigMap
+metadata:
+  generateName: reach-
+  labels: {smoke: webhook}
+",
         );
         // The webhook configuration takes a moment to reach every API server: until then the
         // ConfigMap is created.
