@@ -52,6 +52,14 @@ pub struct UnitProps {
 pub const BIN_DIR: &str = "/usr/local/bin";
 /// Where the system users that units run as are declared (`systemd-sysusers` reads them).
 pub const SYSUSERS_DIR: &str = "/etc/sysusers.d/";
+/// The kernel settings containerd and kube-proxy need, applied with `sysctl -p`.
+pub const SYSCTL_FILE: &str = "/etc/sysctl.d/99-kubernetes.conf";
+/// The kernel modules they need, loaded at boot and by `apply`.
+pub const MODULES_FILE: &str = "/etc/modules-load.d/kubernetes.conf";
+/// containerd's registry configuration: `NAME/hosts.toml` (and the mirrors' `NAME/ca.crt`) for
+/// each registry pulled through mirrors. provisioner owns the directory: a file there that the
+/// inventory no longer asks for is removed.
+pub const REGISTRY_HOSTS_DIR: &str = "/etc/containerd/certs.d";
 /// Where the CNI plugins are installed.
 pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
 /// Every version of every program installed stays in its own directory,

@@ -71,6 +71,12 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         ("malformed eviction threshold", with("[kubelet]\neviction_hard = { \"nodefs.available\" = \"10 %\" }\n"), "kubelet.eviction_hard.\"nodefs.available\""),
         ("CoreDNS image that is a shell command", with("[versions]\ncoredns_image = \"coredns:1;reboot\"\n"), "versions.coredns_image"),
         ("cluster DNS without a worker", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\"]\n"), "hosts"),
+        ("registry name that is a URL", with("[[registries]]\nname = \"https://registry.k8s.io\"\nmirrors = [\"https://m.internal\"]\n"), "registries[0].name"),
+        ("registry without mirrors", with("[[registries]]\nname = \"quay.io\"\nmirrors = []\n"), "registries[0].mirrors"),
+        ("plain HTTP mirror", with("[[registries]]\nname = \"quay.io\"\nmirrors = [\"https://a.internal\", \"http://b.internal\"]\n"), "registries[0].mirrors[1]"),
+        ("mirror URL with credentials", with("[[registries]]\nname = \"quay.io\"\nmirrors = [\"https://u:p@a.internal\"]\n"), "registries[0].mirrors[0]"),
+        ("missing mirror CA file", with("[[registries]]\nname = \"quay.io\"\nmirrors = [\"https://a.internal\"]\nca_file = \"absent.pem\"\n"), "registries[0].ca_file"),
+        ("the same registry twice", with("[[registries]]\nname = \"quay.io\"\nmirrors = [\"https://a.internal\"]\n[[registries]]\nname = \"quay.io\"\nmirrors = [\"https://b.internal\"]\n"), "registries[1].name"),
         ("TOML syntax error", "[cluster\nname = \"demo\"\n".to_string(), "line 1"),
     ]
 }

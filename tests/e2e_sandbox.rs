@@ -9,7 +9,8 @@
 //! the probe that keeps connecting (`probe.rs`), the hard way's smoke test (`smoke.rs`), `status` on a running cluster (`status.rs`),
 //! `etcd snapshot` (`snapshot.rs`), `reset` (`reset.rs`). Upgrades (`upgrade.rs`) also need the
 //! previous minor's test bundle (`PROVISIONER_TEST_BUNDLE_PREVIOUS`); the node-local API load
-//! balancer has its own (`api_lb.rs`).
+//! balancer has its own (`api_lb.rs`), which also pulls through a registry mirror on the test
+//! host (`registry.rs`).
 
 mod common;
 
@@ -19,6 +20,8 @@ mod cluster;
 mod machines;
 #[path = "e2e/probe.rs"]
 mod probe;
+#[path = "e2e/registry.rs"]
+mod registry;
 #[path = "e2e/reset.rs"]
 mod reset;
 #[path = "e2e/smoke.rs"]

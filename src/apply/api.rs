@@ -168,8 +168,9 @@ impl Api {
         }
     }
 
-    /// The pods a drain of the Node moves away: not those of DaemonSets (which belong on
-    /// every node), not static pods (the kubelet's own), not finished ones.
+    /// The pods a drain of the Node moves away or waits for: not those of DaemonSets (which
+    /// belong on every node), not static pods (the kubelet's own), not finished ones, unless
+    /// they are being deleted.
     pub async fn pods_to_evict(&self, node: &str) -> Result<Vec<Pod>> {
         let pods: kube::Api<Pod> = kube::Api::all(self.client.clone());
         let on_node = kube::api::ListParams::default().fields(&format!("spec.nodeName={node}"));
@@ -205,8 +206,10 @@ impl Api {
     }
 }
 
-/// Whether a drain evicts the pod: it is running or about to, not yet being deleted, and
-/// neither a DaemonSet's nor a static (mirror) pod.
+/// Whether a drain evicts the pod or waits for it to go: it is running or about to, or being
+/// deleted, and neither a DaemonSet's nor a static (mirror) pod. An evicted pod reports a
+/// finished phase before the kubelet deletes it: a drain that stopped waiting then would leave
+/// it behind for the pod collector once the host is gone.
 fn evictable(p: &Pod) -> bool {
     let m = &p.metadata;
     let daemon = m
@@ -223,7 +226,7 @@ fn evictable(p: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
-    !daemon && !mirror && !finished
+    !daemon && !mirror && (!finished || m.deletion_timestamp.is_some())
 }
 
 /// The Node's Ready condition, once the kubelet has reported one.
@@ -290,6 +293,9 @@ mod tests {
         )));
         assert!(!evictable(&pod(owned("DaemonSet"), "Running")));
         assert!(!evictable(&pod(owned("ReplicaSet"), "Succeeded")));
+        let stopping = serde_json::json!({ "name": "p",
+            "deletionTimestamp": "2026-12-07T00:00:00Z" });
+        assert!(evictable(&pod(stopping, "Failed")));
         let mirror = serde_json::json!({ "name": "m",
             "annotations": { "kubernetes.io/config.mirror": "x" } });
         assert!(!evictable(&pod(mirror, "Running")));

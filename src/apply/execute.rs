@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use super::remote::Remote;
 use super::{files, Outcome, Reporter};
 use crate::component::{Phase, Unit};
-use crate::plan::{DesiredHost, HostPlan, ImageImport, Plan, UnitAction, UnitChange};
+use crate::plan::{follow_up, DesiredHost, HostPlan, ImageImport, Plan, UnitAction, UnitChange};
 use crate::shell;
 
 /// What the engine asks about the cluster's health; the real gates implement it by asking the
@@ -162,6 +162,16 @@ pub async fn execute<R: Remote, H: Health>(
         }
         health.import_images(&imports).await?;
         outcome.images_imported += imports.len();
+    }
+    // Every restart these phases hold has run: no later apply needs to repeat them.
+    for h in &p.hosts {
+        let restarts = &h.follow_up.restarts;
+        if !restarts.is_empty() && restarts.iter().all(|u| phases.contains(&u.props().phase)) {
+            conns[&h.host]
+                .run_checked(&shell::remove_file(follow_up::PENDING))
+                .await
+                .with_context(|| format!("{}: clearing the record of restarts to do", h.host))?;
+        }
     }
     outcome.wait_seconds = t.elapsed().as_secs_f64();
     outcome.seconds = start.elapsed().as_secs_f64();
@@ -420,6 +430,7 @@ mod tests {
                 units: h.units,
                 images: Vec::new(),
                 retired: h.retired,
+                owned: h.owned,
             })
             .collect()
     }

@@ -8,6 +8,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::remote::Remote;
 use super::Reporter;
+use crate::component::SYSCTL_FILE;
+use crate::plan::follow_up::PENDING;
 use crate::plan::{self, DesiredHost, FileAction, FileChange, HostPlan, Plan, Source};
 use crate::{shell, transport};
 
@@ -26,7 +28,8 @@ pub async fn write<R: Remote>(
                 !h.dirs.is_empty()
                     || !h.files.is_empty()
                     || !h.links.is_empty()
-                    || !h.removes.is_empty(),
+                    || !h.removes.is_empty()
+                    || !h.follow_up.is_empty(),
             )
         })
         .map(|h| {
@@ -57,13 +60,18 @@ async fn write_host<R: Remote>(
         h.dirs.len()
     );
     if !h.removes.is_empty() {
-        what += &format!(", {} retired file(s) removed", h.removes.len());
+        what += &format!(", {} file(s) removed", h.removes.len());
     }
     rep.start(host, &what);
     let t = Instant::now();
     conn.run_checked(&plan::installed::track_command(d))
         .await
         .context("recording what provisioner installs, for reset")?;
+    if !h.follow_up.is_empty() {
+        conn.run_checked(&shell::write_lines(PENDING, &h.follow_up.lines()))
+            .await
+            .context("recording the work these files ask for, until it is done")?;
+    }
     if !h.dirs.is_empty() {
         conn.run_checked(&shell::install_dirs(&h.dirs)).await?;
     }
@@ -111,24 +119,28 @@ async fn write_host<R: Remote>(
             .await
             .context("pointing the tools' links at their versions")?;
     }
-    if h.daemon_reload {
+    let follow_up = h.follow_up.files_part();
+    if follow_up.daemon_reload {
         conn.run_checked(&shell::daemon_reload()).await?;
     }
-    if !h.sysusers.is_empty() {
-        conn.run_checked(&shell::create_system_users(&h.sysusers))
+    if !follow_up.sysusers.is_empty() {
+        conn.run_checked(&shell::create_system_users(&follow_up.sysusers))
             .await
             .context("creating the system users that units run as")?;
     }
-    if h.load_modules {
+    if follow_up.load_modules {
         // Kernels with these built in have nothing to load (and may not support modules at all).
         conn.run_checked(&shell::load_modules())
             .await
             .context("loading kernel modules")?;
     }
-    if h.reload_sysctl {
-        conn.run_checked(&shell::apply_sysctl("/etc/sysctl.d/99-kubernetes.conf"))
+    if follow_up.reload_sysctl {
+        conn.run_checked(&shell::apply_sysctl(SYSCTL_FILE))
             .await
             .context("applying sysctls")?;
+    }
+    if !follow_up.is_empty() && h.follow_up.restarts.is_empty() {
+        conn.run_checked(&shell::remove_file(PENDING)).await?;
     }
     rep.step("files", host, &what, t.elapsed(), "ok", None);
     Ok(written)

@@ -141,10 +141,7 @@ pub async fn restore(
                     .collect(),
                 images: Vec::new(),
                 removes: Vec::new(),
-                daemon_reload: false,
-                sysusers: Vec::new(),
-                reload_sysctl: false,
-                load_modules: false,
+                follow_up: Default::default(),
             })
             .collect(),
         ..Plan::default()

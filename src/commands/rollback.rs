@@ -213,6 +213,7 @@ mod tests {
                 restarts: vec![],
             }],
             units: vec![],
+            owned: vec![],
             images: vec![],
             retired: vec![],
         };

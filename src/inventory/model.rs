@@ -31,7 +31,29 @@ pub struct Cluster {
     pub hosts_are_containers: bool,
     pub addons: Addons,
     pub ssh: SshSettings,
+    /// Registries pulled through mirrors, in inventory order.
+    pub registries: Vec<Registry>,
     pub hosts: Vec<Host>,
+}
+
+/// A registry whose images containerd pulls through mirrors first (`[[registries]]`).
+#[derive(Debug, Clone)]
+pub struct Registry {
+    /// As image names spell it, e.g. "registry.k8s.io" or "registry.internal:5000".
+    pub name: String,
+    /// The registry's own URL, tried after the mirrors (docker.io's is registry-1.docker.io).
+    pub server: String,
+    pub mirrors: Vec<Mirror>,
+    /// The CA certificates (PEM) the mirrors' certificates are checked against, when set.
+    pub ca_pem: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    pub url: String,
+    /// The URL carries the registry API's path itself (containerd's `override_path`), rather
+    /// than containerd appending `/v2`.
+    pub override_path: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -33,6 +33,9 @@ pub struct Inventory {
     pub addons: Addons,
     #[serde(default)]
     pub ssh: Ssh,
+    /// Registry mirrors: where the container runtime pulls a registry's images from first.
+    #[serde(default)]
+    pub registries: Vec<Registry>,
     #[serde(default)]
     pub hosts: Vec<Host>,
 }
@@ -189,6 +192,24 @@ pub struct Ssh {
     /// Seconds a remote command may run before it is abandoned (an upload gets one more second
     /// per MiB). Default 600.
     pub command_timeout: Option<u64>,
+}
+
+/// A registry whose images are pulled through mirrors first, such as an air-gapped site's own
+/// registry standing in for registry.k8s.io. The mirrors are tried in order, the registry itself
+/// last. Pods keep their image names; only where the bytes come from changes.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    /// The registry as image names spell it: "registry.k8s.io", "docker.io", "quay.io", or
+    /// "host:port".
+    pub name: String,
+    /// Mirror URLs, tried in order: "https://host[:port]", or with a path for a mirror that
+    /// serves the registry under one (Harbor's proxy cache: "https://harbor.internal/v2/k8s"),
+    /// used as given.
+    pub mirrors: Vec<String>,
+    /// PEM file of the CA that signed the mirrors' certificates, when the hosts do not trust it
+    /// already. Relative to the inventory file.
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

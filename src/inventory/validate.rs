@@ -12,6 +12,8 @@ use super::problem::{KeyPath, Problem};
 use super::raw;
 use super::version::{self, KubeVersion, Semver};
 
+mod registries;
+
 pub fn validate(inv: &raw::Inventory, base_dir: &Path) -> (Option<Cluster>, Vec<Problem>) {
     let mut v = Validator::default();
     let cluster = v.cluster(inv, base_dir);
@@ -101,6 +103,7 @@ impl Validator {
             hosts_are_containers: inv.nodes.containers.unwrap_or(false),
             addons: self.addons(&inv.addons),
             ssh: ssh?,
+            registries: self.registries(&inv.registries, base_dir),
             hosts: hosts?,
         })
     }
@@ -781,7 +784,7 @@ fn ipv4(s: &str) -> Result<Ipv4Addr, String> {
 }
 
 /// An SSH address: an IP address or a DNS name.
-fn address(s: &str) -> Result<(), String> {
+pub(super) fn address(s: &str) -> Result<(), String> {
     if s.parse::<IpAddr>().is_ok() {
         return Ok(());
     }

@@ -59,6 +59,8 @@ pub struct DesiredHost {
     pub images: Vec<DesiredImage>,
     /// Files to remove where present: an earlier layout's, which a desired file replaces.
     pub retired: Vec<String>,
+    /// Directories where every file that is not one of `items` is removed.
+    pub owned: Vec<String>,
 }
 
 pub fn desired(rendered: &Rendered, bundle: &Bundle) -> Result<Vec<DesiredHost>> {
@@ -157,5 +159,6 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
         units: h.units.clone(),
         images,
         retired: h.retired.clone(),
+        owned: h.owned.clone(),
     })
 }

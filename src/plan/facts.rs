@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::desired::DesiredHost;
+use super::follow_up::{self, FollowUp};
 use crate::component::Unit;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -27,6 +28,10 @@ pub struct Facts {
     pub units: BTreeMap<Unit, UnitState>,
     /// Images in containerd's k8s.io namespace: reference → manifest digest.
     pub images: BTreeMap<String, String>,
+    /// What an earlier apply wrote files for but did not finish.
+    pub follow_up: FollowUp,
+    /// The files in the directories provisioner owns.
+    pub owned: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -78,7 +83,19 @@ pub fn script(d: &DesiredHost, rehash: bool) -> String {
     let links: Vec<&str> = d.links.iter().map(|l| l.path.as_str()).collect();
     let units: Vec<String> = d.units.iter().map(|u| u.file_name()).collect();
     let record = if rehash { "" } else { RECORD };
-    crate::shell::facts(record, &files, &dirs, &links, &units, !d.images.is_empty())
+    let owned: Vec<&str> = d.owned.iter().map(String::as_str).collect();
+    crate::shell::facts(
+        record,
+        follow_up::PENDING,
+        &crate::shell::FactSections {
+            files: &files,
+            dirs: &dirs,
+            links: &links,
+            units: &units,
+            owned: &owned,
+            images: !d.images.is_empty(),
+        },
+    )
 }
 
 pub fn parse(output: &str) -> Facts {
@@ -119,6 +136,10 @@ pub fn parse(output: &str) -> Facts {
                         },
                     );
                 }
+            }
+            "follow-up" => f.follow_up.read_line(value),
+            "owned" => {
+                f.owned.insert(value.to_string());
             }
             "image" => {
                 if let Some((digest, reference)) = value.split_once(' ') {
@@ -286,6 +307,7 @@ mod tests {
             units: vec![Unit::Etcd],
             images: vec![],
             retired: vec![],
+            owned: vec![],
         };
         let facts = |state: &str| {
             parse(&format!(
@@ -312,6 +334,45 @@ mod script_tests {
     use crate::plan::{DesiredHost, Item, Source};
     use crate::shell::run_locally as sh;
 
+    /// A survey of nothing but what a test names.
+    const NOTHING: crate::shell::FactSections<'static> = crate::shell::FactSections {
+        files: &[],
+        dirs: &[],
+        links: &[],
+        units: &[],
+        owned: &[],
+        images: false,
+    };
+
+    #[test]
+    fn the_survey_reads_the_follow_up_record_and_lists_owned_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let pending = format!("{d}/follow-up");
+        let lines = ["daemon-reload".to_string(), "restart kubelet".to_string()];
+        sh(&crate::shell::write_lines(&pending, &lines));
+        let owned = format!("{d}/certs.d");
+        let stale = format!("{owned}/old.example/hosts.toml");
+        std::fs::create_dir_all(format!("{owned}/old.example")).unwrap();
+        std::fs::write(&stale, "").unwrap();
+        let absent = format!("{d}/absent");
+        let f = parse(&sh(&crate::shell::facts(
+            "",
+            &pending,
+            &crate::shell::FactSections {
+                owned: &[&owned, &absent],
+                ..NOTHING
+            },
+        )));
+        assert!(f.follow_up.daemon_reload && !f.follow_up.load_modules);
+        assert_eq!(f.follow_up.restarts, [Unit::Kubelet].into());
+        assert_eq!(f.owned, [stale].into());
+        // Without a record there is nothing to follow up.
+        std::fs::remove_file(&pending).unwrap();
+        let f = parse(&sh(&crate::shell::facts("", &pending, &NOTHING)));
+        assert!(f.follow_up.is_empty());
+    }
+
     #[test]
     fn the_facts_script_runs_and_hashes_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -333,6 +394,7 @@ mod script_tests {
             units: vec![],
             images: vec![],
             retired: vec![],
+            owned: vec![],
         };
         let f = parse(&sh(&script(&d, false)));
         let want = crate::bundle::sha256_hex(b"hello\n");
@@ -355,11 +417,11 @@ mod script_tests {
         let survey = |record: &str| {
             parse(&sh(&crate::shell::facts(
                 record,
-                &[&p],
-                &[],
-                &[],
-                &[],
-                false,
+                "",
+                &crate::shell::FactSections {
+                    files: &[&p],
+                    ..NOTHING
+                },
             )))
             .files[&p]
                 .sha256

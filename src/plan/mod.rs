@@ -3,6 +3,7 @@
 
 pub mod desired;
 pub mod facts;
+pub mod follow_up;
 pub mod identity;
 pub mod installed;
 mod show;
@@ -12,10 +13,11 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::component::{Unit, SYSUSERS_DIR};
+use crate::component::Unit;
 
 pub use desired::{desired, DesiredHost, DesiredImage, Item, Link, Source};
 pub use facts::Facts;
+pub use follow_up::FollowUp;
 pub use show::text;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -86,12 +88,8 @@ pub struct HostPlan {
     pub images: Vec<ImageImport>,
     /// Retired files still there, removed after the files are written.
     pub removes: Vec<String>,
-    pub daemon_reload: bool,
-    /// System users to create (`systemd-sysusers`) from these changed files, before any unit
-    /// that runs as one of them starts.
-    pub sysusers: Vec<String>,
-    pub reload_sysctl: bool,
-    pub load_modules: bool,
+    /// What the written files ask for, with what an earlier apply left undone.
+    pub follow_up: FollowUp,
 }
 
 impl HostPlan {
@@ -102,6 +100,7 @@ impl HostPlan {
             && self.units.is_empty()
             && self.images.is_empty()
             && self.removes.is_empty()
+            && self.follow_up.is_empty()
     }
 
     pub fn unit(&self, unit: Unit) -> Option<&UnitChange> {
@@ -228,6 +227,9 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
         } else if !changed.is_empty() {
             let list: Vec<&str> = changed.into_iter().collect();
             (UnitAction::Restart, format!("changed: {}", list.join(", ")))
+        } else if f.follow_up.restarts.contains(u) {
+            let why = "its inputs changed in an apply that stopped before restarting it";
+            (UnitAction::Restart, why.to_string())
         } else if !state.enabled {
             (UnitAction::Enable, "not enabled at boot".to_string())
         } else {
@@ -256,24 +258,12 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
             })
         })
         .collect();
-    let changed = |p: &str| {
-        files
-            .iter()
-            .any(|c: &FileChange| c.path == p && c.action != FileAction::Permissions)
-    };
+    let mut follow_up = FollowUp::of(&files, &units);
+    follow_up.merge(&f.follow_up);
     HostPlan {
         host: d.host.clone(),
         dirs,
-        daemon_reload: files.iter().any(|c| {
-            c.path.starts_with("/etc/systemd/system/") && c.action != FileAction::Permissions
-        }),
-        sysusers: files
-            .iter()
-            .filter(|c| c.path.starts_with(SYSUSERS_DIR) && c.action != FileAction::Permissions)
-            .map(|c| c.path.clone())
-            .collect(),
-        reload_sysctl: changed("/etc/sysctl.d/99-kubernetes.conf"),
-        load_modules: changed("/etc/modules-load.d/kubernetes.conf"),
+        follow_up,
         files,
         links: links.into_iter().map(|(c, _)| c).collect(),
         units,
@@ -282,6 +272,11 @@ pub fn diff(d: &DesiredHost, f: &Facts) -> HostPlan {
             .retired
             .iter()
             .filter(|p| f.files.contains_key(*p))
+            .chain(
+                f.owned
+                    .iter()
+                    .filter(|p| !d.items.iter().any(|i| &i.path == *p)),
+            )
             .cloned()
             .collect(),
     }
@@ -354,6 +349,7 @@ mod tests {
                 archive: "/var/lib/provisioner/images/pause.tar".into(),
             }],
             retired: Vec::new(),
+            owned: Vec::new(),
         }
     }
 
@@ -414,7 +410,7 @@ mod tests {
         assert_eq!(p.units[0].unit, Unit::Kubelet);
         assert_eq!(p.units[0].action, UnitAction::Restart);
         assert!(p.units[0].reason.contains("/var/lib/kubelet/config.yaml"));
-        assert!(!p.daemon_reload);
+        assert!(!p.follow_up.daemon_reload);
     }
 
     #[test]
@@ -491,13 +487,35 @@ mod tests {
     }
 
     #[test]
+    fn work_an_interrupted_apply_left_undone_is_planned_again() {
+        let d = desired_host();
+        let mut f = converged(&d);
+        assert!(diff(&d, &f).is_empty());
+        f.follow_up.read_line("sysusers /etc/sysusers.d/etcd.conf");
+        f.follow_up.read_line("daemon-reload");
+        f.follow_up.read_line("restart kubelet");
+        let p = diff(&d, &f);
+        assert!(p.files.is_empty() && !p.is_empty());
+        assert!(p.follow_up.daemon_reload);
+        assert_eq!(p.follow_up.sysusers.len(), 1);
+        let units: Vec<_> = p.units.iter().map(|u| (u.unit, u.action)).collect();
+        assert_eq!(units, [(Unit::Kubelet, UnitAction::Restart)]);
+        assert!(p.units[0].reason.contains("stopped before restarting"));
+        assert!(text(&Plan {
+            hosts: vec![p],
+            ..Plan::default()
+        })
+        .contains("  then reload systemd, create the users of /etc/sysusers.d/etcd.conf\n"));
+    }
+
+    #[test]
     fn a_fresh_host_gets_everything_and_starts_every_unit() {
         let d = desired_host();
         let p = diff(&d, &Facts::default());
         assert_eq!(p.files.len(), 4);
         assert!(p.files.iter().all(|c| c.action == FileAction::Create));
         assert_eq!(p.dirs.len(), 1);
-        assert!(p.daemon_reload);
+        assert!(p.follow_up.daemon_reload);
         let units: Vec<_> = p
             .units
             .iter()

@@ -51,7 +51,11 @@ pub fn text(plan: &Plan) -> String {
             let _ = writeln!(out, "  {sign} {} ({:04o}{secret})", c.path, c.mode);
         }
         for r in &h.removes {
-            let _ = writeln!(out, "  - {r} (an earlier layout's, replaced)");
+            let _ = writeln!(out, "  - {r} (no longer wanted)");
+        }
+        let follow_up = h.follow_up.files_part();
+        if !follow_up.is_empty() {
+            let _ = writeln!(out, "  then {}", follow_up.describe());
         }
         for l in &h.links {
             let from = l.from.as_deref().unwrap_or("(a file)");

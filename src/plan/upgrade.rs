@@ -196,6 +196,7 @@ mod tests {
             units: vec![],
             images: vec![],
             retired: vec![],
+            owned: vec![],
         };
         let mut f = Facts::default();
         for (program, from, to) in links {

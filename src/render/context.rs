@@ -72,6 +72,22 @@ pub struct ContainerdConfig<'a> {
     pub cni_bin_dirs: bool,
     pub pause_image: &'a str,
     pub hosts_are_containers: bool,
+    pub registry_hosts_dir: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct RegistryHosts<'a> {
+    pub name: &'a str,
+    pub server: &'a str,
+    pub mirrors: Vec<MirrorCtx<'a>>,
+    /// Where the mirrors' CA certificates are on the host, when the inventory names them.
+    pub ca: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+pub struct MirrorCtx<'a> {
+    pub url: &'a str,
+    pub override_path: bool,
 }
 
 #[derive(Serialize)]

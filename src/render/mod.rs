@@ -13,10 +13,10 @@ use serde::Serialize;
 
 use crate::component::{
     Unit, API_LB_PROGRAMS, BIN_DIR, CNI_BIN_DIR, CNI_PLUGINS, CONTROL_PLANE_PROGRAMS,
-    ETCD_PROGRAMS, SYSUSERS_DIR, WORKER_PROGRAMS,
+    ETCD_PROGRAMS, MODULES_FILE, REGISTRY_HOSTS_DIR, SYSCTL_FILE, SYSUSERS_DIR, WORKER_PROGRAMS,
 };
 use crate::inventory::version;
-use crate::inventory::{Cluster, Host, NODE_LOCAL_API_PORT};
+use crate::inventory::{Cluster, Host, Registry, NODE_LOCAL_API_PORT};
 use crate::pki::{Ca, Cert, Pem, Pki};
 use context::*;
 use templates::Templates;
@@ -61,6 +61,9 @@ pub struct HostFiles {
     /// Files an earlier layout had on this host that one of `files` replaces: removed where
     /// present (see [`RETIRED`]).
     pub retired: Vec<String>,
+    /// Directories whose files are all provisioner's: a file there that is not one of `files`
+    /// is removed.
+    pub owned: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +168,43 @@ impl HostBuilder<'_> {
     }
 }
 
+/// containerd's registry configuration: no restart, containerd reads it on every pull.
+fn registry_hosts(b: &mut HostBuilder<'_>, registries: &[Registry]) -> Result<()> {
+    b.dir(REGISTRY_HOSTS_DIR, 0o755);
+    // A registry taken out of the inventory must stop redirecting pulls.
+    b.out.owned.push(REGISTRY_HOSTS_DIR.to_string());
+    for r in registries {
+        let dir = format!("{REGISTRY_HOSTS_DIR}/{}", r.name);
+        b.dir(&dir, 0o755);
+        let ca = r.ca_pem.as_ref().map(|pem| {
+            let path = format!("{dir}/ca.crt");
+            b.file(&path, PUBLIC, pem.as_str(), &[]);
+            path
+        });
+        let ctx = RegistryHosts {
+            name: &r.name,
+            server: &r.server,
+            mirrors: r
+                .mirrors
+                .iter()
+                .map(|m| MirrorCtx {
+                    url: &m.url,
+                    override_path: m.override_path,
+                })
+                .collect(),
+            ca: ca.as_deref(),
+        };
+        b.template(
+            &format!("{dir}/hosts.toml"),
+            PUBLIC,
+            "containerd-hosts.toml",
+            &ctx,
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
 /// Files an earlier release of provisioner wrote, each with the file that replaces it. A host
 /// that gets the replacement has the old one removed: its readers would otherwise still find
 /// it (containerd loads the first CNI configuration by name, and `10-bridge.conf` sorts before
@@ -197,6 +237,7 @@ fn host_files(
             binaries: Vec::new(),
             units: Vec::new(),
             retired: Vec::new(),
+            owned: Vec::new(),
         },
     };
     let common = HostCtx {
@@ -466,20 +507,8 @@ fn host_files(
         b.binaries(BIN_DIR, WORKER_PROGRAMS);
         // CNI plugins and the files below them are read on demand, for each new pod.
         b.binaries(CNI_BIN_DIR, CNI_PLUGINS);
-        b.template(
-            "/etc/modules-load.d/kubernetes.conf",
-            PUBLIC,
-            "modules-load.conf",
-            &common,
-            &[],
-        )?;
-        b.template(
-            "/etc/sysctl.d/99-kubernetes.conf",
-            PUBLIC,
-            "sysctl.conf",
-            &common,
-            &[],
-        )?;
+        b.template(MODULES_FILE, PUBLIC, "modules-load.conf", &common, &[])?;
+        b.template(SYSCTL_FILE, PUBLIC, "sysctl.conf", &common, &[])?;
         if !h.roles.control_plane {
             b.file(
                 &host_path::ca_cert(Ca::Cluster),
@@ -553,9 +582,11 @@ fn host_files(
                 cni_bin_dirs: containerd.minor >= 1,
                 pause_image: &c.versions.pause_image,
                 hosts_are_containers: c.hosts_are_containers,
+                registry_hosts_dir: REGISTRY_HOSTS_DIR,
             },
             &[Containerd],
         )?;
+        registry_hosts(&mut b, &c.registries)?;
         b.template(CNI_BRIDGE_CONF, PUBLIC, "cni-bridge.conflist", &node, &[])?;
         b.template(
             "/etc/cni/net.d/99-loopback.conf",

@@ -32,6 +32,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     template!("templates", "etcd-sysusers.conf"),
     template!("templates", "pod-routes.sh"),
     template!("templates", "kube-api-lb.json"),
+    template!("templates", "containerd-hosts.toml"),
     template!("systemd-units", "etcd.service"),
     template!("systemd-units", "kube-apiserver.service"),
     template!("systemd-units", "kube-controller-manager.service"),

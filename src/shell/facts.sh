@@ -1,15 +1,18 @@
 # Prints one key=value line per fact of this host, read by plan::facts::parse.
-# Positional parameters: the record of known file hashes (empty: hash every file again), then
-# sections, each opened by a marker:
+# Positional parameters: the record of known file hashes (empty: hash every file again), the
+# record of follow-up work an apply left undone ("follow-up=LINE"), then sections, each opened by
+# a marker:
 #   --files PATH...   managed files: "file=SHA256 MODE UID:GID PATH" (hashed only when the
 #                     record's size, mtime, ctime and inode no longer match)
 #   --dirs PATH...    managed directories: "dir=MODE PATH"
 #   --links PATH...   managed symbolic links that exist: "link=TARGET PATH"
 #   --units UNIT...   systemd units, by file name: "unit=NAME ACTIVESTATE UNITFILESTATE" (NAME without .service or .timer)
+#   --owned DIR...    directories provisioner owns: "owned=PATH" for every file below them
 #   --images yes      containerd's images in the k8s.io namespace: "image=DIGEST REFERENCE"
 export LC_ALL=C
 record=$1
-shift
+follow_up=$2
+shift 2
 
 # The parameters of one section, NUL-terminated, for xargs -0: one process per kind of fact, not
 # one per file or unit (forks are most of a no-op run's time on a busy host).
@@ -19,7 +22,7 @@ section() {
     cur=
     for a; do
         case "$a" in
-        --files | --dirs | --links | --units | --images)
+        --files | --dirs | --links | --units | --owned | --images)
             cur=$a
             continue
             ;;
@@ -75,6 +78,8 @@ section --units "$@" | xargs -0 -r systemctl show -p Id -p ActiveState -p UnitFi
       if (k == "Id") id = v; else if (k == "ActiveState") a = v; else if (k == "UnitFileState") e = v
     }
     sub(/\.(service|timer)$/, "", id); print "unit=" id " " a " " e }'
+section --owned "$@" | xargs -0 -r sh -c 'find "$@" -type f -printf "owned=%p\n"' sh 2>/dev/null
+if [ -f "$follow_up" ]; then sed 's/^/follow-up=/' "$follow_up"; fi
 # A hung containerd must not hang the survey: the import step finds out what is wrong.
 if [ -n "$(section --images "$@")" ] && [ -S /run/containerd/containerd.sock ] &&
     command -v ctr >/dev/null 2>&1; then

@@ -59,25 +59,32 @@ pub fn script_as_root(script: &str, sudo: bool) -> String {
     format!("{sudo}sh -c {}", quote(script))
 }
 
+/// What the facts script looks at on a host.
+pub struct FactSections<'a> {
+    pub files: &'a [&'a str],
+    pub dirs: &'a [&'a str],
+    pub links: &'a [&'a str],
+    pub units: &'a [String],
+    /// Directories whose every file is listed.
+    pub owned: &'a [&'a str],
+    /// containerd's images.
+    pub images: bool,
+}
+
 /// The facts script: see `facts.sh` for its parameters and output. An empty `record` hashes
 /// every file again.
-pub fn facts(
-    record: &str,
-    files: &[&str],
-    dirs: &[&str],
-    links: &[&str],
-    units: &[String],
-    images: bool,
-) -> String {
-    let mut args: Vec<&str> = vec![record, "--files"];
-    args.extend(files);
+pub fn facts(record: &str, follow_up: &str, s: &FactSections<'_>) -> String {
+    let mut args: Vec<&str> = vec![record, follow_up, "--files"];
+    args.extend(s.files);
     args.push("--dirs");
-    args.extend(dirs);
+    args.extend(s.dirs);
     args.push("--links");
-    args.extend(links);
+    args.extend(s.links);
     args.push("--units");
-    args.extend(units.iter().map(String::as_str));
-    if images {
+    args.extend(s.units.iter().map(String::as_str));
+    args.push("--owned");
+    args.extend(s.owned);
+    if s.images {
         args.extend(["--images", "yes"]);
     }
     script(&args, include_str!("facts.sh"))
@@ -145,7 +152,7 @@ pub fn own_and_chmod(path: &str, mode: u32) -> String {
 }
 
 /// Creates the system users the `sysusers.d` files declare (those that exist stay as they are).
-pub fn create_system_users(files: &[String]) -> String {
+pub fn create_system_users(files: &std::collections::BTreeSet<String>) -> String {
     let mut words = vec!["systemd-sysusers", "--"];
     words.extend(files.iter().map(String::as_str));
     command(&words)
@@ -485,6 +492,21 @@ pub fn read_link(path: &str) -> String {
     format!("{} 2>/dev/null; true", command(&["readlink", "--", path]))
 }
 
+/// Replaces `path` whole with `lines` (0600, its directory created 0700 when missing).
+pub fn write_lines(path: &str, lines: &[String]) -> String {
+    let dir = path.rsplit_once('/').map_or(".", |(d, _)| d);
+    let tmp = format!("{path}.tmp");
+    let mut printf = vec!["printf", "%s\\n"];
+    printf.extend(lines.iter().map(String::as_str));
+    format!(
+        "{} && (umask 077 && {} >{}) && {}",
+        command(&["install", "-d", "-m", "700", dir]),
+        command(&printf),
+        quote(&tmp),
+        command(&["mv", "-f", "--", &tmp, path])
+    )
+}
+
 /// Removes one file (nothing when it is missing).
 pub fn remove_file(path: &str) -> String {
     command(&["rm", "-f", "--", path])
@@ -615,6 +637,22 @@ mod tests {
     }
 
     #[test]
+    fn lines_are_written_whole_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new dir/follow-up").display().to_string();
+        let lines = ["daemon-reload".to_string(), "sysusers /a b/'c'".to_string()];
+        sh(&write_lines(&path, &lines));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "daemon-reload\nsysusers /a b/'c'\n"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!std::path::Path::new(&format!("{path}.tmp")).exists());
+    }
+
+    #[test]
     fn files_are_read_back_whole() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a b");
@@ -721,7 +759,18 @@ mod tests {
             v1
         );
         let missing = format!("{d}/missing");
-        let facts = sh(&facts("", &[], &[], &[&link, &plain, &missing], &[], false));
+        let facts = sh(&facts(
+            "",
+            "",
+            &FactSections {
+                files: &[],
+                dirs: &[],
+                links: &[&link, &plain, &missing],
+                units: &[],
+                owned: &[],
+                images: false,
+            },
+        ));
         let links: Vec<&str> = facts.lines().filter(|l| l.starts_with("link=")).collect();
         assert_eq!(
             links,

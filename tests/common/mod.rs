@@ -50,10 +50,19 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// A copy of the inventory `source`, with the `.pem` files beside it that it names
+    /// relative to itself.
     pub fn with_inventory(source: &Path) -> Self {
         let text =
             std::fs::read_to_string(source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
-        Self::with_text(&text)
+        let ws = Self::with_text(&text);
+        for entry in std::fs::read_dir(source.parent().unwrap()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "pem") {
+                std::fs::copy(&path, ws.dir.path().join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        ws
     }
 
     pub fn with_text(text: &str) -> Self {

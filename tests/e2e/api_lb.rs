@@ -5,6 +5,11 @@
 //! grace period, the worker stays Ready, its kubelet keeps renewing its lease and starts a new
 //! pod, and the web Service answers throughout; once cp-1's API server is back, the balancer
 //! sends to it again and apply has nothing to do.
+//!
+//! Then registry mirrors: with the test host's read-only registry named as registry.k8s.io's
+//! mirror (with its own CA), a pod of an image only that mirror has, pulled with `Always`, runs
+//! on the worker, which reaches no other registry; the registry taken out of the inventory has its
+//! files removed, and the same pod no longer pulls.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +17,7 @@ use crate::cluster::{no_op, verify_cluster, Cluster, Kubectl, UNITS_CP};
 use crate::common::text;
 use crate::machines::{lock_sandbox, Machines};
 use crate::probe::{assert_clean, Probe};
+use crate::registry::{host_address, Registry};
 use crate::smoke::web_behind_a_node_port;
 use crate::step::step;
 
@@ -203,6 +209,123 @@ pub fn run() {
             });
             assert!(ready, "cp-1's API server did not become ready again");
             no_op(&c);
+        },
+    );
+    mirrors(&m, &c);
+}
+
+/// A pod of `image` pulled with `Always` on worker-1; its name.
+fn pull_always(k: &Kubectl, name: &str, image: &str) {
+    k.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  nodeName: worker-1
+  containers:
+  - name: web
+    image: {image}
+    imagePullPolicy: Always
+"
+    ));
+}
+
+fn mirrors(m: &Machines, c: &Cluster) {
+    let k = Kubectl::new(c);
+    let image = "registry.k8s.io/provisioner-test/web:mirrored";
+    let hosts_toml = "/etc/containerd/certs.d/registry.k8s.io/hosts.toml";
+    let registry = step(
+        "the site's registry, read-only over HTTPS with its own CA",
+        || {
+            let web = c.bundle.join("images/web.tar");
+            Registry::start(
+                c.ws.dir.path(),
+                &host_address(&m.address("worker-1")),
+                &[("provisioner-test/web:mirrored", &web)],
+            )
+        },
+    );
+    let inventory = c.ws.read_inventory();
+    step(
+        "registry.k8s.io mirrored there: plan writes hosts.toml and its CA, restarts nothing",
+        || {
+            c.ws.write_inventory(&format!(
+                "{inventory}\n[[registries]]\nname = \"registry.k8s.io\"\nmirrors = [\"{}\"]\n\
+                 ca_file = \"{}\"\n",
+                registry.url,
+                registry.ca_file.display()
+            ));
+            let plan = c.plan();
+            let hosts = plan["hosts"].as_array().unwrap();
+            let worker = hosts.iter().find(|h| h["host"] == "worker-1").unwrap();
+            let files = worker["files"].to_string();
+            assert!(files.contains(hosts_toml), "{worker}");
+            assert!(files.contains("registry.k8s.io/ca.crt"), "{worker}");
+            assert_eq!(worker["units"], serde_json::json!([]), "{worker}");
+            for h in hosts.iter().filter(|h| h["host"] != "worker-1") {
+                assert_eq!(h["files"], serde_json::json!([]), "{h}");
+            }
+            c.apply_ok();
+            no_op(c);
+        },
+    );
+    step(
+        "a pod pulling with Always from registry.k8s.io runs: the mirror served it",
+        || {
+            pull_always(&k, "mirrored", image);
+            k.run(&[
+                "wait",
+                "pod/mirrored",
+                "--for=condition=Ready",
+                "--timeout=120s",
+            ]);
+            let log = registry.log();
+            assert!(
+                log.contains("/v2/provisioner-test/web/manifests/mirrored"),
+                "the registry served no manifest:\n{log}"
+            );
+            k.run(&["delete", "pod/mirrored", "--wait=true"]);
+        },
+    );
+    step(
+        "the registry out of the inventory: its files removed, the pod no longer pulls",
+        || {
+            c.ws.write_inventory(&inventory);
+            let plan = c.plan();
+            assert!(
+                plan.to_string().contains(hosts_toml),
+                "plan does not remove {hosts_toml}: {plan}"
+            );
+            c.apply_ok();
+            no_op(c);
+            let left = m.ssh(
+                "worker-1",
+                "ls /etc/containerd/certs.d/registry.k8s.io/ 2>&1; true",
+            );
+            assert!(
+                !left.contains("hosts.toml") && !left.contains("ca.crt"),
+                "{left}"
+            );
+            pull_always(&k, "unmirrored", image);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let reason = k.run(&[
+                    "get",
+                    "pod/unmirrored",
+                    "-o",
+                    "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
+                ]);
+                if reason.contains("ErrImagePull") || reason.contains("ImagePullBackOff") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the pod did not fail to pull without the mirror: {reason:?}"
+                );
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            k.run(&["delete", "pod/unmirrored", "--wait=false"]);
         },
     );
 }

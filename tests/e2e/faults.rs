@@ -179,7 +179,8 @@ pub fn run() {
 
     step("kill -9 during rolling restarts", || {
         // kill -9 during rolling restarts: the next run takes the dead run's lease over and
-        // finishes the restarts.
+        // finishes the restarts, also on the hosts whose new configuration was written before
+        // the kill (their files match now; the host's record of restarts to do says so).
         c.switch_kube_proxy_to_nftables();
         let mut run = Running::start(&c);
         run.wait_for("restart kube-proxy");
@@ -191,6 +192,13 @@ pub fn run() {
             "{out}{err}"
         );
         no_op(&c);
+        for w in ["worker-1", "worker-2"] {
+            let mode = m.ssh(
+                w,
+                "journalctl -u kube-proxy -o cat | grep -E 'Using [a-z]+ Proxier' | tail -n 1",
+            );
+            assert!(mode.contains("nftables"), "{w}: kube-proxy says {mode:?}");
+        }
     });
 
     step("the SSH session killed during an upload", || {
