@@ -583,6 +583,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_record_of_restarts_to_do_outlives_a_failed_run_only() {
+        let conf = "/etc/kubernetes/scheduler.conf";
+        let on_cp2 = |log: &Log| -> Vec<String> {
+            log.lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.starts_with("cp-2: ") || e.starts_with("gate controllers"))
+                .map(|e| {
+                    let recorded = e.contains(follow_up::PENDING);
+                    match () {
+                        _ if recorded && e.contains("printf") => "record".to_string(),
+                        _ if recorded && e.contains("rm -f") => "clear".to_string(),
+                        _ if e.contains(": run ") => "other".to_string(),
+                        _ => e.clone(),
+                    }
+                })
+                .filter(|e| e != "other")
+                .collect()
+        };
+        let r = run(&[conf], &["cp-2"], healthy).await;
+        r.result.unwrap();
+        assert_eq!(
+            on_cp2(&r.log),
+            [
+                "record",
+                "cp-2: upload /etc/kubernetes/scheduler.conf",
+                "cp-2: restart kube-scheduler",
+                "gate controllers cp-2",
+                "clear",
+            ]
+        );
+        let failing = |log| FakeHealth {
+            failing: [(Phase::Controllers, "cp-2".to_string())].into(),
+            ..healthy(log)
+        };
+        let r = run(&[conf], &["cp-2"], failing).await;
+        r.result.unwrap_err();
+        assert!(!on_cp2(&r.log).contains(&"clear".to_string()));
+    }
+
+    #[tokio::test]
     async fn a_failed_gate_stops_the_rollout_with_the_rest_serving() {
         let ca = "/etc/kubernetes/pki/front-proxy-ca.crt";
         let failing = |log| FakeHealth {
