@@ -94,7 +94,7 @@ pub async fn restore(
     let token = format!("{}-etcd-restore-{stamp}", c.name);
     let initial_cluster = c.etcd_initial_cluster();
     for h in &members {
-        let peer_url = format!("https://{}:2380", h.internal_ip);
+        let peer_url = h.etcd_peer_url();
         let conn = &conns[&h.name];
         conn.run_checked(&installed::track_dirs(&[&staging, &aside]))
             .await?;

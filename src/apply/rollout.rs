@@ -114,7 +114,7 @@ pub async fn snapshot_etcd(inp: &Inputs<'_>, survey: &super::Survey) -> Result<S
         .context("the cluster has no etcd member")?;
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
     let file = format!("{BACKUPS}/etcd-{stamp}.db");
-    let endpoint = format!("https://{}:2379", h.internal_ip);
+    let endpoint = h.etcd_client_url();
     let cmd = crate::shell::etcd_snapshot(&endpoint, host_path::ETCD_PKI, &file);
     let conn = &survey.conns[&h.name];
     conn.run_checked(&cmd).await?;

@@ -55,7 +55,7 @@ pub async fn take(
         .next()
         .context("the cluster has no etcd member")?;
     let conn = &conns[&h.name];
-    let endpoint = format!("https://{}:2379", h.internal_ip);
+    let endpoint = h.etcd_client_url();
     let now = time::OffsetDateTime::now_utc();
     let on_host = format!("{BACKUPS}/snapshot-{}.db", now.unix_timestamp());
     conn.run_checked(&shell::etcd_snapshot(

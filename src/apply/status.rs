@@ -383,7 +383,7 @@ async fn etcd_status(
     h: &Host,
     c: &crate::inventory::Cluster,
 ) -> Result<EtcdStatus> {
-    let endpoint = format!("https://{}:2379", h.internal_ip);
+    let endpoint = h.etcd_client_url();
     let out = conn
         .run(&shell::etcd_status(&endpoint, host_path::ETCD_PKI))
         .await?;

@@ -172,7 +172,7 @@ pub async fn remove_hosts(
     engine::Health::drain(&gates, &names).await?;
     gates.delete_nodes(&names).await?;
     for h in members {
-        let peer_url = format!("https://{}:2380", h.internal_ip);
+        let peer_url = h.etcd_peer_url();
         gates.remove_etcd_member(&h.name, &peer_url).await?;
     }
     let parallel = inp.cluster.ssh.parallelism as usize;

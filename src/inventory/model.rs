@@ -231,6 +231,22 @@ pub struct Host {
     pub ssh: SshTarget,
 }
 
+/// etcd's client and peer ports on every member.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+pub const ETCD_PEER_PORT: u16 = 2380;
+
+impl Host {
+    /// Where this host's etcd member serves clients (the API servers, etcdctl, the gates).
+    pub fn etcd_client_url(&self) -> String {
+        format!("https://{}:{ETCD_CLIENT_PORT}", self.internal_ip)
+    }
+
+    /// Where this host's etcd member talks to the other members.
+    pub fn etcd_peer_url(&self) -> String {
+        format!("https://{}:{ETCD_PEER_PORT}", self.internal_ip)
+    }
+}
+
 impl Cluster {
     pub fn etcd_hosts(&self) -> impl Iterator<Item = &Host> {
         self.hosts.iter().filter(|h| h.roles.etcd)
@@ -250,15 +266,13 @@ impl Cluster {
 
     /// The etcd client URLs the API servers use, one per etcd member.
     pub fn etcd_servers(&self) -> Vec<String> {
-        self.etcd_hosts()
-            .map(|h| format!("https://{}:2379", h.internal_ip))
-            .collect()
+        self.etcd_hosts().map(Host::etcd_client_url).collect()
     }
 
-    /// etcd's `--initial-cluster`: `name=https://ip:2380` for every member.
+    /// etcd's `--initial-cluster`: `name=PEER_URL` for every member.
     pub fn etcd_initial_cluster(&self) -> String {
         self.etcd_hosts()
-            .map(|h| format!("{}=https://{}:2380", h.name, h.internal_ip))
+            .map(|h| format!("{}={}", h.name, h.etcd_peer_url()))
             .collect::<Vec<_>>()
             .join(",")
     }

@@ -41,11 +41,11 @@ impl<R: Remote> Gates<'_, R> {
     }
 
     fn client_url(&self, host: &str) -> String {
-        format!("https://{}:2379", self.ip(host))
+        self.host(host).etcd_client_url()
     }
 
     fn peer_url(&self, host: &str) -> String {
-        format!("https://{}:2380", self.ip(host))
+        self.host(host).etcd_peer_url()
     }
 
     /// A member of the running cluster to ask about membership: an etcd host not joining now.
@@ -215,7 +215,7 @@ impl<R: Remote> Gates<'_, R> {
         let r = Request {
             conn: &self.conns[host],
             target: &ip,
-            port: 2379,
+            port: crate::inventory::ETCD_CLIENT_PORT,
             tls: Some(&tls),
             server_name: host,
             path: "/health",

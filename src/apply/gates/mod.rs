@@ -85,13 +85,15 @@ fn hosts_of<'a>(actions: &[(&'a str, &UnitChange)]) -> Vec<&'a str> {
 }
 
 impl<R: Remote> Gates<'_, R> {
-    fn ip(&self, host: &str) -> String {
-        let h = self
-            .inp
+    fn host(&self, host: &str) -> &crate::inventory::Host {
+        self.inp
             .cluster
             .host(host)
-            .expect("planned hosts are in the inventory");
-        h.internal_ip.to_string()
+            .expect("planned hosts are in the inventory")
+    }
+
+    fn ip(&self, host: &str) -> String {
+        self.host(host).internal_ip.to_string()
     }
 
     fn admin(&self) -> Tls {
