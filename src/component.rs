@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::layout::{IMAGE_STORE, RELEASES_DIR};
+
 /// A systemd unit provisioner installs and manages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Unit {
@@ -48,26 +50,6 @@ pub struct UnitProps {
     pub reloads: bool,
 }
 
-/// Where the bundle's programs are installed.
-pub const BIN_DIR: &str = "/usr/local/bin";
-/// Where the system users that units run as are declared (`systemd-sysusers` reads them).
-pub const SYSUSERS_DIR: &str = "/etc/sysusers.d/";
-/// The kernel settings containerd and kube-proxy need, applied with `sysctl -p`.
-pub const SYSCTL_FILE: &str = "/etc/sysctl.d/99-kubernetes.conf";
-/// The kernel modules they need, loaded at boot and by `apply`.
-pub const MODULES_FILE: &str = "/etc/modules-load.d/kubernetes.conf";
-/// containerd's registry configuration: `NAME/hosts.toml` (and the mirrors' `NAME/ca.crt`) for
-/// each registry pulled through mirrors. provisioner owns the directory: a file there that the
-/// inventory no longer asks for is removed.
-pub const REGISTRY_HOSTS_DIR: &str = "/etc/containerd/certs.d";
-/// Where the CNI plugins are installed.
-pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
-/// Every version of every program installed stays in its own directory,
-/// `RELEASES_DIR/RELEASE/VERSION/PROGRAM`, and the path a unit runs (in [`BIN_DIR`] or
-/// [`CNI_BIN_DIR`]) is a link to one of them: switching versions, up or back, is changing a
-/// link and restarting, and the previous version is still there to switch back to.
-pub const RELEASES_DIR: &str = "/usr/local/lib/provisioner";
-
 /// Where one version of one program of a release (as the bundle manifest names it) lives.
 pub fn release_path(release: &str, version: &str, program: &str) -> String {
     format!("{RELEASES_DIR}/{release}/{version}/{program}")
@@ -85,8 +67,6 @@ pub fn parse_release_path(target: &str) -> Option<(&str, &str)> {
 /// Created by the kubelet and the controller-manager for FlexVolume drivers (their default
 /// plugin directory), whether any is used or not.
 const FLEX_VOLUME_DIR: &str = "/usr/libexec/kubernetes";
-/// containerd's content and snapshots: the images `reset --keep-images` keeps.
-pub const IMAGE_STORE: &str = "/var/lib/containerd";
 
 /// The bundle programs each role's hosts get in [`BIN_DIR`]: the units' own, and the tools
 /// an operator (and provisioner) use on the host.

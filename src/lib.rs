@@ -11,6 +11,7 @@ pub mod commands;
 pub mod component;
 pub mod history;
 pub mod inventory;
+pub mod layout;
 pub mod logging;
 pub mod members;
 pub mod pki;

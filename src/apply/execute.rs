@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use super::remote::Remote;
 use super::{files, Outcome, Reporter};
 use crate::component::{Phase, Unit};
-use crate::plan::{follow_up, DesiredHost, HostPlan, ImageImport, Plan, UnitAction, UnitChange};
+use crate::plan::{DesiredHost, HostPlan, ImageImport, Plan, UnitAction, UnitChange};
 use crate::shell;
 
 /// What the engine asks about the cluster's health; the real gates implement it by asking the
@@ -168,7 +168,7 @@ pub async fn execute<R: Remote, H: Health>(
         let restarts = &h.follow_up.restarts;
         if !restarts.is_empty() && restarts.iter().all(|u| phases.contains(&u.props().phase)) {
             conns[&h.host]
-                .run_checked(&shell::remove_file(follow_up::PENDING))
+                .run_checked(&shell::remove_file(crate::layout::FOLLOW_UP))
                 .await
                 .with_context(|| format!("{}: clearing the record of restarts to do", h.host))?;
         }
@@ -591,7 +591,7 @@ mod tests {
                 .iter()
                 .filter(|e| e.starts_with("cp-2: ") || e.starts_with("gate controllers"))
                 .map(|e| {
-                    let recorded = e.contains(follow_up::PENDING);
+                    let recorded = e.contains(crate::layout::FOLLOW_UP);
                     match () {
                         _ if recorded && e.contains("printf") => "record".to_string(),
                         _ if recorded && e.contains("rm -f") => "clear".to_string(),

@@ -72,7 +72,7 @@ impl Remote for FakeRemote {
         if command.contains("--units") {
             return Ok(ok(&self.facts));
         }
-        if command == shell::read_if_present(crate::plan::installed::RECORD) {
+        if command == shell::read_if_present(crate::layout::INSTALLED) {
             return Ok(ok(&self.installed));
         }
         if command.starts_with("ln -sfn -- ") {

@@ -8,8 +8,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::remote::Remote;
 use super::Reporter;
-use crate::component::SYSCTL_FILE;
-use crate::plan::follow_up::PENDING;
+use crate::layout::{FOLLOW_UP, RELEASES_DIR, SYSCTL_FILE};
 use crate::plan::{self, DesiredHost, FileAction, FileChange, HostPlan, Plan, Source};
 use crate::{shell, transport};
 
@@ -68,7 +67,7 @@ async fn write_host<R: Remote>(
         .await
         .context("recording what provisioner installs, for reset")?;
     if !h.follow_up.is_empty() {
-        conn.run_checked(&shell::write_lines(PENDING, &h.follow_up.lines()))
+        conn.run_checked(&shell::write_lines(FOLLOW_UP, &h.follow_up.lines()))
             .await
             .context("recording the work these files ask for, until it is done")?;
     }
@@ -140,7 +139,7 @@ async fn write_host<R: Remote>(
             .context("applying sysctls")?;
     }
     if !follow_up.is_empty() && h.follow_up.restarts.is_empty() {
-        conn.run_checked(&shell::remove_file(PENDING)).await?;
+        conn.run_checked(&shell::remove_file(FOLLOW_UP)).await?;
     }
     rep.step("files", host, &what, t.elapsed(), "ok", None);
     Ok(written)
@@ -167,10 +166,7 @@ pub async fn prune_versions<R: Remote>(
     for d in desired {
         let keep = plan::upgrade::kept_versions(d, history);
         let out = conns[&d.host]
-            .run_checked(&shell::prune_versions(
-                crate::component::RELEASES_DIR,
-                &keep,
-            ))
+            .run_checked(&shell::prune_versions(RELEASES_DIR, &keep))
             .await
             .with_context(|| format!("{}: removing old program versions", d.host))?;
         for line in out.stdout_text().lines() {

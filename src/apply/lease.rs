@@ -14,11 +14,9 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::Cluster;
+use crate::layout::LEASE;
 use crate::shell;
 use crate::transport::Connection;
-
-/// Where the lease is kept on its hosts.
-pub const PATH: &str = "/var/lib/provisioner/lease";
 
 /// A lease older than this is taken over: its holder is assumed gone.
 pub const EXPIRY: Duration = Duration::from_secs(12 * 3600);
@@ -146,7 +144,7 @@ pub async fn take(
     for host in lease_hosts(c) {
         let conn = &conns[host];
         let current = conn
-            .run_checked(&shell::read_if_present(PATH))
+            .run_checked(&shell::read_if_present(LEASE))
             .await
             .with_context(|| format!("{host}: reading the cluster's lease"))?
             .stdout_text();
@@ -163,7 +161,7 @@ pub async fn take(
             Some(why) => Err(anyhow::anyhow!("{host}: {why}; nothing was changed")),
             None => {
                 let out = conn
-                    .run(&shell::swap_lease(PATH, &me.line(), current.trim()))
+                    .run(&shell::swap_lease(LEASE, &me.line(), current.trim()))
                     .await?;
                 match out.status {
                     0 => Ok(()),
@@ -194,7 +192,7 @@ impl Lease {
     /// next run from this machine takes a dead process's lease over).
     pub async fn release(self) {
         for (host, (conn, line)) in self.held {
-            match conn.run(&shell::swap_lease(PATH, "", &line)).await {
+            match conn.run(&shell::swap_lease(LEASE, "", &line)).await {
                 Ok(o) if o.success() => {}
                 Ok(o) => tracing::debug!(host, status = o.status, "the lease was not released"),
                 Err(e) => tracing::debug!(host, "the lease was not released: {e}"),

@@ -9,7 +9,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::remote::Remote;
 use super::Reporter;
-use crate::plan::installed::{self, Installed, Reset};
+use crate::layout::INSTALLED;
+use crate::plan::installed::{Installed, Reset};
 use crate::shell;
 
 /// One host's reset, decided from its record before anything changes.
@@ -28,15 +29,15 @@ pub async fn survey<R: Remote>(
     stream::iter(conns)
         .map(|(host, conn)| async move {
             let text = conn
-                .run_checked(&shell::read_if_present(installed::RECORD))
+                .run_checked(&shell::read_if_present(INSTALLED))
                 .await
-                .with_context(|| format!("{host}: reading {}", installed::RECORD))?
+                .with_context(|| format!("{host}: reading {}", INSTALLED))?
                 .stdout_text();
             let record = Installed::parse(&text).with_context(|| {
                 format!(
                     "{host}: {} is damaged; nothing was changed on any host. Look at the line \
                      named, remove it if it is wrong, and run reset again",
-                    installed::RECORD
+                    INSTALLED
                 )
             })?;
             anyhow::Ok(HostReset {

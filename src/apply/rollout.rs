@@ -8,9 +8,9 @@ use anyhow::{bail, Context, Result};
 
 use super::{Inputs, Reporter};
 use crate::component::Unit;
+use crate::layout::BACKUPS;
 use crate::pki;
 use crate::pki::identity::host_path;
-use crate::plan::installed::BACKUPS;
 
 pub struct Options {
     pub force: bool,

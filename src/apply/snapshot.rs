@@ -12,7 +12,7 @@ use crate::shell;
 use crate::transport::Connection;
 
 /// Where snapshots are made on the members (and where `certs regenerate` keeps its own).
-use crate::plan::installed::BACKUPS;
+use crate::layout::BACKUPS;
 
 /// What a snapshot holds, written beside it as `FILE.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

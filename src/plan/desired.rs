@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use crate::bundle::{sha256_hex, Bundle};
-use crate::component::{release_path, Unit, BIN_DIR, CNI_BIN_DIR, RELEASES_DIR};
+use crate::component::{release_path, Unit};
+use crate::layout::{BIN_DIR, CNI_BIN_DIR, IMAGE_DIR, RELEASES_DIR};
 use crate::render::{HostFiles, Rendered};
 
 #[derive(Debug, Clone)]
@@ -44,9 +45,6 @@ pub struct DesiredImage {
     /// The archive on the host.
     pub archive: String,
 }
-
-/// Where image archives are kept on hosts, so a no-op run finds them by hash and sends nothing.
-pub const IMAGE_DIR: &str = "/var/lib/provisioner/images";
 
 #[derive(Debug, Clone)]
 pub struct DesiredHost {

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::desired::DesiredHost;
-use super::follow_up::{self, FollowUp};
+use super::follow_up::FollowUp;
 use crate::component::Unit;
+use crate::layout::{FILE_HASHES, FOLLOW_UP};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Facts {
@@ -52,12 +53,6 @@ pub struct UnitState {
     pub enabled: bool,
 }
 
-/// Where each host keeps `sha256 size mtime ctime inode path` of the files provisioner last
-/// wrote or checked. A file whose stamp still matches is not hashed again, which keeps a no-op
-/// run fast (binaries are most of the bytes); any write, even one that restores the mtime,
-/// changes the ctime and brings the hash back. `--rehash` ignores the record.
-pub const RECORD: &str = "/var/lib/provisioner/files.sha256";
-
 /// A command that records the current size and mtime of every desired file with its desired
 /// sha256; run after the files were written and verified.
 pub fn record_command(d: &DesiredHost) -> String {
@@ -66,7 +61,7 @@ pub fn record_command(d: &DesiredHost) -> String {
         .iter()
         .map(|i| (i.sha256.as_str(), i.path.as_str()))
         .collect();
-    crate::shell::record_files(RECORD, &files)
+    crate::shell::record_files(FILE_HASHES, &files)
 }
 
 /// The facts script (`shell/facts.sh`), printing one `key=value` line per fact; parsed by
@@ -82,11 +77,11 @@ pub fn script(d: &DesiredHost, rehash: bool) -> String {
     let dirs: Vec<&str> = d.dirs.iter().map(|(p, _)| p.as_str()).collect();
     let links: Vec<&str> = d.links.iter().map(|l| l.path.as_str()).collect();
     let units: Vec<String> = d.units.iter().map(|u| u.file_name()).collect();
-    let record = if rehash { "" } else { RECORD };
+    let record = if rehash { "" } else { FILE_HASHES };
     let owned: Vec<&str> = d.owned.iter().map(String::as_str).collect();
     crate::shell::facts(
         record,
-        follow_up::PENDING,
+        FOLLOW_UP,
         &crate::shell::FactSections {
             files: &files,
             dirs: &dirs,

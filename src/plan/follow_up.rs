@@ -10,11 +10,8 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::{FileAction, FileChange, UnitAction, UnitChange};
-use crate::component::{Unit, MODULES_FILE, SYSCTL_FILE, SYSUSERS_DIR};
-
-/// Where a host keeps the follow-up work an apply has not finished, one [`FollowUp::lines`]
-/// line each.
-pub const PENDING: &str = "/var/lib/provisioner/follow-up";
+use crate::component::Unit;
+use crate::layout::{MODULES_FILE, SYSCTL_FILE, SYSUSERS_DIR};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FollowUp {

@@ -7,17 +7,8 @@ use std::collections::BTreeSet;
 use anyhow::{bail, Result};
 
 use super::DesiredHost;
-use crate::component::{Unit, BIN_DIR, IMAGE_STORE};
-
-/// provisioner's own directory on each host: its records, lease, image archives and etcd
-/// backups. `reset` removes it last.
-pub const HOME: &str = "/var/lib/provisioner";
-/// etcd snapshots taken on the host (before a certificate rollout, scheduled ones), kept there.
-pub const BACKUPS: &str = "/var/lib/provisioner/backups";
-/// Lines `file PATH` and `dir PATH`, sorted.
-pub const RECORD: &str = "/var/lib/provisioner/installed";
-/// The bridge the CNI configuration names; `reset` removes it.
-pub const CNI_BRIDGE: &str = "cni0";
+use crate::component::Unit;
+use crate::layout::{BIN_DIR, HOME, IMAGE_STORE, INSTALLED};
 
 /// Directories a corrupt record must never make `reset` remove, whatever it says.
 const NEVER_REMOVED: &[&str] = &[
@@ -54,13 +45,13 @@ pub fn track_command(d: &DesiredHost) -> String {
         .chain(d.items.iter().map(|i| ("file", i.path.as_str())))
         .chain(d.links.iter().map(|l| ("file", l.path.as_str())))
         .collect();
-    crate::shell::track(RECORD, &paths)
+    crate::shell::track(INSTALLED, &paths)
 }
 
 /// Records directories about to be created outside the rendered files (an etcd restore's).
 pub fn track_dirs(paths: &[&str]) -> String {
     let pairs: Vec<(&str, &str)> = paths.iter().map(|p| ("dir", *p)).collect();
-    crate::shell::track(RECORD, &pairs)
+    crate::shell::track(INSTALLED, &pairs)
 }
 
 /// A host's record, as read back.

@@ -1,6 +1,6 @@
 //! Version changes: which releases a plan moves to another version, and whether upstream's
 //! version-skew policy allows the move. Each host's current version of a program is the
-//! version directory its link points into (see [`crate::component::RELEASES_DIR`]).
+//! version directory its link points into (see [`crate::layout::RELEASES_DIR`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -12,11 +12,13 @@ use base64::Engine;
 use serde::Serialize;
 
 use crate::component::{
-    Unit, API_LB_PROGRAMS, BIN_DIR, CNI_BIN_DIR, CNI_PLUGINS, CONTROL_PLANE_PROGRAMS,
-    ETCD_PROGRAMS, MODULES_FILE, REGISTRY_HOSTS_DIR, SYSCTL_FILE, SYSUSERS_DIR, WORKER_PROGRAMS,
+    Unit, API_LB_PROGRAMS, CNI_PLUGINS, CONTROL_PLANE_PROGRAMS, ETCD_PROGRAMS, WORKER_PROGRAMS,
 };
 use crate::inventory::version;
 use crate::inventory::{Cluster, Host, Registry, NODE_LOCAL_API_PORT};
+use crate::layout::{
+    BACKUPS, BIN_DIR, CNI_BIN_DIR, MODULES_FILE, REGISTRY_HOSTS_DIR, SYSCTL_FILE, SYSUSERS_DIR,
+};
 use crate::pki::{Ca, Cert, Pem, Pki};
 use context::*;
 use templates::Templates;
@@ -313,7 +315,7 @@ fn host_files(
                 host: &common,
                 calendar: &s.calendar,
                 keep: s.keep,
-                dir: crate::plan::installed::BACKUPS,
+                dir: BACKUPS,
                 pki: host_path::ETCD_PKI,
                 script,
             };

@@ -116,7 +116,7 @@ pub fn reset(r: &crate::plan::installed::Reset) -> String {
         r.kube_proxy.as_deref().unwrap_or(""),
         &runtime,
         if r.keep_images { "yes" } else { "no" },
-        crate::plan::installed::CNI_BRIDGE,
+        crate::layout::CNI_BRIDGE,
     ];
     let units: Vec<String> = r.units.iter().map(|u| u.file_name()).collect();
     args.extend(units.iter().map(String::as_str));

@@ -6,7 +6,8 @@ use anyhow::{anyhow, Result};
 use super::super::health::retry_until;
 use super::super::remote::Remote;
 use super::Gates;
-use crate::component::{parse_release_path, Unit, BIN_DIR};
+use crate::component::{parse_release_path, Unit};
+use crate::layout::BIN_DIR;
 use crate::pki::Cert;
 use crate::shell;
 
