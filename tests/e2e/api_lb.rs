@@ -285,7 +285,7 @@ fn mirrors(m: &Machines, c: &Cluster) {
                 log.contains("/v2/provisioner-test/web/manifests/mirrored"),
                 "the registry served no manifest:\n{log}"
             );
-            k.run(&["delete", "pod/mirrored", "--wait=true"]);
+            k.run(&["delete", "pod/mirrored", "--wait=false"]);
         },
     );
     step(
