@@ -4,7 +4,9 @@
 
 use std::fmt;
 
-use crate::layout::{IMAGE_STORE, RELEASES_DIR};
+use crate::layout::{
+    ETCD_CLIENT_PORT, ETCD_METRICS_PORT, ETCD_PEER_PORT, IMAGE_STORE, RELEASES_DIR,
+};
 
 /// A systemd unit provisioner installs and manages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -107,7 +109,13 @@ impl Unit {
     pub const fn props(self) -> UnitProps {
         use Phase as P;
         let (name, binaries, ports, phase, state): (_, &[&str], &[u16], _, &[&str]) = match self {
-            Unit::Etcd => ("etcd", &["etcd"], &[2379, 2380, 2381], P::Etcd, &[]),
+            Unit::Etcd => (
+                "etcd",
+                &["etcd"],
+                &[ETCD_CLIENT_PORT, ETCD_PEER_PORT, ETCD_METRICS_PORT],
+                P::Etcd,
+                &[],
+            ),
             Unit::KubeApiserver => (
                 "kube-apiserver",
                 &["kube-apiserver"],

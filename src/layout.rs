@@ -14,6 +14,15 @@ pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
 /// link and restarting, and the previous version is still there to switch back to.
 pub const RELEASES_DIR: &str = "/usr/local/lib/provisioner";
 
+// ---- ports
+
+/// etcd's client port on every member (the API servers, etcdctl, the gates).
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+/// etcd's peer port: the members among themselves.
+pub const ETCD_PEER_PORT: u16 = 2380;
+/// etcd's metrics and plain health, on 127.0.0.1 only.
+pub const ETCD_METRICS_PORT: u16 = 2381;
+
 // ---- the system's own configuration
 
 /// Where the system users that units run as are declared (`systemd-sysusers` reads them).

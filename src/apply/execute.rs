@@ -546,6 +546,14 @@ mod tests {
         }
     }
 
+    /// Gates that pass, except the first of `phase` on `host`.
+    fn failing_at(phase: Phase, host: &str) -> impl Fn(Log) -> FakeHealth + '_ {
+        move |log| FakeHealth {
+            failing: [(phase, host.to_string())].into(),
+            ..healthy(log)
+        }
+    }
+
     /// The log without the bookkeeping commands (directories, hash records, reloads).
     fn events(log: &Log) -> Vec<String> {
         log.lock()
@@ -614,10 +622,7 @@ mod tests {
                 "clear",
             ]
         );
-        let failing = |log| FakeHealth {
-            failing: [(Phase::Controllers, "cp-2".to_string())].into(),
-            ..healthy(log)
-        };
+        let failing = failing_at(Phase::Controllers, "cp-2");
         let r = run(&[conf], &["cp-2"], failing).await;
         r.result.unwrap_err();
         assert!(!on_cp2(&r.log).contains(&"clear".to_string()));
@@ -626,10 +631,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_gate_stops_the_rollout_with_the_rest_serving() {
         let ca = "/etc/kubernetes/pki/front-proxy-ca.crt";
-        let failing = |log| FakeHealth {
-            failing: [(Phase::ApiServer, "cp-2".to_string())].into(),
-            ..healthy(log)
-        };
+        let failing = failing_at(Phase::ApiServer, "cp-2");
         let r = run(&[ca], &["cp-1", "cp-2", "cp-3"], failing).await;
         let err = r.result.unwrap_err();
         assert!(
@@ -752,10 +754,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_gate_on_a_new_version_switches_that_host_back_and_stops() {
-        let failing = |log| FakeHealth {
-            failing: [(Phase::Workers, "worker-1".to_string())].into(),
-            ..healthy(log)
-        };
+        let failing = failing_at(Phase::Workers, "worker-1");
         let r = run_with(&[], &[], &["worker-1", "worker-2"], 1, failing).await;
         let err = format!("{:#}", r.result.unwrap_err());
         assert!(

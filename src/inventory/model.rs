@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use ipnet::Ipv4Net;
 
 use super::version::{KubeVersion, Semver};
+use crate::layout::{ETCD_CLIENT_PORT, ETCD_PEER_PORT};
 
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -230,10 +231,6 @@ pub struct Host {
     pub etcd_joins: bool,
     pub ssh: SshTarget,
 }
-
-/// etcd's client and peer ports on every member.
-pub const ETCD_CLIENT_PORT: u16 = 2379;
-pub const ETCD_PEER_PORT: u16 = 2380;
 
 impl Host {
     /// Where this host's etcd member serves clients (the API servers, etcdctl, the gates).

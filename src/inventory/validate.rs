@@ -784,7 +784,7 @@ fn ipv4(s: &str) -> Result<Ipv4Addr, String> {
 }
 
 /// An SSH address: an IP address or a DNS name.
-pub(super) fn address(s: &str) -> Result<(), String> {
+fn address(s: &str) -> Result<(), String> {
     if s.parse::<IpAddr>().is_ok() {
         return Ok(());
     }

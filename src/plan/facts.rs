@@ -329,16 +329,6 @@ mod script_tests {
     use crate::plan::{DesiredHost, Item, Source};
     use crate::shell::run_locally as sh;
 
-    /// A survey of nothing but what a test names.
-    const NOTHING: crate::shell::FactSections<'static> = crate::shell::FactSections {
-        files: &[],
-        dirs: &[],
-        links: &[],
-        units: &[],
-        owned: &[],
-        images: false,
-    };
-
     #[test]
     fn the_survey_reads_the_follow_up_record_and_lists_owned_directories() {
         let dir = tempfile::tempdir().unwrap();
@@ -356,7 +346,7 @@ mod script_tests {
             &pending,
             &crate::shell::FactSections {
                 owned: &[&owned, &absent],
-                ..NOTHING
+                ..Default::default()
             },
         )));
         assert!(f.follow_up.daemon_reload && !f.follow_up.load_modules);
@@ -364,7 +354,7 @@ mod script_tests {
         assert_eq!(f.owned, [stale].into());
         // Without a record there is nothing to follow up.
         std::fs::remove_file(&pending).unwrap();
-        let f = parse(&sh(&crate::shell::facts("", &pending, &NOTHING)));
+        let f = parse(&sh(&crate::shell::facts("", &pending, &Default::default())));
         assert!(f.follow_up.is_empty());
     }
 
@@ -415,7 +405,7 @@ mod script_tests {
                 "",
                 &crate::shell::FactSections {
                     files: &[&p],
-                    ..NOTHING
+                    ..Default::default()
                 },
             )))
             .files[&p]

@@ -59,7 +59,8 @@ pub fn script_as_root(script: &str, sudo: bool) -> String {
     format!("{sudo}sh -c {}", quote(script))
 }
 
-/// What the facts script looks at on a host.
+/// What the facts script looks at on a host (by default, nothing).
+#[derive(Default)]
 pub struct FactSections<'a> {
     pub files: &'a [&'a str],
     pub dirs: &'a [&'a str],
@@ -763,12 +764,8 @@ mod tests {
             "",
             "",
             &FactSections {
-                files: &[],
-                dirs: &[],
                 links: &[&link, &plain, &missing],
-                units: &[],
-                owned: &[],
-                images: false,
+                ..FactSections::default()
             },
         ));
         let links: Vec<&str> = facts.lines().filter(|l| l.starts_with("link=")).collect();

@@ -215,7 +215,7 @@ impl<R: Remote> Gates<'_, R> {
         let r = Request {
             conn: &self.conns[host],
             target: &ip,
-            port: crate::inventory::ETCD_CLIENT_PORT,
+            port: crate::layout::ETCD_CLIENT_PORT,
             tls: Some(&tls),
             server_name: host,
             path: "/health",
