@@ -32,6 +32,18 @@ pub const SYSCTL_FILE: &str = "/etc/sysctl.d/99-kubernetes.conf";
 /// The kernel modules they need, loaded at boot and by `apply`.
 pub const MODULES_FILE: &str = "/etc/modules-load.d/kubernetes.conf";
 
+// ---- the kubelet
+
+/// The kubelet's kubeconfig, with the client certificate provisioner issued.
+pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
+/// The kubelet's certificate directory: provisioner's serving pair, and the client pairs the
+/// kubelet renews itself through the CSR API (`kubelet-client-*.pem`).
+pub const KUBELET_PKI: &str = "/var/lib/kubelet/pki";
+/// The client pair the kubelet renewed last (a link to a dated file), preferred by the kubelet
+/// over its kubeconfig's. A new kubeconfig certificate (renewed, or from a new CA) must replace
+/// it: its files go when the kubeconfig is written, and the kubelet starts from the new one.
+pub const KUBELET_RENEWED_CLIENT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
+
 // ---- containerd
 
 /// containerd's registry configuration: `NAME/hosts.toml` (and the mirrors' `NAME/ca.crt`) for

@@ -138,6 +138,12 @@ async fn write_host<R: Remote>(
             .await
             .context("applying sysctls")?;
     }
+    if follow_up.forget_renewed_kubelet_client {
+        // The running kubelet keeps its certificate in memory; its restart loads the new one.
+        conn.run_checked(&shell::forget_renewed_kubelet_client())
+            .await
+            .context("removing the client certificates the kubelet renewed itself")?;
+    }
     if !follow_up.is_empty() && h.follow_up.restarts.is_empty() {
         conn.run_checked(&shell::remove_file(FOLLOW_UP)).await?;
     }

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use serde::Serialize;
 
+use crate::layout::{KUBELET_KUBECONFIG, KUBELET_RENEWED_CLIENT};
 use crate::pki::{self, inspect, Ca, Pki};
 use crate::render::Rendered;
 
@@ -57,13 +58,27 @@ impl Report {
 pub struct Expected {
     pub path: String,
     pub name: String,
+    /// The state directory's copy; for a [`Form::Renewed`] one, the CA that must have signed it.
     pub pem: String,
-    /// The file is a kubeconfig embedding the certificate as client-certificate-data.
-    pub kubeconfig: bool,
+    pub form: Form,
+}
+
+/// How a host holds a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// A PEM file of its own.
+    File,
+    /// A kubeconfig's client-certificate-data.
+    Kubeconfig,
+    /// The client certificate the kubelet renewed itself through the CSR API, the one it uses
+    /// while it is there: not provisioner's copy, so it only has to be signed by the cluster CA;
+    /// absent until the kubelet's first renewal. Its file holds the key too, which never leaves
+    /// the host.
+    Renewed,
 }
 
 /// The certificates each rendered host carries: every `.crt` file and every kubeconfig's client
-/// certificate.
+/// certificate, and on a node the client certificate its kubelet renewed.
 pub fn expected(rendered: &Rendered, pki: &Pki) -> BTreeMap<String, Vec<Expected>> {
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     for ca in Ca::ALL {
@@ -77,19 +92,27 @@ pub fn expected(rendered: &Rendered, pki: &Pki) -> BTreeMap<String, Vec<Expected
         let mut list = Vec::new();
         for f in &h.files {
             let text = String::from_utf8_lossy(&f.content);
-            let (pem, kubeconfig) = if f.path.ends_with(".crt") {
-                (text.trim().to_string(), false)
+            let (pem, form) = if f.path.ends_with(".crt") {
+                (text.trim().to_string(), Form::File)
             } else if let Some(pem) = kubeconfig_client_cert(&text) {
-                (pem, true)
+                (pem, Form::Kubeconfig)
             } else {
                 continue;
             };
             let name = names.get(&pem).cloned().unwrap_or_else(|| f.path.clone());
+            if f.path == KUBELET_KUBECONFIG {
+                list.push(Expected {
+                    path: KUBELET_RENEWED_CLIENT.to_string(),
+                    name: format!("{name} (renewed by the kubelet)"),
+                    pem: pki.ca(Ca::Cluster).cert.clone(),
+                    form: Form::Renewed,
+                });
+            }
             list.push(Expected {
                 path: f.path.clone(),
                 name,
                 pem,
-                kubeconfig,
+                form,
             });
         }
         out.insert(h.host.clone(), list);
@@ -113,7 +136,8 @@ fn decode_b64_pem(data: &str) -> Option<String> {
 }
 
 /// One command printing each file's certificate: `.crt` files whole, kubeconfigs only their
-/// client-certificate-data line, so no private key ever leaves the host.
+/// client-certificate-data line, `.pem` pairs only their certificates, so no private key ever
+/// leaves the host.
 pub fn read_script(list: &[Expected]) -> String {
     let paths: Vec<&str> = list.iter().map(|e| e.path.as_str()).collect();
     crate::shell::read_certs(&paths)
@@ -126,7 +150,9 @@ pub fn parse_read(output: &str, list: &[Expected]) -> BTreeMap<String, Option<St
     let finish = |cur: Option<(String, String)>, out: &mut BTreeMap<String, Option<String>>| {
         if let Some((path, body)) = cur {
             let body = body.trim();
-            let kubeconfig = list.iter().any(|e| e.path == path && e.kubeconfig);
+            let kubeconfig = list
+                .iter()
+                .any(|e| e.path == path && e.form == Form::Kubeconfig);
             let pem = match body {
                 "MISSING" => None,
                 b if kubeconfig => Some(decode_b64_pem(b).unwrap_or_default()),
@@ -211,6 +237,8 @@ pub fn host_rows(
     for e in expected {
         let pem = match found.get(&e.path) {
             Some(Some(pem)) => pem,
+            // The kubelet has not renewed its certificate yet: it uses its kubeconfig's.
+            _ if e.form == Form::Renewed => continue,
             _ => {
                 rows.push(Row {
                     name: e.name.clone(),
@@ -229,7 +257,11 @@ pub fn host_rows(
             }
         };
         let mut drift = Vec::new();
-        if pem.trim() != e.pem {
+        if e.form == Form::Renewed {
+            if !inspect::signed_by_one_of(pem, &e.pem)? {
+                drift.push("not signed by the cluster CA".to_string());
+            }
+        } else if pem.trim() != e.pem {
             drift.push("differs from the state directory".to_string());
         } else if let Some(s) = state.iter().find(|r| r.name == e.name) {
             // The same certificate as the state's, so the same identity problems.
@@ -414,19 +446,19 @@ mod tests {
                 path: "/a.crt".into(),
                 name: "a".into(),
                 pem: "A".into(),
-                kubeconfig: false,
+                form: Form::File,
             },
             Expected {
                 path: "/k.conf".into(),
                 name: "k".into(),
                 pem: "K".into(),
-                kubeconfig: true,
+                form: Form::Kubeconfig,
             },
             Expected {
                 path: "/gone.crt".into(),
                 name: "g".into(),
                 pem: "G".into(),
-                kubeconfig: false,
+                form: Form::File,
             },
         ];
         let b64 = base64::engine::general_purpose::STANDARD.encode("-----BEGIN X-----\nK\n");
@@ -447,13 +479,24 @@ mod tests {
             "users:\n- user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n",
         )
         .unwrap();
-        let list: Vec<Expected> = ["a.crt", "k.conf", "gone.crt"]
+        // The kubelet's renewed pair: certificate and key in one file.
+        let cert = "-----BEGIN CERTIFICATE-----\nQ0VSVA==\n-----END CERTIFICATE-----";
+        std::fs::write(
+            at("pair.pem"),
+            format!("{cert}\n-----BEGIN EC PRIVATE KEY-----\nS0VZ\n-----END EC PRIVATE KEY-----\n"),
+        )
+        .unwrap();
+        let list: Vec<Expected> = ["a.crt", "k.conf", "pair.pem", "gone.crt"]
             .into_iter()
             .map(|n| Expected {
                 path: at(n),
                 name: n.into(),
                 pem: String::new(),
-                kubeconfig: n.ends_with(".conf"),
+                form: match n {
+                    "k.conf" => Form::Kubeconfig,
+                    "pair.pem" => Form::Renewed,
+                    _ => Form::File,
+                },
             })
             .collect();
         let text = crate::shell::run_locally(&read_script(&list));
@@ -461,6 +504,7 @@ mod tests {
         let got = parse_read(&text, &list);
         assert_eq!(got[&at("a.crt")].as_deref(), Some("CERT"));
         assert_eq!(got[&at("k.conf")].as_deref(), Some("CERT"));
+        assert_eq!(got[&at("pair.pem")].as_deref(), Some(cert));
         assert_eq!(got[&at("gone.crt")], None);
     }
 
@@ -530,16 +574,37 @@ mod rendered_tests {
             "super-admin never leaves the state directory"
         );
         // A host copy equal to the state's is clean; another one drifts; a missing one too.
+        // Until the kubelet renews its client certificate, there is no row for the renewal.
         let list = &e["worker-1"];
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut found: BTreeMap<String, Option<String>> = list
             .iter()
+            .filter(|x| x.form != Form::Renewed)
             .map(|x| (x.path.clone(), Some(x.pem.clone())))
             .collect();
         let rows = host_rows("worker-1", list, &found, &[], now, 30).unwrap();
+        assert_eq!(rows.len(), list.len() - 1);
         assert!(rows
             .iter()
             .all(|r| r.drift.is_empty() && !r.expired && !r.expiring));
+        // A renewal signed by the cluster CA is clean, by another CA it drifts.
+        let renewed = |cert: (crate::pki::Cert, Option<&str>),
+                       found: &mut BTreeMap<String, Option<String>>| {
+            let pem = pki.leaf(cert.0, cert.1).cert.trim().to_string();
+            found.insert(KUBELET_RENEWED_CLIENT.into(), Some(pem));
+            let rows = host_rows("worker-1", list, found, &[], now, 30).unwrap();
+            let row = rows.into_iter().find(|r| r.path == KUBELET_RENEWED_CLIENT);
+            row.expect("a row for the renewed certificate")
+        };
+        let row = renewed(
+            (crate::pki::Cert::KubeletClient, Some("worker-1")),
+            &mut found,
+        );
+        assert_eq!(row.name, "kubelet-client@worker-1 (renewed by the kubelet)");
+        assert!(row.drift.is_empty(), "{:?}", row.drift);
+        let row = renewed((crate::pki::Cert::FrontProxyClient, None), &mut found);
+        assert_eq!(row.drift, ["not signed by the cluster CA"]);
+        found.remove(KUBELET_RENEWED_CLIENT);
         let other = pki
             .leaf(crate::pki::Cert::Admin, None)
             .cert

@@ -135,10 +135,25 @@ fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
 
 /// Whether `cert_pem` carries a valid signature by the CA in `ca_pem`.
 pub fn signed_by(cert_pem: &str, ca_pem: &str) -> Result<bool> {
-    let (cert_der, ca_der) = (der_of(cert_pem)?, der_of(ca_pem)?);
-    let (_, cert) = X509Certificate::from_der(&cert_der).context("certificate")?;
-    let (_, ca) = X509Certificate::from_der(&ca_der).context("CA certificate")?;
+    verifies(&der_of(cert_pem)?, &der_of(ca_pem)?)
+}
+
+fn verifies(cert_der: &[u8], ca_der: &[u8]) -> Result<bool> {
+    let (_, cert) = X509Certificate::from_der(cert_der).context("certificate")?;
+    let (_, ca) = X509Certificate::from_der(ca_der).context("CA certificate")?;
     Ok(cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok())
+}
+
+/// Whether one of the certificates of the PEM bundle `cas` signed `cert_pem` (a CA being rotated
+/// is a bundle of the old certificate and the new one).
+pub fn signed_by_one_of(cert_pem: &str, cas: &str) -> Result<bool> {
+    for ca in x509_parser::pem::Pem::iter_from_buffer(cas.as_bytes()) {
+        let ca = ca.map_err(|e| anyhow!("not a PEM bundle: {e}"))?;
+        if verifies(&der_of(cert_pem)?, &ca.contents)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Why an existing certificate no longer matches its spec; empty when it does.

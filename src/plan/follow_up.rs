@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{FileAction, FileChange, UnitAction, UnitChange};
 use crate::component::Unit;
-use crate::layout::{MODULES_FILE, SYSCTL_FILE, SYSUSERS_DIR};
+use crate::layout::{KUBELET_KUBECONFIG, MODULES_FILE, SYSCTL_FILE, SYSUSERS_DIR};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FollowUp {
@@ -21,6 +21,9 @@ pub struct FollowUp {
     pub sysusers: BTreeSet<String>,
     pub reload_sysctl: bool,
     pub load_modules: bool,
+    /// The kubelet's kubeconfig has a new client certificate: the ones the kubelet renewed
+    /// itself go, or it would keep preferring them (signed by a CA being rotated out, say).
+    pub forget_renewed_kubelet_client: bool,
     /// Running units to restart with their new inputs: done only once the apply's phases
     /// have all run.
     pub restarts: BTreeSet<Unit>,
@@ -43,6 +46,7 @@ impl FollowUp {
                 .collect(),
             reload_sysctl: written().any(|p| p == SYSCTL_FILE),
             load_modules: written().any(|p| p == MODULES_FILE),
+            forget_renewed_kubelet_client: written().any(|p| p == KUBELET_KUBECONFIG),
             restarts: units
                 .iter()
                 .filter(|u| u.action == UnitAction::Restart)
@@ -69,6 +73,7 @@ impl FollowUp {
         self.sysusers.extend(other.sysusers.iter().cloned());
         self.reload_sysctl |= other.reload_sysctl;
         self.load_modules |= other.load_modules;
+        self.forget_renewed_kubelet_client |= other.forget_renewed_kubelet_client;
         self.restarts.extend(other.restarts.iter().copied());
     }
 
@@ -84,6 +89,9 @@ impl FollowUp {
         }
         if self.load_modules {
             lines.push("modules".to_string());
+        }
+        if self.forget_renewed_kubelet_client {
+            lines.push("kubelet-client".to_string());
         }
         lines.extend(
             self.restarts
@@ -107,6 +115,7 @@ impl FollowUp {
                 "daemon-reload" => self.daemon_reload = true,
                 "sysctl" => self.reload_sysctl = true,
                 "modules" => self.load_modules = true,
+                "kubelet-client" => self.forget_renewed_kubelet_client = true,
                 _ => {}
             },
         }
@@ -127,6 +136,9 @@ impl FollowUp {
         if self.reload_sysctl {
             parts.push("apply sysctls".to_string());
         }
+        if self.forget_renewed_kubelet_client {
+            parts.push("drop the client certificates the kubelet renewed".to_string());
+        }
         parts.join(", ")
     }
 }
@@ -142,6 +154,7 @@ mod tests {
             sysusers: ["/etc/sysusers.d/etcd.conf".to_string()].into(),
             reload_sysctl: true,
             load_modules: false,
+            forget_renewed_kubelet_client: true,
             restarts: [Unit::KubeProxy, Unit::Etcd].into(),
         };
         let mut back = FollowUp::default();
@@ -171,5 +184,36 @@ mod tests {
         assert!(a.daemon_reload && a.load_modules && a.sysusers.len() == 1);
         assert!(!a.reload_sysctl);
         assert!(FollowUp::default().is_empty() && !a.is_empty());
+    }
+
+    #[test]
+    fn a_new_kubelet_kubeconfig_drops_the_renewed_client_certificates() {
+        let change = |path: &str, action| FileChange {
+            path: path.to_string(),
+            action,
+            mode: 0o600,
+            secret: true,
+            item: crate::plan::desired::Item {
+                path: path.to_string(),
+                mode: 0o600,
+                sha256: String::new(),
+                secret: true,
+                source: crate::plan::desired::Source::Rendered(Vec::new()),
+                restarts: vec![Unit::Kubelet],
+            },
+        };
+        let written = FollowUp::of(&[change(KUBELET_KUBECONFIG, FileAction::Update)], &[]);
+        assert!(written.forget_renewed_kubelet_client);
+        assert!(written.describe().contains("kubelet renewed"));
+        // A mode fix leaves the certificate as it was; another kubeconfig is not the kubelet's.
+        let chmod = FollowUp::of(&[change(KUBELET_KUBECONFIG, FileAction::Permissions)], &[]);
+        let other = FollowUp::of(
+            &[change(
+                "/etc/kubernetes/kube-proxy.conf",
+                FileAction::Update,
+            )],
+            &[],
+        );
+        assert!(chmod.is_empty() && other.is_empty());
     }
 }

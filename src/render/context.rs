@@ -60,6 +60,15 @@ pub struct ApiserverUnit<'a> {
 }
 
 #[derive(Serialize)]
+pub struct ControllerManagerUnit<'a> {
+    #[serde(flatten)]
+    pub host: &'a HostCtx<'a>,
+    /// How long the certificates it signs live (the kubelets' renewed client certificates):
+    /// as long as provisioner's own.
+    pub signing_duration_hours: u64,
+}
+
+#[derive(Serialize)]
 pub struct EncryptionConfig<'a> {
     pub encryption_key: &'a str,
 }

@@ -17,7 +17,8 @@ use crate::component::{
 use crate::inventory::version;
 use crate::inventory::{Cluster, Host, Registry, NODE_LOCAL_API_PORT};
 use crate::layout::{
-    BACKUPS, BIN_DIR, CNI_BIN_DIR, MODULES_FILE, REGISTRY_HOSTS_DIR, SYSCTL_FILE, SYSUSERS_DIR,
+    BACKUPS, BIN_DIR, CNI_BIN_DIR, KUBELET_KUBECONFIG, MODULES_FILE, REGISTRY_HOSTS_DIR,
+    SYSCTL_FILE, SYSUSERS_DIR,
 };
 use crate::pki::{Ca, Cert, Pem, Pki};
 use context::*;
@@ -476,7 +477,11 @@ fn host_files(
             ),
         };
         b.unit(KubeApiserver, &apiserver)?;
-        b.unit(KubeControllerManager, &common)?;
+        let controller_manager = ControllerManagerUnit {
+            host: &common,
+            signing_duration_hours: u64::from(c.pki.cert_validity_days) * 24,
+        };
+        b.unit(KubeControllerManager, &controller_manager)?;
         b.unit(KubeScheduler, &common)?;
         if !addons.is_empty() {
             b.dir(addons::DIR, 0o755);
@@ -552,12 +557,7 @@ fn host_files(
             pki.leaf(Cert::KubeletClient, Some(&h.name)),
             &api,
         )?;
-        b.file(
-            "/etc/kubernetes/kubelet.conf",
-            SECRET,
-            kubelet_conf,
-            &[Kubelet],
-        );
+        b.file(KUBELET_KUBECONFIG, SECRET, kubelet_conf, &[Kubelet]);
         let proxy_conf = kubeconfig(
             t,
             c,

@@ -513,6 +513,22 @@ pub fn remove_file(path: &str) -> String {
     command(&["rm", "-f", "--", path])
 }
 
+/// Removes the client certificates the kubelet renewed itself (the current link and the dated
+/// pairs), so that its next start begins from its kubeconfig's.
+pub fn forget_renewed_kubelet_client() -> String {
+    let dir = crate::layout::KUBELET_PKI;
+    let find = command(&[
+        "find",
+        dir,
+        "-maxdepth",
+        "1",
+        "-name",
+        "kubelet-client-*.pem",
+        "-delete",
+    ]);
+    format!("[ ! -d {} ] || {find}", quote(dir))
+}
+
 /// `etcdctl` against `endpoint` with the healthcheck client certificate under `pki`.
 fn etcdctl(endpoint: &str, pki: &str, args: &[&str]) -> Vec<String> {
     let mut words: Vec<String> = [

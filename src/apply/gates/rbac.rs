@@ -10,7 +10,8 @@ use super::Gates;
 
 impl<R: Remote> Gates<'_, R> {
     /// The bindings a hard-way cluster needs that Kubernetes does not create itself: the admin
-    /// group to cluster-admin, and the API server's kubelet client to the kubelet API. Applied
+    /// group to cluster-admin, the API server's kubelet client to the kubelet API, and the
+    /// nodes to renewing their own client certificates. Applied
     /// as super-admin, whose group needs no binding (the admin's only works after this).
     pub(super) async fn rbac(&self) -> Result<()> {
         let host = self.api_host();
@@ -32,7 +33,9 @@ impl<R: Remote> Gates<'_, R> {
     }
 }
 
-/// The admin group to cluster-admin; the API server's kubelet client to the kubelet API.
+/// The admin group to cluster-admin; the API server's kubelet client to the kubelet API; the
+/// nodes to asking for their own client certificates, which the controller-manager then approves
+/// (a kubelet may ask only for its own name: the approver checks the request against it).
 fn cluster_role_bindings() -> Vec<DynamicObject> {
     let binding = |name: &str, role: &str, user_or_group: (&str, &str)| {
         serde_json::from_value(json!({
@@ -58,6 +61,11 @@ fn cluster_role_bindings() -> Vec<DynamicObject> {
             "provisioner:kube-apiserver-kubelet-client",
             "system:kubelet-api-admin",
             ("User", "kube-apiserver-kubelet-client"),
+        ),
+        binding(
+            "provisioner:node-client-certificate-renewal",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            ("Group", "system:nodes"),
         ),
     ]
 }
