@@ -14,6 +14,8 @@
 
 mod common;
 
+#[path = "e2e/cis.rs"]
+mod cis;
 #[path = "e2e/cluster.rs"]
 mod cluster;
 #[path = "e2e/machines.rs"]
@@ -32,6 +34,8 @@ mod snapshot;
 mod status;
 #[path = "e2e/step.rs"]
 mod step;
+#[path = "e2e/upstream.rs"]
+mod upstream;
 
 #[path = "e2e/api_lb.rs"]
 mod api_lb;

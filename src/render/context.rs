@@ -14,6 +14,8 @@ pub struct HostCtx<'a> {
     /// The cluster's pod range; in the CNI configs, the node's own.
     pub pod_cidr: String,
     pub service_cidr: String,
+    /// What the Kubernetes components serve TLS 1.2 with (see `TLS_CIPHER_SUITES`).
+    pub tls_cipher_suites: String,
 }
 
 #[derive(Serialize)]
@@ -101,6 +103,7 @@ pub struct MirrorCtx<'a> {
 
 #[derive(Serialize)]
 pub struct KubeletConfig<'a> {
+    pub tls_cipher_suites: &'a [&'a str],
     pub cluster_domain: &'a str,
     pub cluster_dns: String,
     pub minor: u32,

@@ -232,7 +232,8 @@ pub fn run() {
     });
 
     step("every certificate chains to a new CA", || {
-        // Every certificate on every host chains to a new CA (real openssl verify).
+        // Every certificate on every host chains to a new CA (real openssl verify), the client
+        // certificates the kubelets renewed themselves included.
         let new_cas = c.ws.dir.path().join("new-cas.pem");
         std::fs::write(
             &new_cas,
@@ -244,15 +245,18 @@ pub fn run() {
             !old_text.contains(read("ca.crt").trim()),
             "the cluster CA did not change"
         );
-        let mut checked = 0;
+        let (mut checked, mut renewed) = (0, 0);
         for h in names {
             let list = m.ssh(
                 h,
-                "find /etc/kubernetes/pki /var/lib/kubelet/pki -name '*.crt' 2>/dev/null; true",
+                "find /etc/kubernetes/pki /var/lib/kubelet/pki \\( -name '*.crt' \
+                 -o -name kubelet-client-current.pem \\) 2>/dev/null; true",
             );
+            renewed += list.matches("kubelet-client-current.pem").count();
             for path in list.lines() {
                 let local = c.ws.dir.path().join("host.crt");
-                std::fs::write(&local, m.ssh(h, &format!("cat {path}"))).unwrap();
+                let cert = format!("sed -n '/BEGIN CERTIFICATE/,/END CERTIFICATE/p' {path}");
+                std::fs::write(&local, m.ssh(h, &cert)).unwrap();
                 let o = Command::new("openssl")
                     .args([
                         "verify",
@@ -273,6 +277,10 @@ pub fn run() {
         assert!(
             checked >= 30,
             "only {checked} certificates found on the hosts"
+        );
+        assert_eq!(
+            renewed, 2,
+            "each worker's kubelet renewed its client certificate"
         );
         assert_eq!(certs_check(&c).0, 0);
     });

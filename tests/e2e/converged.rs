@@ -1,5 +1,6 @@
 //! 3 control planes and 2 workers: apply builds the cluster, the checks every cluster must pass
-//! and the hard way's smoke test hold, `status` says healthy (and names a stopped unit), an etcd snapshot is copied and restored, the scheduled ones are taken and pruned, and from then on apply changes exactly what changed: a
+//! and the hard way's smoke test hold, the kubelets renew their client certificates, the CIS
+//! Kubernetes Benchmark (kube-bench) fails no check on any host, `status` says healthy (and names a stopped unit), an etcd snapshot is copied and restored, the scheduled ones are taken and pruned, and from then on apply changes exactly what changed: a
 //! no-op writes and restarts nothing, one drifted file restarts only its reader, a removed image
 //! is imported again, one inventory value or a new DNS upstream touches only their readers. A
 //! lost state directory is refused, then recovered from the hosts. Reset, last, leaves every
@@ -7,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::cis;
 use crate::cluster::{
     image_digest, no_op, pause_image, timestamps, unit_hosts, verify_cluster, Cluster, Kubectl,
 };
@@ -50,6 +52,12 @@ pub fn run() {
     let hosts = unit_hosts(&names);
     step("verify the cluster", || {
         verify_cluster(&m, &c, "cp-1", &hosts, &["worker-1", "worker-2"], 3)
+    });
+    step("the kubelets renew their client certificates", || {
+        kubelets_renew_their_client_certificates(&c, &["worker-1", "worker-2"])
+    });
+    step("CIS benchmark: kube-bench fails no check", || {
+        cis::no_check_fails(&m, &["cp-1", "cp-2", "cp-3"], &["worker-1", "worker-2"])
     });
     step("smoke test", || {
         smoke::smoke_test(&m, &c, "cp-1", ["worker-1", "worker-2"])
@@ -186,6 +194,48 @@ pub fn run() {
     step("reset: one worker, then every host as it was fresh", || {
         reset::returns_every_host_to_fresh(&m, &c, &fresh, "worker-2", "cp-1")
     });
+}
+
+/// Each kubelet asked for a client certificate of its own through the CSR API at its first
+/// start, the controller-manager approved and issued it, and `certs check` reads it: signed by
+/// the cluster CA, nothing drifted.
+fn kubelets_renew_their_client_certificates(c: &Cluster, workers: &[&str]) {
+    let k = Kubectl::new(c);
+    let issued = |w: &str| {
+        k.json(&["get", "csr"])["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|csr| {
+                csr["spec"]["username"] == format!("system:node:{w}")
+                    && csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+                    && csr["status"]["conditions"][0]["type"] == "Approved"
+                    && csr["status"]["certificate"].is_string()
+            })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !workers.iter().all(|w| issued(w)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no approved and issued client certificate request of every kubelet:\n{}",
+            k.run(&["get", "csr"])
+        );
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    let o = c.ws.run(&["certs", "check", "--output", "json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for w in workers {
+        let renewed = report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == format!("kubelet-client@{w} (renewed by the kubelet)"))
+            .unwrap_or_else(|| panic!("certs check shows no renewed certificate on {w}"));
+        assert_eq!(renewed["issuer"], "CN=kubernetes-ca", "{renewed}");
+        assert_eq!(renewed["drift"], serde_json::json!([]), "{renewed}");
+        assert!(renewed["days_left"].as_i64().unwrap() > 300, "{renewed}");
+    }
 }
 
 /// A changed Corefile (another upstream) is a change of the addon manifest on the control-plane

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::common::{repo, text};
+use crate::common::text;
 
 /// Where the sandbox machines reach the test host: the first address of their subnet.
 pub fn host_address(machine_address: &str) -> String {
@@ -28,7 +28,7 @@ pub struct Registry {
 impl Registry {
     /// Starts it at `address`, serving each `(repository:tag, OCI archive)`.
     pub fn start(dir: &Path, address: &str, images: &[(&str, &Path)]) -> Registry {
-        let bin = build();
+        let bin = crate::upstream::program("registry");
         let ca_file = dir.join("registry-ca.pem");
         let (cert, key) = certificate(dir, address, &ca_file);
         let listen = format!("{address}:5443");
@@ -75,28 +75,6 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The registry program, built once per test run (Go's build cache keeps it between runs).
-fn build() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("registry");
-            let o = Command::new("go")
-                .args(["build", "-trimpath", "-o"])
-                .arg(&out)
-                .arg(".")
-                .current_dir(repo().join("tests/testbed/upstream/registry"))
-                .env("CGO_ENABLED", "0")
-                .env("GOFLAGS", "-mod=readonly")
-                .env("GOTOOLCHAIN", "local")
-                .output()
-                .expect("go runs");
-            assert!(o.status.success(), "go build: {}", text(&o.stderr));
-            out
-        })
-        .clone()
 }
 
 /// A CA (written to `ca_file`) and a server certificate for `address` signed by it: the
