@@ -436,7 +436,8 @@ pub enum CertsCommand {
     #[command(after_help = "Examples:\n  provisioner certs check inventory.toml\n  \
         provisioner certs check inventory.toml --warn-days 60 --output json\n\n\
         Reads the certificates on the hosts over SSH (kubeconfigs: only their client certificate; \
-        no private key leaves a host), so it works when they have already expired. For each: \
+        the client certificate a kubelet renewed itself: only the certificate; no private key \
+        leaves a host), so it works when they have already expired. For each: \
         name, subject, issuer, SANs, not-after, days left, and drift: the host's copy differs from \
         the state directory, or the certificate no longer matches the inventory.\n\n\
         Exit codes:\n  0  all certificates valid for more than --warn-days, no drift\n  \

@@ -10,6 +10,7 @@
 #                     runc, the CNI plugins and CoreDNS follow versions.tsv for that minor; caddy
 #                     (with its layer4 app) follows caddy/go.mod, whatever the minor.
 #   --only GROUPS     comma-separated subset of: kubernetes,etcd,containerd,runc,cni,coredns,pause,caddy
+#                     (the default), or conformance: e2e.test, ginkgo and agnhost, built only on request
 #   --print-manifest  print only the manifest on standard output, one line per program:
 #                     program<TAB>group<TAB>version<TAB>path<TAB>source-module@version
 #   --all-static      build the kubelet with CGO_ENABLED=0 too, so all Kubernetes programs come
@@ -80,8 +81,24 @@ recipe_hash() {
 }
 
 # ---------------------------------------------------------------- Kubernetes
+KUBERNETES_TAGS=selinux,notest,grpcnotrace
+
+# kubernetes_recipe MODDIR -> go build's flags for the release, one per line: hack/lib/version.sh's
+# values under component-base and client-go, and upstream's tags. The build date is the release's
+# commit time from the module proxy, so the recipe (and its hash) is stable.
+kubernetes_recipe() {
+  local modinfo date ldflags="-s -w" kv
+  modinfo=$(cd "$1" && go list -m -f '{{.Time}}' k8s.io/kubernetes) || die "cannot read k8s.io/kubernetes's time"
+  date=$(date -u -d "${modinfo% UTC}" +%Y-%m-%dT%H:%M:%SZ)
+  for kv in "gitVersion=v$version" "gitMajor=${version%%.*}" "gitMinor=$(cut -d. -f2 <<<"$version")" \
+            "gitCommit=" "gitTreeState=archive" "buildDate=$date"; do
+    ldflags+=" -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
+  done
+  printf '%s\n' -trimpath "-ldflags=$ldflags" "-tags=$KUBERNETES_TAGS"
+}
+
 build_kubernetes() {
-  local moddir kdir statics=() cgo=() p ldflags tags hash_static hash_cgo date modinfo
+  local moddir kdir statics=() cgo=() p hash_static hash_cgo tags=$KUBERNETES_TAGS
   moddir=$(kubernetes_module_dir "$version")
   if ((regen)) && [[ $moddir == "$UPSTREAM_DIR/kubernetes" ]]; then
     write_kubernetes_gomod "$moddir" "$version"
@@ -94,7 +111,6 @@ build_kubernetes() {
     (cd "$moddir" && go mod download k8s.io/kubernetes) || die "cannot download k8s.io/kubernetes@v$version"
     kdir=$(cd "$moddir" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
   fi
-  modinfo=$(cd "$moddir" && go list -m -f '{{.Time}}' k8s.io/kubernetes)
 
   # Which programs upstream links statically (CGO_ENABLED=0) at this version: KUBE_STATIC_BINARIES
   # in the module's hack/lib/golang.sh. Everything else is built with cgo on linux/amd64.
@@ -106,17 +122,9 @@ build_kubernetes() {
     if ((all_static)) || grep -qx "$p" <<<"$upstream_static"; then statics+=("$p"); else cgo+=("$p"); fi
   done
 
-  # hack/lib/version.sh: the same values under component-base and client-go. The build date is
-  # the release's commit time from the module proxy, so the recipe (and its hash) is stable.
-  date=$(date -u -d "${modinfo% UTC}" +%Y-%m-%dT%H:%M:%SZ)
-  ldflags="-s -w"
-  local kv
-  for kv in "gitVersion=v$version" "gitMajor=${version%%.*}" "gitMinor=$(cut -d. -f2 <<<"$version")" \
-            "gitCommit=" "gitTreeState=archive" "buildDate=$date"; do
-    ldflags+=" -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
-  done
-  tags=selinux,notest,grpcnotrace
-  local recipe=(-trimpath "-ldflags=$ldflags" "-tags=$tags")
+  local recipe=() recipe_text
+  recipe_text=$(kubernetes_recipe "$moddir")
+  mapfile -t recipe <<<"$recipe_text"
   hash_static=$(recipe_hash "$moddir" "${statics[*]/#/./cmd/}" "${recipe[@]}" CGO_ENABLED=0)
   hash_cgo=
   if ((${#cgo[@]})); then
@@ -308,6 +316,49 @@ build_pause() {
   manifest+=("pause	pause	v$pversion	$(cached_path pause "v$pversion" "$hash")	k8s.io/kubernetes@v$version")
 }
 
+# ---------------------------------------------------------------- conformance
+# The conformance suite as upstream builds it (hack/lib/golang.sh), from the same module and with
+# the same recipe as the programs: e2e.test (`go test -c` of test/e2e), ginkgo at the version
+# k8s.io/kubernetes pins, and agnhost (test/images/agnhost), the image most specs run. Only on
+# request (--only conformance): tests/testbed/conformance.sh.
+build_conformance() {
+  local moddir recipe=() recipe_text hash out t0 p todo=() manifest_src
+  # Only the committed module lists the suite's packages (kubernetes/tools.go).
+  [[ $version == "$DEFAULT_KUBERNETES_VERSION" ]] ||
+    die "the conformance suite is built for Kubernetes $DEFAULT_KUBERNETES_VERSION only, not $version"
+  moddir=$(kubernetes_module_dir "$version")
+  recipe_text=$(kubernetes_recipe "$moddir")
+  mapfile -t recipe <<<"$recipe_text"
+  local e2e=k8s.io/kubernetes/test/e2e agnhost=k8s.io/kubernetes/test/images/agnhost
+  local ginkgo=github.com/onsi/ginkgo/v2/ginkgo
+  hash=$(recipe_hash "$moddir" "$e2e $agnhost $ginkgo" "${recipe[@]}" CGO_ENABLED=0 "go test -c $e2e")
+  if ((download_only)); then
+    (cd "$moddir" && go list -deps -test -tags "$KUBERNETES_TAGS" "$e2e" "$agnhost" "$ginkgo" >/dev/null) ||
+      die "cannot download the conformance suite's sources"
+    return
+  fi
+  for p in e2e.test ginkgo agnhost; do
+    [[ -x $(cached_path "$p" "v$version" "$hash") ]] || todo+=("$p")
+  done
+  if ((${#todo[@]})); then
+    out=$(mktemp -d "$CACHE_ROOT/build.XXXXXX")
+    log "building ${todo[*]} v$version (CGO_ENABLED=0, tags $KUBERNETES_TAGS) in $moddir"
+    t0=$SECONDS
+    (cd "$moddir" && export CGO_ENABLED=0 &&
+      go build "${recipe[@]}" -o "$out/" "$ginkgo" "$agnhost" &&
+      go test -c "${recipe[@]}" -o "$out/e2e.test" "$e2e") ||
+      { rm -rf "$out"; die "building the conformance suite failed"; }
+    log "built ${todo[*]} in $((SECONDS - t0))s"
+    for p in "${todo[@]}"; do install_binary "$out/$p" "$p" "v$version" "$hash" >/dev/null; built+=("$p"); done
+    rm -rf "$out"
+  fi
+  for p in e2e.test ginkgo agnhost; do
+    manifest_src=k8s.io/kubernetes@v$version
+    [[ $p == ginkgo ]] && manifest_src=$(cd "$moddir" && go list -f '{{.Module.Path}}@{{.Module.Version}}' "$ginkgo")
+    manifest+=("$p	conformance	v$version	$(cached_path "$p" "v$version" "$hash")	$manifest_src")
+  done
+}
+
 # ---------------------------------------------------------------- caddy
 # The node-local API load balancer: upstream's caddy command with the layer4 app (github.com/mholt/
 # caddy-l4) compiled in, as xcaddy builds it (caddy/main.go), static as caddy's releases are.
@@ -330,6 +381,7 @@ for g in "${groups[@]}"; do
     etcd|containerd|runc|cni|coredns) build_component "$g" ;;
     pause) build_pause ;;
     caddy) build_caddy ;;
+    conformance) build_conformance ;;
     *) die "unknown group: $g" ;;
   esac
 done
