@@ -8,7 +8,7 @@ use crate::apply::rollout::{roll_out, Options};
 use crate::apply::{Inputs, Reporter};
 use crate::bundle::Bundle;
 use crate::inventory::Cluster;
-use crate::pki::rotation::{self, Stage};
+use crate::pki::rotation::{self, Rotated, Stage};
 use crate::pki::{self, inspect, Ca};
 
 /// What to rotate.
@@ -23,32 +23,35 @@ pub struct Target {
 pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Reporter) -> Result<()> {
     let dir = pki::pki_dir(&c.state_dir);
     let which = t.cas.as_slice();
-    let mut names: Vec<String> = which.iter().map(|c| c.name().to_string()).collect();
-    if t.service_account {
-        names.push(rotation::SERVICE_ACCOUNT.to_string());
-    }
+    let wanted = Rotated::list(which, t.service_account);
+    let names = wanted
+        .iter()
+        .map(|r| r.name())
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut r = match rotation::read(&dir)? {
-        Some(r) if r.cas != names => bail!(
+        Some(r) if r.cas != wanted => bail!(
             "a rotation of {} is in progress (stage {} of 3); finish it first: \
              `provisioner certs rotate-ca INVENTORY --ca {}`",
-            r.cas.join(", "),
+            r.cas
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", "),
             r.stage,
-            cli_value(&r.cas)
+            r.option()
         ),
         Some(r) => {
             eprintln!(
                 "resuming the rotation of {} at stage {} of 3 ({})",
-                names.join(", "),
+                names,
                 r.stage,
                 r.stage.description()
             );
             r
         }
         None if opts.dry_run => {
-            eprintln!(
-                "dry run: rotating {} would take three stages:",
-                names.join(", ")
-            );
+            eprintln!("dry run: rotating {} would take three stages:", names);
             for s in Stage::ALL {
                 eprintln!(
                     "  {s}. {}, rolled out one host at a time behind the health gates",
@@ -65,7 +68,7 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
                 backup.display()
             );
             let r = rotation::start(&dir, which, t.service_account, &c.pki)?;
-            eprintln!("created the new {}", names.join(", "));
+            eprintln!("created the new {}", names);
             r
         }
     };
@@ -117,7 +120,7 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
         }
         let Some(next) = stage.next() else {
             rotation::finish(&dir, &r)?;
-            rep.note(&format!("the rotation of {} is complete", names.join(", ")));
+            rep.note(&format!("the rotation of {} is complete", names));
             return Ok(());
         };
         r.stage = next;
@@ -133,19 +136,4 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
             );
         }
     }
-}
-
-/// The `--ca` value naming what a recorded rotation rotates.
-fn cli_value(names: &[String]) -> String {
-    let all: Vec<&str> = Ca::ALL.iter().map(|c| c.name()).collect();
-    if names == all.as_slice() {
-        return "all".into();
-    }
-    match names.first().map(String::as_str) {
-        Some("ca") => "cluster",
-        Some("etcd-ca") => "etcd",
-        Some("front-proxy-ca") => "front-proxy",
-        _ => "service-account",
-    }
-    .into()
 }

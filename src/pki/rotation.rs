@@ -18,8 +18,60 @@ use serde::{Deserialize, Serialize};
 use super::{load_pair, save_pair, save_service_account, store, Ca, Pem};
 use crate::inventory::PkiSettings;
 
-/// The name the service-account key pair has among the rotated CAs.
-pub const SERVICE_ACCOUNT: &str = "service-account";
+/// What a rotation replaces: a CA, or the service-account key pair. Recorded by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Rotated {
+    Ca(Ca),
+    ServiceAccount,
+}
+
+impl Rotated {
+    /// What `cas` and `service_account` ask for, in the record's order.
+    pub fn list(cas: &[Ca], service_account: bool) -> Vec<Rotated> {
+        let mut list: Vec<Rotated> = cas.iter().map(|c| Rotated::Ca(*c)).collect();
+        if service_account {
+            list.push(Rotated::ServiceAccount);
+        }
+        list
+    }
+
+    /// The name in the record and in messages: the CA's (`ca`, `etcd-ca`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Rotated::Ca(ca) => ca.name(),
+            Rotated::ServiceAccount => "service-account",
+        }
+    }
+
+    /// The `certs rotate-ca --ca` value that names it alone.
+    pub fn option(self) -> &'static str {
+        match self {
+            Rotated::Ca(Ca::Cluster) => "cluster",
+            Rotated::Ca(Ca::Etcd) => "etcd",
+            Rotated::Ca(Ca::FrontProxy) => "front-proxy",
+            Rotated::ServiceAccount => "service-account",
+        }
+    }
+}
+
+impl TryFrom<String> for Rotated {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        Ca::ALL
+            .into_iter()
+            .map(Rotated::Ca)
+            .chain([Rotated::ServiceAccount])
+            .find(|r| r.name() == name)
+            .ok_or_else(|| format!("unknown CA or key pair {name:?}"))
+    }
+}
+
+impl From<Rotated> for String {
+    fn from(r: Rotated) -> String {
+        r.name().to_string()
+    }
+}
 
 /// A stage of a rotation, recorded by its number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -86,7 +138,7 @@ impl std::fmt::Display for Stage {
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
     /// What is being rotated, by name (`ca`, `etcd-ca`, `front-proxy-ca`, `service-account`).
-    pub cas: Vec<String>,
+    pub cas: Vec<Rotated>,
     /// The stage to roll out next.
     pub stage: Stage,
     /// When stage 2 of a service-account rotation was done (Unix time): tokens signed by the old
@@ -101,11 +153,19 @@ pub struct Rotation {
 
 impl Rotation {
     pub fn includes(&self, ca: Ca) -> bool {
-        self.cas.iter().any(|n| n == ca.name())
+        self.cas.contains(&Rotated::Ca(ca))
     }
 
     pub fn includes_service_account(&self) -> bool {
-        self.cas.iter().any(|n| n == SERVICE_ACCOUNT)
+        self.cas.contains(&Rotated::ServiceAccount)
+    }
+
+    /// The `certs rotate-ca --ca` value that continues it.
+    pub fn option(&self) -> &'static str {
+        if self.cas == Rotated::list(&Ca::ALL, false) {
+            return "all";
+        }
+        self.cas.first().map_or("all", |r| r.option())
     }
 }
 
@@ -170,12 +230,8 @@ pub fn start(
             save_service_account(&next, &kp.serialize_pem(), &kp.public_key_pem())?;
         }
     }
-    let mut names: Vec<String> = cas.iter().map(|c| c.name().to_string()).collect();
-    if service_account {
-        names.push(SERVICE_ACCOUNT.to_string());
-    }
     let r = Rotation {
-        cas: names,
+        cas: Rotated::list(cas, service_account),
         stage: Stage::TrustBoth,
         new_key_signing_since: None,
         token_lifetime_secs: None,
@@ -303,6 +359,30 @@ pub fn overlay_service_account(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_record_names_what_it_rotates_and_the_option_that_continues_it() {
+        let r = |cas: &[Ca], sa: bool| Rotation {
+            cas: Rotated::list(cas, sa),
+            stage: Stage::NewSigns,
+            new_key_signing_since: None,
+            token_lifetime_secs: None,
+        };
+        let all = r(&Ca::ALL, false);
+        let text = toml::to_string(&all).unwrap();
+        assert!(
+            text.contains(r#"cas = ["ca", "etcd-ca", "front-proxy-ca"]"#),
+            "{text}"
+        );
+        assert_eq!(toml::from_str::<Rotation>(&text).unwrap(), all);
+        assert_eq!(all.option(), "all");
+        assert_eq!(r(&[Ca::Etcd], false).option(), "etcd");
+        assert_eq!(r(&[], true).option(), "service-account");
+        assert!(r(&[], true).includes_service_account() && !all.includes_service_account());
+        let unknown = text.replace("etcd-ca", "other-ca");
+        assert!(toml::from_str::<Rotation>(&unknown).is_err());
+    }
+
     use super::*;
     use crate::pki::{ensure, inspect, pki_dir, save_leaves};
 
@@ -393,7 +473,7 @@ mod tests {
     #[test]
     fn the_token_lifetime_is_recorded_with_the_stage() {
         let r = Rotation {
-            cas: vec![SERVICE_ACCOUNT.into()],
+            cas: vec![Rotated::ServiceAccount],
             stage: Stage::DropOld,
             new_key_signing_since: Some(100),
             token_lifetime_secs: Some(4200),
