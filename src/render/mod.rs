@@ -3,6 +3,7 @@
 
 pub mod addons;
 mod context;
+mod roles;
 mod templates;
 mod write;
 
@@ -11,15 +12,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::Serialize;
 
-use crate::component::{
-    Unit, API_LB_PROGRAMS, CNI_PLUGINS, CONTROL_PLANE_PROGRAMS, ETCD_PROGRAMS, WORKER_PROGRAMS,
-};
-use crate::inventory::version;
-use crate::inventory::{Cluster, Host, Registry, NODE_LOCAL_API_PORT};
-use crate::layout::{
-    BACKUPS, BIN_DIR, CNI_BIN_DIR, KUBELET_KUBECONFIG, MODULES_FILE, REGISTRY_HOSTS_DIR,
-    SYSCTL_FILE, SYSUSERS_DIR,
-};
+use crate::component::Unit;
+use crate::inventory::{Cluster, Host};
 use crate::pki::{Ca, Cert, Pem, Pki};
 use context::*;
 use templates::Templates;
@@ -78,7 +72,7 @@ pub struct Rendered {
     pub addons: Vec<addons::Addon>,
 }
 
-use crate::pki::identity::host_path::{self, PKI};
+use crate::pki::identity::host_path::PKI;
 const SECRET: u32 = 0o600;
 const PUBLIC: u32 = 0o644;
 
@@ -171,43 +165,6 @@ impl HostBuilder<'_> {
     }
 }
 
-/// containerd's registry configuration: no restart, containerd reads it on every pull.
-fn registry_hosts(b: &mut HostBuilder<'_>, registries: &[Registry]) -> Result<()> {
-    b.dir(REGISTRY_HOSTS_DIR, 0o755);
-    // A registry taken out of the inventory must stop redirecting pulls.
-    b.out.owned.push(REGISTRY_HOSTS_DIR.to_string());
-    for r in registries {
-        let dir = format!("{REGISTRY_HOSTS_DIR}/{}", r.name);
-        b.dir(&dir, 0o755);
-        let ca = r.ca_pem.as_ref().map(|pem| {
-            let path = format!("{dir}/ca.crt");
-            b.file(&path, PUBLIC, pem.as_str(), &[]);
-            path
-        });
-        let ctx = RegistryHosts {
-            name: &r.name,
-            server: &r.server,
-            mirrors: r
-                .mirrors
-                .iter()
-                .map(|m| MirrorCtx {
-                    url: &m.url,
-                    override_path: m.override_path,
-                })
-                .collect(),
-            ca: ca.as_deref(),
-        };
-        b.template(
-            &format!("{dir}/hosts.toml"),
-            PUBLIC,
-            "containerd-hosts.toml",
-            &ctx,
-            &[],
-        )?;
-    }
-    Ok(())
-}
-
 /// Files an earlier release of provisioner wrote, each with the file that replaces it. A host
 /// that gets the replacement has the old one removed: its readers would otherwise still find
 /// it (containerd loads the first CNI configuration by name, and `10-bridge.conf` sorts before
@@ -242,7 +199,6 @@ fn host_files(
     h: &Host,
     addons: &[addons::Addon],
 ) -> Result<HostFiles> {
-    use Unit::*;
     let mut b = HostBuilder {
         t,
         out: HostFiles {
@@ -265,410 +221,16 @@ fn host_files(
     };
     b.dir("/etc/kubernetes", 0o755);
     b.dir(PKI, 0o755);
-    let etcd_ca = pki.ca(Ca::Etcd).cert.as_str();
-
     if h.roles.etcd {
-        b.dir(&format!("{PKI}/etcd"), 0o755);
-        b.dir("/var/lib/etcd", 0o700);
-        b.binaries(BIN_DIR, ETCD_PROGRAMS);
-        b.file(
-            &host_path::ca_cert(Ca::Etcd),
-            PUBLIC,
-            etcd_ca,
-            &[Etcd, KubeApiserver],
-        );
-        b.pair(
-            &format!("{PKI}/etcd/server"),
-            pki.leaf(Cert::EtcdServer, Some(&h.name)),
-            &[Etcd],
-        );
-        b.pair(
-            &format!("{PKI}/etcd/peer"),
-            pki.leaf(Cert::EtcdPeer, Some(&h.name)),
-            &[Etcd],
-        );
-        // Lets an operator on the host run etcdctl, and the health gates check the member.
-        b.pair(
-            &format!("{PKI}/etcd/healthcheck-client"),
-            pki.leaf(Cert::EtcdHealthcheckClient, None),
-            &[],
-        );
-        b.template(
-            ETCD_BOOTSTRAP_ENV,
-            PUBLIC,
-            "etcd-bootstrap.env",
-            &EtcdBootstrap {
-                cluster_name: &c.name,
-                initial_cluster: c.etcd_initial_cluster(),
-                initial_cluster_state: if h.etcd_joins { "existing" } else { "new" },
-            },
-            &[],
-        )?;
-        // Read by systemd-sysusers when it changes, before etcd (re)starts.
-        b.template(
-            &format!("{SYSUSERS_DIR}etcd.conf"),
-            PUBLIC,
-            "etcd-sysusers.conf",
-            &common,
-            &[],
-        )?;
-        let etcd = c.versions.etcd;
-        let ctx = EtcdUnit {
-            host: &common,
-            tls_min_version: (etcd.major, etcd.minor, etcd.patch) >= (3, 5, 8),
-            // 3.6 renamed the experimental flags and made 10000 the default snapshot count
-            // (3.5's 100000 keeps too many entries in memory). Progress notifications let the
-            // API server's watch cache serve consistent reads: without them a read waits for a
-            // revision the cache never sees, and each API server stop takes a minute.
-            etcd_3_5: etcd.minor < 6,
-        };
-        b.unit(Etcd, &ctx)?;
-        if let Some(s) = &c.etcd_snapshots {
-            let script = "/etc/kubernetes/etcd-snapshot.sh";
-            let ctx = EtcdSnapshotJob {
-                host: &common,
-                calendar: &s.calendar,
-                keep: s.keep,
-                dir: BACKUPS,
-                pki: host_path::ETCD_PKI,
-                script,
-            };
-            // The job and its script are read at each run: a change restarts nothing.
-            b.template(script, SECRET, "etcd-snapshot.sh", &ctx, &[])?;
-            b.template(
-                "/etc/systemd/system/etcd-snapshot.service",
-                PUBLIC,
-                "etcd-snapshot.service",
-                &ctx,
-                &[],
-            )?;
-            b.unit(EtcdSnapshot, &ctx)?;
-        }
+        roles::etcd_member(&mut b, c, pki, h, &common)?;
     }
-
     if h.roles.control_plane {
-        b.dir(&format!("{PKI}/etcd"), 0o755);
-        b.dir("/var/log/kubernetes", 0o700);
-        b.binaries(BIN_DIR, CONTROL_PLANE_PROGRAMS);
-        // Every CA key is on every control-plane host, as kubeadm keeps them: root there can
-        // already mint any identity with the cluster CA key, so the other two add no power, and
-        // `state recover` can rebuild a lost state directory from any of these hosts.
-        let cluster_ca = pki.ca(Ca::Cluster);
-        b.file(
-            &host_path::ca_cert(Ca::Cluster),
-            PUBLIC,
-            cluster_ca.cert.as_str(),
-            &[KubeApiserver, KubeControllerManager, Kubelet],
-        );
-        // The controller-manager signs with it (the CSR signer).
-        b.file(
-            &host_path::ca_key(Ca::Cluster),
-            SECRET,
-            cluster_ca.key.as_str(),
-            &[KubeControllerManager],
-        );
-        let front_proxy_ca = pki.ca(Ca::FrontProxy);
-        b.file(
-            &host_path::ca_cert(Ca::FrontProxy),
-            PUBLIC,
-            front_proxy_ca.cert.as_str(),
-            &[KubeApiserver, KubeControllerManager],
-        );
-        b.file(
-            &host_path::ca_key(Ca::FrontProxy),
-            SECRET,
-            front_proxy_ca.key.as_str(),
-            &[],
-        );
-        if !h.roles.etcd {
-            b.file(
-                &host_path::ca_cert(Ca::Etcd),
-                PUBLIC,
-                etcd_ca,
-                &[Etcd, KubeApiserver],
-            );
-        }
-        b.file(
-            &host_path::ca_key(Ca::Etcd),
-            SECRET,
-            pki.ca(Ca::Etcd).key.as_str(),
-            &[],
-        );
-        for (stem, cert) in [
-            ("apiserver", Cert::Apiserver),
-            ("apiserver-kubelet-client", Cert::ApiserverKubeletClient),
-            ("apiserver-etcd-client", Cert::ApiserverEtcdClient),
-            ("front-proxy-client", Cert::FrontProxyClient),
-        ] {
-            b.pair(
-                &format!("{PKI}/{stem}"),
-                pki.leaf(cert, None),
-                &[KubeApiserver],
-            );
-        }
-        b.pair(
-            &format!("{PKI}/kube-controller-manager"),
-            pki.leaf(Cert::ControllerManagerServer, Some(&h.name)),
-            &[KubeControllerManager],
-        );
-        b.pair(
-            &format!("{PKI}/kube-scheduler"),
-            pki.leaf(Cert::SchedulerServer, Some(&h.name)),
-            &[KubeScheduler],
-        );
-        b.file(
-            host_path::SA_KEY,
-            SECRET,
-            pki.sa_key.as_str(),
-            &[KubeApiserver, KubeControllerManager],
-        );
-        b.file(
-            host_path::SA_PUB,
-            PUBLIC,
-            pki.sa_pub.as_str(),
-            &[KubeApiserver],
-        );
-
-        // Each controller-manager and scheduler talks to the API server on its own host, as
-        // kubeadm does, so a control-plane host works even when the endpoint is down.
-        let local = format!("https://{}:6443", h.internal_ip);
-        for (file, user, cert, server, readers) in [
-            (
-                "admin.conf",
-                "kubernetes-admin",
-                Cert::Admin,
-                c.api.url(),
-                &[][..],
-            ),
-            (
-                "controller-manager.conf",
-                "system:kube-controller-manager",
-                Cert::ControllerManager,
-                local.clone(),
-                &[KubeControllerManager],
-            ),
-            (
-                "scheduler.conf",
-                "system:kube-scheduler",
-                Cert::Scheduler,
-                local,
-                &[KubeScheduler],
-            ),
-        ] {
-            let text = kubeconfig(t, c, pki, user, pki.leaf(cert, None), &server)?;
-            b.file(&format!("/etc/kubernetes/{file}"), SECRET, text, readers);
-        }
-        b.template(
-            "/etc/kubernetes/kube-scheduler.yaml",
-            PUBLIC,
-            "kube-scheduler.yaml",
-            &common,
-            &[KubeScheduler],
-        )?;
-        b.template(
-            host_path::ENCRYPTION_CONFIG,
-            SECRET,
-            "encryption-config.yaml",
-            &EncryptionConfig {
-                encryption_key: &pki.encryption_key,
-            },
-            &[KubeApiserver],
-        )?;
-        b.template(
-            "/etc/kubernetes/audit-policy.yaml",
-            PUBLIC,
-            "audit-policy.yaml",
-            &common,
-            &[KubeApiserver],
-        )?;
-        let apiserver = ApiserverUnit {
-            host: &common,
-            etcd_servers: c.etcd_servers().join(","),
-            service_account_issuer: format!(
-                "https://kubernetes.default.svc.{}",
-                c.network.cluster_domain
-            ),
-        };
-        b.unit(KubeApiserver, &apiserver)?;
-        let controller_manager = ControllerManagerUnit {
-            host: &common,
-            signing_duration_hours: u64::from(c.pki.cert_validity_days) * 24,
-        };
-        b.unit(KubeControllerManager, &controller_manager)?;
-        b.unit(KubeScheduler, &common)?;
-        if !addons.is_empty() {
-            b.dir(addons::DIR, 0o755);
-        }
-        // Applied through the API by the addons phase; no unit reads them.
-        for a in addons {
-            b.file(&a.path(), PUBLIC, a.manifest.as_str(), &[]);
-        }
+        roles::control_plane(&mut b, c, pki, h, &common, addons)?;
     }
-
     if h.roles.worker {
-        let pod_cidr = h
-            .pod_cidr
-            .expect("validation assigns every worker a pod range")
-            .to_string();
-        let node = HostCtx {
-            pod_cidr,
-            ..common.clone()
-        };
-        for (dir, mode) in [
-            ("/var/lib/kubelet", 0o700),
-            ("/var/lib/kubelet/pki", 0o700),
-            ("/var/lib/kube-proxy", 0o755),
-            ("/etc/containerd", 0o755),
-            ("/etc/cni/net.d", 0o755),
-            (CNI_BIN_DIR, 0o755),
-        ] {
-            b.dir(dir, mode);
-        }
-        b.binaries(BIN_DIR, WORKER_PROGRAMS);
-        // CNI plugins and the files below them are read on demand, for each new pod.
-        b.binaries(CNI_BIN_DIR, CNI_PLUGINS);
-        b.template(MODULES_FILE, PUBLIC, "modules-load.conf", &common, &[])?;
-        b.template(SYSCTL_FILE, PUBLIC, "sysctl.conf", &common, &[])?;
-        if !h.roles.control_plane {
-            b.file(
-                &host_path::ca_cert(Ca::Cluster),
-                PUBLIC,
-                pki.ca(Ca::Cluster).cert.as_str(),
-                &[KubeApiserver, KubeControllerManager, Kubelet],
-            );
-        }
-        b.pair(
-            "/var/lib/kubelet/pki/kubelet",
-            pki.leaf(Cert::KubeletServer, Some(&h.name)),
-            &[Kubelet],
-        );
-        if c.runs_api_load_balancer(h) {
-            b.binaries(BIN_DIR, API_LB_PROGRAMS);
-            let lb = context::ApiLoadBalancer {
-                port: NODE_LOCAL_API_PORT,
-                upstreams: c
-                    .control_plane_hosts()
-                    .map(|cp| format!("{}:6443", cp.internal_ip))
-                    .collect(),
-            };
-            b.template(
-                "/etc/kubernetes/kube-api-lb.json",
-                PUBLIC,
-                "kube-api-lb.json",
-                &lb,
-                &[KubeApiLb],
-            )?;
-            b.unit(KubeApiLb, &lb)?;
-        }
-        let api = c.node_api_url(h);
-        let kubelet_user = format!("system:node:{}", h.name);
-        let kubelet_conf = kubeconfig(
-            t,
-            c,
-            pki,
-            &kubelet_user,
-            pki.leaf(Cert::KubeletClient, Some(&h.name)),
-            &api,
-        )?;
-        b.file(KUBELET_KUBECONFIG, SECRET, kubelet_conf, &[Kubelet]);
-        let proxy_conf = kubeconfig(
-            t,
-            c,
-            pki,
-            "system:kube-proxy",
-            pki.leaf(Cert::KubeProxy, None),
-            &api,
-        )?;
-        b.file(
-            "/etc/kubernetes/kube-proxy.conf",
-            SECRET,
-            proxy_conf,
-            &[KubeProxy],
-        );
-
-        let containerd = c.versions.containerd;
-        b.template(
-            "/etc/containerd/config.toml",
-            PUBLIC,
-            "containerd-config.toml",
-            &ContainerdConfig {
-                containerd_version: containerd.to_string(),
-                config_version: version::containerd_config_version(containerd),
-                cni_bin_dirs: containerd.minor >= 1,
-                pause_image: &c.versions.pause_image,
-                hosts_are_containers: c.hosts_are_containers,
-                registry_hosts_dir: REGISTRY_HOSTS_DIR,
-            },
-            &[Containerd],
-        )?;
-        registry_hosts(&mut b, &c.registries)?;
-        b.template(CNI_BRIDGE_CONF, PUBLIC, "cni-bridge.conflist", &node, &[])?;
-        b.template(
-            "/etc/cni/net.d/99-loopback.conf",
-            PUBLIC,
-            "cni-loopback.conf",
-            &node,
-            &[],
-        )?;
-        b.template(
-            "/var/lib/kubelet/config.yaml",
-            PUBLIC,
-            "kubelet-config.yaml",
-            &KubeletConfig {
-                tls_cipher_suites: TLS_CIPHER_SUITES,
-                cluster_domain: &c.network.cluster_domain,
-                cluster_dns: c.network.cluster_dns.to_string(),
-                minor: c.kubernetes.minor(),
-                allow_cgroup_v1: c.kubelet.allow_cgroup_v1,
-                allow_swap: c.kubelet.allow_swap,
-                eviction_hard: &c.kubelet.eviction_hard,
-                hosts_are_containers: c.hosts_are_containers,
-            },
-            &[Kubelet],
-        )?;
-        b.template(
-            "/var/lib/kube-proxy/config.yaml",
-            PUBLIC,
-            "kube-proxy-config.yaml",
-            &KubeProxyConfig {
-                host: &common,
-                proxy_mode: c.network.proxy_mode.as_str(),
-                hosts_are_containers: c.hosts_are_containers,
-            },
-            &[KubeProxy],
-        )?;
-        b.unit(Containerd, &common)?;
-        b.unit(Kubelet, &common)?;
-        b.unit(KubeProxy, &common)?;
-        b.root_only(&Kubelet.unit_file());
-        b.root_only("/var/lib/kubelet/config.yaml");
+        roles::worker(&mut b, c, pki, h, &common)?;
     }
-
-    let routes: Vec<Route> = c
-        .worker_hosts()
-        .filter(|w| w.name != h.name)
-        .map(|w| Route {
-            cidr: w
-                .pod_cidr
-                .expect("validation assigns every worker a pod range")
-                .to_string(),
-            via: w.internal_ip.to_string(),
-        })
-        .collect();
-    if !routes.is_empty() {
-        let ctx = context::PodRoutes {
-            routes,
-            pod_cidr: c.network.pod_cidr.to_string(),
-        };
-        b.template(
-            "/etc/kubernetes/pod-routes.sh",
-            PUBLIC,
-            "pod-routes.sh",
-            &ctx,
-            &[PodRoutes],
-        )?;
-        b.unit(PodRoutes, &ctx)?;
-    }
+    roles::pod_routes(&mut b, c, h)?;
 
     let mut out = b.out;
     out.retired = RETIRED
