@@ -370,72 +370,16 @@ fetch_deb() {
 
 # ---- images ---------------------------------------------------------------------------------
 # make_image NAME REFERENCE CONFIG_JSON IMAGE_PATH=SOURCE_FILE...
-# Writes images/NAME.tar: an OCI image layout in a tar with one gzip layer holding the given
-# files (parent directories added, mode 0755 for executables, 0644 otherwise) and CONFIG_JSON as
-# the image config's "config". Fixed timestamps and owners keep every byte, and so the digests,
-# reproducible. Records the [[images]] entry.
+# Writes images/NAME.tar (oci-image.py: one layer holding the given files, CONFIG_JSON as the
+# image config's "config", the same bytes on every run) and records its [[images]] entry.
 make_image() {
     local name="$1" ref="$2" config="$3" digest
     shift 3
     local out="$STAGE/images/$name.tar"
-    digest="$(python3 - "$out" "$ref" "$config" "$@" <<'PY'
-import gzip, hashlib, io, json, os, sys, tarfile
-
-out, ref, config_json = sys.argv[1:4]
-members = [a.split("=", 1) for a in sys.argv[4:]]
-
-def sha(b):
-    return hashlib.sha256(b).hexdigest()
-
-def info(name, size=0, mode=0o644, kind=tarfile.REGTYPE):
-    i = tarfile.TarInfo(name)
-    i.type, i.size, i.mode = kind, size, mode
-    i.mtime, i.uid, i.gid, i.uname, i.gname = 0, 0, 0, "", ""
-    return i
-
-dirs = sorted({"/".join(p.strip("/").split("/")[:n])
-               for p, _ in members for n in range(1, len(p.strip("/").split("/")))})
-layer = io.BytesIO()
-with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as t:
-    for d in dirs:
-        t.addfile(info(d, mode=0o755, kind=tarfile.DIRTYPE))
-    for path, src in sorted(members):
-        with open(src, "rb") as f:
-            data = f.read()
-        mode = 0o755 if os.access(src, os.X_OK) else 0o644
-        t.addfile(info(path.strip("/"), len(data), mode), io.BytesIO(data))
-raw = layer.getvalue()
-gz = gzip.compress(raw, compresslevel=9, mtime=0)
-config = json.dumps({
-    "architecture": "amd64", "os": "linux",
-    "config": json.loads(config_json),
-    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + sha(raw)]},
-}, sort_keys=True).encode()
-manifest = json.dumps({
-    "schemaVersion": 2,
-    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-               "digest": "sha256:" + sha(config), "size": len(config)},
-    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": "sha256:" + sha(gz), "size": len(gz)}],
-}, sort_keys=True).encode()
-index = json.dumps({
-    "schemaVersion": 2,
-    "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                   "digest": "sha256:" + sha(manifest), "size": len(manifest),
-                   "annotations": {"io.containerd.image.name": ref,
-                                   "org.opencontainers.image.ref.name": ref.rsplit(":", 1)[1]}}],
-}, sort_keys=True).encode()
-with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
-    def add(name, data):
-        t.addfile(info(name, len(data)), io.BytesIO(data))
-    add("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-    add("index.json", index)
-    for blob in (gz, config, manifest):
-        add("blobs/sha256/" + sha(blob), blob)
-print("sha256:" + sha(manifest))
-PY
-)" || die "building the $name image failed"
+    local files=() f
+    for f; do files+=(--file "$f"); done
+    digest="$(python3 "$SCRIPT_DIR/oci-image.py" "$out" "$ref" "$config" "${files[@]}")" ||
+        die "building the $name image failed"
     chmod 0644 "$out"
     cat >>"$IMAGES_TOML" <<EOF
 
