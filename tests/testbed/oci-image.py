@@ -85,7 +85,10 @@ def main(argv):
         else:
             sys.exit(f"oci-image.py: unknown argument {flag}")
     raws = ([files_layer(files)] if files else []) + [dir_layer(d) for d in dirs]
-    gzs = [gzip.compress(raw, compresslevel=9, mtime=0) for raw in raws]
+    # The small file layers at the highest level; whole trees (a hundred megabytes and more) at
+    # gzip's default, many times faster for a few percent.
+    levels = ([9] if files else []) + [6] * len(dirs)
+    gzs = [gzip.compress(raw, compresslevel=level, mtime=0) for raw, level in zip(raws, levels)]
     config = json.dumps({
         "architecture": "amd64", "os": "linux",
         "config": json.loads(config_json),

@@ -10,7 +10,8 @@
 #                     runc, the CNI plugins and CoreDNS follow versions.tsv for that minor; caddy
 #                     (with its layer4 app) follows caddy/go.mod, whatever the minor.
 #   --only GROUPS     comma-separated subset of: kubernetes,etcd,containerd,runc,cni,coredns,pause,caddy
-#                     (the default), or conformance: e2e.test, ginkgo and agnhost, built only on request
+#                     (the default), or conformance: e2e.test, ginkgo, agnhost and sample-apiserver,
+#                     built only on request
 #   --print-manifest  print only the manifest on standard output, one line per program:
 #                     program<TAB>group<TAB>version<TAB>path<TAB>source-module@version
 #   --all-static      build the kubelet with CGO_ENABLED=0 too, so all Kubernetes programs come
@@ -357,6 +358,13 @@ build_conformance() {
     [[ $p == ginkgo ]] && manifest_src=$(cd "$moddir" && go list -f '{{.Module.Path}}@{{.Module.Version}}' "$ginkgo")
     manifest+=("$p	conformance	v$version	$(cached_path "$p" "v$version" "$hash")	$manifest_src")
   done
+  # The Aggregator spec's sample-apiserver image: its own module, at the release of the image's
+  # tag (test/images/sample-apiserver/VERSION), static as its Dockerfile's base needs.
+  local sample
+  sample=$(cd "$UPSTREAM_DIR/sample-apiserver" && go list -m -f '{{.Version}}' k8s.io/sample-apiserver) ||
+    die "cannot read k8s.io/sample-apiserver's version"
+  build_set conformance "1.${sample#v0.}" "$UPSTREAM_DIR/sample-apiserver" 0 -trimpath "-ldflags=-s -w" \
+    -- "sample-apiserver=k8s.io/sample-apiserver"
 }
 
 # ---------------------------------------------------------------- caddy

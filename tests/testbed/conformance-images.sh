@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# conformance-images.sh OUT_DIR
+#
+# Builds, offline from upstream's sources, the container images the [Conformance] specs of the
+# cluster's e2e.test run, each under the exact reference e2e.test expects (read from its
+# --list-images), as OCI archives in OUT_DIR (NAME.tar, and images.tsv: reference, digest, file).
+# Nothing is pulled from a registry: the programs come from the Go modules build.sh builds (agnhost,
+# etcd, pause, CoreDNS, sample-apiserver, nnp), the rest from Debian packages, verified by apt.
+#
+#   agnhost           Debian 12 packages for what upstream's alpine image installs (dig, curl, nc,
+#                     ip, iperf, bash, ipcs, socat), a shell and coreutils, CoreDNS, and agnhost
+#                     with its porter certificate, /uploads, agnhost-2 and the user and group the
+#                     SupplementalGroups spec expects (1000 in 50000)
+#   nautilus, kitten  agnhost and the images' pages from the module, CMD test-webserver
+#   busybox           Debian 13's busybox-static 1.37 (Debian 12 has 1.35, whose sh drops
+#                     environment variables whose names are not identifiers, as `data-1`; the
+#                     envFrom specs read them), its applets as links in /bin
+#   nginx, nginx-new  Debian 12's nginx (1.22; upstream's are 1.27 and 1.28 on alpine), listening on
+#                     port 80, logging to the container's output
+#   nonewprivs        nnp (test/images/nonewprivs) setuid root on the busybox image
+#   pause             the bundle's pause program as registry.k8s.io/pause
+#   etcd              etcd, etcdctl and etcdutl at the cluster's etcd version in /usr/local/bin
+#   sample-apiserver  k8s.io/sample-apiserver at the version of the image's tag
+#
+# Needs what make-test-bundle.sh needs, and root (apt downloads into its own directories).
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+UPSTREAM_DIR="$SCRIPT_DIR/upstream"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/provisioner/conformance-images"
+
+log() { printf '[conformance-images] %s\n' "$*" >&2; }
+die() { printf '[conformance-images] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ $# -eq 1 && $1 != -h && $1 != --help ]] || { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
+OUT=$1
+mkdir -p "$OUT" "$CACHE"
+OUT=$(cd "$OUT" && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/conformance-images.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+started=$SECONDS
+
+# ---- the programs ---------------------------------------------------------------------------
+program() { # NAME -> path of the program build.sh built
+  awk -F'\t' -v p="$1" '$1 == p { print $4 }' "$WORK/programs.tsv"
+}
+{
+  bash "$UPSTREAM_DIR/build.sh" --print-manifest --only etcd,pause,coredns
+  bash "$UPSTREAM_DIR/build.sh" --print-manifest --only conformance
+} >"$WORK/programs.tsv" || die "build.sh failed"
+E2E=$(program e2e.test)
+KDIR=$(cd "$UPSTREAM_DIR/kubernetes" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+"$E2E" --list-images >"$WORK/references" 2>/dev/null || die "$E2E --list-images failed"
+references() { # REPOSITORY (after the registry) -> the references e2e.test names for it, oldest first
+  local r
+  r=$(grep -E "^[^/]+/(e2e-test-images/)?$1:" "$WORK/references" | sort -V)
+  [[ -n $r ]] || die "e2e.test lists no image $1"
+  printf '%s\n' "$r"
+}
+reference() { references "$1" | tail -1; } # the newest
+
+# ---- Debian packages ------------------------------------------------------------------------
+# rootfs DIR SUITE PACKAGE...: the packages and everything they depend on, as apt resolves them
+# for an empty system, unpacked into DIR (no maintainer scripts run: the images need none).
+rootfs() {
+  local dir=$1 suite=$2; shift 2
+  local apt="$CACHE/apt-$suite"
+  mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$dir"
+  : >"$WORK/status"
+  printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian %s main\n' \
+    "$suite" >"$apt/sources.list"
+  local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+              -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache::Archives=$apt/archives"
+              -o "Dir::Cache=$apt" -o "Dir::State::status=$WORK/status" -o Debug::NoLocking=1
+              -o APT::Sandbox::User=root)
+  if [[ ! -f $apt/updated ]] || (( $(date +%s) - $(stat -c %Y "$apt/updated") > 86400 )); then
+    apt-get -qq "${opts[@]}" update >&2 || die "apt-get update of Debian $suite failed"
+    touch "$apt/updated"
+  fi
+  apt-get -qq "${opts[@]}" --download-only --no-install-recommends -y install "$@" >&2 ||
+    die "apt cannot download $* from Debian $suite"
+  # The packages apt chose, as it would install them.
+  apt-get -s "${opts[@]}" --no-install-recommends install "$@" 2>/dev/null |
+    awk '/^Inst / { print $2, substr($3, 2) }' >"$WORK/chosen"
+  local pkg version deb f
+  while read -r pkg version; do
+    deb=
+    for f in "$apt/archives/${pkg}_"*.deb; do
+      [[ -f $f && $(dpkg-deb -f "$f" Package) == "$pkg" && $(dpkg-deb -f "$f" Version) == "$version" ]] &&
+        { deb=$f; break; }
+    done
+    [[ -n $deb ]] || die "apt chose $pkg $version but did not download it"
+    dpkg-deb -x "$deb" "$dir"
+    printf '%s\t%s\t%s\n' "$suite" "$pkg" "$version" >>"$OUT/packages.tsv"
+  done <"$WORK/chosen"
+}
+
+# users DIR LINE...: /etc/passwd and /etc/group from Debian's base-passwd masters, plus LINES
+# ("passwd:..." or "group:...").
+users() {
+  local dir=$1; shift
+  mkdir -p "$dir/etc"
+  cp "$dir/usr/share/base-passwd/passwd.master" "$dir/etc/passwd"
+  cp "$dir/usr/share/base-passwd/group.master" "$dir/etc/group"
+  local l
+  for l; do printf '%s\n' "${l#*:}" >>"$dir/etc/${l%%:*}"; done
+}
+
+# ---- images ---------------------------------------------------------------------------------
+: >"$OUT/images.tsv"
+: >"$OUT/packages.tsv"
+image() { # NAME REFERENCE CONFIG_JSON ARG... (oci-image.py's layer arguments)
+  local name=$1 ref=$2 config=$3 digest; shift 3
+  digest=$(python3 "$SCRIPT_DIR/oci-image.py" "$OUT/$name.tar" "$ref" "$config" "$@") ||
+    die "writing the $name image failed"
+  printf '%s\t%s\t%s\n' "$ref" "$digest" "$name.tar" >>"$OUT/images.tsv"
+  log "$name: $ref ($digest, $(du -h "$OUT/$name.tar" | cut -f1))"
+}
+
+# agnhost: test/images/agnhost/Dockerfile, on Debian instead of alpine.
+a=$WORK/agnhost
+rootfs "$a" bookworm base-files base-passwd dash bash coreutils grep sed findutils procps \
+  bind9-dnsutils curl wget netcat-openbsd iproute2 iputils-ping iperf util-linux socat
+ln -sf dash "$a/bin/sh"
+mkdir -p "$a/usr/local/bin"
+ln -sf /usr/bin/iperf "$a/usr/local/bin/iperf"
+install -m 0755 "$(program agnhost)" "$a/agnhost"
+ln -s agnhost "$a/agnhost-2"
+install -m 0755 "$(program coredns)" "$a/coredns"
+install -m 0644 "$KDIR/test/images/agnhost/porter/localhost.crt" "$a/localhost.crt"
+install -m 0644 "$KDIR/test/images/agnhost/porter/localhost.key" "$a/localhost.key"
+mkdir -p "$a/uploads" "$a/home/user-defined-in-image" "$a/tmp"
+chmod 1777 "$a/tmp"
+users "$a" "passwd:user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh" \
+  "group:user-defined-in-image:x:1000:" "group:group-defined-in-image:x:50000:user-defined-in-image"
+agnhost_config='{"Entrypoint": ["/agnhost"], "Cmd": ["pause"], "WorkingDir": "/",
+  "ExposedPorts": {"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}}}'
+image agnhost "$(reference agnhost)" "$agnhost_config" --dir "$a"
+for pet in nautilus kitten; do
+  mkdir -p "$WORK/$pet"
+  cp "$KDIR/test/images/$pet/html/$pet.jpg" "$KDIR/test/images/$pet/html/data.json" "$WORK/$pet/"
+  image "$pet" "$(reference "$pet")" \
+    '{"Entrypoint": ["/agnhost"], "Cmd": ["test-webserver"], "WorkingDir": "/", "ExposedPorts": {"80/tcp": {}}}' \
+    --dir "$a" --dir "$WORK/$pet"
+done
+
+# busybox: upstream's is busybox:1.37.0 with its applets in /bin.
+b=$WORK/busybox
+rootfs "$WORK/busybox-deb" trixie busybox-static
+mkdir -p "$b/bin" "$b/tmp" "$b/etc" "$b/root"
+chmod 1777 "$b/tmp"
+bb=$WORK/busybox-deb/usr/bin/busybox
+[[ -x $bb ]] || die "Debian trixie's busybox-static has no usr/bin/busybox"
+install -m 0755 "$bb" "$b/bin/busybox"
+for applet in $("$b/bin/busybox" --list); do
+  [[ $applet == busybox ]] || ln -s busybox "$b/bin/$applet"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$b/etc/passwd"
+printf 'root:x:0:\nnobody:x:65534:\n' >"$b/etc/group"
+mapfile -t busybox_refs < <(references busybox)
+for i in "${!busybox_refs[@]}"; do
+  image "busybox-$i" "${busybox_refs[$i]}" '{"Cmd": ["sh"]}' --dir "$b"
+done
+
+# nonewprivs: nnp, setuid root, printing its effective uid.
+n=$WORK/nonewprivs
+mkdir -p "$n/usr/local/bin"
+(cd "$UPSTREAM_DIR/kubernetes" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -o "$n/usr/local/bin/nnp" \
+  k8s.io/kubernetes/test/images/nonewprivs) || die "building nnp failed"
+chmod 4755 "$n/usr/local/bin/nnp"
+image nonewprivs "$(reference nonewprivs)" '{"Cmd": ["nnp"]}' --dir "$b" --dir "$n"
+
+# nginx: port 80, the default page, logs to the container's output, as upstream's image. One
+# build under both references (nginx, nginx-new).
+g=$WORK/nginx
+rootfs "$g" bookworm base-files base-passwd dash nginx-light
+ln -sf dash "$g/bin/sh"
+users "$g"
+mkdir -p "$g/run" "$g/var/log/nginx" "$g/var/lib/nginx" "$g/tmp" "$g/var/www/html"
+chmod 1777 "$g/tmp"
+ln -sf /dev/stdout "$g/var/log/nginx/access.log"
+ln -sf /dev/stderr "$g/var/log/nginx/error.log"
+# What nginx-common's postinst does: the default site, serving the default page.
+ln -sf ../sites-available/default "$g/etc/nginx/sites-enabled/default"
+cp "$g/usr/share/nginx/html/index.html" "$g/var/www/html/index.html"
+mapfile -t nginx_refs < <(references nginx)
+for i in "${!nginx_refs[@]}"; do
+  image "nginx-$i" "${nginx_refs[$i]}" \
+    '{"Cmd": ["nginx", "-g", "daemon off;"], "ExposedPorts": {"80/tcp": {}}, "StopSignal": "SIGQUIT"}' \
+    --dir "$g"
+done
+
+# sample-apiserver: upstream's Dockerfile adds the program to alpine; here to the busybox image.
+image sample-apiserver "$(reference sample-apiserver)" '{"Entrypoint": ["/sample-apiserver"]}' \
+  --dir "$b" --file "/sample-apiserver=$(program sample-apiserver)"
+
+# pause and etcd: the programs the bundle runs, under upstream's references.
+image pause "$(reference pause)" '{"Entrypoint": ["/pause"], "User": "65535:65535"}' \
+  --file "/pause=$(program pause)"
+image etcd "$(reference etcd)" '{"Cmd": ["/usr/local/bin/etcd"]}' \
+  --file "/usr/local/bin/etcd=$(program etcd)" --file "/usr/local/bin/etcdctl=$(program etcdctl)" \
+  --file "/usr/local/bin/etcdutl=$(program etcdutl)"
+
+log "$(wc -l <"$OUT/images.tsv") images in $OUT, took $((SECONDS - started))s"

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# conformance.sh [--focus REGEX] [--skip REGEX] [--procs N] [--keep]
+#
+# Upstream's conformance suite against the cluster `apply` builds, run as a certification run
+# would, offline: sandbox machines in the demo topology (3 control-plane + 2 workers, as
+# inventory.toml names them), `provisioner apply` from the test bundle, the images the specs run
+# (conformance-images.sh) imported on every worker, then e2e.test (build.sh --only conformance)
+# through ginkgo: every [Conformance] spec, nothing skipped, first the parallel ones on --procs
+# processes (default 3), then the [Serial] ones on one, the cluster's DNS domain passed with
+# --dns-domain. --focus and --skip replace the focus and add a skip, to rerun single specs.
+#
+# Progress every minute (specs done of total, failures so far, elapsed). Results in
+# target/conformance/: junit_01.xml (parallel) and junit_serial_01.xml (serial), e2e.log (ginkgo's
+# whole output), and summary.txt, one line: N passed, N failed, N skipped. Exit 0 when nothing
+# failed. The machines are removed at the end unless --keep.
+#
+# Needs root and what demo.sh needs; not while the end-to-end tests run (same subnet and names).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+for dir in "${CARGO_HOME:-$HOME/.cargo}/bin" /usr/local/go/bin; do
+  [[ -d $dir ]] && PATH=$PATH:$dir
+done
+
+focus='\[Conformance\]' skip='' procs=3 keep=0
+while (($#)); do
+  case $1 in
+    --focus) focus=${2:?--focus needs a value}; shift 2 ;;
+    --skip) skip=${2:?--skip needs a value}; shift 2 ;;
+    --procs) procs=${2:?--procs needs a value}; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+repo=$PWD
+work=$repo/target/conformance
+bundle=$repo/target/test-bundle
+sandbox=/var/lib/provisioner-sandbox/conformance
+mkdir -p "$work"
+rm -f "$work"/junit_*.xml "$work/e2e.log" "$work/summary.txt"
+
+echo "==> building provisioner, the test bundle, the suite and its images"
+cargo build --release -p provisioner
+bin=$repo/target/release/provisioner
+bash tests/testbed/make-test-bundle.sh "$bundle"
+bash tests/testbed/upstream/build.sh --only conformance --print-manifest >"$work/programs.tsv"
+e2e=$(awk -F'\t' '$1 == "e2e.test" { print $4 }' "$work/programs.tsv")
+ginkgo=$(awk -F'\t' '$1 == "ginkgo" { print $4 }' "$work/programs.tsv")
+bash tests/testbed/conformance-images.sh "$work/images"
+
+names=$(sed -n 's/^name = "\(.*\)"$/\1/p' inventory.toml | tail -n +2 | paste -sd, -)
+workers=$(awk '/^\[\[hosts\]\]/ { name = "" } /^name = / { gsub(/"/, "", $3); name = $3 }
+               /^roles = .*worker/ { print name }' inventory.toml)
+echo "==> starting sandbox machines: $names"
+"$bin" sandbox up --names "$names" --state-dir "$sandbox"
+cleanup() { ((keep)) || "$bin" sandbox down --state-dir "$sandbox" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+cgroup_v1=false
+[[ $(stat -fc %T /sys/fs/cgroup) == cgroup2fs ]] || cgroup_v1=true
+sed -e "s|^# bundle = .*|bundle = \"$bundle\"|" \
+    -e "s|^identity_file = .*|identity_file = \"$sandbox/id_ed25519\"|" \
+    -e "s|^known_hosts = .*|known_hosts = \"$sandbox/known_hosts\"|" \
+    -e "s|^# allow_cgroup_v1 = .*|allow_cgroup_v1 = $cgroup_v1|" \
+    -e "s|^# containers = .*|containers = true|" \
+    -e "s|^# dns_upstreams = .*|dns_upstreams = []|" \
+    -e "s|^state_dir = .*|state_dir = \"$work/state\"|" \
+    inventory.toml >"$work/inventory.toml"
+rm -rf "$work/state"
+echo "==> provisioner apply"
+"$bin" apply "$work/inventory.toml"
+"$bin" kubeconfig "$work/inventory.toml" >"$work/admin.kubeconfig"
+chmod 600 "$work/admin.kubeconfig"
+domain=$(sed -n 's/^cluster_domain = "\(.*\)"$/\1/p' "$work/inventory.toml")
+
+echo "==> importing the suite's images on every worker"
+ssh_to() { # HOST COMMAND
+  local address
+  address=$(awk -v n="$1" '/^name = / { gsub(/"/, "", $3); cur = $3 } /^address = / && cur == n { gsub(/"/, "", $3); print $3 }' \
+    "$work/inventory.toml")
+  ssh -i "$sandbox/id_ed25519" -o UserKnownHostsFile="$sandbox/known_hosts" -o StrictHostKeyChecking=yes \
+    -o BatchMode=yes "root@$address" "$2"
+}
+ctr="ctr --address /run/containerd/containerd.sock -n k8s.io"
+for w in $workers; do
+  while IFS=$'\t' read -r ref _ file; do
+    # Pinned, as provisioner pins the bundle's images: an air-gapped node could not pull them back.
+    ssh_to "$w" "cat >/tmp/image.tar && $ctr images import /tmp/image.tar >/dev/null &&
+                 $ctr images label '$ref' io.cri-containerd.pinned=pinned >/dev/null; rc=\$?; rm -f /tmp/image.tar; exit \$rc" \
+      <"$work/images/$file" || { echo "importing $ref on $w failed" >&2; exit 1; }
+  done <"$work/images/images.tsv"
+  echo "    $w: $(wc -l <"$work/images/images.tsv") images"
+done
+
+# run NAME FOCUS SKIP PROCS: one ginkgo run, its output in e2e.log, a line of progress a minute.
+run() {
+  local name=$1 f=$2 s=$3 n=$4 total started=$SECONDS
+  local args=(--kubeconfig="$work/admin.kubeconfig" --provider=skeleton --dns-domain="$domain"
+              --report-dir="$work" --report-prefix="$name" --disable-log-dump)
+  total=$("$e2e" --ginkgo.dry-run --ginkgo.focus="$f" ${s:+--ginkgo.skip="$s"} 2>/dev/null |
+          sed -n 's/^Ran \([0-9]*\) of .*/\1/p')
+  echo "==> $name: $total specs on $n process(es)"
+  "$ginkgo" --procs="$n" --timeout=24h --no-color --focus="$f" ${s:+--skip="$s"} "$e2e" -- "${args[@]}" \
+    >>"$work/e2e.log" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 60
+    # ginkgo prints one mark per spec that ends: • passed, F failed (and S skipped).
+    local marks done failed
+    marks=$(grep -v '^\s*\[' "$work/e2e.log" | tr -cd '•F' | wc -m)
+    failed=$(grep -c '^\s*\[FAIL\]' "$work/e2e.log" || true)
+    done=$marks
+    echo "    $name: $done of $total done, $failed failed so far, $(( (SECONDS - started) / 60 )) min"
+  done
+  wait "$pid"
+}
+
+status=0
+if [[ $focus == '\[Conformance\]' ]]; then
+  run parallel "$focus" "\\[Serial\\]${skip:+|$skip}" "$procs" || status=1
+  run serial '\[Serial\].*\[Conformance\]' "$skip" 1 || status=1
+else
+  run focused "$focus" "$skip" "$procs" || status=1
+fi
+
+python3 - "$work" <<'PY' | tee "$work/summary.txt"
+import glob, sys, xml.etree.ElementTree as ET
+passed = failed = skipped = 0
+# Only the suite's specs: the junit reports list every other spec of e2e.test as skipped too.
+for f in glob.glob(sys.argv[1] + "/junit_*.xml"):
+    for case in ET.parse(f).iter("testcase"):
+        if "[Conformance]" not in case.get("name", ""):
+            continue
+        if case.get("status") == "skipped" or case.find("skipped") is not None:
+            skipped += 1
+        elif case.find("failure") is not None or case.find("error") is not None:
+            failed += 1
+        else:
+            passed += 1
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+PY
+exit "$status"
