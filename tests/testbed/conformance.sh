@@ -10,8 +10,8 @@
 # --dns-domain. --focus and --skip replace the focus and add a skip, to rerun single specs.
 #
 # Progress every minute (specs done of total, failures so far, elapsed). Results in
-# target/conformance/: junit_01.xml (parallel) and junit_serial_01.xml (serial), e2e.log (ginkgo's
-# whole output), and summary.txt, one line: N passed, N failed, N skipped. Exit 0 when nothing
+# target/conformance/: junit_parallel01.xml and junit_serial01.xml (the JUnit reports of the two
+# runs), e2e.log (ginkgo's whole output), and summary.txt, one line: N passed, N failed, N skipped. Exit 0 when nothing
 # failed. The machines are removed at the end unless --keep.
 #
 # Needs root and what demo.sh needs; not while the end-to-end tests run (same subnet and names).
