@@ -101,16 +101,18 @@ run() {
   total=$("$e2e" --ginkgo.dry-run --ginkgo.focus="$f" ${s:+--ginkgo.skip="$s"} 2>/dev/null |
           sed -n 's/^Ran \([0-9]*\) of .*/\1/p')
   echo "==> $name: $total specs on $n process(es)"
+  local offset
+  offset=$(stat -c %s "$work/e2e.log" 2>/dev/null || echo 0)
   "$ginkgo" --procs="$n" --timeout=24h --no-color --focus="$f" ${s:+--skip="$s"} "$e2e" -- "${args[@]}" \
     >>"$work/e2e.log" 2>&1 &
   local pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 60
-    # ginkgo prints one mark per spec that ends: • passed, F failed (and S skipped).
-    local marks done failed
-    marks=$(grep -v '^\s*\[' "$work/e2e.log" | tr -cd '•F' | wc -m)
-    failed=$(grep -c '^\s*\[FAIL\]' "$work/e2e.log" || true)
-    done=$marks
+    # ginkgo prints a • for each spec that ends, followed by [FAILED] (or [PANICKED], [TIMEDOUT])
+    # when it did not pass. e2e.log holds the earlier runs too: count from this run's start.
+    local done failed
+    done=$(tail -c +"$((offset + 1))" "$work/e2e.log" | grep -o '•' | wc -l)
+    failed=$(tail -c +"$((offset + 1))" "$work/e2e.log" | grep -cE '• \[(FAILED|PANICKED|TIMEDOUT)\]' || true)
     echo "    $name: $done of $total done, $failed failed so far, $(( (SECONDS - started) / 60 )) min"
   done
   wait "$pid"
