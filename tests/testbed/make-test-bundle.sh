@@ -27,12 +27,9 @@
 #                                     binding port 53 as nonroot needs NET_BIND_SERVICE, which
 #                                     upstream grants with a file capability this archive has not.
 #                            web:     Debian's static busybox at /bin/busybox and /www/index.html
-#                                     ("provisioner test web server"): busybox sh runs
-#                                     `busybox httpd -f -v -p 8080 -h /www` (HTTP on port 8080) and,
-#                                     on SIGTERM, keeps serving 10 s, then exits, as a web server
-#                                     behind a Service should while every node's kube-proxy drops
-#                                     it (httpd as PID 1 would ignore SIGTERM and every pod
-#                                     deletion would wait its full grace period, 30 s)
+#                                     ("provisioner test web server"), entrypoint
+#                                     ["/bin/busybox", "httpd", "-f", "-v", "-p", "8080", "-h", "/www"]:
+#                                     serves HTTP on port 8080
 #                          Every tar member has mtime 0 and uid/gid 0, so the archives, and their
 #                          sha256, are the same on every run.
 #
@@ -409,7 +406,7 @@ make_images() {
         '{"Entrypoint": ["/coredns"], "ExposedPorts": {"53/tcp": {}, "53/udp": {}}, "WorkingDir": "/"}' \
         "/coredns=${PROG_PATH[coredns]}"
 
-    # web: busybox httpd on port 8080; on SIGTERM, 10 s more for the Service to drop the pod.
+    # web: busybox httpd on port 8080.
     fetch_deb busybox-static "${BUSYBOX_DEB_VERSION-}"; deb="$DEB"
     bbv="$(dpkg-deb -f "$deb" Version)"
     mkdir -p "$WORK/busybox"
@@ -420,7 +417,7 @@ make_images() {
     chmod 0644 "$WORK/index.html"
     ref="localhost/provisioner-test/web:$(upstream_version "$bbv")"
     make_image web "$ref" \
-        '{"Entrypoint": ["/bin/busybox", "sh", "-c", "trap \"/bin/busybox sleep 10; exit 0\" TERM; /bin/busybox httpd -f -v -p 8080 -h /www & wait"], "ExposedPorts": {"8080/tcp": {}}}' \
+        '{"Entrypoint": ["/bin/busybox", "httpd", "-f", "-v", "-p", "8080", "-h", "/www"], "ExposedPorts": {"8080/tcp": {}}}' \
         "/bin/busybox=$WORK/busybox/bin/busybox" "/www/index.html=$WORK/index.html"
     cat >>"$SOURCES_TOML" <<EOF
 
