@@ -17,6 +17,8 @@
 # Needs root and what demo.sh needs; not while the end-to-end tests run (same subnet and names).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=sandbox-inventory.sh
+source tests/testbed/sandbox-inventory.sh
 for dir in "${CARGO_HOME:-$HOME/.cargo}/bin" /usr/local/go/bin; do
   [[ -d $dir ]] && PATH=$PATH:$dir
 done
@@ -57,16 +59,7 @@ echo "==> starting sandbox machines: $names"
 cleanup() { ((keep)) || "$bin" sandbox down --state-dir "$sandbox" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
-cgroup_v1=false
-[[ $(stat -fc %T /sys/fs/cgroup) == cgroup2fs ]] || cgroup_v1=true
-sed -e "s|^# bundle = .*|bundle = \"$bundle\"|" \
-    -e "s|^identity_file = .*|identity_file = \"$sandbox/id_ed25519\"|" \
-    -e "s|^known_hosts = .*|known_hosts = \"$sandbox/known_hosts\"|" \
-    -e "s|^# allow_cgroup_v1 = .*|allow_cgroup_v1 = $cgroup_v1|" \
-    -e "s|^# containers = .*|containers = true|" \
-    -e "s|^# dns_upstreams = .*|dns_upstreams = []|" \
-    -e "s|^state_dir = .*|state_dir = \"$work/state\"|" \
-    inventory.toml >"$work/inventory.toml"
+sandbox_inventory "$bundle" "$sandbox" "$work/state" >"$work/inventory.toml"
 rm -rf "$work/state"
 echo "==> provisioner apply"
 "$bin" apply "$work/inventory.toml"

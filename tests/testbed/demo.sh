@@ -9,10 +9,12 @@
 # known_hosts, the bundle directory (which decides the etcd and containerd versions), that the
 # hosts are containers ([nodes] containers), that the test subnet has no DNS server for the
 # cluster DNS to forward to ([addons] dns_upstreams = []), and (on hosts that only offer cgroup
-# v1) [kubelet] allow_cgroup_v1. The script writes target/demo/inventory.toml: the example with those keys set,
-# nothing else changed.
+# v1) [kubelet] allow_cgroup_v1. The script writes target/demo/inventory.toml: the example with those
+# keys set, nothing else changed (sandbox-inventory.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=sandbox-inventory.sh
+source tests/testbed/sandbox-inventory.sh
 # sudo resets PATH to its secure_path: find the toolchains where their installers put them.
 for dir in "${CARGO_HOME:-$HOME/.cargo}/bin" /usr/local/go/bin; do
     [ -d "$dir" ] && PATH=$PATH:$dir
@@ -43,17 +45,7 @@ echo "==> starting sandbox machines: $names"
 "$bin" sandbox up --names "$names"
 sandbox=/var/lib/provisioner-sandbox/run
 
-cgroup_v1=false
-[ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || cgroup_v1=true
-
-sed -e "s|^# bundle = .*|bundle = \"$bundle\"|" \
-    -e "s|^identity_file = .*|identity_file = \"$sandbox/id_ed25519\"|" \
-    -e "s|^known_hosts = .*|known_hosts = \"$sandbox/known_hosts\"|" \
-    -e "s|^# allow_cgroup_v1 = .*|allow_cgroup_v1 = $cgroup_v1|" \
-    -e "s|^# containers = .*|containers = true|" \
-    -e "s|^# dns_upstreams = .*|dns_upstreams = []|" \
-    -e "s|^state_dir = .*|state_dir = \"$work/state\"|" \
-    inventory.toml > "$work/inventory.toml"
+sandbox_inventory "$bundle" "$sandbox" "$work/state" >"$work/inventory.toml"
 
 echo "==> provisioner apply $work/inventory.toml"
 "$bin" apply "$work/inventory.toml"
