@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use common::{fixture, repo, Tree, Workspace};
+use serde_json::Value;
 
 struct Case {
     name: &'static str,
@@ -139,11 +140,10 @@ fn field_list(kind: &str, minor: u32) -> (String, BTreeSet<String>) {
     (api_version, fields)
 }
 
-fn yaml_paths(v: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
+fn yaml_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
     match v {
-        serde_yaml::Value::Mapping(m) => {
+        Value::Object(m) => {
             for (k, child) in m {
-                let k = k.as_str().expect("string keys");
                 let p = if prefix.is_empty() {
                     k.to_string()
                 } else {
@@ -153,7 +153,7 @@ fn yaml_paths(v: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
                 yaml_paths(child, &p, out);
             }
         }
-        serde_yaml::Value::Sequence(s) => {
+        Value::Array(s) => {
             for child in s {
                 yaml_paths(child, &format!("{prefix}[]"), out);
             }
@@ -180,7 +180,7 @@ fn field_known(fields: &BTreeSet<String>, path: &str) -> bool {
 }
 
 fn check_yaml(text: &str, minor: u32) -> Vec<String> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(text).expect("rendered YAML parses");
+    let doc: Value = serde_saphyr::from_str(text).expect("rendered YAML parses");
     let Some(kind) = doc.get("kind").and_then(|k| k.as_str()) else {
         return vec!["no kind".into()];
     };
@@ -347,7 +347,7 @@ fn every_kind_of_artifact_is_checked() {
         .files
         .keys()
         .filter(|k| k.ends_with(".yaml") || k.ends_with(".conf") || k.ends_with(".kubeconfig"))
-        .filter_map(|k| serde_yaml::from_str::<serde_yaml::Value>(&tree.text(k)).ok())
+        .filter_map(|k| serde_saphyr::from_str::<Value>(&tree.text(k)).ok())
         .filter_map(|d| d.get("kind").and_then(|k| k.as_str()).map(String::from))
         .collect();
     let want: BTreeSet<String> = [

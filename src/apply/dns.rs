@@ -14,7 +14,7 @@ pub async fn lookup_a<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     name: &str,
 ) -> Result<Vec<Ipv4Addr>> {
-    let id = rand::random::<u16>();
+    let id = getrandom::u32().context("reading the system's random source")? as u16;
     let q = query(id, name)?;
     stream.write_u16(q.len() as u16).await?;
     stream.write_all(&q).await?;

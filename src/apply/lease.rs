@@ -127,9 +127,8 @@ pub async fn take(
     break_lease: bool,
     rep: &super::Reporter,
 ) -> Result<Lease> {
-    use rand::RngCore;
     let mut token = [0u8; 8];
-    rand::thread_rng().fill_bytes(&mut token);
+    getrandom::fill(&mut token).context("reading the system's random source")?;
     let me = Holder {
         user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
         machine: this_machine(),

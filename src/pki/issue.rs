@@ -1,7 +1,6 @@
 //! Creates keys and certificates with rcgen.
 
 use anyhow::{Context, Result};
-use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -24,7 +23,7 @@ pub fn new_key(alg: KeyAlgorithm) -> Result<KeyPair> {
     KeyPair::generate_for(sig).context("generating a key pair")
 }
 
-fn base_params(cn: &str, orgs: &[String], days: u32) -> CertificateParams {
+fn base_params(cn: &str, orgs: &[String], days: u32) -> Result<CertificateParams> {
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     for o in orgs {
@@ -36,16 +35,16 @@ fn base_params(cn: &str, orgs: &[String], days: u32) -> CertificateParams {
     p.not_before = now - BACKDATE;
     p.not_after = now + Duration::days(i64::from(days));
     let mut serial = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut serial);
+    getrandom::fill(&mut serial).context("reading the system's random source")?;
     serial[0] &= 0x7f; // a positive INTEGER
     p.serial_number = Some(SerialNumber::from_slice(&serial));
     p.use_authority_key_identifier_extension = true;
-    p
+    Ok(p)
 }
 
 pub fn new_ca(ca: Ca, settings: &PkiSettings) -> Result<Pem> {
     let key = new_key(settings.algorithm)?;
-    let mut p = base_params(ca.common_name(), &[], settings.ca_validity_days);
+    let mut p = base_params(ca.common_name(), &[], settings.ca_validity_days)?;
     p.use_authority_key_identifier_extension = false;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.key_usages = vec![
@@ -77,7 +76,7 @@ pub fn new_leaf(spec: &CertSpec, ca: &Pem, settings: &PkiSettings) -> Result<Pem
         &spec.common_name,
         &spec.organizations,
         settings.cert_validity_days,
-    );
+    )?;
     // ECDSA keys cannot encipher keys, so keyEncipherment is never set.
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     if spec.usage.server {

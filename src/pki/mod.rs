@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
-use rand::RngCore;
 
 use crate::inventory::Cluster;
 pub use spec::{Ca, Cert, CertSpec, ADMIN_GROUP};
@@ -264,7 +263,7 @@ pub fn ensure(cluster: &Cluster) -> Result<(Pki, Report)> {
         Some(k) => k.trim().to_string(),
         None => {
             let mut bytes = [0u8; 32];
-            rand::thread_rng().fill_bytes(&mut bytes);
+            getrandom::fill(&mut bytes).context("reading the system's random source")?;
             let k = base64::engine::general_purpose::STANDARD.encode(bytes);
             store::create(&enc_path, format!("{k}\n").as_bytes(), 0o600)?;
             report.created.push("encryption-at-rest key".into());
