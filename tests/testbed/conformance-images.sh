@@ -7,7 +7,7 @@
 # Nothing is pulled from a registry: the programs come from the Go modules build.sh builds (agnhost,
 # etcd, pause, CoreDNS, sample-apiserver, nnp), the rest from Debian packages, verified by apt.
 #
-#   agnhost           Debian 12 packages for what upstream's alpine image installs (dig, curl, nc,
+#   agnhost           (both tags) Debian 12 packages for what upstream's alpine image installs (dig, curl, nc,
 #                     ip, iperf, bash, ipcs, socat), a shell and coreutils, CoreDNS, and agnhost
 #                     with its porter certificate, /uploads, agnhost-2 and the user and group the
 #                     SupplementalGroups spec expects (1000 in 50000)
@@ -135,7 +135,11 @@ users "$a" "passwd:user-defined-in-image:x:1000:1000::/home/user-defined-in-imag
   "group:user-defined-in-image:x:1000:" "group:group-defined-in-image:x:50000:user-defined-in-image"
 agnhost_config='{"Entrypoint": ["/agnhost"], "Cmd": ["pause"], "WorkingDir": "/",
   "ExposedPorts": {"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}}}'
-image agnhost "$(reference agnhost)" "$agnhost_config" --dir "$a"
+# Under each tag e2e.test names (the pods spec and the StatefulSet fixtures run the previous one).
+mapfile -t agnhost_refs < <(references agnhost)
+for i in "${!agnhost_refs[@]}"; do
+  image "agnhost-$i" "${agnhost_refs[$i]}" "$agnhost_config" --dir "$a"
+done
 for pet in nautilus kitten; do
   mkdir -p "$WORK/$pet"
   cp "$KDIR/test/images/$pet/html/$pet.jpg" "$KDIR/test/images/$pet/html/data.json" "$WORK/$pet/"

@@ -56,10 +56,45 @@ workers=$(awk '/^\[\[hosts\]\]/ { name = "" } /^name = / { gsub(/"/, "", $3); na
                /^roles = .*worker/ { print name }' inventory.toml)
 echo "==> starting sandbox machines: $names"
 "$bin" sandbox up --names "$names" --state-dir "$sandbox"
-cleanup() { ((keep)) || "$bin" sandbox down --state-dir "$sandbox" >/dev/null 2>&1 || true; }
+cleanup() {
+  [[ -n ${REGISTRY_PID:-} ]] && kill "$REGISTRY_PID" 2>/dev/null
+  ((keep)) || "$bin" sandbox down --state-dir "$sandbox" >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 
+# The site's registry mirror for registry.k8s.io, as an air-gapped site runs one: the specs that
+# pull with imagePullPolicy: Always resolve their image there. go-containerregistry's registry
+# (tests/testbed/upstream/registry), read-only, over HTTPS with a certificate from a CA of its
+# own, on the sandbox subnet's host address, serving the same archives the workers import.
+echo "==> starting the registry mirror"
+mirror=$(sed -n 's/^address = "\(.*\)\.[0-9]*"$/\1.1/p' inventory.toml | head -1)
+(cd tests/testbed/upstream/registry &&
+  CGO_ENABLED=0 GOFLAGS=-mod=readonly GOTOOLCHAIN=local go build -trimpath -o "$work/registry" .)
+ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+openssl req -x509 "${ec[@]}" -days 7 -subj "/CN=conformance registry CA" \
+  -keyout "$work/registry-ca.key" -out "$work/registry-ca.pem" 2>/dev/null
+openssl req "${ec[@]}" -subj "/CN=conformance registry" \
+  -keyout "$work/registry.key" -out "$work/registry.csr" 2>/dev/null
+openssl x509 -req -days 7 -in "$work/registry.csr" -CA "$work/registry-ca.pem" -CAkey "$work/registry-ca.key" \
+  -extfile <(echo "subjectAltName=IP:$mirror") -out "$work/registry.pem" 2>/dev/null
+served=()
+while IFS=$'\t' read -r ref _ file; do
+  [[ $ref == registry.k8s.io/* ]] && served+=("${ref#registry.k8s.io/}=$work/images/$file")
+done <"$work/images/images.tsv"
+coproc REGISTRY { exec "$work/registry" --listen "$mirror:5443" --cert "$work/registry.pem" \
+  --key "$work/registry.key" "${served[@]}" 2>"$work/registry.log"; }
+read -r ready <&"${REGISTRY[0]}" || true
+[[ $ready == ready ]] || { echo "the registry mirror did not start:" >&2; cat "$work/registry.log" >&2; exit 1; }
+echo "    https://$mirror:5443: ${#served[@]} images"
+
 sandbox_inventory "$bundle" "$sandbox" "$work/state" >"$work/inventory.toml"
+cat >>"$work/inventory.toml" <<EOF
+
+[[registries]]
+name = "registry.k8s.io"
+mirrors = ["https://$mirror:5443"]
+ca_file = "$work/registry-ca.pem"
+EOF
 rm -rf "$work/state"
 echo "==> provisioner apply"
 "$bin" apply "$work/inventory.toml"
@@ -91,7 +126,7 @@ run() {
   local name=$1 f=$2 s=$3 n=$4 total started=$SECONDS
   local args=(--kubeconfig="$work/admin.kubeconfig" --provider=skeleton --dns-domain="$domain"
               --report-dir="$work" --report-prefix="$name" --disable-log-dump)
-  total=$("$e2e" --ginkgo.dry-run --ginkgo.focus="$f" ${s:+--ginkgo.skip="$s"} 2>/dev/null |
+  total=$("$e2e" --ginkgo.dry-run --ginkgo.no-color --ginkgo.focus="$f" ${s:+--ginkgo.skip="$s"} 2>/dev/null |
           sed -n 's/^Ran \([0-9]*\) of .*/\1/p')
   echo "==> $name: $total specs on $n process(es)"
   local offset
