@@ -61,7 +61,8 @@ reference() { references "$1" | tail -1; } # the newest
 
 # ---- Debian packages ------------------------------------------------------------------------
 # rootfs DIR SUITE PACKAGE...: the packages and everything they depend on, as apt resolves them
-# for an empty system, unpacked into DIR (no maintainer scripts run: the images need none).
+# for an empty system, unpacked into DIR (no maintainer scripts run: alternatives() makes the
+# links their update-alternatives calls would).
 rootfs() {
   local dir=$1 suite=$2; shift 2
   local apt="$CACHE/apt-$suite"
@@ -95,6 +96,18 @@ rootfs() {
   done <"$WORK/chosen"
 }
 
+# alternatives DIR: the commands Debian's maintainer scripts link with update-alternatives (nc
+# from netcat-openbsd, awk, which, w), for the packages unpacked in DIR.
+alternatives() {
+  local dir=$1 link target
+  for link in bin/nc:nc.openbsd bin/netcat:nc.openbsd usr/bin/awk:mawk usr/bin/which:which.debianutils \
+              usr/bin/w:w.procps; do
+    target=${link#*:} link=${link%%:*}
+    [[ -e $dir/$(dirname "$link")/$target && ! -e $dir/$link ]] && ln -s "$target" "$dir/$link"
+  done
+  return 0
+}
+
 # users DIR LINE...: /etc/passwd and /etc/group from Debian's base-passwd masters, plus LINES
 # ("passwd:..." or "group:...").
 users() {
@@ -122,6 +135,8 @@ a=$WORK/agnhost
 rootfs "$a" bookworm base-files base-passwd dash bash coreutils grep sed findutils procps \
   bind9-dnsutils curl wget netcat-openbsd iproute2 iputils-ping iperf util-linux socat
 ln -sf dash "$a/bin/sh"
+alternatives "$a"
+[[ -x $a/bin/nc ]] || die "the agnhost image has no nc (the Service specs run it)"
 mkdir -p "$a/usr/local/bin"
 ln -sf /usr/bin/iperf "$a/usr/local/bin/iperf"
 install -m 0755 "$(program agnhost)" "$a/agnhost"
