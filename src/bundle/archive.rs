@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -61,25 +61,21 @@ impl<R: Read> Read for Allowance<R> {
 /// Writes the archive for the bundle directory `dir` (already checked against `m`) to `out`,
 /// atomically. Each file is hashed again as it is packed.
 pub fn pack(dir: &Path, m: &Manifest, out: &Path) -> Result<u64> {
-    let partial = out.with_extension("partial");
-    let result = pack_to(dir, m, &partial);
-    if result.is_err() {
-        fs::remove_file(&partial).ok();
-    }
-    result?;
-    fs::rename(&partial, out)
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
+    // Removed on every error path; renamed into place only once complete.
+    let partial = tempfile::NamedTempFile::new_in(parent.unwrap_or(Path::new(".")))
+        .with_context(|| format!("creating a file beside {}", out.display()))?;
+    pack_to(dir, m, partial.reopen()?)?;
+    partial
+        .as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))?;
+    partial
+        .persist(out)
         .with_context(|| format!("moving the archive to {}", out.display()))?;
     Ok(fs::metadata(out)?.len())
 }
 
-fn pack_to(dir: &Path, m: &Manifest, partial: &Path) -> Result<()> {
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(partial)
-        .with_context(|| format!("creating {}", partial.display()))?;
+fn pack_to(dir: &Path, m: &Manifest, file: File) -> Result<()> {
     let enc = zstd::Encoder::new(BufWriter::new(file), LEVEL)?;
     let mut tar = tar::Builder::new(enc);
     let manifest = m.to_toml()?;

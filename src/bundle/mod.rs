@@ -130,13 +130,14 @@ fn unpack(archive: &Path, sha256: &str, state_dir: &Path) -> Result<PathBuf> {
         return Ok(dir);
     }
     crate::pki::store::ensure_private_dir(&root)?;
-    let tmp = root.join(format!(".unpacking-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    match archive::read(archive, Some(&tmp)) {
+    // Removed on every error path; renamed into place only once checked.
+    let tmp = tempfile::Builder::new()
+        .prefix(".unpacking-")
+        .tempdir_in(&root)
+        .with_context(|| format!("creating a directory in {}", root.display()))?;
+    match archive::read(archive, Some(tmp.path())) {
         Ok((_, read_sha256)) if read_sha256 == sha256 => {}
         outcome => {
-            let _ = std::fs::remove_dir_all(&tmp);
             let e = match outcome {
                 Err(e) => e,
                 Ok(_) => {
@@ -146,7 +147,7 @@ fn unpack(archive: &Path, sha256: &str, state_dir: &Path) -> Result<PathBuf> {
             return Err(e.context("refusing the bundle; nothing was installed"));
         }
     }
-    std::fs::rename(&tmp, &dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::rename(tmp.keep(), &dir).with_context(|| format!("creating {}", dir.display()))?;
     // Only the bundle in use is kept: older unpacked bundles are hundreds of MB each.
     for old in std::fs::read_dir(&root)?.flatten() {
         if old.path() != dir {

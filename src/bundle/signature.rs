@@ -4,7 +4,8 @@
 //! code accepts.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -77,9 +78,14 @@ pub fn sign(signed: &Path, key: &PrivateKey) -> Result<PathBuf> {
         .to_pem(LineEnding::LF)
         .context("encoding the signature")?;
     let out = sig_path(signed);
-    let tmp = sig_path(&out);
-    std::fs::write(&tmp, pem).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty());
+    let mut tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(Path::new(".")))
+        .and_then(|mut f| f.write_all(pem.as_bytes()).map(|()| f))
+        .with_context(|| format!("writing {}", out.display()))?;
+    tmp.as_file_mut()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.persist(&out)
+        .with_context(|| format!("writing {}", out.display()))?;
     Ok(out)
 }
 
@@ -132,4 +138,38 @@ pub fn read_public_key(path: &Path) -> Result<PublicKey> {
             path.display()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::ssh_key::private::Ed25519Keypair;
+
+    fn key() -> PrivateKey {
+        PrivateKey::from(Ed25519Keypair::from_seed(&[7; 32]))
+    }
+
+    #[test]
+    fn a_signature_verifies_and_a_failed_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let signed = dir.path().join("bundle.tar.zst");
+        std::fs::write(&signed, b"bundle").unwrap();
+        let public = dir.path().join("key.pub");
+        std::fs::write(&public, key().public_key().to_openssh().unwrap()).unwrap();
+        let sig = sign(&signed, &key()).unwrap();
+        assert_eq!(sig, sig_path(&signed));
+        verify(&signed, &digests(&signed).unwrap(), &public).unwrap();
+
+        // The signature's place taken by a directory: signing fails and writes nothing else.
+        std::fs::remove_file(&sig).unwrap();
+        std::fs::create_dir(&sig).unwrap();
+        std::fs::write(sig.join("occupied"), b"").unwrap();
+        assert!(sign(&signed, &key()).is_err());
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["bundle.tar.zst", "bundle.tar.zst.sig", "key.pub"]);
+    }
 }

@@ -1,13 +1,12 @@
 //! What `up` made, written as it goes, so `down` can remove it after any failure.
 
 use std::fs;
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-
-use super::sys::write_file;
 
 const FILE: &str = "state.json";
 const VERSION: u32 = 1;
@@ -87,10 +86,16 @@ impl State {
 
     pub fn save(&self, state_dir: &Path) -> Result<()> {
         let file = path(state_dir);
-        let tmp = file.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(self).expect("state serializes");
-        write_file(&tmp, &text, 0o600)?;
-        // Renamed into place so a crash never leaves `down` with half a file.
-        fs::rename(&tmp, &file).with_context(|| format!("cannot write {}", file.display()))
+        fs::create_dir_all(state_dir)
+            .with_context(|| format!("cannot create {}", state_dir.display()))?;
+        // Renamed into place so a crash never leaves `down` with half a file; 0600.
+        let mut tmp = tempfile::NamedTempFile::new_in(state_dir)
+            .and_then(|mut f| f.write_all(text.as_bytes()).map(|()| f))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        tmp.as_file_mut().sync_all()?;
+        tmp.persist(&file)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        Ok(())
     }
 }
