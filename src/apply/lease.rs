@@ -110,9 +110,10 @@ pub fn lease_hosts(c: &Cluster) -> Vec<&str> {
 }
 
 fn this_machine() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn process_alive(pid: u32) -> bool {

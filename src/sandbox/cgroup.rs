@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use nix::sys::signal::Signal;
 
 use super::sys::{self, signal};
 
@@ -138,7 +139,7 @@ fn child_dirs(dir: &Path) -> Vec<PathBuf> {
 pub(super) fn remove(dirs: &[PathBuf]) -> Result<()> {
     let present: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
     let stragglers: Vec<u32> = present.iter().flat_map(|d| pids_in(d)).collect();
-    signal(&stragglers, "KILL");
+    signal(&stragglers, Signal::SIGKILL);
     sys::wait_until(Duration::from_secs(5), || {
         present.iter().all(|d| pids_in(d).is_empty())
     });

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
 
 use super::net;
 use super::state::MachineState;
@@ -260,10 +261,10 @@ pub(super) fn nspawn_pids_under(machines_dir: &Path) -> Vec<u32> {
 pub(super) fn stop_all(pids: &[u32], grace: Duration) {
     let alive = |pid: &u32| sys::process_alive(*pid);
     let running: Vec<u32> = pids.iter().copied().filter(alive).collect();
-    sys::signal(&running, "TERM");
+    sys::signal(&running, Signal::SIGTERM);
     if !sys::wait_until(grace, || !running.iter().any(alive)) {
         let stuck: Vec<u32> = running.iter().copied().filter(alive).collect();
-        sys::signal(&stuck, "KILL");
+        sys::signal(&stuck, Signal::SIGKILL);
         sys::wait_until(Duration::from_secs(5), || !stuck.iter().any(alive));
     }
 }

@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
 
 /// Where a tool is looked for besides `$PATH`: root's tools live in the sbin directories, which
 /// a non-login shell (CI runners, sudo with a reset environment) often leaves out of `$PATH`.
@@ -22,7 +23,6 @@ pub(super) const TOOLS: &[(&str, &str)] = &[
     ("ssh-keygen", "openssh-client"),
     ("ssh", "openssh-client"),
     ("mount", "mount"),
-    ("umount", "mount"),
     ("chroot", "coreutils"),
 ];
 
@@ -74,29 +74,20 @@ pub(super) fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// Whether we run as root; read from `/proc` because the crate has no libc binding.
+/// Whether we run as root (the effective user).
 pub(super) fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
+    nix::unistd::geteuid().is_root()
 }
 
-/// Sends a signal through the shell's `kill` builtin, which exists wherever `sh` does.
-pub(super) fn signal(pids: &[u32], signal: &str) {
-    if pids.is_empty() {
-        return;
+/// Sends `signal` to each process.
+pub(super) fn signal(pids: &[u32], signal: Signal) {
+    for &pid in pids {
+        let Ok(pid) = i32::try_from(pid) else {
+            continue;
+        };
+        // A process that is already gone is exactly what we want, so the outcome does not matter.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
     }
-    let mut cmd = Command::new("sh");
-    cmd.args(["-c", "kill -s \"$0\" \"$@\" 2>/dev/null", signal]);
-    cmd.args(pids.iter().map(u32::to_string));
-    // A process that is already gone is exactly what we want, so the status does not matter.
-    let _ = cmd.stdin(Stdio::null()).stdout(Stdio::null()).status();
 }
 
 /// A live (not zombie) process with this pid.
@@ -175,10 +166,10 @@ pub(super) fn unescape_mount_field(field: &str) -> String {
 /// directory next, and deleting through a leftover bind mount would delete the source instead.
 pub(super) fn unmount_all_under(dir: &Path) -> Result<()> {
     for mount_point in mounts_under(dir) {
-        if run(tool("umount").arg(&mount_point)).is_err() {
+        if nix::mount::umount(&mount_point).is_err() {
             // Busy usually means a process is still dying; a lazy unmount detaches it now and
             // frees it when the last user goes, which is all a teardown needs.
-            run(tool("umount").arg("--lazy").arg(&mount_point))
+            nix::mount::umount2(&mount_point, nix::mount::MntFlags::MNT_DETACH)
                 .with_context(|| format!("cannot unmount {}", mount_point.display()))?;
         }
     }
