@@ -53,6 +53,7 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         ("no scheduled snapshot kept", with("[etcd]\nsnapshot_schedule = \"daily\"\nsnapshot_keep = 0\n"), "etcd.snapshot_keep"),
         ("ignore host keys", with("[ssh]\nhost_key_policy = \"ignore\"\n"), "ssh.host_key_policy"),
         ("bad bastion", with("[ssh]\nbastion = \"ops@:22\"\n"), "ssh.bastion"),
+        ("bastion port out of range", with("[ssh]\nbastion = \"ops@[fd00::1]:0\"\n"), "ssh.bastion"),
         ("no hosts", GOOD_HEAD.to_string(), "hosts"),
         ("host without roles", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = []\n"), "hosts[0].roles"),
         ("unknown role", hosts("[[hosts]]\nname = \"a\"\naddress = \"10.88.0.11\"\nroles = [\"etcd\", \"control-plane\", \"master\"]\n"), "hosts[0].roles[2]"),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use provisioner::inventory::{Host, HostKeyPolicy, Roles, SshSettings, SshTarget};
+use provisioner::inventory::{Bastion, Host, HostKeyPolicy, Roles, SshSettings, SshTarget};
 use provisioner::transport::{Agent, ConnectOptions, Connection, Error, Source, Uploaded};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1218,7 +1218,7 @@ async fn a_bastion_carries_the_session_to_the_target() {
     // The bastion's key is unknown: refused, naming the bastion.
     let s = SshSettings {
         parallelism: 1,
-        bastion: Some(format!("root@127.0.0.1:{}", bastion.port)),
+        bastion: Bastion::parse(&format!("root@127.0.0.1:{}", bastion.port)),
         command_timeout: Duration::from_secs(600),
     };
     let err = Connection::connect_with(&host, &s, options())
@@ -1267,7 +1267,7 @@ async fn a_bastion_carries_the_session_to_the_target() {
     drop(f);
     let s = SshSettings {
         parallelism: 1,
-        bastion: Some(format!("127.0.0.1:{}", closed.port)),
+        bastion: Bastion::parse(&format!("127.0.0.1:{}", closed.port)),
         command_timeout: Duration::from_secs(600),
     };
     let err = Connection::connect_with(&host, &s, options())

@@ -183,9 +183,48 @@ pub struct Addons {
 #[derive(Debug, Clone)]
 pub struct SshSettings {
     pub parallelism: u32,
-    pub bastion: Option<String>,
+    pub bastion: Option<Bastion>,
     /// How long a remote command may run.
     pub command_timeout: std::time::Duration,
+}
+
+/// `[ssh] bastion`: `[user@]host[:port]`, an IPv6 address in brackets (`[fd00::1]:2222`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bastion {
+    /// None: each host's own SSH user.
+    pub user: Option<String>,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Bastion {
+    /// None when `spec` is not `[user@]host[:port]` with a port from 1 to 65535.
+    pub fn parse(spec: &str) -> Option<Bastion> {
+        let (user, rest) = match spec.split_once('@') {
+            Some((u, r)) => (Some(u.to_string()), r),
+            None => (None, spec),
+        };
+        let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+            let (h, after) = inner.split_once(']')?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().ok()?,
+                None if after.is_empty() => 22,
+                None => return None,
+            };
+            (h, port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().ok()?),
+                None => (rest, 22),
+            }
+        };
+        let ok = !host.is_empty() && user.as_ref().is_none_or(|u| !u.is_empty()) && port != 0;
+        ok.then(|| Bastion {
+            user,
+            host: host.to_string(),
+            port,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,5 +334,34 @@ impl Cluster {
     /// Whether the API endpoint host is an IP address (it then goes into the certificate as an IP SAN).
     pub fn api_host_ip(&self) -> Option<IpAddr> {
         self.api.host.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bastion_specs() {
+        let b = |user: Option<&str>, host: &str, port| {
+            Some(Bastion {
+                user: user.map(String::from),
+                host: host.into(),
+                port,
+            })
+        };
+        assert_eq!(
+            Bastion::parse("jump@10.0.0.5:2222"),
+            b(Some("jump"), "10.0.0.5", 2222)
+        );
+        assert_eq!(
+            Bastion::parse("bastion.example"),
+            b(None, "bastion.example", 22)
+        );
+        assert_eq!(Bastion::parse("u@[::1]:2200"), b(Some("u"), "::1", 2200));
+        assert_eq!(Bastion::parse("[fd00::1]"), b(None, "fd00::1", 22));
+        for bad in ["u@host:0", "u@host:x", "@host", "ops@:22", "[::1]x", "[::1"] {
+            assert_eq!(Bastion::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -337,16 +337,23 @@ impl Validator {
         if !(1..=256).contains(&parallelism) {
             self.error(at("ssh.parallelism"), "must be 1 to 256");
         }
-        if let Some(b) = &s.bastion {
-            self.check(at("ssh.bastion"), bastion(b));
-        }
+        let bastion = s.bastion.as_deref().and_then(|b| {
+            let parsed = Bastion::parse(b).filter(|p| address(&p.host).is_ok());
+            if parsed.is_none() {
+                self.error(
+                    at("ssh.bastion"),
+                    format!("`{b}` is not [user@]host[:port] (an IPv6 address in brackets)"),
+                );
+            }
+            parsed
+        });
         let command_timeout = s.command_timeout.unwrap_or(super::DEFAULT_COMMAND_TIMEOUT);
         if !(10..=86_400).contains(&command_timeout) {
             self.error(at("ssh.command_timeout"), "must be 10 to 86400 seconds");
         }
         Some(SshSettings {
             parallelism,
-            bastion: s.bastion.clone(),
+            bastion,
             command_timeout: std::time::Duration::from_secs(command_timeout),
         })
     }
@@ -827,20 +834,6 @@ fn endpoint(s: &str) -> Result<(String, u16), String> {
     let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
     address(host).map_err(|_| bad())?;
     Ok((host.to_string(), port))
-}
-
-fn bastion(s: &str) -> Result<(), String> {
-    let rest = s.split_once('@').map_or(s, |(_, r)| r);
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (rest, None),
-    };
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0));
-    if address(host).is_ok() && port_ok {
-        Ok(())
-    } else {
-        Err(format!("`{s}` is not [user@]host[:port]"))
-    }
 }
 
 fn fingerprint(s: &str) -> Result<(), String> {

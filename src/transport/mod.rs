@@ -182,25 +182,16 @@ impl Connection {
         options: ConnectOptions,
     ) -> Result<Connection> {
         let t = &host.ssh;
-        let bastion = match &settings.bastion {
-            None => None,
-            Some(spec) => {
-                let (user, address, port) =
-                    session::parse_bastion(spec, &t.user).ok_or_else(|| Error::Connect {
-                        host: host.name.clone(),
-                        attempts: 0,
-                        reason: format!("bastion `{spec}` is not [user@]host[:port]"),
-                        hint: "fix [ssh] bastion in the inventory".into(),
-                    })?;
-                Some(Endpoint {
-                    label: format!("bastion {user}@{address}:{port} (for {})", host.name),
-                    address,
-                    port,
-                    user,
-                    pin: None,
-                })
+        let bastion = settings.bastion.as_ref().map(|b| {
+            let user = b.user.clone().unwrap_or_else(|| t.user.clone());
+            Endpoint {
+                label: format!("bastion {user}@{}:{} (for {})", b.host, b.port, host.name),
+                address: b.host.clone(),
+                port: b.port,
+                user,
+                pin: None,
             }
-        };
+        });
         let via = bastion
             .as_ref()
             .map(|b| format!(" via {}@{}:{}", b.user, b.address, b.port))

@@ -92,29 +92,6 @@ pub struct Endpoint {
     pub pin: Option<String>,
 }
 
-/// Parses `[user@]host[:port]`; the user defaults to `default_user`, the port to 22.
-pub fn parse_bastion(spec: &str, default_user: &str) -> Option<(String, String, u16)> {
-    let (user, rest) = match spec.split_once('@') {
-        Some((u, r)) => (u.to_string(), r),
-        None => (default_user.to_string(), spec),
-    };
-    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-        let (h, after) = inner.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
-            None if after.is_empty() => 22,
-            None => return None,
-        };
-        (h.to_string(), port)
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().ok()?),
-            None => (rest.to_string(), 22),
-        }
-    };
-    (!host.is_empty() && !user.is_empty() && port != 0).then_some((user, host, port))
-}
-
 /// An authenticated session, and the bastion session it runs through (kept alive with it).
 pub struct Link {
     pub session: Handle<Client>,
@@ -345,28 +322,5 @@ pub async fn open(
                 })),
             })
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bastion_specs() {
-        assert_eq!(
-            parse_bastion("jump@10.0.0.5:2222", "root"),
-            Some(("jump".into(), "10.0.0.5".into(), 2222))
-        );
-        assert_eq!(
-            parse_bastion("bastion.example", "admin"),
-            Some(("admin".into(), "bastion.example".into(), 22))
-        );
-        assert_eq!(
-            parse_bastion("u@[::1]:2200", "root"),
-            Some(("u".into(), "::1".into(), 2200))
-        );
-        assert_eq!(parse_bastion("u@host:0", "root"), None);
-        assert_eq!(parse_bastion("u@host:x", "root"), None);
     }
 }
