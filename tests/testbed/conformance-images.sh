@@ -12,9 +12,11 @@
 #                     with its porter certificate, /uploads, agnhost-2 and the user and group the
 #                     SupplementalGroups spec expects (1000 in 50000)
 #   nautilus, kitten  agnhost and the images' pages from the module, CMD test-webserver
-#   busybox           Debian 13's busybox-static 1.37 (Debian 12 has 1.35, whose sh drops
-#                     environment variables whose names are not identifiers, as `data-1`; the
-#                     envFrom specs read them), its applets as links in /bin
+#   busybox           upstream's busybox 1.37.0 (the release tarball of Debian 13's source
+#                     package), static, with its defconfig as upstream's image; its applets as
+#                     links in /bin. Debian's own builds revert upstream's passing on of
+#                     environment variables whose names are not identifiers (`data-1`), which
+#                     the envFrom specs read
 #   nginx, nginx-new  Debian 12's nginx (1.22; upstream's are 1.27 and 1.28 on alpine), listening on
 #                     port 80, logging to the container's output
 #   nonewprivs        nnp (test/images/nonewprivs) setuid root on the busybox image
@@ -96,6 +98,37 @@ rootfs() {
   done <"$WORK/chosen"
 }
 
+# upstream_busybox: the path of busybox 1.37.0 built from upstream's release tarball, which
+# Debian's source package carries (apt checks it against the .dsc), static, with upstream's
+# defconfig; built once into the cache (about 2 minutes).
+upstream_busybox() {
+  local version=1.37.0 apt="$CACHE/apt-trixie-src" out="$CACHE/busybox-1.37.0/busybox" src
+  if [[ ! -x $out ]]; then
+    mkdir -p "$apt/lists/partial" "$apt/archives/partial"
+    printf 'deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n' \
+      >"$apt/sources.list"
+    local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+                -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt" -o Debug::NoLocking=1
+                -o APT::Sandbox::User=root)
+    apt-get -qq "${opts[@]}" update >&2 || die "apt-get update of Debian trixie's sources failed"
+    (cd "$WORK" && apt-get -qq "${opts[@]}" source --download-only busybox >&2) ||
+      die "apt cannot download busybox's source package"
+    [[ -f $WORK/busybox_$version.orig.tar.bz2 ]] ||
+      die "Debian trixie's busybox source package is no longer busybox $version: update this script"
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="data")' \
+      "$WORK/busybox_$version.orig.tar.bz2" "$WORK" || die "unpacking busybox's source failed"
+    src=$WORK/busybox-$version
+    make -C "$src" defconfig >/dev/null || die "busybox's defconfig failed"
+    sed -i 's/^# CONFIG_STATIC is not set$/CONFIG_STATIC=y/' "$src/.config"
+    log "building busybox $version"
+    KCONFIG_NOTIMESTAMP=1 make -C "$src" -j"$(nproc)" busybox >"$WORK/busybox-build.log" 2>&1 ||
+      die "building busybox failed: $(tail -5 "$WORK/busybox-build.log")"
+    mkdir -p "$(dirname "$out")"
+    install -m 0755 "$src/busybox" "$out"
+  fi
+  printf '%s\n' "$out"
+}
+
 # alternatives DIR: the commands Debian's maintainer scripts link with update-alternatives (nc
 # from netcat-openbsd, awk, which, w), for the packages unpacked in DIR.
 alternatives() {
@@ -165,12 +198,9 @@ done
 
 # busybox: upstream's is busybox:1.37.0 with its applets in /bin.
 b=$WORK/busybox
-rootfs "$WORK/busybox-deb" trixie busybox-static
 mkdir -p "$b/bin" "$b/tmp" "$b/etc" "$b/root"
 chmod 1777 "$b/tmp"
-bb=$WORK/busybox-deb/usr/bin/busybox
-[[ -x $bb ]] || die "Debian trixie's busybox-static has no usr/bin/busybox"
-install -m 0755 "$bb" "$b/bin/busybox"
+install -m 0755 "$(upstream_busybox)" "$b/bin/busybox"
 for applet in $("$b/bin/busybox" --list); do
   [[ $applet == busybox ]] || ln -s busybox "$b/bin/$applet"
 done
