@@ -12,6 +12,7 @@
 #                     with its porter certificate, /uploads, agnhost-2 and the user and group the
 #                     SupplementalGroups spec expects (1000 in 50000)
 #   nautilus, kitten  agnhost and the images' pages from the module, CMD test-webserver
+#   glibc-dns-testing Debian 12 with dnsutils and CoreDNS, as upstream's (bookworm-slim)
 #   busybox           upstream's busybox 1.37.0 (the release tarball of Debian 13's source
 #                     package), static, with its defconfig as upstream's image; its applets as
 #                     links in /bin. Debian's own builds revert upstream's passing on of
@@ -195,6 +196,16 @@ for pet in nautilus kitten; do
     '{"Entrypoint": ["/agnhost"], "Cmd": ["test-webserver"], "WorkingDir": "/", "ExposedPorts": {"80/tcp": {}}}' \
     --dir "$a" --dir "$WORK/$pet"
 done
+
+# glibc-dns-testing: test/images/glibc-dns-testing, Debian 12 with dnsutils (dig) and CoreDNS
+# (upstream's adds CoreDNS 1.5.0; ours is the module's). The DNS specs' glibc prober runs in it.
+d=$WORK/glibc-dns-testing
+rootfs "$d" bookworm base-files base-passwd dash bash coreutils grep sed mawk findutils libc-bin \
+  hostname bind9-dnsutils
+ln -sf dash "$d/bin/sh"
+alternatives "$d"
+install -m 0755 "$(program coredns)" "$d/coredns"
+image glibc-dns-testing "$(reference glibc-dns-testing)" '{"Cmd": ["bash"]}' --dir "$d"
 
 # busybox: upstream's is busybox:1.37.0 with its applets in /bin.
 b=$WORK/busybox
