@@ -135,16 +135,13 @@ fn check_golden(case: &str, inventory: &Path) {
     for (rel, want) in &expected {
         let got = &actual[rel];
         if got != want {
-            let diff: Vec<String> = want
-                .lines()
-                .zip(got.lines().chain(std::iter::repeat("<end>")))
-                .filter(|(a, b)| a != b)
-                .take(5)
-                .map(|(a, b)| format!("    golden:   {a}\n    rendered: {b}"))
-                .collect();
+            let diff = similar::TextDiff::from_lines(want, got)
+                .unified_diff()
+                .context_radius(2)
+                .header("golden", "rendered")
+                .to_string();
             panic!(
-                "{case}: {rel} differs from the golden file:\n{}\n(UPDATE_GOLDEN=1 rewrites tests/golden/{case})",
-                diff.join("\n")
+                "{case}: {rel} differs from the golden file:\n{diff}\n(UPDATE_GOLDEN=1 rewrites tests/golden/{case})"
             );
         }
     }
