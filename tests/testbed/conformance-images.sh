@@ -11,7 +11,8 @@
 #                     ip, iperf, bash, ipcs, socat), a shell and coreutils, CoreDNS, and agnhost
 #                     with its porter certificate, /uploads, agnhost-2 and the user and group the
 #                     SupplementalGroups spec expects (1000 in 50000)
-#   nautilus, kitten  agnhost and the images' pages from the module, CMD test-webserver
+#   nautilus, kitten  Alpine's minirootfs (from the Go module of alpinelinux/docker-alpine),
+#                     agnhost and the images' pages from the module, CMD test-webserver
 #   glibc-dns-testing Debian 12 with dnsutils and CoreDNS, as upstream's (bookworm-slim)
 #   busybox           upstream's busybox 1.37.0 (the release tarball of Debian 13's source
 #                     package), static, with its defconfig as upstream's image; its applets as
@@ -97,6 +98,24 @@ rootfs() {
     dpkg-deb -x "$deb" "$dir"
     printf '%s\t%s\t%s\n' "$suite" "$pkg" "$version" >>"$OUT/packages.tsv"
   done <"$WORK/chosen"
+}
+
+# alpine_rootfs: a directory holding Alpine's minirootfs for x86_64, from the Go module of
+# alpinelinux/docker-alpine (the repository Docker's alpine images are built from) at a pinned
+# commit: the Go checksum database vouches for the module, and the tarball is checked against
+# the repository's checksums.sha512.
+ALPINE_MODULE=github.com/alpinelinux/docker-alpine@v0.0.0-20260806101352-410e6fcf56b6
+alpine_rootfs() {
+  local mod dir=$WORK/alpine tarball
+  mod=$(cd "$UPSTREAM_DIR" && GOFLAGS=-mod=mod go mod download -json "$ALPINE_MODULE" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') ||
+    die "go mod download $ALPINE_MODULE failed"
+  tarball=$(cd "$mod" && ls x86_64/alpine-minirootfs-*-x86_64.tar.gz) || die "no x86_64 minirootfs in $mod"
+  (cd "$mod" && grep -F "  $tarball" checksums.sha512 | sha512sum -c --quiet -) >&2 ||
+    die "$tarball does not match $mod/checksums.sha512"
+  mkdir -p "$dir"
+  tar -xzf "$mod/$tarball" -C "$dir" --numeric-owner || die "unpacking $tarball failed"
+  printf '%s\n' "$dir"
 }
 
 # upstream_busybox: the path of busybox 1.37.0 built from upstream's release tarball, which
@@ -189,12 +208,18 @@ mapfile -t agnhost_refs < <(references agnhost)
 for i in "${!agnhost_refs[@]}"; do
   image "agnhost-$i" "${agnhost_refs[$i]}" "$agnhost_config" --dir "$a"
 done
+# nautilus, kitten: upstream's are agnhost's image (alpine) with a page; the ImageVolume spec
+# reads alpine's /etc/os-release through kitten. Alpine's own minirootfs, then agnhost (static)
+# and the page.
+al=$(alpine_rootfs)
+mkdir -p "$WORK/agnhost-bin"
+install -m 0755 "$(program agnhost)" "$WORK/agnhost-bin/agnhost"
 for pet in nautilus kitten; do
   mkdir -p "$WORK/$pet"
   cp "$KDIR/test/images/$pet/html/$pet.jpg" "$KDIR/test/images/$pet/html/data.json" "$WORK/$pet/"
   image "$pet" "$(reference "$pet")" \
     '{"Entrypoint": ["/agnhost"], "Cmd": ["test-webserver"], "WorkingDir": "/", "ExposedPorts": {"80/tcp": {}}}' \
-    --dir "$a" --dir "$WORK/$pet"
+    --dir "$al" --dir "$WORK/agnhost-bin" --dir "$WORK/$pet"
 done
 
 # glibc-dns-testing: test/images/glibc-dns-testing, Debian 12 with dnsutils (dig) and CoreDNS
