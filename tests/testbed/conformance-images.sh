@@ -7,8 +7,9 @@
 # Nothing is pulled from a registry: the programs come from the Go modules build.sh builds (agnhost,
 # etcd, pause, CoreDNS, sample-apiserver, nnp), the rest from Debian packages, verified by apt.
 #
-#   agnhost           (both tags) Debian 12 packages for what upstream's alpine image installs (dig, curl, nc,
-#                     ip, iperf, bash, ipcs, socat), a shell and coreutils, CoreDNS, and agnhost
+#   agnhost           (both tags) Debian 12 packages for what upstream's alpine image installs (dig,
+#                     curl, nc, ip, iperf, bash, ipcs, socat) and what alpine's base has (a shell,
+#                     coreutils, getent, hostname, awk), CoreDNS, and agnhost
 #                     with its porter certificate, /uploads, agnhost-2 and the user and group the
 #                     SupplementalGroups spec expects (1000 in 50000)
 #   nautilus, kitten  Alpine's minirootfs (from the Go module of alpinelinux/docker-alpine),
@@ -186,7 +187,7 @@ image() { # NAME REFERENCE CONFIG_JSON ARG... (oci-image.py's layer arguments)
 # agnhost: test/images/agnhost/Dockerfile, on Debian instead of alpine.
 a=$WORK/agnhost
 rootfs "$a" bookworm base-files base-passwd dash bash coreutils grep sed findutils procps \
-  bind9-dnsutils curl wget netcat-openbsd iproute2 iputils-ping iperf util-linux socat
+  bind9-dnsutils curl wget netcat-openbsd iproute2 iputils-ping iperf util-linux socat libc-bin hostname mawk
 ln -sf dash "$a/bin/sh"
 alternatives "$a"
 [[ -x $a/bin/nc ]] || die "the agnhost image has no nc (the Service specs run it)"
