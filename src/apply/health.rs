@@ -12,7 +12,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::remote::Remote;
 use crate::pki::Pem;
-use crate::transport::Forward;
 
 /// How a check authenticates: which CA to trust and, optionally, which client certificate to show.
 #[derive(Clone)]
@@ -62,76 +61,53 @@ pub struct Response {
 
 /// Sends `r`, and logs its answer or why there was none.
 pub async fn send<R: Remote>(r: &Request<'_, R>) -> Result<Response> {
-    let probe = Probe::new(r).await?;
-    probe.get(r).await
-}
-
-/// An HTTP client bound to one forward of a request's target: built once, then used for every
-/// poll of [`wait_ok`] until it fails.
-struct Probe {
-    fwd: Forward,
-    client: reqwest::Client,
-    url: String,
-}
-
-impl Probe {
-    async fn new<R: Remote>(r: &Request<'_, R>) -> Result<Probe> {
-        // reqwest needs a process-wide provider even for plain HTTP; ring is the one used
-        // everywhere.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let fwd = r.conn.forward(r.target, r.port).await?;
-        // Every connection goes through the forward's socket; the URL names the host the
-        // certificate must carry.
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .unix_socket(fwd.socket());
-        let url = match r.tls {
-            Some(tls) => {
-                builder = builder.use_preconfigured_tls(client_config(tls)?);
-                format!("https://{}:{}{}", r.server_name, r.port, r.path)
-            }
-            None => format!("http://{}:{}{}", r.server_name, r.port, r.path),
-        };
-        let client = builder.build().context("building the HTTP client")?;
-        Ok(Probe { fwd, client, url })
-    }
-
-    /// One GET, logged with its answer or why there was none.
-    async fn get<R: Remote>(&self, r: &Request<'_, R>) -> Result<Response> {
-        let t = Instant::now();
-        let result = self.request(r).await;
-        // The URL as seen from the host, not the forwarded local port the client really used.
-        let scheme = if r.tls.is_some() { "https" } else { "http" };
-        let url = format!("{scheme}://{}:{}{}", r.target, r.port, r.path);
-        let host = r.conn.host_name();
-        let ms = t.elapsed().as_millis() as u64;
-        match &result {
-            Ok(resp) => {
-                tracing::debug!(host, %url, status = resp.status, ms, "health check")
-            }
-            Err(e) => tracing::debug!(host, %url, ms, "health check failed: {e:#}"),
+    let t = Instant::now();
+    let result = request(r).await;
+    // The URL as seen from the host, not the forwarded local port the client really used.
+    let scheme = if r.tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}:{}{}", r.target, r.port, r.path);
+    let host = r.conn.host_name();
+    let ms = t.elapsed().as_millis() as u64;
+    match &result {
+        Ok(resp) => {
+            tracing::debug!(host, %url, status = resp.status, ms, "health check")
         }
-        result
+        Err(e) => tracing::debug!(host, %url, ms, "health check failed: {e:#}"),
     }
+    result
+}
 
-    async fn request<R: Remote>(&self, r: &Request<'_, R>) -> Result<Response> {
-        let resp = self.client.get(&self.url).send().await.map_err(|e| {
-            let detail = self
-                .fwd
-                .last_error()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default();
-            anyhow!(
-                "{} via {}: {}{detail}",
-                self.url,
-                r.conn.host_name(),
-                error_chain(&e)
-            )
-        })?;
-        let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
-        Ok(Response { status, body })
-    }
+async fn request<R: Remote>(r: &Request<'_, R>) -> Result<Response> {
+    // reqwest needs a process-wide provider even for plain HTTP; ring is the one used everywhere.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let fwd = r.conn.forward(r.target, r.port).await?;
+    // Every connection goes through the forward's socket; the URL names the host the
+    // certificate must carry.
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .unix_socket(fwd.socket());
+    let url = match r.tls {
+        Some(tls) => {
+            builder = builder.use_preconfigured_tls(client_config(tls)?);
+            format!("https://{}:{}{}", r.server_name, r.port, r.path)
+        }
+        None => format!("http://{}:{}{}", r.server_name, r.port, r.path),
+    };
+    let client = builder.build().context("building the HTTP client")?;
+    let resp = client.get(&url).send().await.map_err(|e| {
+        let detail = fwd
+            .last_error()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        anyhow!(
+            "{url} via {}: {}{detail}",
+            r.conn.host_name(),
+            error_chain(&e)
+        )
+    })?;
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    Ok(Response { status, body })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -147,19 +123,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Polls a GET until it answers 200 or the deadline passes; the error carries the last answer.
 pub async fn wait_ok<R: Remote>(r: &Request<'_, R>, deadline: Duration) -> Result<()> {
-    // The probe is kept while it answers; after a failed request the next poll builds a new
-    // one, so a forward broken by a reconnect does not outlive its connection.
-    let probe = tokio::sync::Mutex::new(None::<Probe>);
     retry_until(deadline, HALF_SECOND, || async {
-        let mut slot = probe.lock().await;
-        if slot.is_none() {
-            *slot = Some(Probe::new(r).await?);
-        }
-        let answer = slot.as_ref().expect("set above").get(r).await;
-        if answer.is_err() {
-            *slot = None;
-        }
-        let resp = answer?;
+        let resp = send(r).await?;
         if resp.status != 200 {
             bail!("HTTP {}: {}", resp.status, resp.body.trim());
         }
