@@ -61,10 +61,7 @@ impl<R: Read> Read for Allowance<R> {
 /// Writes the archive for the bundle directory `dir` (already checked against `m`) to `out`,
 /// atomically. Each file is hashed again as it is packed.
 pub fn pack(dir: &Path, m: &Manifest, out: &Path) -> Result<u64> {
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
-    // Removed on every error path; renamed into place only once complete.
-    let partial = tempfile::NamedTempFile::new_in(parent.unwrap_or(Path::new(".")))
-        .with_context(|| format!("creating a file beside {}", out.display()))?;
+    let partial = super::temp_beside(out)?;
     pack_to(dir, m, partial.reopen()?)?;
     partial
         .as_file()

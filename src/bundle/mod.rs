@@ -122,6 +122,14 @@ pub fn manifest_from(bytes: &[u8], origin: &Path) -> Result<Manifest> {
     Manifest::parse(text, origin)
 }
 
+/// A temporary file in `path`'s directory, removed when dropped unless persisted onto `path`
+/// once complete: an interrupted write never leaves a partial file or a stray name behind.
+fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    tempfile::NamedTempFile::new_in(dir.unwrap_or(Path::new(".")))
+        .with_context(|| format!("creating a file beside {}", path.display()))
+}
+
 /// Unpacks a verified archive once into `state_dir/bundles/<sha256>`; later runs reuse it.
 fn unpack(archive: &Path, sha256: &str, state_dir: &Path) -> Result<PathBuf> {
     let root = state_dir.join("bundles");

@@ -78,11 +78,10 @@ pub fn sign(signed: &Path, key: &PrivateKey) -> Result<PathBuf> {
         .to_pem(LineEnding::LF)
         .context("encoding the signature")?;
     let out = sig_path(signed);
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty());
-    let mut tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(Path::new(".")))
-        .and_then(|mut f| f.write_all(pem.as_bytes()).map(|()| f))
+    let mut tmp = super::temp_beside(&out)?;
+    tmp.write_all(pem.as_bytes())
         .with_context(|| format!("writing {}", out.display()))?;
-    tmp.as_file_mut()
+    tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     tmp.persist(&out)
         .with_context(|| format!("writing {}", out.display()))?;

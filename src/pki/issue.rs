@@ -65,12 +65,10 @@ pub fn new_leaf(spec: &CertSpec, ca: &Pem, settings: &PkiSettings) -> Result<Pem
     let ca_key = KeyPair::from_pem(&ca.key)
         .with_context(|| format!("reading the {} key", spec.ca.name()))?;
     // During a CA rotation the CA "certificate" is a trust bundle whose first member signs.
-    let signing = x509_parser::pem::Pem::iter_from_buffer(ca.cert.as_bytes())
+    let issuer = x509_parser::pem::Pem::iter_from_buffer(ca.cert.as_bytes())
         .next()
         .ok_or_else(|| anyhow::anyhow!("no PEM block"))
-        .and_then(|pem| Ok(pem?.contents))
-        .with_context(|| format!("reading the {} certificate", spec.ca.name()))?;
-    let issuer = Issuer::from_ca_cert_der(&signing.into(), ca_key)
+        .and_then(|pem| Ok(Issuer::from_ca_cert_der(&pem?.contents.into(), ca_key)?))
         .with_context(|| format!("reading the {} certificate", spec.ca.name()))?;
     let key = new_key(settings.algorithm)?;
     let mut p = base_params(
