@@ -65,28 +65,36 @@ references() { # REPOSITORY (after the registry) -> the references e2e.test name
 reference() { references "$1" | tail -1; } # the newest
 
 # ---- Debian packages ------------------------------------------------------------------------
+# apt_setup DIR TYPE SUITE: an apt of our own in DIR for Debian SUITE's main (TYPE deb or
+# deb-src), its lists updated once a day; its options in APT_OPTS.
+apt_setup() {
+  local apt=$1 type=$2 suite=$3
+  mkdir -p "$apt/lists/partial" "$apt/archives/partial"
+  : >"$WORK/status"
+  printf '%s [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian %s main\n' \
+    "$type" "$suite" >"$apt/sources.list"
+  APT_OPTS=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+            -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache::Archives=$apt/archives"
+            -o "Dir::Cache=$apt" -o "Dir::State::status=$WORK/status" -o Debug::NoLocking=1
+            -o APT::Sandbox::User=root)
+  if [[ ! -f $apt/updated ]] || (( $(date +%s) - $(stat -c %Y "$apt/updated") > 86400 )); then
+    apt-get -qq "${APT_OPTS[@]}" update >&2 || die "apt-get update of Debian $suite ($type) failed"
+    touch "$apt/updated"
+  fi
+}
+
 # rootfs DIR SUITE PACKAGE...: the packages and everything they depend on, as apt resolves them
 # for an empty system, unpacked into DIR (no maintainer scripts run: alternatives() makes the
 # links their update-alternatives calls would).
 rootfs() {
   local dir=$1 suite=$2; shift 2
   local apt="$CACHE/apt-$suite"
-  mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$dir"
-  : >"$WORK/status"
-  printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian %s main\n' \
-    "$suite" >"$apt/sources.list"
-  local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-              -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache::Archives=$apt/archives"
-              -o "Dir::Cache=$apt" -o "Dir::State::status=$WORK/status" -o Debug::NoLocking=1
-              -o APT::Sandbox::User=root)
-  if [[ ! -f $apt/updated ]] || (( $(date +%s) - $(stat -c %Y "$apt/updated") > 86400 )); then
-    apt-get -qq "${opts[@]}" update >&2 || die "apt-get update of Debian $suite failed"
-    touch "$apt/updated"
-  fi
-  apt-get -qq "${opts[@]}" --download-only --no-install-recommends -y install "$@" >&2 ||
+  mkdir -p "$dir"
+  apt_setup "$apt" deb "$suite"
+  apt-get -qq "${APT_OPTS[@]}" --download-only --no-install-recommends -y install "$@" >&2 ||
     die "apt cannot download $* from Debian $suite"
   # The packages apt chose, as it would install them.
-  apt-get -s "${opts[@]}" --no-install-recommends install "$@" 2>/dev/null |
+  apt-get -s "${APT_OPTS[@]}" --no-install-recommends install "$@" 2>/dev/null |
     awk '/^Inst / { print $2, substr($3, 2) }' >"$WORK/chosen"
   local pkg version deb f
   while read -r pkg version; do
@@ -125,14 +133,8 @@ alpine_rootfs() {
 upstream_busybox() {
   local version=1.37.0 apt="$CACHE/apt-trixie-src" out="$CACHE/busybox-1.37.0/busybox" src
   if [[ ! -x $out ]]; then
-    mkdir -p "$apt/lists/partial" "$apt/archives/partial"
-    printf 'deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n' \
-      >"$apt/sources.list"
-    local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-                -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt" -o Debug::NoLocking=1
-                -o APT::Sandbox::User=root)
-    apt-get -qq "${opts[@]}" update >&2 || die "apt-get update of Debian trixie's sources failed"
-    (cd "$WORK" && apt-get -qq "${opts[@]}" source --download-only busybox >&2) ||
+    apt_setup "$apt" deb-src trixie
+    (cd "$WORK" && apt-get -qq "${APT_OPTS[@]}" source --download-only busybox >&2) ||
       die "apt cannot download busybox's source package"
     [[ -f $WORK/busybox_$version.orig.tar.bz2 ]] ||
       die "Debian trixie's busybox source package is no longer busybox $version: update this script"
