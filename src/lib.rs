@@ -9,6 +9,7 @@ pub mod certs;
 pub mod cli;
 pub mod commands;
 pub mod component;
+pub mod digest;
 pub mod history;
 pub mod inventory;
 pub mod layout;

@@ -406,7 +406,7 @@ mod tests {
                     .files
                     .into_iter()
                     .map(|f| Item {
-                        sha256: crate::bundle::sha256_hex(&f.content),
+                        sha256: crate::digest::sha256_hex(&f.content),
                         path: f.path,
                         mode: f.mode,
                         secret: f.secret,

@@ -136,7 +136,7 @@ pub async fn take(
         pid: std::process::id(),
         command: command.to_string(),
         since: time::OffsetDateTime::now_utc().unix_timestamp(),
-        token: crate::bundle::hex(&token),
+        token: hex::encode(token),
     };
     let mut lease = Lease {
         held: BTreeMap::new(),

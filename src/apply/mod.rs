@@ -2,8 +2,8 @@
 //! interface. What runs, in which order, is in [`workflow`]; each step has its file:
 //! `connect` (SSH and the cluster identity), `survey` (facts and preflight), `files`,
 //! `execute` (the phases and their restarts), `gates/` (one health gate per phase), `rollout`
-//! (a certificate rollout, as `certs regenerate` and `certs rotate-ca` run it), `status`,
-//! `snapshot`, `restore` and `reset`.
+//! (a certificate rollout, as `certs regenerate` runs it), `rotate_ca` (the three rollouts of
+//! `certs rotate-ca`), `status`, `snapshot`, `restore` and `reset`.
 
 mod api;
 mod connect;
@@ -21,6 +21,7 @@ pub mod report;
 pub mod reset;
 pub mod restore;
 pub mod rollout;
+pub mod rotate_ca;
 pub mod snapshot;
 pub mod status;
 mod survey;

@@ -71,7 +71,7 @@ pub async fn reset<R: Remote>(
                 rep.start(Some(host), &what);
                 let t = Instant::now();
                 let result = conns[host]
-                    .run_checked(&shell::reset(r))
+                    .run_checked(&r.command())
                     .await
                     .map(|_| ())
                     .with_context(|| format!("{host}: reset"));

@@ -269,7 +269,7 @@ mod tests {
                 component: "etcd".into(),
                 version: "3.5.24".into(),
                 path: "bin/etcd".into(),
-                sha256: crate::bundle::sha256_hex(data),
+                sha256: crate::digest::sha256_hex(data),
                 size: data.len() as u64,
                 mode: "0755".into(),
                 arch: None,
@@ -286,7 +286,7 @@ mod tests {
         std::fs::write(&out, &bytes).unwrap();
         let (read_back, sha) = read(&out, None).unwrap();
         assert_eq!(read_back.files[0].path, "bin/etcd");
-        assert_eq!(sha, crate::bundle::sha256_hex(&bytes));
+        assert_eq!(sha, crate::digest::sha256_hex(&bytes));
     }
 
     /// A GNU long-name record is read whole into memory by the tar reader; compressed zeros
@@ -300,7 +300,7 @@ mod tests {
             "[bundle]\nformat = 1\narch = \"amd64\"\nkubernetes_version = \"1.35.0\"\n\n\
              [[files]]\nname = \"etcd\"\ncomponent = \"etcd\"\nversion = \"3.5.24\"\n\
              path = \"bin/etcd\"\nsha256 = \"{}\"\nsize = {}\nmode = \"0755\"\n",
-            crate::bundle::sha256_hex(data),
+            crate::digest::sha256_hex(data),
             data.len()
         );
         let mut tar = tar::Builder::new(Vec::new());

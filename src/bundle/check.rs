@@ -143,7 +143,7 @@ impl<R: Read> Hashing<R> {
     }
 
     pub fn finish(self) -> (String, u64) {
-        (super::hex(&self.hasher.finalize()), self.size)
+        (hex::encode(self.hasher.finalize()), self.size)
     }
 }
 

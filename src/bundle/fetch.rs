@@ -332,7 +332,7 @@ async fn download_to(client: &reqwest::Client, url: &str, dest: &Path) -> Result
         std::io::Write::write_all(&mut out, &chunk)
             .with_context(|| format!("writing {}", dest.display()))?;
     }
-    Ok((super::hex(&hasher.finalize()), size))
+    Ok((hex::encode(hasher.finalize()), size))
 }
 
 async fn get_bytes(client: &reqwest::Client, url: &str) -> Result<Vec<u8>> {

@@ -100,14 +100,14 @@ pub fn to_oci(src: &Path, dest: &Path) -> Result<ImageInfo> {
             m.size(),
         ));
     }
-    let config_sha = super::sha256_hex(config);
+    let config_sha = crate::digest::sha256_hex(config);
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": descriptor("application/vnd.oci.image.config.v1+json", &config_sha, config.len() as u64),
         "layers": layers,
     }))?;
-    let manifest_sha = super::sha256_hex(&manifest);
+    let manifest_sha = crate::digest::sha256_hex(&manifest);
     let reference = docker_reference(tag);
     let mut index_entry = descriptor(
         "application/vnd.oci.image.manifest.v1+json",
@@ -195,7 +195,7 @@ enum Member {
 impl Member {
     fn sha256(&self) -> String {
         match self {
-            Member::Small(d) => super::sha256_hex(d),
+            Member::Small(d) => crate::digest::sha256_hex(d),
             Member::Large { sha256, .. } => sha256.clone(),
         }
     }
@@ -315,7 +315,7 @@ pub mod tests {
     /// Writes a minimal OCI archive (an empty layer) named `reference`; returns its digest.
     pub fn write_archive(path: &Path, reference: &str) -> String {
         use sha2::{Digest, Sha256};
-        let hex = |b: &[u8]| super::super::hex(&Sha256::digest(b));
+        let hex = |b: &[u8]| hex::encode(Sha256::digest(b));
         let layer = b"layer".to_vec();
         let config =
             br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
@@ -375,7 +375,7 @@ pub mod tests {
         use sha2::{Digest, Sha256};
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("docker.tar");
-        let layer_id = super::super::hex(&Sha256::digest(&layer));
+        let layer_id = hex::encode(Sha256::digest(&layer));
         let config = format!(
             r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["sha256:{layer_id}"]}}}}"#
         );

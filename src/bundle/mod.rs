@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 
 pub use manifest::{Entry, Image, Manifest};
 
@@ -67,7 +66,7 @@ impl Bundle {
                 Some(k) => Some(signature::verify(&signed, &d, k)?),
                 None => None,
             };
-            let dir = unpack(path, &hex(&d.sha256), state_dir)?;
+            let dir = unpack(path, &hex::encode(d.sha256), state_dir)?;
             let m = read_manifest(&dir)?;
             (dir, m, signed_by)
         };
@@ -165,16 +164,8 @@ fn unpack(archive: &Path, sha256: &str, state_dir: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// SHA-256 (hex) and size of a file, read in chunks.
 pub fn sha256_file(p: &Path) -> Result<(String, u64)> {
     let mut f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
     check::hash_reader(&mut f).with_context(|| format!("reading {}", p.display()))
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
 }

@@ -1,6 +1,7 @@
-//! Certificate lifecycle on a running cluster: `certs check`, `certs regenerate` and
-//! `certs rotate-ca`.
+//! Decisions about certificates, pure: what `certs check` and `status` expect on each host,
+//! what `certs regenerate` reissues, and how `state recover` finds each secret on the hosts.
+//! Rolling certificates out is the runner's (`apply::rollout`, `apply::rotate_ca`).
 
 pub mod check;
+pub mod recover;
 pub mod regenerate;
-pub mod rotate_ca;

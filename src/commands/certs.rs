@@ -105,7 +105,7 @@ pub(super) fn certs_rotate_ca(
     let _lock = pki::store::lock(&l.cluster.state_dir)?;
     let bundle = crate::bundle::cluster::open_for(&mut l.cluster, path)?;
     existing_pki(&l)?;
-    let target = crate::certs::rotate_ca::Target {
+    let target = crate::apply::rotate_ca::Target {
         cas: match ca {
             CaChoice::Cluster => vec![pki::Ca::Cluster],
             CaChoice::Etcd => vec![pki::Ca::Etcd],
@@ -117,7 +117,7 @@ pub(super) fn certs_rotate_ca(
         token_lifetime: std::time::Duration::from_secs(token_lifetime),
     };
     let (opts, rep) = rollout(args);
-    crate::certs::rotate_ca::run(&l.cluster, &bundle, &target, &opts, &rep)?;
+    crate::apply::rotate_ca::run(&l.cluster, &bundle, &target, &opts, &rep)?;
     Ok(SUCCESS)
 }
 

@@ -158,7 +158,7 @@ async fn prepare_upgrade(
     plan: &crate::plan::Plan,
 ) -> Result<()> {
     let dir = &inputs.cluster.state_dir;
-    let history = crate::history::record(crate::history::load(dir)?, &plan.versions);
+    let history = crate::plan::upgrade::record_history(crate::history::load(dir)?, &plan.versions);
     crate::history::save(dir, &history)?;
     if plan
         .versions

@@ -9,7 +9,7 @@ use crate::{pki, render};
 
 /// `state recover`: rebuilds a missing state directory from the hosts.
 pub(super) fn state_recover(path: &Path) -> Result<u8> {
-    use crate::pki::recover;
+    use crate::certs::recover;
     let l = load(path)?;
     let c = &l.cluster;
     for sub in ["pki", "secrets"] {

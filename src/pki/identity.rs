@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{crt, pki_dir, rotation, store, Ca};
-use crate::bundle::sha256_hex;
+use crate::digest::sha256_hex;
 
 /// Where each identity lives on a host. Render writes these paths; the identity check reads them.
 pub mod host_path {

@@ -8,7 +8,6 @@
 pub mod identity;
 pub mod inspect;
 mod issue;
-pub mod recover;
 pub mod rotation;
 pub mod spec;
 pub mod store;

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use crate::bundle::{sha256_hex, Bundle};
+use crate::bundle::Bundle;
 use crate::component::{release_path, Unit};
+use crate::digest::sha256_hex;
 use crate::layout::{BIN_DIR, CNI_BIN_DIR, IMAGE_DIR, RELEASES_DIR};
 use crate::render::{HostFiles, Rendered};
 

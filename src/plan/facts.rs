@@ -382,7 +382,7 @@ mod script_tests {
             owned: vec![],
         };
         let f = parse(&sh(&script(&d, false)));
-        let want = crate::bundle::sha256_hex(b"hello\n");
+        let want = crate::digest::sha256_hex(b"hello\n");
         assert_eq!(f.files[&path.display().to_string()].sha256, want);
         assert_eq!(f.files.len(), 1, "a missing file is not reported");
         assert!(f.dirs.contains_key(&dir.path().display().to_string()));
@@ -397,7 +397,7 @@ mod script_tests {
         let path = dir.path().join("kubelet");
         let p = path.display().to_string();
         std::fs::write(&path, "signed!\n").unwrap();
-        let signed = crate::bundle::sha256_hex(b"signed!\n");
+        let signed = crate::digest::sha256_hex(b"signed!\n");
         sh(&crate::shell::record_files(&record, &[(&signed, &p)]));
         let survey = |record: &str| {
             parse(&sh(&crate::shell::facts(
@@ -428,6 +428,6 @@ mod script_tests {
             .unwrap()
             .set_modified(mtime)
             .unwrap();
-        assert_eq!(survey(&record), crate::bundle::sha256_hex(b"swapped\n"));
+        assert_eq!(survey(&record), crate::digest::sha256_hex(b"swapped\n"));
     }
 }

@@ -155,7 +155,7 @@ mod tests {
             pem_lines(&ca, b"two")
         );
         let h = parse(&out);
-        let sha = crate::bundle::sha256_hex;
+        let sha = crate::digest::sha256_hex;
         assert_eq!(
             h[&Identity::Ca(Ca::Cluster)],
             Ok(vec![sha(b"one"), sha(b"two")])
@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn a_fresh_host_and_a_matching_host_pass_a_foreign_one_is_named() {
-        let sha = crate::bundle::sha256_hex;
+        let sha = crate::digest::sha256_hex;
         let ca = Identity::Ca(Ca::Cluster);
         let known = known_with(ca, &[&sha(b"ours")]);
         let ours = parse(&pem_lines(&ca.host_path(), b"ours"));
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn an_empty_state_directory_refuses_a_host_that_has_a_cluster() {
-        let sha = crate::bundle::sha256_hex;
+        let sha = crate::digest::sha256_hex;
         let id = Identity::Ca(Ca::Etcd);
         let hosts = vec![("cp-1".to_string(), parse(&pem_lines(&id.host_path(), b"x")))];
         let p = check(&Known::default(), &hosts);

@@ -143,6 +143,19 @@ impl Reset {
             remove,
         }
     }
+
+    /// The command that does it (see [`crate::shell::reset`]).
+    pub fn command(&self) -> String {
+        let units: Vec<String> = self.units.iter().map(|u| u.file_name()).collect();
+        let runtime = self.runtime.map(|u| u.file_name());
+        crate::shell::reset(
+            self.kube_proxy.as_deref(),
+            runtime.as_deref(),
+            self.keep_images,
+            &units,
+            &self.remove,
+        )
+    }
 }
 
 #[cfg(test)]

@@ -300,7 +300,7 @@ mod tests {
         Item {
             path: path.into(),
             mode,
-            sha256: crate::bundle::sha256_hex(content.as_bytes()),
+            sha256: crate::digest::sha256_hex(content.as_bytes()),
             secret: mode == 0o600,
             source: Source::Rendered(content.as_bytes().to_vec()),
             restarts: readers.to_vec(),

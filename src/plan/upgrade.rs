@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{DesiredHost, Facts};
 use crate::component::{parse_release_path, Release};
+use crate::history::History;
 use crate::inventory::version::Semver;
 
 /// One release going from the versions the hosts run to the bundle's.
@@ -128,10 +129,28 @@ pub fn refusals(hosts: &[(&DesiredHost, &Facts)]) -> Vec<String> {
     out
 }
 
+/// The record after an apply starts the version changes `moves`. A run that resumes an
+/// interrupted upgrade (hosts on both versions, or the same target again) keeps the version
+/// recorded when that upgrade began.
+pub fn record_history(mut h: History, moves: &[Move]) -> History {
+    for m in moves {
+        let resumed = h.get(&m.release).is_some_and(|s| s.to == m.to);
+        let mut from = m.from.iter().filter(|v| **v != m.to);
+        if let (false, Some(previous), None) = (resumed, from.next(), from.next()) {
+            let step = crate::history::Step {
+                previous: previous.clone(),
+                to: m.to.clone(),
+            };
+            h.insert(m.release.clone(), step);
+        }
+    }
+    h
+}
+
 /// The version directories (`RELEASE/VERSION`) a host keeps once an apply is done: those its
 /// links point at, and for each recorded version change both of its versions (where a rollback
 /// returns, and where it leaves).
-pub fn kept_versions(d: &DesiredHost, history: &crate::history::History) -> Vec<String> {
+pub fn kept_versions(d: &DesiredHost, history: &History) -> Vec<String> {
     let mut kept: BTreeSet<String> = BTreeSet::new();
     for l in &d.links {
         if let Some((release, version)) = parse_release_path(&l.target) {
@@ -186,6 +205,31 @@ mod tests {
     use super::*;
     use crate::component::{release_path, Unit};
     use crate::plan::Link;
+
+    fn mv(release: &str, from: &[&str], to: &str) -> Move {
+        Move {
+            release: release.into(),
+            from: from.iter().map(|s| s.to_string()).collect(),
+            to: to.into(),
+            hosts: Default::default(),
+        }
+    }
+
+    #[test]
+    fn an_upgrade_records_where_it_started_and_a_resumed_one_keeps_it() {
+        let h = record_history(History::new(), &[mv("kubernetes", &["1.36.3"], "1.37.2")]);
+        let want = crate::history::Step {
+            previous: "1.36.3".into(),
+            to: "1.37.2".into(),
+        };
+        assert_eq!(h["kubernetes"], want);
+        // Interrupted: half the hosts already run 1.37.2, the rest 1.36.3.
+        let again = record_history(h.clone(), &[mv("kubernetes", &["1.36.3"], "1.37.2")]);
+        assert_eq!(again, h);
+        // The next upgrade starts from 1.37.2.
+        let next = record_history(h, &[mv("kubernetes", &["1.37.2"], "1.38.0")]);
+        assert_eq!(next["kubernetes"].previous, "1.37.2");
+    }
 
     fn host(name: &str, links: &[(&str, &str, &str)]) -> (DesiredHost, Facts) {
         let mut d = DesiredHost {

@@ -67,7 +67,7 @@ fn coredns(t: &Templates, c: &Cluster) -> Result<Addon> {
             image: &c.versions.coredns_image,
             cluster_dns: c.network.cluster_dns.to_string(),
             corefile: corefile.lines().collect(),
-            corefile_sha256: crate::bundle::sha256_hex(corefile.as_bytes()),
+            corefile_sha256: crate::digest::sha256_hex(corefile.as_bytes()),
         },
     )?;
     Ok(Addon {
@@ -123,7 +123,7 @@ mod tests {
         );
         let hash = &spec.template.metadata.unwrap().annotations.unwrap()
             ["provisioner.k8s.io/corefile-sha256"];
-        assert_eq!(hash, &crate::bundle::sha256_hex(corefile.as_bytes()));
+        assert_eq!(hash, &crate::digest::sha256_hex(corefile.as_bytes()));
     }
 
     #[test]

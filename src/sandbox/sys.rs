@@ -239,13 +239,11 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// Random hex from the kernel, for machine ids (the crate has no RNG of its own to lean on here).
+/// Random hex from the kernel, for machine ids.
 pub(super) fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .context("cannot read /dev/urandom")?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    getrandom::fill(&mut buf).context("reading the system's random source")?;
+    Ok(hex::encode(buf))
 }
 
 /// Writes a file with the given mode, replacing what was there.

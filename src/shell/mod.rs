@@ -111,18 +111,24 @@ pub fn track(record: &str, paths: &[(&str, &str)]) -> String {
 }
 
 /// Returns a host to what it was before provisioner installed anything; see `reset.sh`.
-pub fn reset(r: &crate::plan::installed::Reset) -> String {
-    let runtime = r.runtime.map_or(String::new(), |u| u.file_name());
+/// `units` (unit file names) stop in the order given; `runtime`'s pods are killed before it
+/// stops; `kube_proxy`'s `--cleanup` removes its rules; `remove` goes last, in its order.
+pub fn reset(
+    kube_proxy: Option<&str>,
+    runtime: Option<&str>,
+    keep_images: bool,
+    units: &[String],
+    remove: &[String],
+) -> String {
     let mut args: Vec<&str> = vec![
-        r.kube_proxy.as_deref().unwrap_or(""),
-        &runtime,
-        if r.keep_images { "yes" } else { "no" },
+        kube_proxy.unwrap_or(""),
+        runtime.unwrap_or(""),
+        if keep_images { "yes" } else { "no" },
         crate::layout::CNI_BRIDGE,
     ];
-    let units: Vec<String> = r.units.iter().map(|u| u.file_name()).collect();
     args.extend(units.iter().map(String::as_str));
     args.push("--");
-    args.extend(r.remove.iter().map(String::as_str));
+    args.extend(remove.iter().map(String::as_str));
     script(&args, include_str!("reset.sh"))
 }
 
@@ -869,7 +875,7 @@ mod tests {
             out,
             format!(
                 "pem {ca} -----BEGIN X-----\npem {ca} QUJD\npem {ca} -----END X-----\nenc {}\n",
-                crate::bundle::sha256_hex(b"c2VjcmV0+/=")
+                crate::digest::sha256_hex(b"c2VjcmV0+/=")
             )
         );
         assert!(!out.contains("c2VjcmV0+/="), "no key leaves the host");

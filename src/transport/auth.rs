@@ -12,8 +12,8 @@ use russh::keys::agent::AgentIdentity;
 use russh::keys::ssh_encoding::Encode;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
+use super::hostkey::Client;
 use super::known_hosts::fingerprint;
-use super::session::Client;
 
 /// The environment variable holding the identity file's passphrase.
 pub const PASSPHRASE_ENV: &str = "PROVISIONER_SSH_PASSPHRASE";

@@ -9,7 +9,6 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::{Connection, Result};
-use crate::bundle::hex;
 use crate::shell;
 
 /// Hashes what passes through it.
@@ -76,7 +75,7 @@ impl Connection {
             sink.flush()
                 .map_err(|e| fail(format!("writing locally: {e}")))?;
             Downloaded {
-                sha256: hex(&sink.hasher.finalize()),
+                sha256: hex::encode(sink.hasher.finalize()),
                 size: sink.size,
             }
         };

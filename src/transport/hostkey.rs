@@ -3,8 +3,10 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use russh::client::Handler;
 use russh::keys::ssh_encoding::Encode;
 use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::public::KeyData;
@@ -471,6 +473,45 @@ pub fn files(configured: &Path, global: Option<&Path>) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+/// The russh client handler: verifies the server's host key.
+pub struct Client {
+    verifier: Arc<Verifier>,
+}
+
+impl Client {
+    pub fn new(verifier: Verifier) -> Client {
+        Client {
+            verifier: Arc::new(verifier),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum HandlerError {
+    Ssh(russh::Error),
+    HostKey(HostKeyProblem),
+}
+
+impl From<russh::Error> for HandlerError {
+    fn from(e: russh::Error) -> Self {
+        HandlerError::Ssh(e)
+    }
+}
+
+impl Handler for Client {
+    type Error = HandlerError;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        self.verifier
+            .verify(key)
+            .map(|_| true)
+            .map_err(HandlerError::HostKey)
+    }
 }
 
 #[cfg(test)]

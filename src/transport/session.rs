@@ -7,11 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use russh::client::{self, Handle, Handler};
-use russh::keys::PublicKeyOrCertificate;
+use russh::client::{self, Handle};
 
 use super::auth::{self, Agent};
-use super::hostkey::{self, HostKeyProblem, Verifier};
+use super::hostkey::{self, Client, HandlerError, Verifier};
 use super::Error;
 use crate::inventory::SshTarget;
 
@@ -46,37 +45,6 @@ impl Default for ConnectOptions {
             keepalive: Duration::from_secs(15),
             command_timeout: Duration::from_secs(crate::inventory::DEFAULT_COMMAND_TIMEOUT),
         }
-    }
-}
-
-/// The russh client handler: verifies the server's host key.
-pub struct Client {
-    verifier: Arc<Verifier>,
-}
-
-#[derive(Debug)]
-pub enum HandlerError {
-    Ssh(russh::Error),
-    HostKey(HostKeyProblem),
-}
-
-impl From<russh::Error> for HandlerError {
-    fn from(e: russh::Error) -> Self {
-        HandlerError::Ssh(e)
-    }
-}
-
-impl Handler for Client {
-    type Error = HandlerError;
-
-    async fn check_server_key(
-        &mut self,
-        key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        self.verifier
-            .verify(key)
-            .map(|_| true)
-            .map_err(HandlerError::HostKey)
     }
 }
 
@@ -159,9 +127,7 @@ async fn handshake(
         })
     })?;
     let config = client_config(&verifier, options);
-    let client = Client {
-        verifier: Arc::new(verifier),
-    };
+    let client = Client::new(verifier);
     let attempt = async {
         let result = match via {
             None => {

@@ -12,7 +12,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use super::exec::tail;
 use super::{Connection, Error, Result};
-use crate::bundle::hex;
 use crate::shell;
 
 /// What to upload.
@@ -51,7 +50,7 @@ pub type Progress<'a> = &'a (dyn Fn(u64) + Send + Sync);
 /// The content's SHA-256 and size.
 async fn local_sha256(source: Source<'_>) -> std::io::Result<(String, u64)> {
     match source {
-        Source::Bytes(b) => Ok((hex(&Sha256::digest(b)), b.len() as u64)),
+        Source::Bytes(b) => Ok((crate::digest::sha256_hex(b), b.len() as u64)),
         Source::File(p) => {
             let mut file = tokio::fs::File::open(p).await?;
             let mut hasher = Sha256::new();
@@ -65,7 +64,7 @@ async fn local_sha256(source: Source<'_>) -> std::io::Result<(String, u64)> {
                 size += n as u64;
                 hasher.update(&buf[..n]);
             }
-            Ok((hex(&hasher.finalize()), size))
+            Ok((hex::encode(hasher.finalize()), size))
         }
     }
 }

@@ -1,5 +1,8 @@
 //! Command-line interface: the commands, their help and their examples.
 
+pub mod bundle;
+pub mod sandbox;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -263,7 +266,7 @@ pub enum Command {
         Needs root, systemd-nspawn (package systemd-container) and debootstrap. The machines get \
         10.88.0.11, .12, ... on a bridge that exists only inside their network namespaces."
     )]
-    Sandbox(crate::commands::sandbox::SandboxCommand),
+    Sandbox(sandbox::SandboxCommand),
 
     /// Bundles for air-gapped sites: fetch, create, sign and verify the one file apply installs from
     #[command(
@@ -275,7 +278,7 @@ pub enum Command {
         provisioner bundle verify k8s.tar.zst --public-key bundle-signing.pub\n  \
         set [cluster] bundle = \"k8s.tar.zst\" and bundle_public_key = \"bundle-signing.pub\", then apply"
     )]
-    Bundle(crate::commands::bundle::BundleCommand),
+    Bundle(bundle::BundleCommand),
 
     /// Print the JSON Schema of the inventory file, for editors
     #[command(

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 
-use super::{crt, inspect, key, pki_dir, store, Ca, Pki};
+use crate::pki::{crt, inspect, key, pki_dir, store, Ca, Pki};
 use crate::render::Rendered;
 
 /// One value of the state directory.
@@ -338,7 +338,7 @@ pub fn write(
 
 /// Each leaf certificate's file stem in the state directory, by id.
 pub fn leaf_files(c: &crate::inventory::Cluster) -> BTreeMap<String, String> {
-    super::spec::leaf_certs(c)
+    crate::pki::spec::leaf_certs(c)
         .into_iter()
         .map(|s| (s.id(), s.state_file()))
         .collect()
@@ -359,7 +359,7 @@ mod tests {
     fn built() -> Built {
         let dir = tempfile::tempdir().unwrap();
         let cluster = bundled_for_test(dir.path());
-        let (pki, _) = super::super::ensure(&cluster).unwrap();
+        let (pki, _) = crate::pki::ensure(&cluster).unwrap();
         let rendered = crate::render::render(&cluster, &pki).unwrap();
         Built {
             _dir: dir,

@@ -4,8 +4,8 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::apply::rollout::{roll_out, Options};
-use crate::apply::{Inputs, Reporter};
+use super::rollout::{roll_out, Options};
+use super::{Inputs, Reporter};
 use crate::bundle::Bundle;
 use crate::inventory::Cluster;
 use crate::pki::rotation::{self, Rotated, Stage};
