@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
@@ -194,6 +194,67 @@ pub fn keep_pod_ranges(c: &mut Cluster, m: &Members) {
     }
 }
 
+/// The hosts to remove, as a cluster of their own to connect to: the recorded hosts the
+/// inventory no longer names. `plan` lists them all (`remove` is None); `apply` needs each
+/// named with `--remove` (a typo in the inventory must not drain a node) and refuses a name
+/// that is not such a host, and, for now, an etcd member or API server host.
+pub fn leaving(c: &Cluster, members: &Members, remove: Option<&[String]>) -> Result<Cluster> {
+    let removed = members.removed(c);
+    let mut problems = Vec::new();
+    if let Some(named) = remove {
+        for n in named {
+            if !removed.iter().any(|m| &m.name == n) {
+                let why = if c.host(n).is_some() {
+                    "is still in the inventory; take it out first"
+                } else {
+                    "was never applied by this state directory"
+                };
+                problems.push(format!("--remove {n}: {n} {why}"));
+            }
+        }
+        for m in &removed {
+            if !named.contains(&m.name) {
+                problems.push(format!(
+                    "{} is no longer in the inventory but was installed by apply; pass \
+                     --remove {0} to drain it, delete its Node and reset it, or put it back",
+                    m.name
+                ));
+            }
+        }
+        let members: Vec<&str> = removed
+            .iter()
+            .filter(|m| m.etcd && named.contains(&m.name))
+            .map(|m| m.name.as_str())
+            .collect();
+        if members.len() > 1 {
+            problems.push(format!(
+                "{}: etcd members leave a running cluster one at a time (each change of the \
+                 member list needs a quorum of the members before it); put all but {} back in \
+                 the inventory, apply --remove {1}, then the next",
+                members.join(", "),
+                members[0]
+            ));
+        }
+    }
+    let joining = members.new_etcd_members(c);
+    if remove.is_some() && joining.len() > 1 {
+        let names: Vec<&str> = joining.iter().map(|h| h.name.as_str()).collect();
+        problems.push(format!(
+            "{}: etcd members join a running cluster one at a time (each is added as a learner \
+             and promoted once caught up, before the next); leave all but {} out of the \
+             inventory, apply, then add the next",
+            names.join(", "),
+            names[0]
+        ));
+    }
+    if !problems.is_empty() {
+        bail!("{}\nNothing was changed.", problems.join("\n"));
+    }
+    let mut scope = c.clone();
+    scope.hosts = removed.iter().map(|m| as_host(m, c)).collect();
+    Ok(scope)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +373,62 @@ mod tests {
         let host = as_host(&m.hosts[m.hosts.len() - 1], &c);
         assert_eq!(host.name, "w-1");
         assert!(host.roles.worker);
+    }
+
+    #[test]
+    fn a_host_leaves_only_when_named_and_etcd_members_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = crate::inventory::bundled_for_test(dir.path());
+        let record = Members::default().with(&full);
+        let mut c = full.clone();
+        c.hosts.retain(|h| h.name != "worker-1" && h.name != "cp-3");
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+        // plan: both listed, nothing refused.
+        let all = leaving(&c, &record, None).unwrap();
+        let listed: Vec<&str> = all.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(listed, ["cp-3", "worker-1"]);
+
+        let err = leaving(&c, &record, Some(&names(&["worker-1"])))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cp-3 is no longer in the inventory"), "{err}");
+        let err = leaving(
+            &c,
+            &record,
+            Some(&names(&["worker-1", "cp-3", "cp-1", "typo"])),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--remove cp-1: cp-1 is still in the inventory"),
+            "{err}"
+        );
+        assert!(
+            err.contains("--remove typo: typo was never applied"),
+            "{err}"
+        );
+
+        let ok = leaving(&c, &record, Some(&names(&["worker-1", "cp-3"]))).unwrap();
+        let listed: Vec<&str> = ok.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(listed, ["cp-3", "worker-1"]);
+        assert!(ok.host("cp-3").unwrap().roles.etcd);
+
+        let mut two = full.clone();
+        two.hosts.retain(|h| h.name != "cp-2" && h.name != "cp-3");
+        let err = leaving(&two, &record, Some(&names(&["cp-2", "cp-3"])))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cp-2, cp-3: etcd members leave a running cluster one at a time"),
+            "{err}"
+        );
+
+        let mut c = full.clone();
+        c.hosts.retain(|h| h.name != "worker-1");
+        let ok = leaving(&c, &record, Some(&names(&["worker-1"]))).unwrap();
+        assert_eq!(ok.hosts.len(), 1);
+        assert_eq!(ok.hosts[0].address, full.host("worker-1").unwrap().address);
+        assert!(leaving(&full, &record, Some(&[])).unwrap().hosts.is_empty());
     }
 }

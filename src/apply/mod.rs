@@ -22,6 +22,7 @@ pub mod reset;
 pub mod restore;
 pub mod rollout;
 pub mod rotate_ca;
+mod session;
 pub mod snapshot;
 pub mod status;
 mod survey;
@@ -34,6 +35,7 @@ use crate::render::Rendered;
 pub use connect::{connect, open};
 pub use remote::Remote;
 pub use report::{Format, Reporter};
+pub use session::{under_lease, Session};
 pub use survey::{make_plan, survey, survey_for, Survey};
 pub use workflow::{check_health, execute};
 

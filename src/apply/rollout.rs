@@ -8,9 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{Inputs, Reporter};
 use crate::component::Unit;
-use crate::layout::BACKUPS;
 use crate::pki;
-use crate::pki::identity::host_path;
 
 pub struct Options {
     pub force: bool,
@@ -44,11 +42,9 @@ pub async fn roll_out(
         );
         return Ok(None);
     }
-    let lease = super::lease::take(inp.cluster, &survey.conns, what, opts.break_lease, rep).await?;
-    let result =
-        roll_out_leased(inp, &survey, &plan, restarts_etcd, expired, opts, rep, save).await;
-    lease.release().await;
-    result
+    let held = super::lease::take(inp.cluster, &survey.conns, what, opts.break_lease, rep).await?;
+    let work = roll_out_leased(inp, &survey, &plan, restarts_etcd, expired, opts, rep, save);
+    super::under_lease(Some(held), work).await
 }
 
 /// [`roll_out`] once the cluster's lease is held.
@@ -85,7 +81,7 @@ async fn roll_out_leased(
         backup.display()
     );
     if restarts_etcd {
-        match snapshot_etcd(inp, survey).await {
+        match super::snapshot::take_on_host(c, &survey.conns).await {
             Ok(msg) => eprintln!("{msg}"),
             Err(e) if expired || opts.force => {
                 eprintln!("warning: no etcd snapshot ({e:#}); continuing because etcd is not serving anyway")
@@ -103,22 +99,4 @@ async fn roll_out_leased(
              trusted). Fix what the gate reports, then run `provisioner apply` to finish",
         )?;
     Ok(Some(outcome))
-}
-
-/// `etcdctl snapshot save` on the first etcd member, kept on that host.
-pub async fn snapshot_etcd(inp: &Inputs<'_>, survey: &super::Survey) -> Result<String> {
-    let c = inp.cluster;
-    let h = c
-        .etcd_hosts()
-        .next()
-        .context("the cluster has no etcd member")?;
-    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let file = format!("{BACKUPS}/etcd-{stamp}.db");
-    let endpoint = h.etcd_client_url();
-    let cmd = crate::shell::etcd_snapshot(&endpoint, host_path::ETCD_PKI, &file);
-    let conn = &survey.conns[&h.name];
-    conn.run_checked(&cmd).await?;
-    conn.run_checked(&crate::shell::prune(BACKUPS, "etcd-", c.keep_backups))
-        .await?;
-    Ok(format!("etcd snapshot saved on {} at {file}", h.name))
 }

@@ -2,10 +2,10 @@
 //! `certs regenerate` (one host at a time behind its gate) and recorded when done, so that the
 //! same command continues an interrupted rotation. See [`crate::pki::rotation`] for the stages.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use super::rollout::{roll_out, Options};
-use super::{Inputs, Reporter};
+use super::{Inputs, Session};
 use crate::bundle::Bundle;
 use crate::inventory::Cluster;
 use crate::pki::rotation::{self, Rotated, Stage};
@@ -20,7 +20,14 @@ pub struct Target {
     pub token_lifetime: std::time::Duration,
 }
 
-pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Reporter) -> Result<()> {
+pub fn run(
+    c: &Cluster,
+    bundle: &Bundle,
+    t: &Target,
+    opts: &Options,
+    session: &Session,
+) -> Result<()> {
+    let rep = &session.rep;
     let dir = pki::pki_dir(&c.state_dir);
     let which = t.cas.as_slice();
     let wanted = Rotated::list(which, t.service_account);
@@ -72,7 +79,6 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
             r
         }
     };
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     loop {
         let stage = r.stage;
         if let (Stage::DropOld, Some(since)) = (stage, r.new_key_signing_since) {
@@ -114,7 +120,7 @@ pub fn run(c: &Cluster, bundle: &Bundle, t: &Target, opts: &Options, rep: &Repor
             _ => stage.description().to_string(),
         };
         let save = || pki::save_leaves(c, &p, &ids);
-        let done = runtime.block_on(roll_out(&inputs, &what, false, opts, rep, save))?;
+        let done = session.block_on(roll_out(&inputs, &what, false, opts, rep, save))?;
         if done.is_none() {
             return Ok(());
         }

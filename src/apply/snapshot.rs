@@ -1,6 +1,7 @@
 //! `etcd snapshot`: a consistent snapshot taken on one member, copied to the operator's machine
 //! with its SHA-256 and what it holds (revision, keys, members, versions) beside it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -108,6 +109,23 @@ pub async fn take(
         0o600,
     )?;
     Ok(meta)
+}
+
+/// `etcdctl snapshot save` on the first etcd member, kept on that host.
+pub async fn take_on_host(c: &Cluster, conns: &BTreeMap<String, Connection>) -> Result<String> {
+    let h = c
+        .etcd_hosts()
+        .next()
+        .context("the cluster has no etcd member")?;
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let file = format!("{BACKUPS}/etcd-{stamp}.db");
+    let endpoint = h.etcd_client_url();
+    let cmd = crate::shell::etcd_snapshot(&endpoint, host_path::ETCD_PKI, &file);
+    let conn = &conns[&h.name];
+    conn.run_checked(&cmd).await?;
+    conn.run_checked(&crate::shell::prune(BACKUPS, "etcd-", c.keep_backups))
+        .await?;
+    Ok(format!("etcd snapshot saved on {} at {file}", h.name))
 }
 
 /// `FILE.json` beside `FILE`.

@@ -79,3 +79,27 @@ pub fn make_plan<R>(s: &Survey<R>) -> Plan {
     let pairs: Vec<(&DesiredHost, &Facts)> = s.desired.iter().zip(&s.facts).collect();
     plan::plan(&pairs)
 }
+
+/// Refuses before any change when a host no longer has a previous version's program.
+pub async fn missing_versions<R: Remote>(s: &Survey<R>) -> Result<()> {
+    let mut missing = Vec::new();
+    for d in &s.desired {
+        let targets: Vec<&str> = d.links.iter().map(|l| l.target.as_str()).collect();
+        let out = s.conns[&d.host]
+            .run_checked(&crate::shell::sha256_files(&targets))
+            .await?;
+        for (line, target) in out.stdout_text().lines().zip(&targets) {
+            if line.trim() == "-" {
+                missing.push(format!("{}: {target}", d.host));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "the previous version is not on every host; nothing was changed:\n  {}\nApply the \
+             previous bundle instead (the inventory pointed at it): that installs it again",
+            missing.join("\n  ")
+        );
+    }
+    Ok(())
+}

@@ -1,12 +1,16 @@
 //! What runs, in what order. A newcomer's answer to "what does `apply` do?":
 //!
-//! `plan`: [`connect`](super::connect) → [`open`](super::open) (every host belongs to this
-//! cluster) → [`survey`](super::survey) (facts, preflight) → [`make_plan`](super::make_plan).
+//! Every command that talks to hosts runs in a [`Session`](super::Session): the state
+//! directory's lock, the runtime and the output; those that change hosts hold the cluster's
+//! [`lease`](super::lease) around the work ([`under_lease`](super::under_lease)).
 //!
-//! `apply`: the same, under the cluster's [`lease`](super::lease), then [`execute`]: the files
-//! of every host, then [`PHASES`] in order, each unit action behind its phase's gate. A plan
-//! that changes versions is refused on a version-skew violation; otherwise the versions it
-//! starts from are recorded and etcd snapshotted first (`commands/converge.rs`).
+//! `plan` and `apply`: [`open`](super::open) (every host belongs to this cluster), the lease
+//! (apply), the PKI and the render, then [`converge`]: [`survey`](super::survey) (facts,
+//! preflight), the plan with the hosts leaving and the etcd members joining; for apply then
+//! the version-skew check, the members record, the upgrade's preparation (the versions it
+//! starts from recorded, etcd snapshotted), [`remove_hosts`], [`execute`] (the files of every
+//! host, then [`PHASES`] in order, each unit action behind its phase's gate), and the versions
+//! no longer needed pruned.
 //!
 //! `certs regenerate` and `certs rotate-ca`: the same survey and plan, then
 //! [`rollout`](super::rollout): [`check_health`], a backup of the state directory, an etcd
@@ -21,9 +25,9 @@
 //! [`restore::restore`](super::restore::restore): copy, stop, restore each member, and
 //! [`execute`] of etcd, the API servers and the controllers.
 //!
-//! `rollback`: [`open`](super::open), the lease, [`survey_for`](super::survey_for) the
-//! versions the state directory recorded before the last upgrade, then [`roll_back`]: the
-//! [`ROLLBACK_PHASES`], workers first.
+//! `rollback`: [`open`](super::open), the lease (unless a dry run), then [`rollback`]: the
+//! survey towards the versions the state directory recorded before the last upgrade, refused
+//! when a host lacks one, then [`roll_back`]: the [`ROLLBACK_PHASES`], workers first.
 //!
 //! `apply --remove NAME`: before the plan's execution, [`remove_hosts`]: etcd's quorum without
 //! them, drain, Node deleted, etcd member removed, reset.
@@ -32,15 +36,20 @@
 //! [`reset::survey`](super::reset::survey) (each host's record of what was installed), the
 //! lease, then [`reset::reset`](super::reset::reset): the other hosts, then the lease hosts.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 use super::execute::{self as engine};
 use super::gates::Gates;
 use super::{Inputs, Outcome, Reporter, Survey};
-use crate::component::Phase;
+use crate::component::{Phase, Release};
+use crate::inventory::Cluster;
+use crate::members::Members;
+use crate::plan::upgrade::record_history;
 use crate::plan::Plan;
+use crate::transport::Connection;
 
 /// The phases of a rollout, in order: a later phase's units depend on the earlier ones'.
 pub const PHASES: [Phase; 10] = [
@@ -95,6 +104,86 @@ impl Options {
     }
 }
 
+/// What [`converge`] did.
+pub enum Converged {
+    /// `plan`: the plan, nothing changed.
+    Planned(Plan),
+    /// `apply`: what it did.
+    Applied(Outcome),
+}
+
+/// `plan` (`walk` is None) and `apply`, once the hosts are connected (and, for apply, leased):
+/// the survey and the plan; for apply then the skew check, the members record, the upgrade's
+/// preparation, the leaving hosts' removal, [`execute`], and the old versions pruned.
+pub async fn converge(
+    inp: &Inputs<'_>,
+    conns: BTreeMap<String, Connection>,
+    members: &Members,
+    leaving: &Cluster,
+    walk: Option<&Options>,
+    rehash: bool,
+    rep: &Reporter,
+) -> Result<Converged> {
+    let c = inp.cluster;
+    let survey = super::survey(inp, conns, rehash, rep).await?;
+    let plan = super::make_plan(&survey).with_members(leaving, &members.new_etcd_members(c));
+    let Some(walk) = walk else {
+        return Ok(Converged::Planned(plan));
+    };
+    if !plan.refused.is_empty() {
+        rep.plan(&plan);
+        bail!(
+            "{}\nNothing was changed: these version changes break upstream's version-skew \
+             policy. Use a bundle one minor up from what the hosts run.",
+            plan.refused.join("\n")
+        );
+    }
+    // Every host is recorded before anything touches it.
+    let record = members.with(c);
+    if record != *members {
+        crate::members::save(&c.state_dir, &record)?;
+    }
+    if plan.is_empty() && plan.removals.is_empty() {
+        rep.note("Nothing to do: every host matches the inventory.");
+        return Ok(Converged::Applied(Outcome::default()));
+    }
+    rep.plan(&plan);
+    if !plan.versions.is_empty() {
+        prepare_upgrade(inp, &survey, &plan).await?;
+    }
+    if !plan.removals.is_empty() {
+        remove_hosts(inp, &survey, leaving, rep, walk)
+            .await
+            .context("removing hosts; the plan's other changes were not made")?;
+        crate::members::save(&c.state_dir, &record.without(&plan.removals))?;
+    }
+    let outcome = execute(inp, &survey, &plan, rep, walk).await?;
+    if !plan.versions.is_empty() {
+        let history = crate::history::load(&c.state_dir)?;
+        super::files::prune_versions(&survey.conns, &survey.desired, &history, rep).await?;
+    }
+    Ok(Converged::Applied(outcome))
+}
+
+/// Before a version change: the versions it starts from go to the state directory (for
+/// `rollback`), and etcd is snapshotted when its version changes.
+async fn prepare_upgrade(inp: &Inputs<'_>, survey: &Survey, plan: &Plan) -> Result<()> {
+    let dir = &inp.cluster.state_dir;
+    let history = record_history(crate::history::load(dir)?, &plan.versions);
+    crate::history::save(dir, &history)?;
+    if plan
+        .versions
+        .iter()
+        .any(|m| m.release == Release::Etcd.name())
+    {
+        let said = super::snapshot::take_on_host(inp.cluster, &survey.conns)
+            .await
+            .context("taking an etcd snapshot before etcd changes version; nothing was changed")?;
+        eprintln!("{said}");
+    }
+    Ok(())
+}
+
 /// Executes a plan made from `s` by [`make_plan`](super::make_plan). A version change walks
 /// the same [`PHASES`]: etcd one member at a time, the API servers one host at a time, then
 /// the controllers, then the workers drained in batches.
@@ -106,6 +195,43 @@ pub async fn execute(
     opts: &Options,
 ) -> Result<Outcome> {
     walk(inp, s, p, &PHASES, rep, opts).await
+}
+
+/// What [`rollback`] did.
+pub enum RolledBack {
+    /// Every host already runs the recorded previous versions.
+    Nothing,
+    /// The plan of a dry run, nothing changed.
+    DryRun(Plan),
+    Done,
+}
+
+/// `rollback`, once the hosts are connected (and, unless a dry run, leased): the survey
+/// towards `desired` (the previous versions), refused when a host no longer has one of them,
+/// then [`roll_back`].
+pub async fn rollback(
+    inp: &Inputs<'_>,
+    desired: Vec<crate::plan::DesiredHost>,
+    conns: BTreeMap<String, Connection>,
+    dry_run: bool,
+    walk: &Options,
+    rep: &Reporter,
+) -> Result<RolledBack> {
+    let survey = super::survey_for(inp, desired, conns, false, rep).await?;
+    let mut plan = super::make_plan(&survey);
+    super::survey::missing_versions(&survey).await?;
+    // The versions come from the record of an upgrade that passed the skew checks the
+    // other way; going back one minor to them is what rollback is for.
+    plan.refused.clear();
+    if plan.is_empty() {
+        return Ok(RolledBack::Nothing);
+    }
+    if dry_run {
+        return Ok(RolledBack::DryRun(plan));
+    }
+    rep.plan(&plan);
+    roll_back(inp, &survey, &plan, rep, walk).await?;
+    Ok(RolledBack::Done)
 }
 
 /// Executes a rollback's plan (see [`ROLLBACK_PHASES`]).

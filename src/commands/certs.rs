@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{emit, existing_pki, load, now, SUCCESS};
+use crate::apply::{Format, Session};
 use crate::cli::{Output, RolloutArgs};
 use crate::{pki, render};
 
@@ -52,16 +53,14 @@ pub(super) fn certs_check(
 ) -> Result<u8> {
     use crate::certs::check;
     let l = load(path)?;
-    let _lock = pki::store::lock(&l.cluster.state_dir)?;
+    let session = Session::start(&l.cluster.state_dir, Format::Text)?;
     let (listed, pki) = existing_pki(&l)?;
     let rendered = render::render(&l.cluster, &pki)?;
     let expected = check::expected(&rendered, &pki);
     let now = now();
     let mut rows = check::state_rows(&listed, now, warn_days);
-    let rep = crate::apply::Reporter::new(crate::apply::Format::Text);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let host_rows = runtime.block_on(async {
-        let conns = crate::apply::connect(&l.cluster, &rep).await?;
+    let host_rows = session.block_on(async {
+        let conns = crate::apply::connect(&l.cluster, &session.rep).await?;
         let mut out = Vec::new();
         for (host, list) in &expected {
             let o = conns[host]
@@ -79,19 +78,19 @@ pub(super) fn certs_check(
     Ok(report.exit_code())
 }
 
-/// The options and the reporter of a rollout.
-fn rollout(args: &RolloutArgs) -> (crate::apply::rollout::Options, crate::apply::Reporter) {
+/// The options and the output format of a rollout.
+fn rollout(args: &RolloutArgs) -> (crate::apply::rollout::Options, Format) {
     let opts = crate::apply::rollout::Options {
         force: args.force,
         dry_run: args.dry_run,
         break_lease: args.break_lease,
         gate_timeout: std::time::Duration::from_secs(args.gate_timeout),
     };
-    let rep = crate::apply::Reporter::new(match args.output {
-        Output::Json => crate::apply::Format::Json,
-        Output::Text => crate::apply::Format::Text,
-    });
-    (opts, rep)
+    let format = match args.output {
+        Output::Json => Format::Json,
+        Output::Text => Format::Text,
+    };
+    (opts, format)
 }
 
 pub(super) fn certs_rotate_ca(
@@ -102,7 +101,8 @@ pub(super) fn certs_rotate_ca(
 ) -> Result<u8> {
     use crate::cli::CaChoice;
     let mut l = load(path)?;
-    let _lock = pki::store::lock(&l.cluster.state_dir)?;
+    let (opts, format) = rollout(args);
+    let session = Session::start(&l.cluster.state_dir, format)?;
     let bundle = crate::bundle::cluster::open_for(&mut l.cluster, path)?;
     existing_pki(&l)?;
     let target = crate::apply::rotate_ca::Target {
@@ -116,8 +116,7 @@ pub(super) fn certs_rotate_ca(
         service_account: ca == CaChoice::ServiceAccount,
         token_lifetime: std::time::Duration::from_secs(token_lifetime),
     };
-    let (opts, rep) = rollout(args);
-    crate::apply::rotate_ca::run(&l.cluster, &bundle, &target, &opts, &rep)?;
+    crate::apply::rotate_ca::run(&l.cluster, &bundle, &target, &opts, &session)?;
     Ok(SUCCESS)
 }
 
@@ -128,7 +127,8 @@ pub(super) fn certs_regenerate(
 ) -> Result<u8> {
     use crate::certs::regenerate;
     let mut l = load(path)?;
-    let _lock = pki::store::lock(&l.cluster.state_dir)?;
+    let (opts, format) = rollout(args);
+    let session = Session::start(&l.cluster.state_dir, format)?;
     let bundle = crate::bundle::cluster::open_for(&mut l.cluster, path)?;
     let (listed, mut pki) = existing_pki(&l)?;
     let c = &l.cluster;
@@ -147,18 +147,21 @@ pub(super) fn certs_regenerate(
     let expired = regenerate::any_expired(&listed, &ids, now());
     pki.reissue(c, &ids)?;
     let rendered = render::render(c, &pki)?;
-    let (opts, rep) = rollout(args);
     let inputs = crate::apply::Inputs {
         cluster: c,
         rendered: &rendered,
         pki: &pki,
         bundle: &bundle,
     };
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let what = format!("replace {} certificate(s)", ids.len());
     let save = || pki::save_leaves(c, &pki, &ids);
-    let outcome = runtime.block_on(crate::apply::rollout::roll_out(
-        &inputs, &what, expired, &opts, &rep, save,
+    let outcome = session.block_on(crate::apply::rollout::roll_out(
+        &inputs,
+        &what,
+        expired,
+        &opts,
+        &session.rep,
+        save,
     ))?;
     if let Some(outcome) = outcome {
         match args.output {

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::{confirm, existing_pki, load, SUCCESS};
-use crate::apply::snapshot;
+use crate::apply::{lease, restore, snapshot, under_lease, Format, Session};
 use crate::pki;
 
 pub(super) fn snapshot(path: &Path, out: Option<&Path>, keep: Option<u32>) -> Result<u8> {
     let l = load(path)?;
     let c = &l.cluster;
-    let _lock = pki::store::lock(&c.state_dir)?;
+    let session = Session::start(&c.state_dir, Format::Text)?;
     let to: PathBuf = match out {
         Some(f) => f.to_path_buf(),
         None => {
@@ -21,10 +21,9 @@ pub(super) fn snapshot(path: &Path, out: Option<&Path>, keep: Option<u32>) -> Re
             dir.join(snapshot::file_name(&c.name, now))
         }
     };
-    let rep = crate::apply::Reporter::new(crate::apply::Format::Text);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let meta = runtime.block_on(async {
-        let conns = crate::apply::open(c, &rep).await?;
+    let rep = &session.rep;
+    let meta = session.block_on(async {
+        let conns = crate::apply::open(c, rep).await?;
         rep.phase("etcd snapshot");
         snapshot::take(c, &conns, &to).await
     })?;
@@ -52,7 +51,7 @@ pub(super) fn snapshot(path: &Path, out: Option<&Path>, keep: Option<u32>) -> Re
 
 pub(super) fn restore(path: &Path, snapshot: &Path, yes: bool, gate_timeout: u64) -> Result<u8> {
     let mut l = load(path)?;
-    let _lock = pki::store::lock(&l.cluster.state_dir)?;
+    let session = Session::start(&l.cluster.state_dir, Format::Text)?;
     let meta_path = snapshot::metadata_path(snapshot);
     let meta: snapshot::Metadata = serde_json::from_slice(
         &std::fs::read(&meta_path)
@@ -88,16 +87,13 @@ pub(super) fn restore(path: &Path, snapshot: &Path, yes: bool, gate_timeout: u64
         pki: &pki,
         bundle: &bundle,
     };
-    let rep = crate::apply::Reporter::new(crate::apply::Format::Text);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let rep = &session.rep;
     let deadline = std::time::Duration::from_secs(gate_timeout);
-    runtime.block_on(async {
-        let conns = crate::apply::open(c, &rep).await?;
-        let lease = crate::apply::lease::take(c, &conns, "etcd restore", false, &rep).await?;
-        let result =
-            crate::apply::restore::restore(&inputs, &conns, snapshot, &meta, deadline, &rep).await;
-        lease.release().await;
-        result
+    session.block_on(async {
+        let conns = crate::apply::open(c, rep).await?;
+        let held = lease::take(c, &conns, "etcd restore", false, rep).await?;
+        let work = restore::restore(&inputs, &conns, snapshot, &meta, deadline, rep);
+        under_lease(Some(held), work).await
     })?;
     println!(
         "cluster {} restored to revision {} of {} ({}); each member's previous data is in /var/lib/etcd.before-restore-*",

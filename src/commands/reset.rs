@@ -2,19 +2,18 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use super::{confirm, load, SUCCESS};
 use crate::apply::reset::{self, HostReset};
-use crate::apply::{lease, Format, Reporter};
+use crate::apply::{lease, under_lease, Format, Session};
 use crate::inventory::Cluster;
-use crate::pki;
 
 pub(super) fn reset(path: &Path, hosts: &[String], keep_images: bool, yes: bool) -> Result<u8> {
     let l = load(path)?;
     let c = &l.cluster;
     let chosen = chosen(c, hosts)?;
-    let _lock = pki::store::lock(&c.state_dir)?;
+    let session = Session::start(&c.state_dir, Format::Text)?;
     // The lease hosts are reached too (the lease keeps other runs out), reset or not.
     let leased = lease::lease_hosts(c);
     let mut scope = c.clone();
@@ -22,11 +21,10 @@ pub(super) fn reset(path: &Path, hosts: &[String], keep_images: bool, yes: bool)
         .hosts
         .retain(|h| chosen.contains(&h.name) || leased.contains(&h.name.as_str()));
 
-    let rep = Reporter::new(Format::Text);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let rep = &session.rep;
     let parallel = c.ssh.parallelism as usize;
-    let acted = runtime.block_on(async {
-        let conns = crate::apply::open(&scope, &rep).await?;
+    let acted = session.block_on(async {
+        let conns = crate::apply::open(&scope, rep).await?;
         let mut chosen_conns = conns.clone();
         chosen_conns.retain(|h, _| chosen.contains(h));
         let plans = reset::survey(&chosen_conns, keep_images, parallel).await?;
@@ -42,10 +40,9 @@ pub(super) fn reset(path: &Path, hosts: &[String], keep_images: bool, yes: bool)
                 &c.name,
             )?;
         }
-        let lease = lease::take(c, &conns, "reset", false, &rep).await?;
-        let result = reset::reset(&conns, &plans, &leased, parallel, &rep).await;
-        lease.release().await;
-        result.map(|()| true)
+        let held = lease::take(c, &conns, "reset", false, rep).await?;
+        let work = reset::reset(&conns, &plans, &leased, parallel, rep);
+        under_lease(Some(held), work).await.map(|()| true)
     })?;
     if !acted {
         return Ok(SUCCESS);

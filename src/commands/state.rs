@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{load, SUCCESS};
+use crate::apply::{Format, Session};
 use crate::{pki, render};
 
 /// `state recover`: rebuilds a missing state directory from the hosts.
@@ -23,7 +24,7 @@ pub(super) fn state_recover(path: &Path) -> Result<u8> {
             );
         }
     }
-    let _lock = pki::store::lock(&c.state_dir)?;
+    let session = Session::start(&c.state_dir, Format::Text)?;
     // Where every secret sits on the hosts: a render of the same inventory with a throw-away PKI.
     let scratch = tempfile::tempdir().context("creating a temporary directory")?;
     let mut template = c.clone();
@@ -38,10 +39,9 @@ pub(super) fn state_recover(path: &Path) -> Result<u8> {
         }
     }
 
-    let rep = crate::apply::Reporter::new(crate::apply::Format::Text);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let files = runtime.block_on(async {
-        let conns = crate::apply::connect(c, &rep).await?;
+    let rep = &session.rep;
+    let files = session.block_on(async {
+        let conns = crate::apply::connect(c, rep).await?;
         rep.phase("read keys and certificates");
         let mut files = recover::HostFiles::new();
         for (host, paths) in &wanted {

@@ -6,6 +6,7 @@ pub mod facts;
 pub mod follow_up;
 pub mod identity;
 pub mod installed;
+pub mod rollback;
 mod show;
 pub mod upgrade;
 
@@ -14,6 +15,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::component::Unit;
+use crate::inventory::{Cluster, Host};
 
 pub use desired::{desired, DesiredHost, DesiredImage, Item, Link, Source};
 pub use facts::Facts;
@@ -156,6 +158,20 @@ pub struct Plan {
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.hosts.iter().all(HostPlan::is_empty)
+    }
+
+    /// The plan with the membership changes of this run: the hosts `leaving` (the recorded
+    /// hosts the inventory no longer names) and the etcd members `joining`.
+    pub fn with_members(mut self, leaving: &Cluster, joining: &[&Host]) -> Plan {
+        self.removals = leaving.hosts.iter().map(|h| h.name.clone()).collect();
+        self.etcd_leaves = leaving
+            .hosts
+            .iter()
+            .filter(|h| h.roles.etcd)
+            .map(|h| h.name.clone())
+            .collect();
+        self.etcd_joins = joining.iter().map(|h| h.name.clone()).collect();
+        self
     }
 }
 

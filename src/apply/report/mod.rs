@@ -76,6 +76,13 @@ impl Reporter {
         }
     }
 
+    /// The plan about to be carried out, for people (on stderr, in the text format only).
+    pub fn plan(&self, plan: &crate::plan::Plan) {
+        if self.format == Format::Text {
+            eprint!("{}", crate::plan::text(plan));
+        }
+    }
+
     pub fn phase(&self, phase: &str) {
         if self.format == Format::Text {
             if let View::Live(live) = &self.view {
