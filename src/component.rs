@@ -341,6 +341,60 @@ impl fmt::Display for Phase {
     }
 }
 
+/// What `apply` deploys into the cluster once the nodes are Ready, each rendered from its
+/// template and gated on working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addon {
+    /// Cluster DNS.
+    CoreDns,
+}
+
+/// How an addon's gate decides it works, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddonCheck {
+    /// The Deployment `name` in kube-system has rolled out (its pods are shown, by `pods`
+    /// selector, when it has not).
+    DeploymentAvailable {
+        name: &'static str,
+        pods: &'static str,
+    },
+    /// The cluster DNS Service answers a lookup of the `kubernetes` Service from a worker.
+    ClusterDnsAnswers,
+}
+
+/// One row of the addon table.
+pub struct AddonProps {
+    /// Its name, and its manifest's file name on the control-plane hosts.
+    pub name: &'static str,
+    /// Its inventory switch.
+    pub enabled: fn(&crate::inventory::Cluster) -> bool,
+    pub checks: &'static [AddonCheck],
+}
+
+impl Addon {
+    pub const ALL: [Addon; 1] = [Addon::CoreDns];
+
+    pub const fn props(self) -> AddonProps {
+        match self {
+            Addon::CoreDns => AddonProps {
+                name: "coredns",
+                enabled: |c| c.addons.coredns,
+                checks: &[
+                    AddonCheck::DeploymentAvailable {
+                        name: "coredns",
+                        pods: "k8s-app=kube-dns",
+                    },
+                    AddonCheck::ClusterDnsAnswers,
+                ],
+            },
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        self.props().name
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,28 +5,35 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::templates::Templates;
+use crate::component::Addon;
 use crate::inventory::Cluster;
 
 /// Where the manifests are kept on the control-plane hosts.
 pub const DIR: &str = "/etc/kubernetes/addons";
 
-/// One addon: a multi-document YAML manifest.
+/// One addon's multi-document YAML manifest.
 #[derive(Debug, Clone)]
-pub struct Addon {
-    pub name: &'static str,
+pub struct Rendered {
+    pub addon: Addon,
     pub manifest: String,
 }
 
-impl Addon {
+impl Rendered {
     pub fn path(&self) -> String {
-        format!("{DIR}/{}.yaml", self.name)
+        format!("{DIR}/{}.yaml", self.addon.name())
     }
 }
 
-pub fn addons(t: &Templates, c: &Cluster) -> Result<Vec<Addon>> {
+/// The manifests of the addons the inventory turns on, in the table's order.
+pub fn addons(t: &Templates, c: &Cluster) -> Result<Vec<Rendered>> {
     let mut out = Vec::new();
-    if c.addons.coredns {
-        out.push(coredns(t, c)?);
+    for addon in Addon::ALL {
+        if (addon.props().enabled)(c) {
+            let manifest = match addon {
+                Addon::CoreDns => coredns(t, c)?,
+            };
+            out.push(Rendered { addon, manifest });
+        }
     }
     Ok(out)
 }
@@ -46,7 +53,7 @@ struct CorednsInputs<'a> {
     corefile_sha256: String,
 }
 
-fn coredns(t: &Templates, c: &Cluster) -> Result<Addon> {
+fn coredns(t: &Templates, c: &Cluster) -> Result<String> {
     let corefile = t.render(
         "coredns-corefile",
         &CorefileInputs {
@@ -61,7 +68,7 @@ fn coredns(t: &Templates, c: &Cluster) -> Result<Addon> {
             },
         },
     )?;
-    let manifest = t.render(
+    t.render(
         "coredns.yaml",
         &CorednsInputs {
             image: &c.versions.coredns_image,
@@ -69,11 +76,7 @@ fn coredns(t: &Templates, c: &Cluster) -> Result<Addon> {
             corefile: corefile.lines().collect(),
             corefile_sha256: crate::digest::sha256_hex(corefile.as_bytes()),
         },
-    )?;
-    Ok(Addon {
-        name: "coredns",
-        manifest,
-    })
+    )
 }
 
 #[cfg(test)]
@@ -164,6 +167,25 @@ mod tests {
         let cf = corefile(&c);
         assert!(!cf.contains("forward"), "{cf}");
         assert!(cf.contains("kubernetes cluster.local"), "{cf}");
+    }
+
+    #[test]
+    fn every_addon_of_the_table_is_rendered_when_turned_on_and_gated() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::inventory::bundled_for_test(dir.path());
+        let rendered = addons(&Templates::load().unwrap(), &c).unwrap();
+        let names: Vec<&str> = rendered.iter().map(|r| r.addon.name()).collect();
+        let all: Vec<&str> = Addon::ALL.iter().map(|a| a.name()).collect();
+        assert_eq!(names, all);
+        for r in &rendered {
+            assert!(
+                !r.addon.props().checks.is_empty(),
+                "{} has no gate",
+                r.addon.name()
+            );
+            let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&r.manifest).unwrap();
+            assert!(!docs.is_empty(), "{} renders nothing", r.path());
+        }
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub struct Rendered {
     /// The operator's kubeconfig (admin credentials, bound to cluster-admin through RBAC).
     pub admin_kubeconfig: String,
     /// Deployed into the cluster once the nodes are Ready (and kept on the control-plane hosts).
-    pub addons: Vec<addons::Addon>,
+    pub addons: Vec<addons::Rendered>,
 }
 
 use crate::pki::identity::host_path::PKI;
@@ -197,7 +197,7 @@ fn host_files(
     c: &Cluster,
     pki: &Pki,
     h: &Host,
-    addons: &[addons::Addon],
+    addons: &[addons::Rendered],
 ) -> Result<HostFiles> {
     let mut b = HostBuilder {
         t,

@@ -117,7 +117,7 @@ pub(super) fn control_plane(
     pki: &Pki,
     h: &Host,
     common: &HostCtx<'_>,
-    addons: &[addons::Addon],
+    addons: &[addons::Rendered],
 ) -> Result<()> {
     use Unit::*;
     let t = b.t;

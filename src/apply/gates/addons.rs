@@ -1,5 +1,6 @@
-//! The addons phase: each addon's manifest applied, then gated on working (CoreDNS: the
-//! Deployment Available and a lookup answered from a worker).
+//! The addons phase: each addon's manifest applied, then gated on working, by the checks its
+//! row of the addon table lists (CoreDNS: the Deployment Available and a lookup answered from a
+//! worker).
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -11,53 +12,64 @@ use super::super::dns;
 use super::super::health::{retry_until, HALF_SECOND};
 use super::super::remote::Remote;
 use super::Gates;
-use crate::component::Unit;
+use crate::component::{AddonCheck, Unit};
 use crate::pki::Cert;
 
 impl<R: Remote> Gates<'_, R> {
-    /// Applies each addon's manifest, then gates on it working.
+    /// Applies each addon's manifest, then gates on it working: the checks of its row in the
+    /// addon table, in order.
     pub(super) async fn addons(&self) -> Result<()> {
         let host = self.api_host();
-        for addon in &self.inp.rendered.addons {
-            let what = format!("{} applied", addon.name);
+        for rendered in &self.inp.rendered.addons {
+            let name = rendered.addon.name();
+            let what = format!("{name} applied");
             self.rep.start(Some(host), &what);
             let t = Instant::now();
-            let docs: Vec<DynamicObject> = serde_saphyr::from_multiple(&addon.manifest)
-                .with_context(|| format!("reading the {} manifest", addon.path()))?;
+            let docs: Vec<DynamicObject> = serde_saphyr::from_multiple(&rendered.manifest)
+                .with_context(|| format!("reading the {} manifest", rendered.path()))?;
             let api = self.api(self.inp.pki.leaf(Cert::Admin, None)).await?;
             for doc in &docs {
                 api.apply(doc).await?;
             }
             self.rep
                 .step("addons", Some(host), &what, t.elapsed(), "ok", None);
-            match addon.name {
-                "coredns" => self.gate_dns(&api).await?,
-                other => unreachable!("no gate for addon {other}"),
+            for check in rendered.addon.props().checks {
+                match *check {
+                    AddonCheck::DeploymentAvailable { name, pods } => {
+                        self.deployment_available(&api, name, pods).await?
+                    }
+                    AddonCheck::ClusterDnsAnswers => self.cluster_dns_answers().await?,
+                }
             }
         }
         Ok(())
     }
 
-    /// CoreDNS's Deployment is Available, and the cluster DNS Service answers a lookup of the
-    /// `kubernetes` Service with its address, asked from a worker (through kube-proxy's rules).
-    async fn gate_dns(&self, api: &Api) -> Result<()> {
+    /// The Deployment kube-system/`name` has rolled out; while it has not, its pods (selected
+    /// by `pods`) say why.
+    async fn deployment_available(&self, api: &Api, name: &str, pods: &str) -> Result<()> {
         let host = self.api_host();
         let deployments: kube::Api<Deployment> =
             kube::Api::namespaced(api.client.clone(), "kube-system");
         let available = retry_until(self.deadline, Duration::from_secs(1), || async {
-            let d = deployments.get("coredns").await?;
+            let d = deployments.get(name).await?;
             if let Err(e) = rolled_out(&d) {
-                let pods = api.pod_states("kube-system", "k8s-app=kube-dns").await?;
+                let states = api.pod_states("kube-system", pods).await?;
                 bail!(
-                    "Deployment kube-system/coredns: {e}; its pods: {}; \
-                     `kubectl -n kube-system logs -l k8s-app=kube-dns` shows why",
-                    pods.join(", ")
+                    "Deployment kube-system/{name}: {e}; its pods: {}; \
+                     `kubectl -n kube-system logs -l {pods}` shows why",
+                    states.join(", ")
                 );
             }
             Ok(())
         });
-        self.wait_for(host, None, "CoreDNS Deployment Available", available)
-            .await?;
+        let what = format!("Deployment kube-system/{name} Available");
+        self.wait_for(host, None, &what, available).await
+    }
+
+    /// The cluster DNS Service answers a lookup of the `kubernetes` Service with its address,
+    /// asked from a worker (through kube-proxy's rules).
+    async fn cluster_dns_answers(&self) -> Result<()> {
         let worker = &self
             .inp
             .cluster
