@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use super::stage::Stage;
 use super::Reporter;
 use crate::inventory::Cluster;
 use crate::plan;
@@ -17,6 +18,7 @@ use crate::transport::{self, Connection};
 /// [`plan::identity::Mismatch`] naming each host and identity that differs.
 pub async fn open(cluster: &Cluster, rep: &Reporter) -> Result<BTreeMap<String, Connection>> {
     let conns = connect(cluster, rep).await?;
+    Stage::Identity.start(rep);
     let known = crate::pki::identity::known(&cluster.state_dir)?;
     let probe = plan::identity::probe();
     let hosts: Vec<(String, plan::identity::HostIdentity)> = stream::iter(&conns)
@@ -47,7 +49,7 @@ pub async fn open(cluster: &Cluster, rep: &Reporter) -> Result<BTreeMap<String, 
 
 /// One SSH connection per host, all of them or an error naming each host that failed.
 pub async fn connect(cluster: &Cluster, rep: &Reporter) -> Result<BTreeMap<String, Connection>> {
-    rep.phase("connect");
+    Stage::Connect.start(rep);
     let results: Vec<(String, Result<Connection, transport::Error>, Duration)> =
         stream::iter(&cluster.hosts)
             .map(|h| async move {

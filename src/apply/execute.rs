@@ -83,7 +83,7 @@ pub async fn execute<R: Remote, H: Health>(
         if actions.is_empty() && imports.is_empty() && !phase.always_after_change() {
             continue;
         }
-        rep.phase(phase.name());
+        rep.header(phase.name());
         // First starts go together (etcd members need each other for a quorum). Restarts roll:
         // one host at a time behind the phase's gate, so the rest of the cluster keeps serving;
         // etcd also checks that every member is healthy before each member goes down. When the

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::remote::Remote;
+use super::stage::Stage;
 use super::Reporter;
 use crate::layout::{FOLLOW_UP, RELEASES_DIR, SYSCTL_FILE};
 use crate::plan::{self, DesiredHost, FileAction, FileChange, HostPlan, Plan, Source};
@@ -20,7 +21,7 @@ pub async fn write<R: Remote>(
     parallel: usize,
     rep: &Reporter,
 ) -> Result<usize> {
-    rep.phase("files");
+    Stage::Files.start(rep);
     let written: Vec<usize> = stream::iter(&p.hosts)
         .filter(|h| {
             std::future::ready(

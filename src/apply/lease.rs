@@ -128,6 +128,7 @@ pub async fn take(
     break_lease: bool,
     rep: &super::Reporter,
 ) -> Result<Lease> {
+    super::stage::Stage::Lease.start(rep);
     let mut token = [0u8; 8];
     getrandom::fill(&mut token).context("reading the system's random source")?;
     let me = Holder {

@@ -24,6 +24,7 @@ pub mod rollout;
 pub mod rotate_ca;
 mod session;
 pub mod snapshot;
+mod stage;
 pub mod status;
 mod survey;
 pub mod workflow;

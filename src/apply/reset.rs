@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::remote::Remote;
+use super::stage::Stage;
 use super::Reporter;
 use crate::layout::INSTALLED;
 use crate::plan::installed::{Installed, Reset};
@@ -60,7 +61,7 @@ pub async fn reset<R: Remote>(
     parallel: usize,
     rep: &Reporter,
 ) -> Result<()> {
-    rep.phase("reset");
+    Stage::Reset.start(rep);
     let mut failures = Vec::new();
     for round in [false, true] {
         let results: Vec<Result<()>> = stream::iter(plans)

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use super::execute;
 use super::gates::Gates;
 use super::snapshot::Metadata;
+use super::stage::Stage;
 use super::{Inputs, Outcome, Reporter};
 use crate::component::{Phase, Unit};
 use crate::layout::BACKUPS;
@@ -47,7 +48,7 @@ pub async fn restore(
     let on_host = format!("{BACKUPS}/restore-{stamp}.db");
     let members: Vec<&crate::inventory::Host> = c.etcd_hosts().collect();
 
-    rep.phase("copy the snapshot");
+    Stage::CopySnapshot.start(rep);
     for h in &members {
         conns[&h.name]
             .upload_with_progress(
@@ -61,7 +62,7 @@ pub async fn restore(
             .with_context(|| format!("{}: copying the snapshot", h.name))?;
     }
 
-    rep.phase("stop the control plane and etcd");
+    Stage::StopControlPlane.start(rep);
     let control_plane = [
         Unit::KubeApiserver,
         Unit::KubeControllerManager,
@@ -90,7 +91,7 @@ pub async fn restore(
              and run the same restore again"
         ))
     };
-    rep.phase("restore every member");
+    Stage::RestoreMembers.start(rep);
     // A new cluster token: members of the old cluster cannot join the restored one by mistake.
     let token = format!("{}-etcd-restore-{stamp}", c.name);
     let initial_cluster = c.etcd_initial_cluster();

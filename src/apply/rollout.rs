@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use super::stage::Stage;
 use super::{Inputs, Reporter};
 use crate::component::Unit;
 use crate::pki;
@@ -31,6 +32,7 @@ pub async fn roll_out(
 ) -> Result<Option<super::Outcome>> {
     let conns = super::open(inp.cluster, rep).await?;
     let survey = super::survey(inp, conns, false, rep).await?;
+    Stage::Plan.start(rep);
     let plan = super::make_plan(&survey);
     let restarts_etcd = plan.hosts.iter().any(|h| h.unit(Unit::Etcd).is_some());
     eprint!("{}", crate::plan::text(&plan));
@@ -75,12 +77,14 @@ async fn roll_out_leased(
         }
     }
     let c = inp.cluster;
+    Stage::Backup.start(rep);
     let backup = pki::backup(&c.state_dir, c.keep_backups)?;
     eprintln!(
         "backed up the state directory's PKI and secrets to {}",
         backup.display()
     );
     if restarts_etcd {
+        Stage::EtcdSnapshot.start(rep);
         match super::snapshot::take_on_host(c, &survey.conns).await {
             Ok(msg) => eprintln!("{msg}"),
             Err(e) if expired || opts.force => {
@@ -89,6 +93,7 @@ async fn roll_out_leased(
             Err(e) => return Err(e.context("taking an etcd snapshot before restarting etcd")),
         }
     }
+    Stage::SaveState.start(rep);
     save()?;
     let walk = super::workflow::Options::with_gate_deadline(opts.gate_timeout);
     let outcome = super::execute(inp, survey, plan, rep, &walk)

@@ -69,6 +69,7 @@ pub fn run(
             return Ok(());
         }
         None => {
+            super::stage::Stage::Backup.start(rep);
             let backup = pki::backup(&c.state_dir, c.keep_backups)?;
             eprintln!(
                 "backed up the state directory's PKI and secrets to {}",
@@ -96,6 +97,7 @@ pub fn run(
             }
         }
         rep.note(&format!("stage {stage} of 3: {}", stage.description()));
+        super::stage::Stage::Pki.start(rep);
         let (mut p, _) = pki::ensure(c)?;
         let mut ids = Vec::new();
         if stage == Stage::NewSigns {
@@ -108,6 +110,7 @@ pub fn run(
             }
             p.reissue(c, &ids)?;
         }
+        super::stage::Stage::Render.start(rep);
         let rendered = crate::render::render(c, &p)?;
         let inputs = Inputs {
             cluster: c,

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::remote::Remote;
+use super::stage::Stage;
 use super::{Inputs, Reporter};
 use crate::plan::{self, DesiredHost, Facts, Plan};
 
@@ -41,7 +42,7 @@ pub async fn survey_for<R: Remote>(
 ) -> Result<Survey<R>> {
     let parallel = inp.cluster.ssh.parallelism as usize;
 
-    rep.phase("gather facts");
+    Stage::Survey.start(rep);
     let facts: Vec<Facts> = stream::iter(&desired)
         .map(|d| {
             let conn = &conns[&d.host];

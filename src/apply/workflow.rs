@@ -1,40 +1,9 @@
-//! What runs, in what order. A newcomer's answer to "what does `apply` do?":
-//!
-//! Every command that talks to hosts runs in a [`Session`](super::Session): the state
-//! directory's lock, the runtime and the output; those that change hosts hold the cluster's
-//! [`lease`](super::lease) around the work ([`under_lease`](super::under_lease)).
-//!
-//! `plan` and `apply`: [`open`](super::open) (every host belongs to this cluster), the lease
-//! (apply), the PKI and the render, then [`converge`]: [`survey`](super::survey) (facts,
-//! preflight), the plan with the hosts leaving and the etcd members joining; for apply then
-//! the version-skew check, the members record, the upgrade's preparation (the versions it
-//! starts from recorded, etcd snapshotted), [`remove_hosts`], [`execute`] (the files of every
-//! host, then [`PHASES`] in order, each unit action behind its phase's gate), and the versions
-//! no longer needed pruned.
-//!
-//! `certs regenerate` and `certs rotate-ca`: the same survey and plan, then
-//! [`rollout`](super::rollout): [`check_health`], a backup of the state directory, an etcd
-//! snapshot when etcd restarts, the new state saved, then [`execute`].
-//!
-//! `status`: [`status::collect`](super::status::collect), which only reads: every host (an
-//! unreachable one is a finding), its facts and versions, etcd, the API server, the Nodes, the
-//! state directory's certificates, and the plan's size.
-//!
-//! `etcd snapshot`: [`open`](super::open), then [`snapshot::take`](super::snapshot::take).
-//! `etcd restore`: [`open`](super::open), the lease, then
-//! [`restore::restore`](super::restore::restore): copy, stop, restore each member, and
-//! [`execute`] of etcd, the API servers and the controllers.
-//!
-//! `rollback`: [`open`](super::open), the lease (unless a dry run), then [`rollback`]: the
-//! survey towards the versions the state directory recorded before the last upgrade, refused
-//! when a host lacks one, then [`roll_back`]: the [`ROLLBACK_PHASES`], workers first.
-//!
-//! `apply --remove NAME`: before the plan's execution, [`remove_hosts`]: etcd's quorum without
-//! them, drain, Node deleted, etcd member removed, reset.
-//!
-//! `reset`: [`open`](super::open) of the chosen hosts and the lease hosts,
-//! [`reset::survey`](super::reset::survey) (each host's record of what was installed), the
-//! lease, then [`reset::reset`](super::reset::reset): the other hosts, then the lease hosts.
+//! What runs, in what order, for every command that talks to hosts: each command's
+//! [`Stage`]s as a list below, announced in the output (`==> NAME`) as they start. Each runs in
+//! a [`Session`](super::Session) (the state directory's lock, the runtime and the output);
+//! those that change hosts hold the cluster's [`lease`](super::lease) around the work
+//! ([`under_lease`](super::under_lease)). [`Stage::Execute`] is the engine's own list: the
+//! files of every host, then [`PHASES`] in order, each unit action behind its phase's gate.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -43,6 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use super::execute::{self as engine};
 use super::gates::Gates;
+pub use super::stage::Stage;
 use super::{Inputs, Outcome, Reporter, Survey};
 use crate::component::{Phase, Release};
 use crate::inventory::Cluster;
@@ -50,6 +20,112 @@ use crate::members::Members;
 use crate::plan::upgrade::record_history;
 use crate::plan::Plan;
 use crate::transport::Connection;
+
+/// `plan`.
+pub const PLAN: &[Stage] = &[
+    Stage::Connect,
+    Stage::Identity,
+    Stage::Pki,
+    Stage::Render,
+    Stage::Survey,
+    Stage::Plan,
+];
+/// `apply`: [`converge`]; a stage with nothing to do (no removal, no version change) is
+/// passed over.
+pub const APPLY: &[Stage] = &[
+    Stage::Connect,
+    Stage::Identity,
+    Stage::Lease,
+    Stage::Pki,
+    Stage::Render,
+    Stage::Survey,
+    Stage::Plan,
+    Stage::SkewCheck,
+    Stage::Members,
+    Stage::UpgradePreparation,
+    Stage::RemoveHosts,
+    Stage::Files,
+    Stage::Phases,
+    Stage::PruneVersions,
+];
+/// `rollback`: [`rollback`] (no lease and no execution in a dry run).
+pub const ROLLBACK: &[Stage] = &[
+    Stage::Pki,
+    Stage::Render,
+    Stage::Connect,
+    Stage::Identity,
+    Stage::Lease,
+    Stage::Survey,
+    Stage::Plan,
+    Stage::Files,
+    Stage::Phases,
+];
+/// `certs check`.
+pub const CERTS_CHECK: &[Stage] = &[
+    Stage::Pki,
+    Stage::Render,
+    Stage::Connect,
+    Stage::ReadCertificates,
+];
+/// `certs regenerate`: [`rollout`](super::rollout) after the reissue.
+pub const CERTS_REGENERATE: &[Stage] = &[
+    Stage::Pki,
+    Stage::Render,
+    Stage::Connect,
+    Stage::Identity,
+    Stage::Survey,
+    Stage::Plan,
+    Stage::Lease,
+    Stage::HealthCheck,
+    Stage::Backup,
+    Stage::EtcdSnapshot,
+    Stage::SaveState,
+    Stage::Files,
+    Stage::Phases,
+];
+/// `certs rotate-ca`: the state directory backed up when a rotation starts; then, for each of
+/// the rotation's three stages (recorded when done), the stages from `Pki` on.
+pub const CERTS_ROTATE_CA: &[Stage] = &[
+    Stage::Backup,
+    Stage::Pki,
+    Stage::Render,
+    Stage::Connect,
+    Stage::Identity,
+    Stage::Survey,
+    Stage::Plan,
+    Stage::Lease,
+    Stage::HealthCheck,
+    Stage::Backup,
+    Stage::EtcdSnapshot,
+    Stage::SaveState,
+    Stage::Files,
+    Stage::Phases,
+];
+/// `etcd snapshot`.
+pub const ETCD_SNAPSHOT: &[Stage] = &[Stage::Connect, Stage::Identity, Stage::EtcdSnapshot];
+/// `etcd restore`: [`restore`](super::restore::restore).
+pub const ETCD_RESTORE: &[Stage] = &[
+    Stage::Pki,
+    Stage::Render,
+    Stage::Connect,
+    Stage::Identity,
+    Stage::Lease,
+    Stage::CopySnapshot,
+    Stage::StopControlPlane,
+    Stage::RestoreMembers,
+    Stage::Files,
+    Stage::Phases,
+];
+/// `reset`: the chosen hosts and the lease hosts; the lease hosts are reset last.
+pub const RESET: &[Stage] = &[
+    Stage::Connect,
+    Stage::Identity,
+    Stage::ReadRecords,
+    Stage::Lease,
+    Stage::Reset,
+];
+/// `state recover`.
+pub const STATE_RECOVER: &[Stage] = &[Stage::Connect, Stage::ReadKeys];
 
 /// The phases of a rollout, in order: a later phase's units depend on the earlier ones'.
 pub const PHASES: [Phase; 10] = [
@@ -126,10 +202,12 @@ pub async fn converge(
 ) -> Result<Converged> {
     let c = inp.cluster;
     let survey = super::survey(inp, conns, rehash, rep).await?;
+    Stage::Plan.start(rep);
     let plan = super::make_plan(&survey).with_members(leaving, &members.new_etcd_members(c));
     let Some(walk) = walk else {
         return Ok(Converged::Planned(plan));
     };
+    Stage::SkewCheck.start(rep);
     if !plan.refused.is_empty() {
         rep.plan(&plan);
         bail!(
@@ -139,6 +217,7 @@ pub async fn converge(
         );
     }
     // Every host is recorded before anything touches it.
+    Stage::Members.start(rep);
     let record = members.with(c);
     if record != *members {
         crate::members::save(&c.state_dir, &record)?;
@@ -149,6 +228,7 @@ pub async fn converge(
     }
     rep.plan(&plan);
     if !plan.versions.is_empty() {
+        Stage::UpgradePreparation.start(rep);
         prepare_upgrade(inp, &survey, &plan).await?;
     }
     if !plan.removals.is_empty() {
@@ -159,6 +239,7 @@ pub async fn converge(
     }
     let outcome = execute(inp, &survey, &plan, rep, walk).await?;
     if !plan.versions.is_empty() {
+        Stage::PruneVersions.start(rep);
         let history = crate::history::load(&c.state_dir)?;
         super::files::prune_versions(&survey.conns, &survey.desired, &history, rep).await?;
     }
@@ -218,8 +299,9 @@ pub async fn rollback(
     rep: &Reporter,
 ) -> Result<RolledBack> {
     let survey = super::survey_for(inp, desired, conns, false, rep).await?;
-    let mut plan = super::make_plan(&survey);
     super::survey::missing_versions(&survey).await?;
+    Stage::Plan.start(rep);
+    let mut plan = super::make_plan(&survey);
     // The versions come from the record of an upgrade that passed the skew checks the
     // other way; going back one minor to them is what rollback is for.
     plan.refused.clear();
@@ -281,7 +363,7 @@ pub async fn remove_hosts(
 ) -> Result<()> {
     let conns = super::open(leaving, rep).await?;
     let names: Vec<&str> = leaving.hosts.iter().map(|h| h.name.as_str()).collect();
-    rep.phase("remove hosts");
+    Stage::RemoveHosts.start(rep);
     let gates = Gates {
         inp,
         deadline: opts.gate_deadline,
@@ -322,6 +404,6 @@ pub async fn check_health(
         conns: &s.conns,
         rep,
     };
-    rep.phase("health check");
+    Stage::HealthCheck.start(rep);
     engine::check(&s.desired, &PHASES, &gates).await
 }

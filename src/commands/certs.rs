@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{emit, existing_pki, load, now, SUCCESS};
+use crate::apply::workflow::Stage;
 use crate::apply::{Format, Session};
 use crate::cli::{Output, RolloutArgs};
 use crate::{pki, render};
@@ -54,13 +55,17 @@ pub(super) fn certs_check(
     use crate::certs::check;
     let l = load(path)?;
     let session = Session::start(&l.cluster.state_dir, Format::Text)?;
+    let rep = &session.rep;
+    Stage::Pki.start(rep);
     let (listed, pki) = existing_pki(&l)?;
+    Stage::Render.start(rep);
     let rendered = render::render(&l.cluster, &pki)?;
     let expected = check::expected(&rendered, &pki);
     let now = now();
     let mut rows = check::state_rows(&listed, now, warn_days);
     let host_rows = session.block_on(async {
-        let conns = crate::apply::connect(&l.cluster, &session.rep).await?;
+        let conns = crate::apply::connect(&l.cluster, rep).await?;
+        Stage::ReadCertificates.start(rep);
         let mut out = Vec::new();
         for (host, list) in &expected {
             let o = conns[host]
@@ -130,6 +135,8 @@ pub(super) fn certs_regenerate(
     let (opts, format) = rollout(args);
     let session = Session::start(&l.cluster.state_dir, format)?;
     let bundle = crate::bundle::cluster::open_for(&mut l.cluster, path)?;
+    let rep = &session.rep;
+    Stage::Pki.start(rep);
     let (listed, mut pki) = existing_pki(&l)?;
     let c = &l.cluster;
     let ids = regenerate::select(c, &listed, sel, 30, now())?;
@@ -146,6 +153,7 @@ pub(super) fn certs_regenerate(
     );
     let expired = regenerate::any_expired(&listed, &ids, now());
     pki.reissue(c, &ids)?;
+    Stage::Render.start(rep);
     let rendered = render::render(c, &pki)?;
     let inputs = crate::apply::Inputs {
         cluster: c,
@@ -156,12 +164,7 @@ pub(super) fn certs_regenerate(
     let what = format!("replace {} certificate(s)", ids.len());
     let save = || pki::save_leaves(c, &pki, &ids);
     let outcome = session.block_on(crate::apply::rollout::roll_out(
-        &inputs,
-        &what,
-        expired,
-        &opts,
-        &session.rep,
-        save,
+        &inputs, &what, expired, &opts, rep, save,
     ))?;
     if let Some(outcome) = outcome {
         match args.output {

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::{emit, ensure_pki, load, SUCCESS};
-use crate::apply::workflow::{self, Converged};
+use crate::apply::workflow::{self, Converged, Stage};
 use crate::apply::{lease, under_lease, Format, Inputs, Session};
 use crate::cli::Output;
 use crate::render;
@@ -48,7 +48,9 @@ pub(super) fn converge(
             None => None,
         };
         under_lease(held, async {
+            Stage::Pki.start(rep);
             let pki = ensure_pki(&l, path)?;
+            Stage::Render.start(rep);
             let rendered = render::render(c, &pki)?;
             let inputs = Inputs {
                 cluster: c,

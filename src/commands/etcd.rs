@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::{confirm, existing_pki, load, SUCCESS};
+use crate::apply::workflow::Stage;
 use crate::apply::{lease, restore, snapshot, under_lease, Format, Session};
 use crate::pki;
 
@@ -24,7 +25,7 @@ pub(super) fn snapshot(path: &Path, out: Option<&Path>, keep: Option<u32>) -> Re
     let rep = &session.rep;
     let meta = session.block_on(async {
         let conns = crate::apply::open(c, rep).await?;
-        rep.phase("etcd snapshot");
+        Stage::EtcdSnapshot.start(rep);
         snapshot::take(c, &conns, &to).await
     })?;
     println!(
@@ -78,8 +79,11 @@ pub(super) fn restore(path: &Path, snapshot: &Path, yes: bool, gate_timeout: u64
         )?;
     }
     let bundle = crate::bundle::cluster::open_for(&mut l.cluster, path)?;
+    let rep = &session.rep;
+    Stage::Pki.start(rep);
     let (_, pki) = existing_pki(&l)?;
     let c = &l.cluster;
+    Stage::Render.start(rep);
     let rendered = crate::render::render(c, &pki)?;
     let inputs = crate::apply::Inputs {
         cluster: c,
@@ -87,7 +91,7 @@ pub(super) fn restore(path: &Path, snapshot: &Path, yes: bool, gate_timeout: u64
         pki: &pki,
         bundle: &bundle,
     };
-    let rep = &session.rep;
+
     let deadline = std::time::Duration::from_secs(gate_timeout);
     session.block_on(async {
         let conns = crate::apply::open(c, rep).await?;

@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 
 use super::{confirm, load, SUCCESS};
 use crate::apply::reset::{self, HostReset};
+use crate::apply::workflow::Stage;
 use crate::apply::{lease, under_lease, Format, Session};
 use crate::inventory::Cluster;
 
@@ -27,6 +28,7 @@ pub(super) fn reset(path: &Path, hosts: &[String], keep_images: bool, yes: bool)
         let conns = crate::apply::open(&scope, rep).await?;
         let mut chosen_conns = conns.clone();
         chosen_conns.retain(|h, _| chosen.contains(h));
+        Stage::ReadRecords.start(rep);
         let plans = reset::survey(&chosen_conns, keep_images, parallel).await?;
         let summary = summary(&plans, keep_images);
         if plans.iter().all(|p| p.reset.is_none()) {

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::{ensure_pki, load, SUCCESS};
-use crate::apply::workflow::{self, RolledBack};
+use crate::apply::workflow::{self, RolledBack, Stage};
 use crate::apply::{lease, under_lease, Format, Inputs, Session};
 use crate::cli::Output;
 use crate::history;
@@ -47,7 +47,10 @@ pub(super) fn rollback(path: &Path, output: Output, opts: &Options) -> Result<u8
         );
         return Ok(SUCCESS);
     }
+    let rep = &session.rep;
+    Stage::Pki.start(rep);
     let pki = ensure_pki(&l, path)?;
+    Stage::Render.start(rep);
     let rendered = crate::render::render(c, &pki)?;
     let inputs = Inputs {
         cluster: c,
@@ -56,7 +59,6 @@ pub(super) fn rollback(path: &Path, output: Output, opts: &Options) -> Result<u8
         bundle: &bundle,
     };
     let desired = retarget(crate::plan::desired(&rendered, &bundle)?, &back);
-    let rep = &session.rep;
     let done = session.block_on(async {
         let conns = crate::apply::open(c, rep).await?;
         let held = match opts.dry_run {

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{load, SUCCESS};
+use crate::apply::workflow::Stage;
 use crate::apply::{Format, Session};
 use crate::{pki, render};
 
@@ -42,7 +43,7 @@ pub(super) fn state_recover(path: &Path) -> Result<u8> {
     let rep = &session.rep;
     let files = session.block_on(async {
         let conns = crate::apply::connect(c, rep).await?;
-        rep.phase("read keys and certificates");
+        Stage::ReadKeys.start(rep);
         let mut files = recover::HostFiles::new();
         for (host, paths) in &wanted {
             let conn = &conns[host];

@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use provisioner::apply::workflow::{self, Stage};
+
 use crate::common::{self, bundle, host, text};
 use crate::machines::Machines;
 
@@ -82,6 +84,7 @@ impl Cluster {
     pub fn plan(&self) -> Value {
         let o = self.ws.run(&["plan", "--output", "json"]);
         assert!(o.status.success(), "plan failed:\n{}", text(&o.stderr));
+        announced_in_order(&text(&o.stderr), workflow::PLAN);
         serde_json::from_slice(&o.stdout).unwrap()
     }
 
@@ -365,4 +368,21 @@ pub fn no_op(c: &Cluster) {
         (Some(0), Some(0), Some(0)),
         "{again}"
     );
+}
+
+/// The stages a command announced (`==> NAME` on stderr) are stages of its list in
+/// workflow.rs, in the list's order: the list says what the command runs.
+pub fn announced_in_order(stderr: &str, list: &[Stage]) {
+    let announced: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("==> "))
+        .collect();
+    assert!(!announced.is_empty(), "no stage announced:\n{stderr}");
+    let mut at = 0;
+    for name in announced {
+        match list[at..].iter().position(|s| s.name() == name) {
+            Some(i) => at += i,
+            None => panic!("stage `{name}` is not next in {list:?}:\n{stderr}"),
+        }
+    }
 }

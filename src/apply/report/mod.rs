@@ -83,12 +83,13 @@ impl Reporter {
         }
     }
 
-    pub fn phase(&self, phase: &str) {
+    /// `==> NAME`: a stage (see [`Stage`](super::workflow::Stage)) or a phase begins.
+    pub(super) fn header(&self, name: &str) {
         if self.format == Format::Text {
             if let View::Live(live) = &self.view {
                 live.clear();
             }
-            self.print(&format!("==> {phase}"));
+            self.print(&format!("==> {name}"));
         }
     }
 
@@ -202,7 +203,7 @@ mod tests {
         let out = Captured::default();
         let rep = Reporter::with_writer(Format::Text, Box::new(out.clone()));
         rep.note("NOTE: a note");
-        rep.phase("connect");
+        rep.header("connect");
         rep.start(Some("cp-1"), "ssh");
         rep.step(
             "connect",
@@ -212,7 +213,7 @@ mod tests {
             "ok",
             None,
         );
-        rep.phase("files");
+        rep.header("files");
         rep.start(Some("w-1"), "3 file(s), 1 dir(s)");
         rep.progress(Some("w-1"), "/usr/local/bin/kubelet", 10, 100);
         rep.step(
@@ -255,7 +256,7 @@ mod tests {
         let out = Captured::default();
         let rep = Reporter::with_writer(Format::Json, Box::new(out.clone()));
         rep.note("NOTE");
-        rep.phase("connect");
+        rep.header("connect");
         rep.start(Some("cp-1"), "ssh");
         rep.progress(Some("cp-1"), "x", 1, 2);
         assert_eq!(out.text(), "");
