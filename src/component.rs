@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::layout::{
-    ETCD_CLIENT_PORT, ETCD_METRICS_PORT, ETCD_PEER_PORT, IMAGE_STORE, RELEASES_DIR,
+    ETCD_CLIENT_PORT, ETCD_METRICS_PORT, ETCD_PEER_PORT, IMAGE_STORE, RELEASES_DIR, UNIT_DIR,
 };
 
 /// A systemd unit provisioner installs and manages.
@@ -206,7 +206,7 @@ impl Unit {
 
     /// Where its unit file is installed.
     pub fn unit_file(self) -> String {
-        format!("/etc/systemd/system/{}", self.file_name())
+        format!("{UNIT_DIR}/{}", self.file_name())
     }
 
     pub fn from_name(name: &str) -> Option<Unit> {

@@ -14,6 +14,13 @@ pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
 /// link and restarting, and the previous version is still there to switch back to.
 pub const RELEASES_DIR: &str = "/usr/local/lib/provisioner";
 
+// ---- services
+
+/// Where the unit files provisioner installs go.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// etcd's data directory, owned by the etcd user, 0700.
+pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
+
 // ---- ports
 
 /// etcd's client port on every member (the API servers, etcdctl, the gates).

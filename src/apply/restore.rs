@@ -13,13 +13,11 @@ use super::snapshot::Metadata;
 use super::stage::Stage;
 use super::{Inputs, Outcome, Reporter};
 use crate::component::{Phase, Unit};
-use crate::layout::BACKUPS;
+use crate::layout::{BACKUPS, ETCD_DATA_DIR};
 use crate::plan::installed;
 use crate::plan::{HostPlan, Plan, UnitAction, UnitChange};
 use crate::shell;
 use crate::transport::{self, Connection};
-
-const DATA_DIR: &str = "/var/lib/etcd";
 
 /// The phases started again after the restore, in order.
 const RESTART: [Phase; 3] = [Phase::Etcd, Phase::ApiServer, Phase::Controllers];
@@ -82,8 +80,8 @@ pub async fn restore(
             .with_context(|| format!("{}: stopping etcd", h.name))?;
     }
 
-    let staging = format!("{DATA_DIR}.restore-{stamp}");
-    let aside = format!("{DATA_DIR}.before-restore-{stamp}");
+    let staging = format!("{ETCD_DATA_DIR}.restore-{stamp}");
+    let aside = format!("{ETCD_DATA_DIR}.before-restore-{stamp}");
     let stopped = |e: anyhow::Error| {
         e.context(format!(
             "the restore did not finish and the control plane may be down; a member already \
@@ -106,7 +104,7 @@ pub async fn restore(
             initial_cluster: &initial_cluster,
             token: &token,
             peer_url: &peer_url,
-            data_dir: DATA_DIR,
+            data_dir: ETCD_DATA_DIR,
             staging: &staging,
             aside: &aside,
         }))

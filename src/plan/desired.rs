@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use crate::bundle::Bundle;
 use crate::component::{release_path, Unit};
 use crate::digest::sha256_hex;
-use crate::layout::{BIN_DIR, CNI_BIN_DIR, IMAGE_DIR, RELEASES_DIR};
+use crate::layout::{BIN_DIR, CNI_BIN_DIR, IMAGE_DIR, RELEASES_DIR, UNIT_DIR};
 use crate::render::{HostFiles, Rendered};
 
 #[derive(Debug, Clone)]
@@ -140,7 +140,7 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
             });
         }
     }
-    for d in [BIN_DIR, CNI_BIN_DIR, "/etc/systemd/system", IMAGE_DIR] {
+    for d in [BIN_DIR, CNI_BIN_DIR, UNIT_DIR, IMAGE_DIR] {
         let mut used = items
             .iter()
             .map(|i| &i.path)

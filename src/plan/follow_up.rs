@@ -39,7 +39,10 @@ impl FollowUp {
                 .map(|c| c.path.as_str())
         };
         FollowUp {
-            daemon_reload: written().any(|p| p.starts_with("/etc/systemd/system/")),
+            daemon_reload: written().any(|p| {
+                p.strip_prefix(crate::layout::UNIT_DIR)
+                    .is_some_and(|rest| rest.starts_with('/'))
+            }),
             sysusers: written()
                 .filter(|p| p.starts_with(SYSUSERS_DIR))
                 .map(str::to_string)

@@ -14,8 +14,8 @@ use crate::component::{
 use crate::inventory::version;
 use crate::inventory::{Cluster, Host, Registry, NODE_LOCAL_API_PORT};
 use crate::layout::{
-    BACKUPS, BIN_DIR, CNI_BIN_DIR, KUBELET_KUBECONFIG, MODULES_FILE, REGISTRY_HOSTS_DIR,
-    SYSCTL_FILE, SYSUSERS_DIR,
+    BACKUPS, BIN_DIR, CNI_BIN_DIR, ETCD_DATA_DIR, KUBELET_KUBECONFIG, MODULES_FILE,
+    REGISTRY_HOSTS_DIR, SYSCTL_FILE, SYSUSERS_DIR, UNIT_DIR,
 };
 use crate::pki::identity::host_path::{self, PKI};
 use crate::pki::{Ca, Cert, Pki};
@@ -31,7 +31,7 @@ pub(super) fn etcd_member(
     use Unit::*;
     let etcd_ca = pki.ca(Ca::Etcd).cert.as_str();
     b.dir(&format!("{PKI}/etcd"), 0o755);
-    b.dir("/var/lib/etcd", 0o700);
+    b.dir(ETCD_DATA_DIR, 0o700);
     b.binaries(BIN_DIR, ETCD_PROGRAMS);
     b.file(
         &host_path::ca_cert(Ca::Etcd),
@@ -98,7 +98,7 @@ pub(super) fn etcd_member(
         // The job and its script are read at each run: a change restarts nothing.
         b.template(script, SECRET, "etcd-snapshot.sh", &ctx, &[])?;
         b.template(
-            "/etc/systemd/system/etcd-snapshot.service",
+            &format!("{UNIT_DIR}/etcd-snapshot.service"),
             PUBLIC,
             "etcd-snapshot.service",
             &ctx,
