@@ -88,8 +88,30 @@ pub const WORKER_PROGRAMS: &[&str] = &[
 ];
 /// What the node-local API load balancer's hosts get in [`BIN_DIR`].
 pub const API_LB_PROGRAMS: &[&str] = &["caddy"];
-/// The CNI plugins workers get in [`CNI_BIN_DIR`]; each runs once per pod, restarting nothing.
-pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback", "portmap"];
+
+/// How pods on different hosts reach each other: each plugin a row, its files rendered by
+/// `render::network`, its gate the [`Phase::PodRoutes`] phase's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkPlugin {
+    /// A Linux bridge per worker for its pods, and host routes to every other worker's pod
+    /// range (every host on one L2 segment).
+    BridgeRoutes,
+}
+
+impl NetworkPlugin {
+    /// The one the inventory asks for.
+    pub fn of(_c: &crate::inventory::Cluster) -> NetworkPlugin {
+        NetworkPlugin::BridgeRoutes
+    }
+
+    /// The CNI plugins its workers get in [`CNI_BIN_DIR`]; each runs once per pod,
+    /// restarting nothing.
+    pub const fn cni_plugins(self) -> &'static [&'static str] {
+        match self {
+            NetworkPlugin::BridgeRoutes => &["bridge", "host-local", "loopback", "portmap"],
+        }
+    }
+}
 
 impl Unit {
     /// Every unit, in start order.
@@ -259,7 +281,8 @@ impl Release {
         }
     }
 
-    /// Its programs a bundle keeps in `bin/` (CNI plugins go in `cni/`, see [`CNI_PLUGINS`]).
+    /// Its programs a bundle keeps in `bin/` (CNI plugins go in `cni/`, see
+    /// [`NetworkPlugin::cni_plugins`]).
     pub const fn programs(self) -> &'static [&'static str] {
         match self {
             Release::Kubernetes => &[

@@ -3,6 +3,7 @@
 
 pub mod addons;
 mod context;
+mod network;
 mod roles;
 mod templates;
 mod write;
@@ -56,7 +57,7 @@ pub struct HostFiles {
     /// systemd units this host runs, in start order.
     pub units: Vec<Unit>,
     /// Files an earlier layout had on this host that one of `files` replaces: removed where
-    /// present (see [`RETIRED`]).
+    /// present (see [`network::RETIRED`]).
     pub retired: Vec<String>,
     /// Directories whose files are all provisioner's: a file there that is not one of `files`
     /// is removed.
@@ -165,16 +166,6 @@ impl HostBuilder<'_> {
     }
 }
 
-/// Files an earlier release of provisioner wrote, each with the file that replaces it. A host
-/// that gets the replacement has the old one removed: its readers would otherwise still find
-/// it (containerd loads the first CNI configuration by name, and `10-bridge.conf` sorts before
-/// `10-bridge.conflist`).
-pub const RETIRED: &[(&str, &str)] = &[(CNI_BRIDGE_CONF_V1, CNI_BRIDGE_CONF)];
-/// The pod network's CNI configuration: the bridge, then portmap for `hostPort`.
-const CNI_BRIDGE_CONF: &str = "/etc/cni/net.d/10-bridge.conflist";
-/// The bridge alone, before hostPort worked.
-const CNI_BRIDGE_CONF_V1: &str = "/etc/cni/net.d/10-bridge.conf";
-
 /// The TLS 1.2 cipher suites the Kubernetes components serve with: ECDHE key exchange and an
 /// AEAD cipher only (Go's defaults still accept CBC ones); TLS 1.3's are not configurable and
 /// all strong. The CIS Kubernetes Benchmark's list (1.2.29, 4.2.12).
@@ -230,10 +221,10 @@ fn host_files(
     if h.roles.worker {
         roles::worker(&mut b, c, pki, h, &common)?;
     }
-    roles::pod_routes(&mut b, c, h)?;
+    network::every_host(&mut b, c, h)?;
 
     let mut out = b.out;
-    out.retired = RETIRED
+    out.retired = network::RETIRED
         .iter()
         .filter(|(_, by)| out.files.iter().any(|f| f.path == *by))
         .map(|(old, _)| old.to_string())

@@ -1,15 +1,14 @@
-//! What each role puts on a host: an etcd member, a control-plane host, a worker, and the pod
-//! routes every host with other workers to reach gets.
+//! What each role puts on a host: an etcd member, a control-plane host, a worker (its pod
+//! network's part in `network`).
 
 use anyhow::Result;
 
 use super::context::*;
 use super::{
-    addons, kubeconfig, HostBuilder, CNI_BRIDGE_CONF, ETCD_BOOTSTRAP_ENV, PUBLIC, SECRET,
-    TLS_CIPHER_SUITES,
+    addons, kubeconfig, HostBuilder, ETCD_BOOTSTRAP_ENV, PUBLIC, SECRET, TLS_CIPHER_SUITES,
 };
 use crate::component::{
-    Unit, API_LB_PROGRAMS, CNI_PLUGINS, CONTROL_PLANE_PROGRAMS, ETCD_PROGRAMS, WORKER_PROGRAMS,
+    NetworkPlugin, Unit, API_LB_PROGRAMS, CONTROL_PLANE_PROGRAMS, ETCD_PROGRAMS, WORKER_PROGRAMS,
 };
 use crate::inventory::version;
 use crate::inventory::{Cluster, Host, Registry, NODE_LOCAL_API_PORT};
@@ -311,8 +310,6 @@ pub(super) fn worker(
         b.dir(dir, mode);
     }
     b.binaries(BIN_DIR, WORKER_PROGRAMS);
-    // CNI plugins and the files below them are read on demand, for each new pod.
-    b.binaries(CNI_BIN_DIR, CNI_PLUGINS);
     b.template(MODULES_FILE, PUBLIC, "modules-load.conf", common, &[])?;
     b.template(SYSCTL_FILE, PUBLIC, "sysctl.conf", common, &[])?;
     if !h.roles.control_plane {
@@ -388,14 +385,7 @@ pub(super) fn worker(
         &[Containerd],
     )?;
     registry_hosts(b, &c.registries)?;
-    b.template(CNI_BRIDGE_CONF, PUBLIC, "cni-bridge.conflist", &node, &[])?;
-    b.template(
-        "/etc/cni/net.d/99-loopback.conf",
-        PUBLIC,
-        "cni-loopback.conf",
-        &node,
-        &[],
-    )?;
+    super::network::worker(b, NetworkPlugin::of(c), &node)?;
     b.template(
         "/var/lib/kubelet/config.yaml",
         PUBLIC,
@@ -428,37 +418,6 @@ pub(super) fn worker(
     b.unit(KubeProxy, common)?;
     b.root_only(&Kubelet.unit_file());
     b.root_only("/var/lib/kubelet/config.yaml");
-    Ok(())
-}
-
-/// Routes to every other worker's pod range, on every host that has any.
-pub(super) fn pod_routes(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host) -> Result<()> {
-    use Unit::*;
-    let routes: Vec<Route> = c
-        .worker_hosts()
-        .filter(|w| w.name != h.name)
-        .map(|w| Route {
-            cidr: w
-                .pod_cidr
-                .expect("validation assigns every worker a pod range")
-                .to_string(),
-            via: w.internal_ip.to_string(),
-        })
-        .collect();
-    if !routes.is_empty() {
-        let ctx = super::context::PodRoutes {
-            routes,
-            pod_cidr: c.network.pod_cidr.to_string(),
-        };
-        b.template(
-            "/etc/kubernetes/pod-routes.sh",
-            PUBLIC,
-            "pod-routes.sh",
-            &ctx,
-            &[PodRoutes],
-        )?;
-        b.unit(PodRoutes, &ctx)?;
-    }
     Ok(())
 }
 
