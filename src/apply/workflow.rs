@@ -2,8 +2,9 @@
 //! [`Stage`]s as a list below, announced in the output (`==> NAME`) as they start. Each runs in
 //! a [`Session`](super::Session) (the state directory's lock, the runtime and the output);
 //! those that change hosts hold the cluster's [`lease`](super::lease) around the work
-//! ([`under_lease`](super::under_lease)). [`Stage::Execute`] is the engine's own list: the
-//! files of every host, then [`PHASES`] in order, each unit action behind its phase's gate.
+//! ([`under_lease`](super::under_lease)). [`Stage::Files`] and [`Stage::Phases`] are the
+//! engine's ([`execute`]): the files of every host, then [`PHASES`] in order, each unit action
+//! behind its phase's gate.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -361,9 +362,9 @@ pub async fn remove_hosts(
     rep: &Reporter,
     opts: &Options,
 ) -> Result<()> {
+    Stage::RemoveHosts.start(rep);
     let conns = super::open(leaving, rep).await?;
     let names: Vec<&str> = leaving.hosts.iter().map(|h| h.name.as_str()).collect();
-    Stage::RemoveHosts.start(rep);
     let gates = Gates {
         inp,
         deadline: opts.gate_deadline,

@@ -91,7 +91,6 @@ pub(super) fn restore(path: &Path, snapshot: &Path, yes: bool, gate_timeout: u64
         pki: &pki,
         bundle: &bundle,
     };
-
     let deadline = std::time::Duration::from_secs(gate_timeout);
     session.block_on(async {
         let conns = crate::apply::open(c, rep).await?;
