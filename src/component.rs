@@ -39,7 +39,7 @@ pub struct UnitProps {
     pub name: &'static str,
     pub kind: Kind,
     /// Bundle programs whose change restarts the unit (installed in [`BIN_DIR`]).
-    pub binaries: &'static [&'static str],
+    pub binaries: &'static [Program],
     /// Ports it listens on, checked free before its first start.
     pub ports: &'static [u16],
     /// The phase that starts it and gates it.
@@ -70,24 +70,111 @@ pub fn parse_release_path(target: &str) -> Option<(&str, &str)> {
 /// plugin directory), whether any is used or not.
 const FLEX_VOLUME_DIR: &str = "/usr/libexec/kubernetes";
 
+/// A program of the bundle installed in [`BIN_DIR`], named by type, with the release it
+/// comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Program {
+    KubeApiserver,
+    KubeControllerManager,
+    KubeScheduler,
+    Kubelet,
+    KubeProxy,
+    Kubectl,
+    Etcd,
+    Etcdctl,
+    Etcdutl,
+    Containerd,
+    ContainerdShimRuncV2,
+    Ctr,
+    Runc,
+    /// caddy with its layer4 app: the node-local API load balancer.
+    Caddy,
+}
+
+impl Program {
+    /// Every program, each release's in the order its bundle lists them.
+    pub const ALL: [Program; 14] = [
+        Program::KubeApiserver,
+        Program::KubeControllerManager,
+        Program::KubeScheduler,
+        Program::Kubelet,
+        Program::KubeProxy,
+        Program::Kubectl,
+        Program::Etcd,
+        Program::Etcdctl,
+        Program::Etcdutl,
+        Program::Containerd,
+        Program::ContainerdShimRuncV2,
+        Program::Ctr,
+        Program::Runc,
+        Program::Caddy,
+    ];
+
+    /// Its file name, in the bundle's `bin/` and on the hosts.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Program::KubeApiserver => "kube-apiserver",
+            Program::KubeControllerManager => "kube-controller-manager",
+            Program::KubeScheduler => "kube-scheduler",
+            Program::Kubelet => "kubelet",
+            Program::KubeProxy => "kube-proxy",
+            Program::Kubectl => "kubectl",
+            Program::Etcd => "etcd",
+            Program::Etcdctl => "etcdctl",
+            Program::Etcdutl => "etcdutl",
+            Program::Containerd => "containerd",
+            Program::ContainerdShimRuncV2 => "containerd-shim-runc-v2",
+            Program::Ctr => "ctr",
+            Program::Runc => "runc",
+            Program::Caddy => "caddy",
+        }
+    }
+
+    pub const fn release(self) -> Release {
+        use Program as P;
+        match self {
+            P::KubeApiserver
+            | P::KubeControllerManager
+            | P::KubeScheduler
+            | P::Kubelet
+            | P::KubeProxy
+            | P::Kubectl => Release::Kubernetes,
+            P::Etcd | P::Etcdctl | P::Etcdutl => Release::Etcd,
+            P::Containerd | P::ContainerdShimRuncV2 | P::Ctr => Release::Containerd,
+            P::Runc => Release::Runc,
+            P::Caddy => Release::Caddy,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Program> {
+        Program::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The bundle programs each role's hosts get in [`BIN_DIR`]: the units' own, and the tools
 /// an operator (and provisioner) use on the host.
-pub const ETCD_PROGRAMS: &[&str] = &["etcd", "etcdctl", "etcdutl"];
-pub const CONTROL_PLANE_PROGRAMS: &[&str] = &[
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
+pub const ETCD_PROGRAMS: &[Program] = &[Program::Etcd, Program::Etcdctl, Program::Etcdutl];
+pub const CONTROL_PLANE_PROGRAMS: &[Program] = &[
+    Program::KubeApiserver,
+    Program::KubeControllerManager,
+    Program::KubeScheduler,
 ];
-pub const WORKER_PROGRAMS: &[&str] = &[
-    "containerd",
-    "containerd-shim-runc-v2",
-    "ctr",
-    "runc",
-    "kubelet",
-    "kube-proxy",
+pub const WORKER_PROGRAMS: &[Program] = &[
+    Program::Containerd,
+    Program::ContainerdShimRuncV2,
+    Program::Ctr,
+    Program::Runc,
+    Program::Kubelet,
+    Program::KubeProxy,
 ];
 /// What the node-local API load balancer's hosts get in [`BIN_DIR`].
-pub const API_LB_PROGRAMS: &[&str] = &["caddy"];
+pub const API_LB_PROGRAMS: &[Program] = &[Program::Caddy];
 
 /// How pods on different hosts reach each other: each plugin a row, its files rendered by
 /// `render::network`, its gate the [`Phase::PodRoutes`] phase's.
@@ -130,31 +217,33 @@ impl Unit {
 
     pub const fn props(self) -> UnitProps {
         use Phase as P;
-        let (name, binaries, ports, phase, state): (_, &[&str], &[u16], _, &[&str]) = match self {
+        use Program as B;
+        let (name, binaries, ports, phase, state): (_, &[Program], &[u16], _, &[&str]) = match self
+        {
             Unit::Etcd => (
                 "etcd",
-                &["etcd"],
+                &[B::Etcd],
                 &[ETCD_CLIENT_PORT, ETCD_PEER_PORT, ETCD_METRICS_PORT],
                 P::Etcd,
                 &[],
             ),
             Unit::KubeApiserver => (
                 "kube-apiserver",
-                &["kube-apiserver"],
+                &[B::KubeApiserver],
                 &[6443],
                 P::ApiServer,
                 &[],
             ),
             Unit::KubeControllerManager => (
                 "kube-controller-manager",
-                &["kube-controller-manager"],
+                &[B::KubeControllerManager],
                 &[10257],
                 P::Controllers,
                 &[FLEX_VOLUME_DIR],
             ),
             Unit::KubeScheduler => (
                 "kube-scheduler",
-                &["kube-scheduler"],
+                &[B::KubeScheduler],
                 &[10259],
                 P::Controllers,
                 &[],
@@ -171,7 +260,7 @@ impl Unit {
             // /var/lib/cni; /opt/containerd and /run/nri are its opt and NRI plugins'.
             Unit::Containerd => (
                 "containerd",
-                &["containerd", "containerd-shim-runc-v2", "runc"],
+                &[B::Containerd, B::ContainerdShimRuncV2, B::Runc],
                 &[],
                 P::Containerd,
                 &[
@@ -184,14 +273,14 @@ impl Unit {
             ),
             Unit::Kubelet => (
                 "kubelet",
-                &["kubelet"],
+                &[B::Kubelet],
                 &[10248, 10250],
                 P::Workers,
                 &["/var/log/pods", "/var/log/containers", FLEX_VOLUME_DIR],
             ),
             Unit::KubeProxy => (
                 "kube-proxy",
-                &["kube-proxy"],
+                &[B::KubeProxy],
                 &[10249, 10256],
                 P::Workers,
                 &[],
@@ -281,31 +370,17 @@ impl Release {
         }
     }
 
-    /// Its programs a bundle keeps in `bin/` (CNI plugins go in `cni/`, see
-    /// [`NetworkPlugin::cni_plugins`]).
-    pub const fn programs(self) -> &'static [&'static str] {
-        match self {
-            Release::Kubernetes => &[
-                "kube-apiserver",
-                "kube-controller-manager",
-                "kube-scheduler",
-                "kubelet",
-                "kube-proxy",
-                "kubectl",
-            ],
-            Release::Etcd => ETCD_PROGRAMS,
-            Release::Containerd => &["containerd", "containerd-shim-runc-v2", "ctr"],
-            Release::Runc => &["runc"],
-            Release::CniPlugins => &[],
-            Release::Caddy => API_LB_PROGRAMS,
-        }
+    /// Its programs a bundle keeps in `bin/`, in the bundle's order (CNI plugins go in `cni/`,
+    /// see [`NetworkPlugin::cni_plugins`]).
+    pub fn programs(self) -> impl Iterator<Item = Program> {
+        Program::ALL
+            .into_iter()
+            .filter(move |p| p.release() == self)
     }
 
     /// The release a program in a bundle's `bin/` comes from.
     pub fn of_program(name: &str) -> Option<Release> {
-        Release::ALL
-            .into_iter()
-            .find(|r| r.programs().contains(&name))
+        Program::from_name(name).map(Program::release)
     }
 }
 
@@ -459,7 +534,7 @@ mod tests {
         ]
         .concat()
         {
-            assert!(Release::of_program(p).is_some(), "{p}");
+            assert!(Release::of_program(p.name()) == Some(p.release()), "{p}");
         }
         assert_eq!(Release::of_program("ctr"), Some(Release::Containerd));
         assert_eq!(Release::of_program("bridge"), None);
@@ -467,7 +542,7 @@ mod tests {
 
     #[test]
     fn every_unit_program_is_installed_on_its_role() {
-        let installed: Vec<&str> = [
+        let installed: Vec<Program> = [
             ETCD_PROGRAMS,
             CONTROL_PLANE_PROGRAMS,
             WORKER_PROGRAMS,

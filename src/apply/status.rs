@@ -305,7 +305,7 @@ async fn host_state<R: Remote>(
         let link = d
             .links
             .iter()
-            .find(|l| l.path.ends_with(&format!("/{program}")));
+            .find(|l| l.path.ends_with(&format!("/{}", program.name())));
         let now = link.and_then(|l| facts.links.get(&l.path));
         let version = match now.and_then(|t| crate::component::parse_release_path(t)) {
             Some((_, v)) => v.to_string(),

@@ -65,7 +65,6 @@ fn artifacts(r: &Request) -> Vec<Artifact> {
     );
     let mut out: Vec<Artifact> = Release::Kubernetes
         .programs()
-        .iter()
         .map(|b| {
             let url = format!("https://dl.k8s.io/release/v{k}/bin/linux/{a}/{b}");
             Artifact {
@@ -86,7 +85,6 @@ fn artifacts(r: &Request) -> Vec<Artifact> {
         checksum_url: format!("{gh}/etcd-io/etcd/releases/download/v{e}/SHA256SUMS"),
         take: Release::Etcd
             .programs()
-            .iter()
             .map(|b| (format!("{etcd_dir}/{b}"), b.to_string()))
             .collect(),
     });
@@ -100,7 +98,6 @@ fn artifacts(r: &Request) -> Vec<Artifact> {
         url: ctd,
         take: Release::Containerd
             .programs()
-            .iter()
             .map(|b| (format!("bin/{b}"), b.to_string()))
             .collect(),
     });

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::{DesiredHost, Facts};
-use crate::component::{parse_release_path, Release};
+use crate::component::{parse_release_path, Program, Release};
 use crate::history::History;
 use crate::inventory::version::Semver;
 
@@ -108,7 +108,7 @@ pub fn refusals(hosts: &[(&DesiredHost, &Facts)]) -> Vec<String> {
         }
         let what = format!("{}: {} {} → {}", c.host, c.program, c.from, c.to);
         if (to.major, to.minor) < (from.major, from.minor) {
-            let why = if kubernetes && NODE_PROGRAMS.contains(&c.program) {
+            let why = if kubernetes && on_nodes(c.program) {
                 "it would run newer than the API servers, which the version-skew policy forbids"
             } else if kubernetes {
                 "apply does not take a cluster down a minor; `provisioner rollback` returns \
@@ -165,7 +165,11 @@ pub fn kept_versions(d: &DesiredHost, history: &History) -> Vec<String> {
 }
 
 /// The Kubernetes programs of the nodes, which may never be newer than the API servers.
-const NODE_PROGRAMS: &[&str] = &["kubelet", "kube-proxy"];
+const NODE_PROGRAMS: &[Program] = &[Program::Kubelet, Program::KubeProxy];
+
+fn on_nodes(program: &str) -> bool {
+    Program::from_name(program).is_some_and(|p| NODE_PROGRAMS.contains(&p))
+}
 
 /// The bundle's kubelet or kube-proxy of a newer minor than its API server (a bundle put
 /// together by hand).
@@ -180,14 +184,14 @@ fn newer_than_api_servers(hosts: &[(&DesiredHost, &Facts)]) -> Vec<String> {
         })
     };
     let Some((_, api, api_semver)) = targets()
-        .filter(|(p, ..)| *p == "kube-apiserver")
+        .filter(|(p, ..)| *p == Program::KubeApiserver.name())
         .min_by_key(|(.., s)| *s)
     else {
         return Vec::new();
     };
     let mut out: Vec<String> = targets()
         .filter(|(p, _, s)| {
-            NODE_PROGRAMS.contains(p) && (s.major, s.minor) > (api_semver.major, api_semver.minor)
+            on_nodes(p) && (s.major, s.minor) > (api_semver.major, api_semver.minor)
         })
         .map(|(p, v, _)| {
             format!(

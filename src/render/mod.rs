@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::Serialize;
 
-use crate::component::Unit;
+use crate::component::{Program, Unit};
 use crate::inventory::{Cluster, Host};
 use crate::pki::{Ca, Cert, Pem, Pki};
 use context::*;
@@ -136,14 +136,19 @@ impl HostBuilder<'_> {
     }
 
     /// Bundle programs, each restarting the units the unit table says run it.
-    fn binaries(&mut self, dir: &str, names: &[&'static str]) {
+    /// Bundle programs, in [`BIN_DIR`](crate::layout::BIN_DIR).
+    fn programs(&mut self, list: &[Program]) {
+        self.binaries(crate::layout::BIN_DIR, list.iter().map(|p| p.name()));
+    }
+
+    fn binaries(&mut self, dir: &str, names: impl IntoIterator<Item = &'static str>) {
         for n in names {
             self.out.binaries.push(Binary {
                 name: n,
                 path: format!("{dir}/{n}"),
                 readers: Unit::ALL
                     .into_iter()
-                    .filter(|u| u.props().binaries.contains(n))
+                    .filter(|u| u.props().binaries.iter().any(|p| p.name() == n))
                     .collect(),
             });
         }

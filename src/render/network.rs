@@ -22,7 +22,7 @@ const CNI_BRIDGE_CONF_V1: &str = "/etc/cni/net.d/10-bridge.conf";
 /// A worker's part: the CNI plugins and their configuration (`node` carries its pod range).
 pub(super) fn worker(b: &mut HostBuilder<'_>, plugin: NetworkPlugin, node: &HostCtx) -> Result<()> {
     // CNI plugins and the files below them are read on demand, for each new pod.
-    b.binaries(CNI_BIN_DIR, plugin.cni_plugins());
+    b.binaries(CNI_BIN_DIR, plugin.cni_plugins().iter().copied());
     match plugin {
         NetworkPlugin::BridgeRoutes => {
             b.template(CNI_BRIDGE_CONF, PUBLIC, "cni-bridge.conflist", node, &[])?;

@@ -13,8 +13,8 @@ use crate::component::{
 use crate::inventory::version;
 use crate::inventory::{Cluster, Host, Registry, NODE_LOCAL_API_PORT};
 use crate::layout::{
-    BACKUPS, BIN_DIR, CNI_BIN_DIR, ETCD_DATA_DIR, KUBELET_KUBECONFIG, MODULES_FILE,
-    REGISTRY_HOSTS_DIR, SYSCTL_FILE, SYSUSERS_DIR, UNIT_DIR,
+    BACKUPS, CNI_BIN_DIR, ETCD_DATA_DIR, KUBELET_KUBECONFIG, MODULES_FILE, REGISTRY_HOSTS_DIR,
+    SYSCTL_FILE, SYSUSERS_DIR, UNIT_DIR,
 };
 use crate::pki::identity::host_path::{self, PKI};
 use crate::pki::{Ca, Cert, Pki};
@@ -31,7 +31,7 @@ pub(super) fn etcd_member(
     let etcd_ca = pki.ca(Ca::Etcd).cert.as_str();
     b.dir(&format!("{PKI}/etcd"), 0o755);
     b.dir(ETCD_DATA_DIR, 0o700);
-    b.binaries(BIN_DIR, ETCD_PROGRAMS);
+    b.programs(ETCD_PROGRAMS);
     b.file(
         &host_path::ca_cert(Ca::Etcd),
         PUBLIC,
@@ -123,7 +123,7 @@ pub(super) fn control_plane(
     let etcd_ca = pki.ca(Ca::Etcd).cert.as_str();
     b.dir(&format!("{PKI}/etcd"), 0o755);
     b.dir("/var/log/kubernetes", 0o700);
-    b.binaries(BIN_DIR, CONTROL_PLANE_PROGRAMS);
+    b.programs(CONTROL_PLANE_PROGRAMS);
     // Every CA key is on every control-plane host, as kubeadm keeps them: root there can
     // already mint any identity with the cluster CA key, so the other two add no power, and
     // `state recover` can rebuild a lost state directory from any of these hosts.
@@ -309,7 +309,7 @@ pub(super) fn worker(
     ] {
         b.dir(dir, mode);
     }
-    b.binaries(BIN_DIR, WORKER_PROGRAMS);
+    b.programs(WORKER_PROGRAMS);
     b.template(MODULES_FILE, PUBLIC, "modules-load.conf", common, &[])?;
     b.template(SYSCTL_FILE, PUBLIC, "sysctl.conf", common, &[])?;
     if !h.roles.control_plane {
@@ -326,7 +326,7 @@ pub(super) fn worker(
         &[Kubelet],
     );
     if c.runs_api_load_balancer(h) {
-        b.binaries(BIN_DIR, API_LB_PROGRAMS);
+        b.programs(API_LB_PROGRAMS);
         let lb = ApiLoadBalancer {
             port: NODE_LOCAL_API_PORT,
             upstreams: c
