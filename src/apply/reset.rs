@@ -11,15 +11,8 @@ use super::remote::Remote;
 use super::stage::Stage;
 use super::Reporter;
 use crate::layout::INSTALLED;
-use crate::plan::installed::{Installed, Reset};
+use crate::plan::installed::{HostReset, Installed, Reset};
 use crate::shell;
-
-/// One host's reset, decided from its record before anything changes.
-pub struct HostReset {
-    pub host: String,
-    /// `None`: the host records nothing (never applied, or already reset).
-    pub reset: Option<Reset>,
-}
 
 /// Reads every host's record and decides what its reset does; changes nothing.
 pub async fn survey<R: Remote>(

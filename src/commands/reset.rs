@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use super::{confirm, load, SUCCESS};
-use crate::apply::reset::{self, HostReset};
+use crate::apply::reset;
 use crate::apply::workflow::Stage;
 use crate::apply::{lease, under_lease, Format, Session};
-use crate::inventory::Cluster;
+use crate::plan::installed::{chosen, summary};
 
 pub(super) fn reset(path: &Path, hosts: &[String], keep_images: bool, yes: bool) -> Result<u8> {
     let l = load(path)?;
@@ -65,75 +65,4 @@ pub(super) fn reset(path: &Path, hosts: &[String], keep_images: bool, yes: bool)
         );
     }
     Ok(SUCCESS)
-}
-
-/// The hosts to reset: all, or the named ones, which must be workers only: an etcd member or
-/// API server leaving a running cluster is a membership change, not a reset.
-fn chosen(c: &Cluster, names: &[String]) -> Result<Vec<String>> {
-    if names.is_empty() {
-        return Ok(c.hosts.iter().map(|h| h.name.clone()).collect());
-    }
-    let mut problems = Vec::new();
-    for n in names {
-        match c.hosts.iter().find(|h| &h.name == n) {
-            None => problems.push(format!(
-                "--host {n}: no such host in the inventory (hosts: {})",
-                c.hosts
-                    .iter()
-                    .map(|h| h.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            Some(h) if h.roles.etcd || h.roles.control_plane => problems.push(format!(
-                "--host {n}: an etcd member or API server cannot be reset alone while the rest \
-                 of the cluster runs; take it out of the inventory and `apply --remove {n}` \
-                 (its member leaves etcd first), or reset the whole cluster (no --host)"
-            )),
-            Some(_) => {}
-        }
-    }
-    if !problems.is_empty() {
-        bail!("{}; nothing was changed", problems.join("\n"));
-    }
-    let mut names = names.to_vec();
-    names.sort();
-    names.dedup();
-    Ok(names)
-}
-
-/// What reset will do, one line per host, before it asks.
-fn summary(plans: &[HostReset], keep_images: bool) -> String {
-    let mut s = String::from("reset:\n");
-    for p in plans {
-        match &p.reset {
-            None => s.push_str(&format!(
-                "  {}: records nothing provisioner installed; left alone\n",
-                p.host
-            )),
-            Some(r) => {
-                let units: Vec<&str> = r.units.iter().map(|u| u.name()).collect();
-                s.push_str(&format!(
-                    "  {}: stop and disable {}; remove {} recorded file(s) and director(ies)\n",
-                    p.host,
-                    if units.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        units.join(", ")
-                    },
-                    r.remove.len()
-                ));
-            }
-        }
-    }
-    if plans
-        .iter()
-        .any(|p| p.reset.as_ref().is_some_and(|r| r.runtime.is_some()))
-    {
-        s.push_str(if keep_images {
-            "containerd's images are kept (--keep-images)\n"
-        } else {
-            "containerd's images go too (--keep-images keeps them)\n"
-        });
-    }
-    s
 }

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 
 use super::DesiredHost;
 use crate::component::Unit;
+use crate::inventory::Cluster;
 use crate::layout::{BIN_DIR, HOME, IMAGE_STORE, INSTALLED};
 
 /// Directories a corrupt record must never make `reset` remove, whatever it says.
@@ -158,6 +159,84 @@ impl Reset {
     }
 }
 
+/// One host's reset, decided from its record before anything changes.
+pub struct HostReset {
+    pub host: String,
+    /// `None`: the host records nothing (never applied, or already reset).
+    pub reset: Option<Reset>,
+}
+
+/// The hosts to reset: all, or the named ones, which must be workers only: an etcd member or
+/// API server leaving a running cluster is a membership change, not a reset.
+pub fn chosen(c: &Cluster, names: &[String]) -> Result<Vec<String>> {
+    if names.is_empty() {
+        return Ok(c.hosts.iter().map(|h| h.name.clone()).collect());
+    }
+    let mut problems = Vec::new();
+    for n in names {
+        match c.hosts.iter().find(|h| &h.name == n) {
+            None => problems.push(format!(
+                "--host {n}: no such host in the inventory (hosts: {})",
+                c.hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Some(h) if h.roles.etcd || h.roles.control_plane => problems.push(format!(
+                "--host {n}: an etcd member or API server cannot be reset alone while the rest \
+                 of the cluster runs; take it out of the inventory and `apply --remove {n}` \
+                 (its member leaves etcd first), or reset the whole cluster (no --host)"
+            )),
+            Some(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}; nothing was changed", problems.join("\n"));
+    }
+    let mut names = names.to_vec();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// What reset will do, one line per host, before it asks.
+pub fn summary(plans: &[HostReset], keep_images: bool) -> String {
+    let mut s = String::from("reset:\n");
+    for p in plans {
+        match &p.reset {
+            None => s.push_str(&format!(
+                "  {}: records nothing provisioner installed; left alone\n",
+                p.host
+            )),
+            Some(r) => {
+                let units: Vec<&str> = r.units.iter().map(|u| u.name()).collect();
+                s.push_str(&format!(
+                    "  {}: stop and disable {}; remove {} recorded file(s) and director(ies)\n",
+                    p.host,
+                    if units.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        units.join(", ")
+                    },
+                    r.remove.len()
+                ));
+            }
+        }
+    }
+    if plans
+        .iter()
+        .any(|p| p.reset.as_ref().is_some_and(|r| r.runtime.is_some()))
+    {
+        s.push_str(if keep_images {
+            "containerd's images are kept (--keep-images)\n"
+        } else {
+            "containerd's images go too (--keep-images keeps them)\n"
+        });
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +349,27 @@ file /usr/local/bin/kube-proxy
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&record).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn reset_alone_takes_workers_only_and_names_every_wrong_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::inventory::bundled_for_test(dir.path());
+        let all: Vec<String> = c.hosts.iter().map(|h| h.name.clone()).collect();
+        assert_eq!(chosen(&c, &[]).unwrap(), all);
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            chosen(&c, &names(&["worker-2", "worker-1", "worker-2"])).unwrap(),
+            ["worker-1", "worker-2"]
+        );
+        let err = chosen(&c, &names(&["cp-1", "nope"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--host cp-1: an etcd member or API server"),
+            "{err}"
+        );
+        assert!(err.contains("--host nope: no such host"), "{err}");
+        assert!(err.ends_with("nothing was changed"), "{err}");
     }
 }
