@@ -1,6 +1,8 @@
 //! `status`: whether a cluster is healthy, read from its hosts without changing anything. An
 //! unreachable host or a failing check is a finding, never an error that hides the others.
 
+mod show;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +22,8 @@ use crate::pki::{self, Ca, Cert};
 use crate::plan::{self, DesiredHost};
 use crate::shell;
 use crate::transport::Connection;
+
+pub use show::text;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HostStatus {
