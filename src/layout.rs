@@ -14,6 +14,40 @@ pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
 /// link and restarting, and the previous version is still there to switch back to.
 pub const RELEASES_DIR: &str = "/usr/local/lib/provisioner";
 
+// ---- Kubernetes' configuration
+
+/// Kubeconfigs, component configs and the files only control-plane hosts hold.
+pub const KUBERNETES_DIR: &str = "/etc/kubernetes";
+/// The cluster's certificates and keys (kubeadm's layout), CAs as `NAME.crt`/`NAME.key`.
+pub const PKI_DIR: &str = "/etc/kubernetes/pki";
+/// etcd's certificates, the healthcheck client's (which etcdctl on the host uses) among them.
+pub const ETCD_PKI_DIR: &str = "/etc/kubernetes/pki/etcd";
+/// The service-account token signing key pair.
+pub const SA_PUB: &str = "/etc/kubernetes/pki/sa.pub";
+pub const SA_KEY: &str = "/etc/kubernetes/pki/sa.key";
+/// The API servers' encryption-at-rest configuration, with its key.
+pub const ENCRYPTION_CONFIG: &str = "/etc/kubernetes/encryption-config.yaml";
+pub const AUDIT_POLICY: &str = "/etc/kubernetes/audit-policy.yaml";
+/// The API servers' audit log, readable by root only.
+pub const AUDIT_LOG_DIR: &str = "/var/log/kubernetes";
+pub const SCHEDULER_CONFIG: &str = "/etc/kubernetes/kube-scheduler.yaml";
+/// What an etcd member reads on its first start only (the members to bootstrap with or join):
+/// the one file a unit reads whose change restarts nothing, so that a new member list
+/// restarts no member.
+pub const ETCD_BOOTSTRAP_ENV: &str = "/etc/kubernetes/etcd-bootstrap.env";
+/// The scheduled etcd snapshot's script.
+pub const ETCD_SNAPSHOT_SCRIPT: &str = "/etc/kubernetes/etcd-snapshot.sh";
+/// The node-local API load balancer's configuration.
+pub const API_LB_CONFIG: &str = "/etc/kubernetes/kube-api-lb.json";
+/// The addons' manifests, applied through the API.
+pub const ADDONS_DIR: &str = "/etc/kubernetes/addons";
+/// The script of the unit that keeps the routes to the other hosts' pod ranges.
+pub const POD_ROUTES_SCRIPT: &str = "/etc/kubernetes/pod-routes.sh";
+/// kube-proxy's kubeconfig and its configuration.
+pub const KUBE_PROXY_KUBECONFIG: &str = "/etc/kubernetes/kube-proxy.conf";
+pub const KUBE_PROXY_DIR: &str = "/var/lib/kube-proxy";
+pub const KUBE_PROXY_CONFIG: &str = "/var/lib/kube-proxy/config.yaml";
+
 // ---- services
 
 /// Where the unit files provisioner installs go.
@@ -41,6 +75,10 @@ pub const MODULES_FILE: &str = "/etc/modules-load.d/kubernetes.conf";
 
 // ---- the kubelet
 
+/// The kubelet's own directory: its configuration, certificates and pods' state.
+pub const KUBELET_DIR: &str = "/var/lib/kubelet";
+pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
+
 /// The kubelet's kubeconfig, with the client certificate provisioner issued.
 pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
 /// The kubelet's certificate directory: provisioner's serving pair, and the client pairs the
@@ -51,7 +89,14 @@ pub const KUBELET_PKI: &str = "/var/lib/kubelet/pki";
 /// it: its files go when the kubeconfig is written, and the kubelet starts from the new one.
 pub const KUBELET_RENEWED_CLIENT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
 
-// ---- containerd
+// ---- containerd and the pod network
+
+pub const CONTAINERD_DIR: &str = "/etc/containerd";
+pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+/// containerd's CRI socket, which the kubelet talks to.
+pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+/// The CNI configuration containerd reads.
+pub const CNI_CONF_DIR: &str = "/etc/cni/net.d";
 
 /// containerd's registry configuration: `NAME/hosts.toml` (and the mirrors' `NAME/ca.crt`) for
 /// each registry pulled through mirrors. provisioner owns the directory: a file there that the
@@ -82,3 +127,32 @@ pub const FOLLOW_UP: &str = "/var/lib/provisioner/follow-up";
 pub const LEASE: &str = "/var/lib/provisioner/lease";
 /// Image archives, kept so that a no-op run finds them by hash and sends nothing.
 pub const IMAGE_DIR: &str = "/var/lib/provisioner/images";
+
+/// The paths the templates name, as `{{ paths.NAME }}`: every template is rendered with them, so
+/// a unit or config file says where things are from this table too.
+pub const FOR_TEMPLATES: &[(&str, &str)] = &[
+    ("bin", BIN_DIR),
+    ("cni_bin", CNI_BIN_DIR),
+    ("cni_conf", CNI_CONF_DIR),
+    ("kubernetes", KUBERNETES_DIR),
+    ("pki", PKI_DIR),
+    ("etcd_pki", ETCD_PKI_DIR),
+    ("sa_pub", SA_PUB),
+    ("sa_key", SA_KEY),
+    ("encryption_config", ENCRYPTION_CONFIG),
+    ("audit_policy", AUDIT_POLICY),
+    ("audit_log_dir", AUDIT_LOG_DIR),
+    ("scheduler_config", SCHEDULER_CONFIG),
+    ("etcd_bootstrap_env", ETCD_BOOTSTRAP_ENV),
+    ("etcd_data", ETCD_DATA_DIR),
+    ("sysusers", SYSUSERS_DIR),
+    ("api_lb_config", API_LB_CONFIG),
+    ("pod_routes_script", POD_ROUTES_SCRIPT),
+    ("kubelet_config", KUBELET_CONFIG),
+    ("kubelet_kubeconfig", KUBELET_KUBECONFIG),
+    ("kubelet_pki", KUBELET_PKI),
+    ("kube_proxy_config", KUBE_PROXY_CONFIG),
+    ("kube_proxy_kubeconfig", KUBE_PROXY_KUBECONFIG),
+    ("containerd_config", CONTAINERD_CONFIG),
+    ("containerd_socket", CONTAINERD_SOCKET),
+];

@@ -499,12 +499,8 @@ mod tests {
                 } else {
                     NEW
                 };
-                let remote = FakeRemote {
-                    host: d.host.clone(),
-                    facts: facts_text(d, here, version),
-                    installed: String::new(),
-                    log: log.clone(),
-                };
+                let remote = FakeRemote::new(&d.host, &log)
+                    .answer(plan::facts::script(d, false), &facts_text(d, here, version));
                 (d.host.clone(), remote)
             })
             .collect();

@@ -1,32 +1,52 @@
-//! In-memory hosts for the runner's unit tests: a [`Remote`] that serves canned facts and
-//! records what it is asked, and a [`Health`] whose gates pass or fail as a test says. Both
-//! write to one shared log, so a test reads the order of everything that happened.
+//! In-memory hosts for the runner's unit tests: a [`Remote`] that answers the commands a test
+//! gives it (each built by the same function the runner builds it with, and compared whole),
+//! holds files to read and download, and records what it is asked; and a [`Health`] whose gates
+//! pass or fail as a test says. Both write to one shared log, so a test reads the order of
+//! everything that happened.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
 
 use super::execute::Health;
-use super::remote::Remote;
+use super::remote::{Files, Remote};
 use crate::component::{Phase, Unit};
 use crate::plan::{ImageImport, UnitChange};
 use crate::shell::{self, UnitVerb};
-use crate::transport::{self, Forward, Output, Progress, Source};
+use crate::transport::{self, Downloaded, Forward, Output, Progress, Source};
 
 /// What happened, in order: `cp-1: restart kube-apiserver`, `gate kube-apiserver cp-1`, ...
 pub type Log = Arc<Mutex<Vec<String>>>;
 
-/// One host. `facts` is what the facts script prints there, `installed` its record of what
-/// provisioner installed.
+/// One host.
 pub struct FakeRemote {
     pub host: String,
-    pub facts: String,
-    pub installed: String,
+    /// What a command prints (on stdout, exit 0), by the whole command.
+    pub answers: BTreeMap<String, String>,
+    /// The host's files, for [`Remote::read`] and [`Remote::download`].
+    pub files: BTreeMap<String, Vec<u8>>,
     pub log: Log,
 }
 
 impl FakeRemote {
+    /// A host that answers nothing and holds no files.
+    pub fn new(host: &str, log: &Log) -> FakeRemote {
+        FakeRemote {
+            host: host.to_string(),
+            answers: BTreeMap::new(),
+            files: BTreeMap::new(),
+            log: log.clone(),
+        }
+    }
+
+    /// Answers `command` with `stdout`.
+    pub fn answer(mut self, command: String, stdout: &str) -> FakeRemote {
+        self.answers.insert(command, stdout.to_string());
+        self
+    }
+
     fn record(&self, event: String) {
         self.log
             .lock()
@@ -68,12 +88,8 @@ impl Remote for FakeRemote {
     }
 
     async fn run(&self, command: &str) -> transport::Result<Output> {
-        // Only the facts script passes `--units`: it is answered with the canned facts.
-        if command.contains("--units") {
-            return Ok(ok(&self.facts));
-        }
-        if command == shell::read_if_present(crate::layout::INSTALLED) {
-            return Ok(ok(&self.installed));
+        if let Some(stdout) = self.answers.get(command) {
+            return Ok(ok(stdout));
         }
         if command.starts_with("ln -sfn -- ") {
             // `ln -sfn -- TARGET PATH.provisioner-new && mv ...`, per link.
@@ -87,7 +103,7 @@ impl Remote for FakeRemote {
         }
         match unit_action(command) {
             Some(action) => self.record(action),
-            None => self.record(format!("run {}", command.lines().next().unwrap_or(""))),
+            None => self.record(format!("run {}", first_line(command))),
         }
         Ok(ok(""))
     }
@@ -109,8 +125,36 @@ impl Remote for FakeRemote {
     }
 
     async fn forward(&self, target: &str, port: u16) -> transport::Result<Forward> {
-        panic!("{}: the fake has no network ({target}:{port})", self.host)
+        Err(transport::Error::Session {
+            host: self.host.clone(),
+            step: format!("forwarding to {target}:{port}"),
+            reason: "the fake has no network".into(),
+        })
     }
+
+    async fn read(&self, paths: &[String], _what: &str) -> Result<Files> {
+        self.record(format!("read {}", paths.join(" ")));
+        Ok(paths
+            .iter()
+            .map(|p| (p.clone(), self.files.get(p).cloned()))
+            .collect())
+    }
+
+    async fn download(&self, path: &str, to: &Path) -> transport::Result<Downloaded> {
+        self.record(format!("download {path}"));
+        let Some(content) = self.files.get(path) else {
+            panic!("{}: the fake holds no {path}", self.host);
+        };
+        std::fs::write(to, content).unwrap();
+        Ok(Downloaded {
+            sha256: crate::digest::sha256_hex(content),
+            size: content.len() as u64,
+        })
+    }
+}
+
+fn first_line(command: &str) -> &str {
+    command.lines().next().unwrap_or("")
 }
 
 /// Gates that pass, except the first of each of `failing` (phase, host); etcd has a quorum
@@ -187,5 +231,52 @@ impl Health for FakeHealth {
                 .push(format!("{host}: import {}", i.image.reference));
         }
         Ok(())
+    }
+}
+
+/// A cluster to run against fake hosts: the bundled inventory (3 control-plane + 2 workers),
+/// its PKI, its files and a bundle that carries nothing.
+pub struct Fixture {
+    _dir: tempfile::TempDir,
+    pub cluster: crate::inventory::Cluster,
+    pub pki: crate::pki::Pki,
+    pub rendered: crate::render::Rendered,
+    pub bundle: crate::bundle::Bundle,
+}
+
+impl Fixture {
+    /// The bundled inventory as `change` leaves it.
+    pub fn new(change: impl FnOnce(&mut crate::inventory::Cluster)) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = crate::inventory::bundled_for_test(dir.path());
+        change(&mut cluster);
+        let (pki, _) = crate::pki::ensure(&cluster).unwrap();
+        let rendered = crate::render::render(&cluster, &pki).unwrap();
+        let bundle = crate::bundle::Bundle::empty(dir.path());
+        Fixture {
+            _dir: dir,
+            cluster,
+            pki,
+            rendered,
+            bundle,
+        }
+    }
+
+    pub fn inputs(&self) -> super::Inputs<'_> {
+        super::Inputs {
+            cluster: &self.cluster,
+            rendered: &self.rendered,
+            pki: &self.pki,
+            bundle: &self.bundle,
+        }
+    }
+
+    /// A fake of every host, writing to `log`.
+    pub fn hosts(&self, log: &Log) -> BTreeMap<String, FakeRemote> {
+        self.cluster
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), FakeRemote::new(&h.name, log)))
+            .collect()
     }
 }

@@ -6,6 +6,7 @@
 //! `certs rotate-ca`), `status`, `snapshot`, `restore` and `reset`.
 
 mod api;
+pub mod check_certs;
 mod connect;
 mod dns;
 mod etcd_members;
@@ -16,6 +17,8 @@ pub mod files;
 mod gates;
 pub mod health;
 pub mod lease;
+pub mod recover;
+pub mod regenerate;
 mod remote;
 pub mod report;
 pub mod reset;
@@ -36,7 +39,7 @@ use crate::render::Rendered;
 pub use connect::{connect, open};
 pub use remote::Remote;
 pub use report::{Format, Reporter};
-pub use session::{under_lease, Session};
+pub use session::{load, under_lease, Session};
 pub use survey::{make_plan, survey, survey_for, Survey};
 pub use workflow::{check_health, execute};
 

@@ -1,7 +1,13 @@
 //! The runner's one interface to a host. The SSH [`Connection`] implements it for real hosts;
 //! the unit tests use an in-memory fake (see `fake.rs`) that records what was asked.
 
-use crate::transport::{self, Connection, Forward, Output, Progress, Source};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::transport::{self, Connection, Downloaded, Forward, Output, Progress, Source};
+
+/// Files read from a host: path → content, None where there is no such file.
+pub type Files = BTreeMap<String, Option<Vec<u8>>>;
 
 // The runner awaits these futures in place (never spawned onto other threads), so the `Send`
 // bound that `async fn` in a public trait cannot promise is not needed.
@@ -30,6 +36,14 @@ pub trait Remote {
 
     /// A local socket connected to `target:port` as seen from the host.
     async fn forward(&self, target: &str, port: u16) -> transport::Result<Forward>;
+
+    /// Reads `paths` as root, whole, keys included (kept in memory, never logged); `what`
+    /// says why, for errors.
+    async fn read(&self, paths: &[String], what: &str) -> anyhow::Result<Files>;
+
+    /// Copies `path` from the host to the local `to` (0600), checked against its SHA-256 on
+    /// the host; `to` is replaced only once the copy is complete.
+    async fn download(&self, path: &str, to: &Path) -> transport::Result<Downloaded>;
 }
 
 impl Remote for Connection {
@@ -60,5 +74,18 @@ impl Remote for Connection {
 
     async fn forward(&self, target: &str, port: u16) -> transport::Result<Forward> {
         Connection::forward(self, target, port).await
+    }
+
+    async fn read(&self, paths: &[String], what: &str) -> anyhow::Result<Files> {
+        let out = self
+            .run_script(&crate::shell::read_files(paths), what)
+            .await?;
+        let out = self.check(what, out)?;
+        crate::shell::parse_files(&out.stdout)
+            .map_err(|e| anyhow::anyhow!("{}: {what}: {e}", self.host_name()))
+    }
+
+    async fn download(&self, path: &str, to: &Path) -> transport::Result<Downloaded> {
+        Connection::download(self, path, to).await
     }
 }

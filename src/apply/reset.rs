@@ -105,12 +105,7 @@ mod tests {
         let conns: BTreeMap<String, FakeRemote> = [("cp-1", record), ("w-1", record), ("new", "")]
             .into_iter()
             .map(|(h, r)| {
-                let remote = FakeRemote {
-                    host: h.to_string(),
-                    facts: String::new(),
-                    installed: r.to_string(),
-                    log: log.clone(),
-                };
+                let remote = FakeRemote::new(h, &log).answer(shell::read_if_present(INSTALLED), r);
                 (h.to_string(), remote)
             })
             .collect();

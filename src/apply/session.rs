@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{lease, Format, Reporter};
+use crate::inventory::{self, Loaded};
 use crate::pki::store::{self, StateLock};
 
 pub struct Session {
@@ -45,4 +46,27 @@ pub async fn under_lease<T>(
         held.release().await;
     }
     result
+}
+
+/// The inventory as the commands run it: validated, with the pod ranges the state directory
+/// recorded kept (see [`crate::members`]) and the component versions its bundle carries taken
+/// (see [`crate::bundle::versions`]). Returns it with the warnings to show, each one line.
+pub fn load(path: &Path) -> Result<(Loaded, Vec<String>)> {
+    let mut loaded = inventory::load(path)?;
+    let mut warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    let members = crate::members::load(&loaded.cluster.state_dir)?;
+    crate::members::keep_pod_ranges(&mut loaded.cluster, &members);
+    crate::members::mark_etcd_joins(&mut loaded.cluster, &members);
+    // A bundle that cannot be read is reported by the commands that open it.
+    let Some(bundle) = loaded.cluster.bundle.clone() else {
+        return Ok((loaded, warnings));
+    };
+    if let Ok(m) = crate::bundle::peek_manifest(&bundle) {
+        let shown = bundle.display().to_string();
+        match crate::bundle::versions::adopt(&mut loaded.cluster, &m, &shown) {
+            Ok(adopted) => warnings.extend(adopted.iter().map(|w| format!("warning: {w}"))),
+            Err(problems) => return Err(inventory::invalid_at(path, problems).into()),
+        }
+    }
+    Ok((loaded, warnings))
 }

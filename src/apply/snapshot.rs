@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::Remote;
 use crate::inventory::Cluster;
 use crate::pki::identity::host_path;
 use crate::shell;
-use crate::transport::Connection;
 
 /// Where snapshots are made on the members (and where `certs regenerate` keeps its own).
 use crate::layout::BACKUPS;
@@ -46,9 +46,9 @@ struct SnapshotStatus {
 
 /// Takes a snapshot on the first etcd member and copies it to `to` (0600), with its metadata
 /// at `to` + `.json`. Nothing is left on the member.
-pub async fn take(
+pub async fn take<R: Remote>(
     c: &Cluster,
-    conns: &std::collections::BTreeMap<String, Connection>,
+    conns: &BTreeMap<String, R>,
     to: &Path,
 ) -> Result<Metadata> {
     let h = c
@@ -112,7 +112,7 @@ pub async fn take(
 }
 
 /// `etcdctl snapshot save` on the first etcd member, kept on that host.
-pub async fn take_on_host(c: &Cluster, conns: &BTreeMap<String, Connection>) -> Result<String> {
+pub async fn take_on_host<R: Remote>(c: &Cluster, conns: &BTreeMap<String, R>) -> Result<String> {
     let h = c
         .etcd_hosts()
         .next()
@@ -126,6 +126,31 @@ pub async fn take_on_host(c: &Cluster, conns: &BTreeMap<String, Connection>) -> 
     conn.run_checked(&crate::shell::prune(BACKUPS, "etcd-", c.keep_backups))
         .await?;
     Ok(format!("etcd snapshot saved on {} at {file}", h.name))
+}
+
+/// Where a snapshot goes when the operator names no file: the state directory's
+/// `etcd-snapshots/` (created private), named by cluster and time.
+pub fn default_path(c: &Cluster, now: i64) -> Result<PathBuf> {
+    let dir = c.state_dir.join("etcd-snapshots");
+    crate::pki::store::ensure_private_dir(&dir)?;
+    Ok(dir.join(file_name(&c.name, now)))
+}
+
+/// The metadata beside `snapshot`, refused when it describes another cluster than `cluster`.
+pub fn read_metadata(snapshot: &Path, cluster: &str) -> Result<Metadata> {
+    let path = metadata_path(snapshot);
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("reading the snapshot's metadata {}", path.display()))?;
+    let meta: Metadata = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a snapshot's metadata", path.display()))?;
+    if meta.cluster != cluster {
+        anyhow::bail!(
+            "{} is a snapshot of cluster {}, not of {cluster}; nothing was changed",
+            snapshot.display(),
+            meta.cluster,
+        );
+    }
+    Ok(meta)
 }
 
 /// `FILE.json` beside `FILE`.

@@ -246,6 +246,29 @@ pub(crate) fn entry_path(e: &tar::Entry<'_, impl Read>) -> Result<String> {
     Ok(s.trim_start_matches("./").trim_end_matches('/').to_string())
 }
 
+/// Refuses to write over `out`.
+pub fn refuse_existing(out: &Path) -> Result<()> {
+    if out.exists() {
+        bail!(
+            "{} exists; remove it or choose another --out",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// A work directory beside `out`, so the finished archive is renamed, never copied.
+pub fn scratch_beside(out: &Path) -> Result<tempfile::TempDir> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".bundle-work-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a work directory in {}", parent.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

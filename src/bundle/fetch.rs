@@ -14,6 +14,7 @@ use super::check::Hashing;
 use super::manifest::{Entry, Header, Image, Manifest, FORMAT};
 use super::{archive, create, image};
 use crate::component::Release;
+use crate::inventory::version::KubeVersion;
 
 /// Overrides the upstream locations: `$PROVISIONER_MIRROR/dl.k8s.io/release/...`.
 pub const MIRROR_ENV: &str = "PROVISIONER_MIRROR";
@@ -42,6 +43,42 @@ pub struct Request {
     pub ca_cert: Option<PathBuf>,
     /// OCI image archives to carry (at least the pause image).
     pub images: Vec<PathBuf>,
+}
+
+impl Request {
+    /// The versions kubeadm pins for Kubernetes `k` (each option of `bundle fetch` overrides
+    /// one), the upstream locations, no images.
+    pub fn defaults_for(k: KubeVersion, arch: &str) -> Request {
+        Request {
+            kubernetes: k.to_string(),
+            etcd: k.default_etcd().into(),
+            containerd: k.default_containerd().into(),
+            runc: k.default_runc().into(),
+            cni: k.default_cni().into(),
+            arch: arch.into(),
+            mirror: None,
+            ca_cert: None,
+            images: Vec::new(),
+        }
+    }
+}
+
+/// Warnings for the images every cluster runs that `m` does not carry: air-gapped nodes cannot
+/// pull them themselves.
+pub fn missing_images(m: &Manifest, k: KubeVersion) -> Vec<String> {
+    [
+        ("pause", k.default_pause_image()),
+        ("coredns", k.default_coredns_image()),
+    ]
+    .into_iter()
+    .filter(|(name, _)| m.images.iter().all(|i| i.name != *name))
+    .map(|(name, default)| {
+        format!(
+            "the bundle carries no {name} image (--image {name}.tar); air-gapped nodes cannot \
+             pull {default} themselves"
+        )
+    })
+    .collect()
 }
 
 /// One download and the files taken from it.

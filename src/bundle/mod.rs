@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod image;
 pub mod manifest;
 pub mod signature;
+pub mod verify;
 pub mod versions;
 
 use std::collections::BTreeMap;
@@ -88,6 +89,19 @@ impl Bundle {
 
     pub fn path_of(&self, path: &str) -> PathBuf {
         self.dir.join(path)
+    }
+
+    /// A bundle that carries nothing, for the runner's tests that never install from one.
+    #[cfg(test)]
+    pub fn empty(dir: &Path) -> Bundle {
+        Bundle {
+            dir: dir.to_path_buf(),
+            arch: "amd64".into(),
+            kubernetes_version: String::new(),
+            signed_by: None,
+            files: BTreeMap::new(),
+            images: Vec::new(),
+        }
     }
 
     /// The image carried under `name`: "pause" is the sandbox image containerd is pointed at,

@@ -17,6 +17,17 @@ use sha2::{Digest, Sha256, Sha512};
 /// `-n file`) is not a bundle signature.
 pub const NAMESPACE: &str = "provisioner-bundle";
 
+/// The signing key at `path` (OpenSSH format; an encrypted one's passphrase as for SSH keys).
+pub fn load_key(path: &Path) -> Result<PrivateKey> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("starting the async runtime")?;
+    runtime
+        .block_on(crate::transport::auth::load_identity(path))
+        .map(|k| (*k).clone())
+        .map_err(|e| anyhow::anyhow!("the signing key {}: {e}", path.display()))
+}
+
 /// The file a signature covers: an archive itself, or a bundle directory's manifest (which
 /// holds the sha256 of every other file).
 pub fn signed_file(bundle: &Path) -> PathBuf {

@@ -81,6 +81,16 @@ pub enum Output {
     Json,
 }
 
+impl Output {
+    /// How progress is reported: one JSON event per line, or text.
+    pub fn format(self) -> crate::apply::Format {
+        match self {
+            Output::Json => crate::apply::Format::Json,
+            Output::Text => crate::apply::Format::Text,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Check an inventory and report every problem at once
@@ -97,13 +107,7 @@ pub enum Command {
         afterwards: a certificate the inventory no longer matches is reported, never replaced. \
         The output holds private keys; it is created readable by you only."
     )]
-    Render {
-        #[command(flatten)]
-        inventory: InventoryArg,
-        /// Directory to write (new, empty, or an earlier render's output)
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-    },
+    Render(RenderArgs),
 
     /// Show what `apply` would change on each host, without changing anything
     #[command(
@@ -112,16 +116,7 @@ pub enum Command {
         preflight checks and prints, per host, the files to create or update (secret contents are \
         never shown) and the services to start or restart, with the reason."
     )]
-    Plan {
-        #[command(flatten)]
-        inventory: InventoryArg,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
-        /// Hash every managed file on the hosts again, instead of trusting the per-host record
-        /// of files whose size, mtime, ctime and inode are unchanged since they were checked
-        #[arg(long)]
-        rehash: bool,
-    },
+    Plan(PlanArgs),
 
     /// Say whether each cluster is healthy, reading its hosts without changing anything
     #[command(
@@ -132,16 +127,7 @@ pub enum Command {
         (its own copies, read over SSH) and in the state directory, and whether `plan` would change anything. Nothing is written to any host. Exits \
         6 when any cluster is unhealthy, listing every finding."
     )]
-    Status {
-        /// The inventories of the clusters to check
-        #[arg(value_name = "INVENTORY", required = true)]
-        inventories: Vec<PathBuf>,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
-        /// Count a certificate expiring within this many days as a problem
-        #[arg(long, value_name = "DAYS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(0..=36_500))]
-        warn_days: i64,
-    },
+    Status(StatusArgs),
 
     /// Bring every host to the state the inventory describes, in dependency order
     #[command(after_help = "Examples:\n  provisioner apply inventory.toml\n  \
@@ -161,28 +147,7 @@ pub enum Command {
         every host to the previous version.\n\n\
         A worker taken out of the inventory is listed by `plan` as a removal and refused by apply \
         until named with --remove NAME: then it is drained, its Node deleted and the host reset.")]
-    Apply {
-        #[command(flatten)]
-        inventory: InventoryArg,
-        /// Progress as text (live lines on a terminal, plain lines otherwise) or one JSON event
-        /// per line (json)
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
-        #[command(flatten)]
-        walk: WalkArgs,
-        /// Remove this host, which the inventory no longer names: drain it, delete its Node,
-        /// remove its etcd member (refused without a quorum of the others; one member per
-        /// apply), reset it (repeat for more)
-        #[arg(long = "remove", value_name = "NAME")]
-        remove: Vec<String>,
-        /// Hash every managed file on the hosts again (see `plan --rehash`)
-        #[arg(long)]
-        rehash: bool,
-        /// Take the cluster's lease even though another run holds it (when that run's machine
-        /// is gone for good)
-        #[arg(long)]
-        break_lease: bool,
-    },
+    Apply(ApplyArgs),
 
     /// Print the admin kubeconfig to standard output
     #[command(
@@ -215,20 +180,7 @@ pub enum Command {
         inventory is not changed: point it back at the previous bundle, or the next apply \
         upgrades again."
     )]
-    Rollback {
-        #[command(flatten)]
-        inventory: InventoryArg,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
-        #[command(flatten)]
-        walk: WalkArgs,
-        /// Take the cluster's lease even though another run holds it
-        #[arg(long)]
-        break_lease: bool,
-        /// Show what rollback would change, and change nothing
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Rollback(RollbackArgs),
 
     /// Return hosts to what they were before provisioner: its units stopped, its files gone
     #[command(
@@ -245,19 +197,7 @@ pub enum Command {
         and their Node objects stay registered until deleted. The state directory is kept: the \
         next apply builds the same cluster again, with the same CAs."
     )]
-    Reset {
-        #[command(flatten)]
-        inventory: InventoryArg,
-        /// Reset only this host (repeat for more); workers only
-        #[arg(long = "host", value_name = "NAME")]
-        hosts: Vec<String>,
-        /// Keep containerd's images, so the next apply need not import them again
-        #[arg(long)]
-        keep_images: bool,
-        /// Do not ask for confirmation
-        #[arg(long)]
-        yes: bool,
-    },
+    Reset(ResetArgs),
 
     /// Test machines on this Linux box: systemd containers in their own network namespaces
     #[command(
@@ -293,11 +233,7 @@ pub enum Command {
         provisioner completions zsh > \"${fpath[1]}/_provisioner\"\n  \
         provisioner completions fish > ~/.config/fish/completions/provisioner.fish"
     )]
-    Completions {
-        /// The shell to complete in
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
+    Completions(CompletionsArgs),
 }
 
 /// How `certs regenerate` and `certs rotate-ca` roll their changes out.
@@ -318,6 +254,17 @@ pub struct RolloutArgs {
     /// Progress as plain lines (text) or one JSON event per line (json)
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+}
+
+impl RolloutArgs {
+    pub fn options(&self) -> crate::apply::rollout::Options {
+        crate::apply::rollout::Options {
+            force: self.force,
+            dry_run: self.dry_run,
+            break_lease: self.break_lease,
+            gate_timeout: std::time::Duration::from_secs(self.gate_timeout),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -343,17 +290,7 @@ pub enum EtcdCommand {
         SHA-256, revision, number of keys, members, etcd and Kubernetes versions, and when and where \
         it was taken."
     )]
-    Snapshot {
-        #[command(flatten)]
-        inventory: InventoryArg,
-        /// Where to write the snapshot (its metadata goes to FILE.json)
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// Afterwards, keep only the newest N snapshots of this cluster in the snapshot's
-        /// directory (with their metadata)
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-        keep: Option<u32>,
-    },
+    Snapshot(SnapshotArgs),
 
     /// Restore every etcd member from one snapshot, the control plane stopped meanwhile
     #[command(
@@ -366,19 +303,7 @@ pub enum EtcdCommand {
         /var/lib/etcd.before-restore-TIME), and etcd, the API servers and the controllers start \
         again behind their health gates. Asks for the cluster's name first, unless --yes."
     )]
-    Restore {
-        #[command(flatten)]
-        inventory: InventoryArg,
-        /// The snapshot, with its metadata beside it as SNAPSHOT.json
-        #[arg(value_name = "SNAPSHOT")]
-        snapshot: PathBuf,
-        /// Do not ask for confirmation
-        #[arg(long)]
-        yes: bool,
-        /// Seconds each health gate may take
-        #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-        gate_timeout: u64,
-    },
+    Restore(RestoreArgs),
 }
 
 #[derive(Subcommand)]
@@ -421,19 +346,7 @@ pub enum CertsCommand {
         --token-lifetime has passed since (default 70 minutes: kubelet-projected tokens live an \
         hour); until then the command stops after stage 2 and says when to run it again."
     )]
-    RotateCa {
-        #[command(flatten)]
-        inventory: InventoryArg,
-        /// Which CA (or the service-account key pair)
-        #[arg(long, value_enum, default_value = "all")]
-        ca: CaChoice,
-        /// With --ca service-account: how long a token signed by the old key may live (the old
-        /// public key stays trusted that long after the new key signs)
-        #[arg(long, value_name = "SECONDS", default_value_t = 4200, value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
-        token_lifetime: u64,
-        #[command(flatten)]
-        rollout: RolloutArgs,
-    },
+    RotateCa(RotateCaArgs),
 
     /// Check every certificate in the state directory and on every host: expiry and drift
     #[command(after_help = "Examples:\n  provisioner certs check inventory.toml\n  \
@@ -447,15 +360,7 @@ pub enum CertsCommand {
         1  the check itself failed (a host unreachable, ...)\n  \
         3  a certificate has expired or expires within --warn-days (this wins over 4)\n  \
         4  drift: a host's copy differs, or a certificate no longer matches the inventory")]
-    Check {
-        #[command(flatten)]
-        inventory: InventoryArg,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
-        /// Warn about certificates expiring within this many days
-        #[arg(long, value_name = "DAYS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(0..=36_500))]
-        warn_days: i64,
-    },
+    Check(CheckArgs),
 
     /// Reissue leaf certificates from the same CAs and roll them out, the cluster serving throughout
     #[command(
@@ -473,32 +378,187 @@ pub enum CertsCommand {
         API servers, controller-managers and schedulers, then kubelets and kube-proxies. The run \
         stops at the first failing gate with the rest of the cluster still serving."
     )]
-    Regenerate {
-        #[command(flatten)]
-        inventory: InventoryArg,
-        /// A certificate name (every host's) or NAME@HOST (repeatable)
-        #[arg(long = "cert", value_name = "NAME")]
-        certs: Vec<String>,
-        /// Every certificate of this host (repeatable; with --cert, only those on these hosts)
-        #[arg(long = "host", value_name = "HOST")]
-        hosts: Vec<String>,
-        /// Every leaf certificate
-        #[arg(long, conflicts_with_all = ["certs", "hosts"])]
-        all: bool,
-        #[command(flatten)]
-        rollout: RolloutArgs,
-    },
+    Regenerate(RegenerateArgs),
 
     /// List every certificate of the cluster: subject, SANs, issuer, expiry, and whether it still
     /// matches the inventory
     #[command(after_help = "Examples:\n  provisioner certs list inventory.toml\n  \
         provisioner certs list inventory.toml --output json | jq '.[] | select(.stale != [])'")]
-    List {
-        #[command(flatten)]
-        inventory: InventoryArg,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
-    },
+    List(ListArgs),
+}
+
+#[derive(Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// Directory to write (new, empty, or an earlier render's output)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+    /// Hash every managed file on the hosts again, instead of trusting the per-host record
+    /// of files whose size, mtime, ctime and inode are unchanged since they were checked
+    #[arg(long)]
+    pub rehash: bool,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The inventories of the clusters to check
+    #[arg(value_name = "INVENTORY", required = true)]
+    pub inventories: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+    /// Count a certificate expiring within this many days as a problem
+    #[arg(long, value_name = "DAYS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(0..=36_500))]
+    pub warn_days: i64,
+}
+
+#[derive(Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// Progress as text (live lines on a terminal, plain lines otherwise) or one JSON event
+    /// per line (json)
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub walk: WalkArgs,
+    /// Remove this host, which the inventory no longer names: drain it, delete its Node,
+    /// remove its etcd member (refused without a quorum of the others; one member per
+    /// apply), reset it (repeat for more)
+    #[arg(long = "remove", value_name = "NAME")]
+    pub remove: Vec<String>,
+    /// Hash every managed file on the hosts again (see `plan --rehash`)
+    #[arg(long)]
+    pub rehash: bool,
+    /// Take the cluster's lease even though another run holds it (when that run's machine
+    /// is gone for good)
+    #[arg(long)]
+    pub break_lease: bool,
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub walk: WalkArgs,
+    /// Take the cluster's lease even though another run holds it
+    #[arg(long)]
+    pub break_lease: bool,
+    /// Show what rollback would change, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args)]
+pub struct ResetArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// Reset only this host (repeat for more); workers only
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
+    /// Keep containerd's images, so the next apply need not import them again
+    #[arg(long)]
+    pub keep_images: bool,
+    /// Do not ask for confirmation
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// Where to write the snapshot (its metadata goes to FILE.json)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Afterwards, keep only the newest N snapshots of this cluster in the snapshot's
+    /// directory (with their metadata)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: Option<u32>,
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// The snapshot, with its metadata beside it as SNAPSHOT.json
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: PathBuf,
+    /// Do not ask for confirmation
+    #[arg(long)]
+    pub yes: bool,
+    /// Seconds each health gate may take
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub gate_timeout: u64,
+}
+
+#[derive(Args)]
+pub struct RotateCaArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// Which CA (or the service-account key pair)
+    #[arg(long, value_enum, default_value = "all")]
+    pub ca: CaChoice,
+    /// With --ca service-account: how long a token signed by the old key may live (the old
+    /// public key stays trusted that long after the new key signs)
+    #[arg(long, value_name = "SECONDS", default_value_t = 4200, value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    pub token_lifetime: u64,
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+    /// Warn about certificates expiring within this many days
+    #[arg(long, value_name = "DAYS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(0..=36_500))]
+    pub warn_days: i64,
+}
+
+#[derive(Args)]
+pub struct RegenerateArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// A certificate name (every host's) or NAME@HOST (repeatable)
+    #[arg(long = "cert", value_name = "NAME")]
+    pub certs: Vec<String>,
+    /// Every certificate of this host (repeatable; with --cert, only those on these hosts)
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Every leaf certificate
+    #[arg(long, conflicts_with_all = ["certs", "hosts"])]
+    pub all: bool,
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 #[cfg(test)]

@@ -4,27 +4,36 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::{emit, ensure_pki, load, SUCCESS};
+use super::output::{emit, summary};
+use super::{ensure_pki, load, SUCCESS};
 use crate::apply::workflow::{self, Converged, Stage};
 use crate::apply::{lease, under_lease, Format, Inputs, Session};
-use crate::cli::Output;
+use crate::cli::{ApplyArgs, Output, PlanArgs};
 use crate::render;
 
 /// What `apply` adds to `plan`.
-pub(super) struct ApplyOptions {
-    pub(super) walk: workflow::Options,
-    pub(super) break_lease: bool,
+struct ApplyOptions {
+    walk: workflow::Options,
+    break_lease: bool,
     /// Hosts the inventory no longer names that the operator confirms are to be removed.
-    pub(super) remove: Vec<String>,
+    remove: Vec<String>,
+}
+
+pub(super) fn plan(a: &PlanArgs) -> Result<u8> {
+    converge(&a.inventory.inventory, a.output, None, a.rehash)
+}
+
+pub(super) fn apply(a: &ApplyArgs) -> Result<u8> {
+    let opts = ApplyOptions {
+        walk: a.walk.options(),
+        break_lease: a.break_lease,
+        remove: a.remove.clone(),
+    };
+    converge(&a.inventory.inventory, a.output, Some(opts), a.rehash)
 }
 
 /// `plan` and `apply`: survey the hosts, plan, and (for apply) execute under the cluster's lease.
-pub(super) fn converge(
-    path: &Path,
-    output: Output,
-    apply: Option<ApplyOptions>,
-    rehash: bool,
-) -> Result<u8> {
+fn converge(path: &Path, output: Output, apply: Option<ApplyOptions>, rehash: bool) -> Result<u8> {
     let mut l = load(path)?;
     // JSON events are apply's output; plan prints its JSON plan alone on stdout.
     let format = if output == Output::Json && apply.is_some() {
@@ -65,13 +74,12 @@ pub(super) fn converge(
     })?;
     match done {
         Converged::Planned(plan) => emit(output, &plan, crate::plan::text)?,
-        Converged::Applied(outcome) => match output {
-            Output::Json => println!("{}", serde_json::json!({ "summary": outcome })),
-            Output::Text => eprintln!(
+        Converged::Applied(outcome) => summary(output, &outcome, |o| {
+            format!(
                 "done in {:.1}s: {} file(s) written, {} service(s) started, {} restarted ({:.1}s transfer, {:.1}s starting and waiting)",
-                outcome.seconds, outcome.files_written, outcome.units_started, outcome.units_restarted, outcome.transfer_seconds, outcome.wait_seconds
-            ),
-        },
+                o.seconds, o.files_written, o.units_started, o.units_restarted, o.transfer_seconds, o.wait_seconds
+            )
+        }),
     }
     Ok(SUCCESS)
 }

@@ -1,26 +1,23 @@
-//! `etcd snapshot`.
+//! `etcd snapshot` and `etcd restore`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 
-use super::{confirm, existing_pki, load, SUCCESS};
+use super::output::confirm;
+use super::{load, now, SUCCESS};
 use crate::apply::workflow::Stage;
-use crate::apply::{lease, restore, snapshot, under_lease, Format, Session};
-use crate::pki;
+use crate::apply::{restore, snapshot, Format, Session};
+use crate::cli::{RestoreArgs, SnapshotArgs};
+use crate::layout::ETCD_DATA_DIR;
 
-pub(super) fn snapshot(path: &Path, out: Option<&Path>, keep: Option<u32>) -> Result<u8> {
-    let l = load(path)?;
+pub(super) fn snapshot(a: &SnapshotArgs) -> Result<u8> {
+    let l = load(&a.inventory.inventory)?;
     let c = &l.cluster;
     let session = Session::start(&c.state_dir, Format::Text)?;
-    let to: PathBuf = match out {
-        Some(f) => f.to_path_buf(),
-        None => {
-            let dir = c.state_dir.join("etcd-snapshots");
-            pki::store::ensure_private_dir(&dir)?;
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            dir.join(snapshot::file_name(&c.name, now))
-        }
+    let to = match &a.out {
+        Some(f) => f.clone(),
+        None => snapshot::default_path(c, now())?,
     };
     let rep = &session.rep;
     let meta = session.block_on(async {
@@ -40,7 +37,7 @@ pub(super) fn snapshot(path: &Path, out: Option<&Path>, keep: Option<u32>) -> Re
         meta.sha256,
         snapshot::metadata_path(&to).display()
     );
-    if let Some(keep) = keep {
+    if let Some(keep) = a.keep {
         let dir = to.parent().filter(|d| !d.as_os_str().is_empty());
         let removed = snapshot::prune(dir.unwrap_or(Path::new(".")), &c.name, keep as usize)?;
         for r in removed {
@@ -50,57 +47,30 @@ pub(super) fn snapshot(path: &Path, out: Option<&Path>, keep: Option<u32>) -> Re
     Ok(SUCCESS)
 }
 
-pub(super) fn restore(path: &Path, snapshot: &Path, yes: bool, gate_timeout: u64) -> Result<u8> {
+pub(super) fn restore(a: &RestoreArgs) -> Result<u8> {
+    let path = &a.inventory.inventory;
     let mut l = load(path)?;
     let session = Session::start(&l.cluster.state_dir, Format::Text)?;
-    let meta_path = snapshot::metadata_path(snapshot);
-    let meta: snapshot::Metadata = serde_json::from_slice(
-        &std::fs::read(&meta_path)
-            .with_context(|| format!("reading the snapshot's metadata {}", meta_path.display()))?,
-    )
-    .with_context(|| format!("{} is not a snapshot's metadata", meta_path.display()))?;
-    let c = &l.cluster;
-    if meta.cluster != c.name {
-        bail!(
-            "{} is a snapshot of cluster {}, not of {}; nothing was changed",
-            snapshot.display(),
-            meta.cluster,
-            c.name
-        );
-    }
-    if !yes {
+    let meta = snapshot::read_metadata(&a.snapshot, &l.cluster.name)?;
+    let name = l.cluster.name.clone();
+    if !a.yes {
         confirm(
             &format!(
-            "This returns cluster {} to its state at {} (revision {}): everything created since is \
-             lost, and the API is down meanwhile.\nType the cluster's name to go on: ",
-            c.name, meta.taken_at, meta.revision
-        ),
-            &c.name,
+                "This returns cluster {name} to its state at {} (revision {}): everything created \
+                 since is lost, and the API is down meanwhile.\nType the cluster's name to go on: ",
+                meta.taken_at, meta.revision
+            ),
+            &name,
         )?;
     }
     let bundle = crate::bundle::cluster::open_for(&mut l.cluster, path)?;
-    let rep = &session.rep;
-    Stage::Pki.start(rep);
-    let (_, pki) = existing_pki(&l)?;
-    let c = &l.cluster;
-    Stage::Render.start(rep);
-    let rendered = crate::render::render(c, &pki)?;
-    let inputs = crate::apply::Inputs {
-        cluster: c,
-        rendered: &rendered,
-        pki: &pki,
-        bundle: &bundle,
-    };
-    let deadline = std::time::Duration::from_secs(gate_timeout);
-    session.block_on(async {
-        let conns = crate::apply::open(c, rep).await?;
-        let held = lease::take(c, &conns, "etcd restore", false, rep).await?;
-        let work = restore::restore(&inputs, &conns, snapshot, &meta, deadline, rep);
-        under_lease(Some(held), work).await
-    })?;
+    let deadline = std::time::Duration::from_secs(a.gate_timeout);
+    restore::run(&l.cluster, &bundle, &a.snapshot, &meta, deadline, &session)?;
     println!(
-        "cluster {} restored to revision {} of {} ({}); each member's previous data is in /var/lib/etcd.before-restore-*",
-        c.name, meta.revision, meta.taken_at, snapshot.display()
+        "cluster {name} restored to revision {} of {} ({}); each member's previous data is in {ETCD_DATA_DIR}.before-restore-*",
+        meta.revision,
+        meta.taken_at,
+        a.snapshot.display()
     );
     Ok(SUCCESS)
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::{ensure_pki, load, SUCCESS};
+use crate::cli::RenderArgs;
 use crate::{pki, render};
 
 pub(super) fn validate(path: &Path) -> Result<u8> {
@@ -24,7 +25,8 @@ pub(super) fn validate(path: &Path) -> Result<u8> {
     Ok(SUCCESS)
 }
 
-pub(super) fn render_cmd(path: &Path, out: &Path) -> Result<u8> {
+pub(super) fn render_cmd(a: &RenderArgs) -> Result<u8> {
+    let (path, out) = (&a.inventory.inventory, &a.out);
     let l = load(path)?;
     let _lock = pki::store::lock(&l.cluster.state_dir)?;
     let pki = ensure_pki(&l, path)?;

@@ -1,19 +1,20 @@
 //! `reset`.
 
-use std::path::Path;
-
 use anyhow::Result;
 
-use super::{confirm, load, SUCCESS};
+use super::output::confirm;
+use super::{load, SUCCESS};
 use crate::apply::reset;
 use crate::apply::workflow::Stage;
 use crate::apply::{lease, under_lease, Format, Session};
+use crate::cli::ResetArgs;
 use crate::plan::installed::{chosen, summary};
 
-pub(super) fn reset(path: &Path, hosts: &[String], keep_images: bool, yes: bool) -> Result<u8> {
-    let l = load(path)?;
+pub(super) fn reset(a: &ResetArgs) -> Result<u8> {
+    let (keep_images, yes) = (a.keep_images, a.yes);
+    let l = load(&a.inventory.inventory)?;
     let c = &l.cluster;
-    let chosen = chosen(c, hosts)?;
+    let chosen = chosen(c, &a.hosts)?;
     let session = Session::start(&c.state_dir, Format::Text)?;
     // The lease hosts are reached too (the lease keeps other runs out), reset or not.
     let leased = lease::lease_hosts(c);

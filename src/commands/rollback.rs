@@ -1,31 +1,18 @@
 //! `rollback`: every host back to the versions recorded before the last upgrade.
 
-use std::path::Path;
-
 use anyhow::Result;
 
 use super::{ensure_pki, load, SUCCESS};
 use crate::apply::workflow::{self, RolledBack, Stage};
-use crate::apply::{lease, under_lease, Format, Inputs, Session};
-use crate::cli::Output;
+use crate::apply::{lease, under_lease, Inputs, Session};
+use crate::cli::RollbackArgs;
 use crate::history;
 use crate::plan::rollback::{at_versions, retarget, split};
 
-/// How `rollback` runs.
-pub(super) struct Options {
-    pub(super) walk: workflow::Options,
-    pub(super) break_lease: bool,
-    /// Show the plan and change nothing.
-    pub(super) dry_run: bool,
-}
-
-pub(super) fn rollback(path: &Path, output: Output, opts: &Options) -> Result<u8> {
+pub(super) fn rollback(a: &RollbackArgs) -> Result<u8> {
+    let path = &a.inventory.inventory;
     let mut l = load(path)?;
-    let format = match output {
-        Output::Json => Format::Json,
-        Output::Text => Format::Text,
-    };
-    let session = Session::start(&l.cluster.state_dir, format)?;
+    let session = Session::start(&l.cluster.state_dir, a.output.format())?;
     let bundle = crate::bundle::cluster::open_for(&mut l.cluster, path)?;
     let recorded = history::load(&l.cluster.state_dir)?;
     let (back, kept) = split(&recorded);
@@ -61,11 +48,12 @@ pub(super) fn rollback(path: &Path, output: Output, opts: &Options) -> Result<u8
     let desired = retarget(crate::plan::desired(&rendered, &bundle)?, &back);
     let done = session.block_on(async {
         let conns = crate::apply::open(c, rep).await?;
-        let held = match opts.dry_run {
+        let held = match a.dry_run {
             true => None,
-            false => Some(lease::take(c, &conns, "rollback", opts.break_lease, rep).await?),
+            false => Some(lease::take(c, &conns, "rollback", a.break_lease, rep).await?),
         };
-        let work = workflow::rollback(&inputs, desired, conns, opts.dry_run, &opts.walk, rep);
+        let walk = a.walk.options();
+        let work = workflow::rollback(&inputs, desired, conns, a.dry_run, &walk, rep);
         under_lease(held, work).await
     })?;
     match done {
@@ -77,9 +65,8 @@ pub(super) fn rollback(path: &Path, output: Output, opts: &Options) -> Result<u8
             println!("dry run: rollback would make the changes above; nothing was changed");
         }
         RolledBack::Done => {
-            let mut left = recorded.clone();
-            left.retain(|release, _| !back.contains_key(release));
-            history::save(&c.state_dir, &left)?;
+            // What stays recorded is what could not go back.
+            history::save(&c.state_dir, &kept)?;
             let list: Vec<String> = back
                 .iter()
                 .map(|(r, s)| format!("{r} {} → {}", s.to, s.previous))

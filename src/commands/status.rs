@@ -1,14 +1,15 @@
 //! `status`: one or several clusters at once, each read from its hosts in parallel.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use futures::future::join_all;
 
-use super::{emit, existing_pki, load, SUCCESS};
+use super::output::emit;
+use super::{load, SUCCESS};
 use crate::apply::status::{self, ClusterStatus};
 use crate::apply::Inputs;
-use crate::cli::Output;
+use crate::cli::StatusArgs;
 use crate::{pki, render};
 
 /// Exit status when any cluster is unhealthy.
@@ -46,7 +47,7 @@ fn prepare_loaded(mut loaded: crate::inventory::Loaded, path: &Path) -> Result<P
     // Held only while the state directory is read, never while the hosts are asked.
     let _lock = pki::store::lock(state)?;
     let bundle = crate::bundle::cluster::open_for(&mut loaded.cluster, path)?;
-    let (_, pki) = existing_pki(&loaded)?;
+    let (_, pki) = pki::existing(&loaded.cluster)?;
     let rendered = render::render(&loaded.cluster, &pki)?;
     Ok(Prepared {
         loaded,
@@ -56,7 +57,8 @@ fn prepare_loaded(mut loaded: crate::inventory::Loaded, path: &Path) -> Result<P
     })
 }
 
-pub(super) fn status(paths: &[PathBuf], output: Output, warn_days: i64) -> Result<u8> {
+pub(super) fn status(a: &StatusArgs) -> Result<u8> {
+    let (paths, warn_days) = (&a.inventories, a.warn_days);
     let prepared: Vec<_> = paths.iter().map(|p| (p, prepare(p))).collect();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let reports: Vec<ClusterStatus> = runtime.block_on(join_all(prepared.iter().map(
@@ -75,7 +77,7 @@ pub(super) fn status(paths: &[PathBuf], output: Output, warn_days: i64) -> Resul
             }
         },
     )));
-    emit(output, &reports, |r| r.iter().map(status::text).collect())?;
+    emit(a.output, &reports, |r| r.iter().map(status::text).collect())?;
     Ok(if reports.iter().all(ClusterStatus::healthy) {
         SUCCESS
     } else {

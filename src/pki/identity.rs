@@ -31,12 +31,9 @@ pub mod host_path {
         format!("{}.key", ca_stem(ca))
     }
 
-    pub const PKI: &str = "/etc/kubernetes/pki";
-    /// etcd's certificates, the healthcheck client's (which etcdctl on the host uses) among them.
-    pub const ETCD_PKI: &str = "/etc/kubernetes/pki/etcd";
-    pub const SA_PUB: &str = "/etc/kubernetes/pki/sa.pub";
-    pub const SA_KEY: &str = "/etc/kubernetes/pki/sa.key";
-    pub const ENCRYPTION_CONFIG: &str = "/etc/kubernetes/encryption-config.yaml";
+    pub use crate::layout::{
+        ENCRYPTION_CONFIG, ETCD_PKI_DIR as ETCD_PKI, PKI_DIR as PKI, SA_KEY, SA_PUB,
+    };
 }
 
 /// One identity a cluster carries.

@@ -8,6 +8,7 @@
 pub mod identity;
 pub mod inspect;
 mod issue;
+mod report;
 pub mod rotation;
 pub mod spec;
 pub mod store;
@@ -19,6 +20,7 @@ use anyhow::{bail, Context, Result};
 use base64::Engine;
 
 use crate::inventory::Cluster;
+pub use report::{existing, Report};
 pub use spec::{Ca, Cert, CertSpec, ADMIN_GROUP};
 
 /// A certificate and its private key, PEM-encoded.
@@ -146,19 +148,6 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[derive(Debug, Default)]
-pub struct Report {
-    /// CAs and keys created by this run.
-    pub created: Vec<String>,
-    /// Leaf certificates issued by this run (they did not exist).
-    pub issued: Vec<String>,
-    /// Existing certificates that no longer match the inventory, with the reasons.
-    pub stale: Vec<(String, Vec<String>)>,
-    /// Existing certificates replaced by this run, with the reasons: only the API server's,
-    /// when control-plane hosts were added (its SANs name every one).
-    pub reissued: Vec<(String, Vec<String>)>,
 }
 
 pub fn pki_dir(state_dir: &Path) -> PathBuf {

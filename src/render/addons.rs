@@ -8,9 +8,6 @@ use super::templates::Templates;
 use crate::component::Addon;
 use crate::inventory::Cluster;
 
-/// Where the manifests are kept on the control-plane hosts.
-pub const DIR: &str = "/etc/kubernetes/addons";
-
 /// One addon's multi-document YAML manifest.
 #[derive(Debug, Clone)]
 pub struct Rendered {
@@ -20,7 +17,7 @@ pub struct Rendered {
 
 impl Rendered {
     pub fn path(&self) -> String {
-        format!("{DIR}/{}.yaml", self.addon.name())
+        format!("{}/{}.yaml", crate::layout::ADDONS_DIR, self.addon.name())
     }
 }
 

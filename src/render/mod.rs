@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::component::{Program, Unit};
 use crate::inventory::{Cluster, Host};
+use crate::layout::{KUBERNETES_DIR, PKI_DIR};
 use crate::pki::{Ca, Cert, Pem, Pki};
 use context::*;
 use templates::Templates;
@@ -73,7 +74,6 @@ pub struct Rendered {
     pub addons: Vec<addons::Rendered>,
 }
 
-use crate::pki::identity::host_path::PKI;
 const SECRET: u32 = 0o600;
 const PUBLIC: u32 = 0o644;
 
@@ -183,11 +183,6 @@ const TLS_CIPHER_SUITES: &[&str] = &[
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
 ];
 
-/// What an etcd member reads on its first start only (the members to bootstrap with or join):
-/// the one file a unit reads whose change restarts nothing, so that a new member list
-/// restarts no member.
-pub const ETCD_BOOTSTRAP_ENV: &str = "/etc/kubernetes/etcd-bootstrap.env";
-
 fn host_files(
     t: &Templates,
     c: &Cluster,
@@ -215,8 +210,8 @@ fn host_files(
         service_cidr: c.network.service_cidr.to_string(),
         tls_cipher_suites: TLS_CIPHER_SUITES.join(","),
     };
-    b.dir("/etc/kubernetes", 0o755);
-    b.dir(PKI, 0o755);
+    b.dir(KUBERNETES_DIR, 0o755);
+    b.dir(PKI_DIR, 0o755);
     if h.roles.etcd {
         roles::etcd_member(&mut b, c, pki, h, &common)?;
     }
@@ -264,6 +259,7 @@ fn kubeconfig(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::ETCD_BOOTSTRAP_ENV;
 
     fn rendered() -> Rendered {
         rendered_with(|_| {})

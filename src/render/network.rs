@@ -64,7 +64,7 @@ fn pod_routes(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host) -> Result<()> {
             pod_cidr: c.network.pod_cidr.to_string(),
         };
         b.template(
-            "/etc/kubernetes/pod-routes.sh",
+            crate::layout::POD_ROUTES_SCRIPT,
             PUBLIC,
             "pod-routes.sh",
             &ctx,

@@ -4,19 +4,14 @@
 use anyhow::Result;
 
 use super::context::*;
-use super::{
-    addons, kubeconfig, HostBuilder, ETCD_BOOTSTRAP_ENV, PUBLIC, SECRET, TLS_CIPHER_SUITES,
-};
+use super::{addons, kubeconfig, HostBuilder, PUBLIC, SECRET, TLS_CIPHER_SUITES};
 use crate::component::{
     NetworkPlugin, Unit, API_LB_PROGRAMS, CONTROL_PLANE_PROGRAMS, ETCD_PROGRAMS, WORKER_PROGRAMS,
 };
 use crate::inventory::version;
 use crate::inventory::{Cluster, Host, Registry, NODE_LOCAL_API_PORT};
-use crate::layout::{
-    BACKUPS, CNI_BIN_DIR, ETCD_DATA_DIR, KUBELET_KUBECONFIG, MODULES_FILE, REGISTRY_HOSTS_DIR,
-    SYSCTL_FILE, SYSUSERS_DIR, UNIT_DIR,
-};
-use crate::pki::identity::host_path::{self, PKI};
+use crate::layout::*;
+use crate::pki::identity::host_path;
 use crate::pki::{Ca, Cert, Pki};
 
 /// An etcd member: its certificates, user, unit and scheduled snapshots.
@@ -29,7 +24,7 @@ pub(super) fn etcd_member(
 ) -> Result<()> {
     use Unit::*;
     let etcd_ca = pki.ca(Ca::Etcd).cert.as_str();
-    b.dir(&format!("{PKI}/etcd"), 0o755);
+    b.dir(ETCD_PKI_DIR, 0o755);
     b.dir(ETCD_DATA_DIR, 0o700);
     b.programs(ETCD_PROGRAMS);
     b.file(
@@ -39,18 +34,18 @@ pub(super) fn etcd_member(
         &[Etcd, KubeApiserver],
     );
     b.pair(
-        &format!("{PKI}/etcd/server"),
+        &format!("{ETCD_PKI_DIR}/server"),
         pki.leaf(Cert::EtcdServer, Some(&h.name)),
         &[Etcd],
     );
     b.pair(
-        &format!("{PKI}/etcd/peer"),
+        &format!("{ETCD_PKI_DIR}/peer"),
         pki.leaf(Cert::EtcdPeer, Some(&h.name)),
         &[Etcd],
     );
     // Lets an operator on the host run etcdctl, and the health gates check the member.
     b.pair(
-        &format!("{PKI}/etcd/healthcheck-client"),
+        &format!("{ETCD_PKI_DIR}/healthcheck-client"),
         pki.leaf(Cert::EtcdHealthcheckClient, None),
         &[],
     );
@@ -85,13 +80,13 @@ pub(super) fn etcd_member(
     };
     b.unit(Etcd, &ctx)?;
     if let Some(s) = &c.etcd_snapshots {
-        let script = "/etc/kubernetes/etcd-snapshot.sh";
+        let script = ETCD_SNAPSHOT_SCRIPT;
         let ctx = EtcdSnapshotJob {
             host: common,
             calendar: &s.calendar,
             keep: s.keep,
             dir: BACKUPS,
-            pki: host_path::ETCD_PKI,
+            pki: ETCD_PKI_DIR,
             script,
         };
         // The job and its script are read at each run: a change restarts nothing.
@@ -121,8 +116,8 @@ pub(super) fn control_plane(
     use Unit::*;
     let t = b.t;
     let etcd_ca = pki.ca(Ca::Etcd).cert.as_str();
-    b.dir(&format!("{PKI}/etcd"), 0o755);
-    b.dir("/var/log/kubernetes", 0o700);
+    b.dir(ETCD_PKI_DIR, 0o755);
+    b.dir(AUDIT_LOG_DIR, 0o700);
     b.programs(CONTROL_PLANE_PROGRAMS);
     // Every CA key is on every control-plane host, as kubeadm keeps them: root there can
     // already mint any identity with the cluster CA key, so the other two add no power, and
@@ -175,33 +170,28 @@ pub(super) fn control_plane(
         ("front-proxy-client", Cert::FrontProxyClient),
     ] {
         b.pair(
-            &format!("{PKI}/{stem}"),
+            &format!("{PKI_DIR}/{stem}"),
             pki.leaf(cert, None),
             &[KubeApiserver],
         );
     }
     b.pair(
-        &format!("{PKI}/kube-controller-manager"),
+        &format!("{PKI_DIR}/kube-controller-manager"),
         pki.leaf(Cert::ControllerManagerServer, Some(&h.name)),
         &[KubeControllerManager],
     );
     b.pair(
-        &format!("{PKI}/kube-scheduler"),
+        &format!("{PKI_DIR}/kube-scheduler"),
         pki.leaf(Cert::SchedulerServer, Some(&h.name)),
         &[KubeScheduler],
     );
     b.file(
-        host_path::SA_KEY,
+        SA_KEY,
         SECRET,
         pki.sa_key.as_str(),
         &[KubeApiserver, KubeControllerManager],
     );
-    b.file(
-        host_path::SA_PUB,
-        PUBLIC,
-        pki.sa_pub.as_str(),
-        &[KubeApiserver],
-    );
+    b.file(SA_PUB, PUBLIC, pki.sa_pub.as_str(), &[KubeApiserver]);
 
     // Each controller-manager and scheduler talks to the API server on its own host, as
     // kubeadm does, so a control-plane host works even when the endpoint is down.
@@ -230,17 +220,17 @@ pub(super) fn control_plane(
         ),
     ] {
         let text = kubeconfig(t, c, pki, user, pki.leaf(cert, None), &server)?;
-        b.file(&format!("/etc/kubernetes/{file}"), SECRET, text, readers);
+        b.file(&format!("{KUBERNETES_DIR}/{file}"), SECRET, text, readers);
     }
     b.template(
-        "/etc/kubernetes/kube-scheduler.yaml",
+        SCHEDULER_CONFIG,
         PUBLIC,
         "kube-scheduler.yaml",
         common,
         &[KubeScheduler],
     )?;
     b.template(
-        host_path::ENCRYPTION_CONFIG,
+        ENCRYPTION_CONFIG,
         SECRET,
         "encryption-config.yaml",
         &EncryptionConfig {
@@ -249,7 +239,7 @@ pub(super) fn control_plane(
         &[KubeApiserver],
     )?;
     b.template(
-        "/etc/kubernetes/audit-policy.yaml",
+        AUDIT_POLICY,
         PUBLIC,
         "audit-policy.yaml",
         common,
@@ -271,7 +261,7 @@ pub(super) fn control_plane(
     b.unit(KubeControllerManager, &controller_manager)?;
     b.unit(KubeScheduler, common)?;
     if !addons.is_empty() {
-        b.dir(addons::DIR, 0o755);
+        b.dir(ADDONS_DIR, 0o755);
     }
     // Applied through the API by the addons phase; no unit reads them.
     for a in addons {
@@ -300,11 +290,11 @@ pub(super) fn worker(
         ..common.clone()
     };
     for (dir, mode) in [
-        ("/var/lib/kubelet", 0o700),
-        ("/var/lib/kubelet/pki", 0o700),
-        ("/var/lib/kube-proxy", 0o755),
-        ("/etc/containerd", 0o755),
-        ("/etc/cni/net.d", 0o755),
+        (KUBELET_DIR, 0o700),
+        (KUBELET_PKI, 0o700),
+        (KUBE_PROXY_DIR, 0o755),
+        (CONTAINERD_DIR, 0o755),
+        (CNI_CONF_DIR, 0o755),
         (CNI_BIN_DIR, 0o755),
     ] {
         b.dir(dir, mode);
@@ -321,7 +311,7 @@ pub(super) fn worker(
         );
     }
     b.pair(
-        "/var/lib/kubelet/pki/kubelet",
+        &format!("{KUBELET_PKI}/kubelet"),
         pki.leaf(Cert::KubeletServer, Some(&h.name)),
         &[Kubelet],
     );
@@ -334,13 +324,7 @@ pub(super) fn worker(
                 .map(|cp| format!("{}:6443", cp.internal_ip))
                 .collect(),
         };
-        b.template(
-            "/etc/kubernetes/kube-api-lb.json",
-            PUBLIC,
-            "kube-api-lb.json",
-            &lb,
-            &[KubeApiLb],
-        )?;
+        b.template(API_LB_CONFIG, PUBLIC, "kube-api-lb.json", &lb, &[KubeApiLb])?;
         b.unit(KubeApiLb, &lb)?;
     }
     let api = c.node_api_url(h);
@@ -362,16 +346,11 @@ pub(super) fn worker(
         pki.leaf(Cert::KubeProxy, None),
         &api,
     )?;
-    b.file(
-        "/etc/kubernetes/kube-proxy.conf",
-        SECRET,
-        proxy_conf,
-        &[KubeProxy],
-    );
+    b.file(KUBE_PROXY_KUBECONFIG, SECRET, proxy_conf, &[KubeProxy]);
 
     let containerd = c.versions.containerd;
     b.template(
-        "/etc/containerd/config.toml",
+        CONTAINERD_CONFIG,
         PUBLIC,
         "containerd-config.toml",
         &ContainerdConfig {
@@ -387,7 +366,7 @@ pub(super) fn worker(
     registry_hosts(b, &c.registries)?;
     super::network::worker(b, NetworkPlugin::of(c), &node)?;
     b.template(
-        "/var/lib/kubelet/config.yaml",
+        KUBELET_CONFIG,
         PUBLIC,
         "kubelet-config.yaml",
         &KubeletConfig {
@@ -403,7 +382,7 @@ pub(super) fn worker(
         &[Kubelet],
     )?;
     b.template(
-        "/var/lib/kube-proxy/config.yaml",
+        KUBE_PROXY_CONFIG,
         PUBLIC,
         "kube-proxy-config.yaml",
         &KubeProxyConfig {
@@ -417,7 +396,7 @@ pub(super) fn worker(
     b.unit(Kubelet, common)?;
     b.unit(KubeProxy, common)?;
     b.root_only(&Kubelet.unit_file());
-    b.root_only("/var/lib/kubelet/config.yaml");
+    b.root_only(KUBELET_CONFIG);
     Ok(())
 }
 

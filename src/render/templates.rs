@@ -59,7 +59,10 @@ impl Templates {
     }
 
     pub fn render(&self, name: &str, ctx: &impl Serialize) -> Result<String> {
-        let ctx = tera::Context::from_serialize(ctx).context("building a template context")?;
+        let mut ctx = tera::Context::from_serialize(ctx).context("building a template context")?;
+        let paths: std::collections::BTreeMap<&str, &str> =
+            crate::layout::FOR_TEMPLATES.iter().copied().collect();
+        ctx.insert("paths", &paths);
         self.0
             .render(name, &ctx)
             .with_context(|| format!("rendering template {name}"))

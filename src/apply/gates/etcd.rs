@@ -126,18 +126,7 @@ impl<R: Remote> Gates<'_, R> {
                 down.push(format!("{h} ({e:#})"));
             }
         }
-        let healthy = staying.len() - down.len();
-        let quorum = staying.len() / 2 + 1;
-        if healthy < quorum {
-            bail!(
-                "removing {} would leave etcd {healthy} healthy member(s) of {}, fewer than the \
-                 {quorum} a quorum needs; down: {}. Bring them back first.",
-                leaving.join(", "),
-                staying.len(),
-                down.join(", ")
-            );
-        }
-        Ok(())
+        keeps_quorum(leaving, staying.len(), &down)
     }
 
     /// Removes the member at `peer_url` (the leaving host `host`'s) from the cluster, through a
@@ -226,5 +215,146 @@ impl<R: Remote> Gates<'_, R> {
         } else {
             bail!("HTTP {}: {}", resp.status, resp.body.trim())
         }
+    }
+}
+
+/// Whether `members` that stay, of which `down` are not healthy, keep a quorum of their own
+/// without `leaving`: as many healthy as a majority of them.
+fn keeps_quorum(leaving: &[&str], members: usize, down: &[String]) -> Result<()> {
+    let healthy = members - down.len();
+    let quorum = members / 2 + 1;
+    if healthy < quorum {
+        bail!(
+            "removing {} would leave etcd {healthy} healthy member(s) of {members}, fewer than \
+             the {quorum} a quorum needs; down: {}. Bring them back first.",
+            leaving.join(", "),
+            down.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::super::super::fake::{FakeRemote, Fixture, Log};
+    use super::super::super::{Format, Reporter};
+    use super::*;
+    use crate::inventory::Cluster;
+
+    #[test]
+    fn a_removal_needs_a_majority_of_the_members_that_stay_healthy() {
+        assert!(keeps_quorum(&["cp-4"], 3, &[]).is_ok());
+        assert!(keeps_quorum(&["cp-4"], 3, &["cp-2 (down)".into()]).is_ok());
+        let e = keeps_quorum(&["cp-4"], 3, &["cp-2 (down)".into(), "cp-3 (down)".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("1 healthy member(s) of 3, fewer than the 2"),
+            "{e}"
+        );
+        assert!(e.contains("cp-2 (down), cp-3 (down)"), "{e}");
+        assert!(keeps_quorum(&["cp-3"], 2, &["cp-2 (down)".into()]).is_err());
+    }
+
+    /// The bundled inventory with cp-3 joining the running etcd cluster.
+    fn fixture() -> Fixture {
+        Fixture::new(|c| {
+            for h in &mut c.hosts {
+                h.etcd_joins = h.name == "cp-3";
+            }
+        })
+    }
+
+    /// `etcdctl member list -w json` listing cp-1 and cp-2, and cp-3 as `cp3` says (None: not
+    /// listed, Some(true): a learner).
+    fn member_list(c: &Cluster, cp3: Option<bool>) -> String {
+        let url = |h: &str| c.host(h).unwrap().etcd_peer_url();
+        let mut members = vec![
+            serde_json::json!({"ID": "a1", "name": "cp-1", "peerURLs": [url("cp-1")]}),
+            serde_json::json!({"ID": "b2", "name": "cp-2", "peerURLs": [url("cp-2")]}),
+        ];
+        if let Some(learner) = cp3 {
+            members.push(
+                serde_json::json!({"ID": "c3", "peerURLs": [url("cp-3")], "isLearner": learner}),
+            );
+        }
+        serde_json::json!({ "members": members }).to_string()
+    }
+
+    /// Runs `step` on gates over fake hosts where cp-1 lists the members as `cp3` says;
+    /// returns the commands that were run (every one not answered from the member list).
+    async fn with_members(
+        cp3: Option<bool>,
+        step: impl AsyncFnOnce(&Gates<'_, FakeRemote>) -> Result<()>,
+    ) -> (Result<()>, Vec<String>) {
+        let f = fixture();
+        let c = &f.cluster;
+        let log = Log::default();
+        let list = shell::etcd_members(&c.host("cp-1").unwrap().etcd_client_url(), ETCD_PKI);
+        let conns: BTreeMap<String, FakeRemote> = c
+            .hosts
+            .iter()
+            .map(|h| {
+                let fake =
+                    FakeRemote::new(&h.name, &log).answer(list.clone(), &member_list(c, cp3));
+                (h.name.clone(), fake)
+            })
+            .collect();
+        let inp = f.inputs();
+        let gates = Gates {
+            inp: &inp,
+            deadline: Duration::from_millis(200),
+            drain_deadline: Duration::from_millis(200),
+            conns: &conns,
+            rep: &Reporter::with_writer(Format::Json, Box::new(std::io::sink())),
+        };
+        let result = step(&gates).await;
+        let ran = log.lock().unwrap().clone();
+        (result, ran)
+    }
+
+    #[tokio::test]
+    async fn a_joining_member_is_added_as_a_learner_through_one_that_stays_once() {
+        let (r, ran) = with_members(None, async |g| g.add_learners(&["cp-2", "cp-3"]).await).await;
+        r.unwrap();
+        let c = fixture().cluster;
+        let add = shell::etcd_add_learner(
+            &c.host("cp-1").unwrap().etcd_client_url(),
+            ETCD_PKI,
+            "cp-3",
+            &c.host("cp-3").unwrap().etcd_peer_url(),
+        );
+        assert_eq!(ran, [format!("cp-1: run {}", add.lines().next().unwrap())]);
+
+        // Listed already (an apply that stopped after adding it): nothing is added twice.
+        let (r, ran) = with_members(Some(true), async |g| g.add_learners(&["cp-3"]).await).await;
+        r.unwrap();
+        assert!(ran.is_empty(), "{ran:?}");
+    }
+
+    #[tokio::test]
+    async fn a_learner_is_promoted_and_a_voting_member_left_alone() {
+        let (r, ran) = with_members(Some(true), async |g| g.promote("cp-3").await).await;
+        r.unwrap();
+        let c = fixture().cluster;
+        let promote =
+            shell::etcd_promote(&c.host("cp-1").unwrap().etcd_client_url(), ETCD_PKI, "c3");
+        assert_eq!(
+            ran,
+            [format!("cp-1: run {}", promote.lines().next().unwrap())]
+        );
+
+        let (r, ran) = with_members(Some(false), async |g| g.promote("cp-3").await).await;
+        r.unwrap();
+        assert!(ran.is_empty(), "{ran:?}");
+
+        let (r, _) = with_members(None, async |g| g.promote("cp-3").await).await;
+        assert!(r
+            .unwrap_err()
+            .to_string()
+            .contains("does not list a member at"));
     }
 }
