@@ -21,6 +21,7 @@ use crate::transport::{self, Downloaded, Forward, Output, Progress, Source};
 pub type Log = Arc<Mutex<Vec<String>>>;
 
 /// One host.
+#[derive(Clone)]
 pub struct FakeRemote {
     pub host: String,
     /// What a command prints (on stdout, exit 0), by the whole command.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::Remote;
 use crate::inventory::Cluster;
 use crate::layout::LEASE;
 use crate::shell;
@@ -92,8 +93,8 @@ pub fn decide(
 }
 
 /// A lease held on its hosts; [`release`](Lease::release) gives it back.
-pub struct Lease {
-    held: BTreeMap<String, (Connection, String)>,
+pub struct Lease<R = Connection> {
+    held: BTreeMap<String, (R, String)>,
 }
 
 /// The hosts that hold the cluster's lease: the first etcd member and the first API server.
@@ -121,13 +122,13 @@ fn process_alive(pid: u32) -> bool {
 }
 
 /// Takes the lease on the cluster's lease hosts for `command`.
-pub async fn take(
+pub async fn take<R: Remote + Clone>(
     c: &Cluster,
-    conns: &BTreeMap<String, Connection>,
+    conns: &BTreeMap<String, R>,
     command: &str,
     break_lease: bool,
     rep: &super::Reporter,
-) -> Result<Lease> {
+) -> Result<Lease<R>> {
     super::stage::Stage::Lease.start(rep);
     let mut token = [0u8; 8];
     getrandom::fill(&mut token).context("reading the system's random source")?;
@@ -139,7 +140,7 @@ pub async fn take(
         since: time::OffsetDateTime::now_utc().unix_timestamp(),
         token: hex::encode(token),
     };
-    let mut lease = Lease {
+    let mut lease: Lease<R> = Lease {
         held: BTreeMap::new(),
     };
     for host in lease_hosts(c) {
@@ -188,7 +189,7 @@ pub async fn take(
     Ok(lease)
 }
 
-impl Lease {
+impl<R: Remote> Lease<R> {
     /// Gives the lease back on every host where this run holds it; a failure is only logged (the
     /// next run from this machine takes a dead process's lease over).
     pub async fn release(self) {
@@ -272,5 +273,56 @@ mod tests {
         assert!(!std::path::Path::new(&path).exists());
         let read = run(shell::read_if_present(&path));
         assert!(read.status.success() && read.stdout.is_empty());
+    }
+
+    /// `take` and `release` on fake hosts whose lease file holds `current`: the result and
+    /// what was run (the lease file is read from the answers, so only swaps are logged).
+    async fn take_fake(current: &str) -> (Result<()>, Vec<String>) {
+        let f = super::super::fake::Fixture::new(|_| {});
+        let log = super::super::fake::Log::default();
+        let conns: BTreeMap<String, super::super::fake::FakeRemote> = f
+            .hosts(&log)
+            .into_iter()
+            .map(|(h, fake)| (h, fake.answer(shell::read_if_present(LEASE), current)))
+            .collect();
+        let rep = super::super::Reporter::with_writer(
+            super::super::Format::Json,
+            Box::new(std::io::sink()),
+        );
+        let r = match take(&f.cluster, &conns, "apply", false, &rep).await {
+            Ok(lease) => {
+                lease.release().await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        let ran = log.lock().unwrap().clone();
+        (r, ran)
+    }
+
+    #[tokio::test]
+    async fn a_free_lease_is_taken_on_the_lease_host_and_given_back() {
+        let (r, ran) = take_fake("").await;
+        r.unwrap();
+        // The bundled inventory's first etcd member is its first API server too: one host.
+        assert_eq!(ran.len(), 2, "{ran:?}");
+        assert!(ran.iter().all(|e| e.starts_with("cp-1: run ")), "{ran:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lease_another_live_run_holds_is_refused_and_left_alone() {
+        let other = holder(
+            "elsewhere",
+            7,
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+        );
+        let (r, ran) = take_fake(&other.line()).await;
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains("cp-1: another provisioner run holds this cluster"),
+            "{e}"
+        );
+        assert!(e.contains("ops@elsewhere"), "{e}");
+        assert!(ran.is_empty(), "{ran:?}");
     }
 }

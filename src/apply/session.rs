@@ -37,8 +37,8 @@ impl Session {
 
 /// Runs `work` while this run holds the cluster's lease (taken with [`lease::take`]; none for
 /// a run that changes nothing), released whatever `work` returns.
-pub async fn under_lease<T>(
-    held: Option<lease::Lease>,
+pub async fn under_lease<T, R: super::Remote>(
+    held: Option<lease::Lease<R>>,
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     let result = work.await;

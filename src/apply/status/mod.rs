@@ -101,10 +101,24 @@ pub async fn collect(inp: &Inputs<'_>, inventory: PathBuf, warn_days: i64) -> Cl
     .into_iter()
     .map(|r| r.map_err(|e| problems.push(e)).ok())
     .collect();
-    let reachable: BTreeMap<&str, &Connection> = c
+    read_hosts(inp, inventory, warn_days, desired, &conns, problems).await
+}
+
+/// [`collect`] once the hosts are connected (`conns`, None where a host is unreachable, in the
+/// inventory's order of hosts), `problems` holding what was found so far.
+async fn read_hosts<R: Remote>(
+    inp: &Inputs<'_>,
+    inventory: PathBuf,
+    warn_days: i64,
+    desired: Vec<plan::DesiredHost>,
+    conns: &[Option<R>],
+    mut problems: Vec<String>,
+) -> ClusterStatus {
+    let c = inp.cluster;
+    let reachable: BTreeMap<&str, &R> = c
         .hosts
         .iter()
-        .zip(&conns)
+        .zip(conns)
         .filter_map(|(h, conn)| Some((h.name.as_str(), conn.as_ref()?)))
         .collect();
 
@@ -382,8 +396,8 @@ struct Header {
     member_id: u64,
 }
 
-async fn etcd_status(
-    conn: &Connection,
+async fn etcd_status<R: Remote>(
+    conn: &R,
     h: &Host,
     c: &crate::inventory::Cluster,
 ) -> Result<EtcdStatus> {
@@ -434,7 +448,7 @@ fn summarize(members: &[EndpointStatus], hosts: &[(&str, String)]) -> Result<Etc
     })
 }
 
-async fn api_ready(conn: &Connection, h: &Host, inp: &Inputs<'_>) -> Result<()> {
+async fn api_ready<R: Remote>(conn: &R, h: &Host, inp: &Inputs<'_>) -> Result<()> {
     let tls = Tls {
         ca: inp.pki.ca(Ca::Cluster).cert.clone(),
         client: Some(inp.pki.leaf(Cert::Admin, None).clone()),
@@ -458,7 +472,7 @@ async fn api_ready(conn: &Connection, h: &Host, inp: &Inputs<'_>) -> Result<()> 
 }
 
 /// The workers whose Node reports Ready.
-async fn nodes_ready(conn: &Connection, h: &Host, inp: &Inputs<'_>) -> Result<usize> {
+async fn nodes_ready<R: Remote>(conn: &R, h: &Host, inp: &Inputs<'_>) -> Result<usize> {
     let address = h.internal_ip.to_string();
     let api = Api::connect(&Target {
         conn,
