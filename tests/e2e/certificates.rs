@@ -6,7 +6,9 @@
 
 use std::process::Command;
 
-use crate::cluster::{roles, unit_hosts, verify_cluster, Cluster};
+use provisioner::apply::workflow;
+
+use crate::cluster::{announced_in_order, roles, unit_hosts, verify_cluster, Cluster};
 use crate::common::text;
 use crate::machines::{lock_sandbox, Machines};
 use crate::probe::Probe;
@@ -14,6 +16,7 @@ use crate::step::step;
 
 fn certs_check(c: &Cluster) -> (i32, String) {
     let o = c.ws.run(&["certs", "check"]);
+    announced_in_order(&text(&o.stderr), workflow::CERTS_CHECK);
     (
         o.status.code().unwrap_or(-1),
         text(&o.stdout) + &text(&o.stderr),
@@ -101,6 +104,7 @@ pub fn run() {
         let (ticks, failures) = probe.finish();
         let err = text(&o.stderr);
         assert!(o.status.success(), "regenerate --all failed:\n{err}");
+        announced_in_order(&err, workflow::CERTS_REGENERATE);
         assert!(ticks > 20, "the probe ran only {ticks} ticks");
         assert!(
             failures.is_empty(),

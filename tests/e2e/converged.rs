@@ -8,9 +8,12 @@
 
 use std::collections::BTreeMap;
 
+use provisioner::apply::workflow;
+
 use crate::cis;
 use crate::cluster::{
-    image_digest, no_op, pause_image, timestamps, unit_hosts, verify_cluster, Cluster, Kubectl,
+    announced_in_order, image_digest, no_op, pause_image, timestamps, unit_hosts, verify_cluster,
+    Cluster, Kubectl,
 };
 use crate::common::text;
 use crate::machines::{lock_sandbox, Machines};
@@ -350,6 +353,7 @@ fn lost_state_directory_is_refused_then_recovered(
 
     let o = c.ws.run(&["state", "recover"]);
     assert!(o.status.success(), "state recover:\n{}", text(&o.stderr));
+    announced_in_order(&text(&o.stderr), workflow::STATE_RECOVER);
     assert!(
         text(&o.stdout).contains("super-admin"),
         "{}",

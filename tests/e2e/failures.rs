@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cluster::{no_op, verify_cluster, Cluster, UNITS_ALL};
+use provisioner::apply::workflow;
+
+use crate::cluster::{announced_in_order, no_op, verify_cluster, Cluster, UNITS_ALL};
 use crate::common::ssh::keygen;
 use crate::common::{bundle, provisioner, sha256_hex, text};
 use crate::machines::{lock_sandbox, Machines};
@@ -195,6 +197,7 @@ fn one_run_at_a_time_per_cluster(m: &Machines, c: &Cluster) {
         ok && err.contains("taking over the lease: --break-lease"),
         "{err}"
     );
+    announced_in_order(&err, workflow::APPLY);
     lease(&here);
     let (ok, err) = apply(&[]);
     assert!(

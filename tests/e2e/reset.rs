@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::cluster::Cluster;
+use provisioner::apply::workflow;
+
+use crate::cluster::{announced_in_order, Cluster};
 use crate::common::text;
 use crate::machines::Machines;
 
@@ -88,6 +90,7 @@ pub fn returns_every_host_to_fresh(
     // The whole cluster.
     let o = c.ws.run(&["reset", "--yes"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
+    announced_in_order(&text(&o.stderr), workflow::RESET);
     let after = snapshot_hosts(m, &names);
     for n in &names {
         let (files, ports) = &after[*n];

@@ -8,7 +8,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::cluster::{Cluster, Kubectl};
+use provisioner::apply::workflow;
+
+use crate::cluster::{announced_in_order, Cluster, Kubectl};
 use crate::common::{sha256_file, text};
 use crate::machines::Machines;
 
@@ -25,6 +27,7 @@ fn snapshots(dir: &Path) -> Vec<PathBuf> {
 pub fn snapshot_is_copied_with_its_metadata(m: &Machines, c: &Cluster) {
     let o = c.ws.run(&["etcd", "snapshot"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
+    announced_in_order(&text(&o.stderr), workflow::ETCD_SNAPSHOT);
     let dir = c.ws.state().join("etcd-snapshots");
     let taken = snapshots(&dir);
     assert_eq!(taken.len(), 1, "{taken:?}");
@@ -113,6 +116,7 @@ pub fn restore_brings_back_the_snapshots_state(m: &Machines, c: &Cluster) {
 
     let o = c.ws.run(&["etcd", "restore", "--yes", snap]);
     assert!(o.status.success(), "restore failed:\n{}", text(&o.stderr));
+    announced_in_order(&text(&o.stderr), workflow::ETCD_RESTORE);
     k.run(&["get", "configmap", "restore-a"]);
     let o = k
         .command(&["get", "configmap", "restore-b"])

@@ -9,7 +9,9 @@
 
 use serde_json::Value;
 
-use crate::cluster::{roles, unit_hosts, verify_cluster, Cluster, Kubectl};
+use provisioner::apply::workflow;
+
+use crate::cluster::{announced_in_order, roles, unit_hosts, verify_cluster, Cluster, Kubectl};
 use crate::common::{bundle, text};
 use crate::machines::{lock_sandbox, Machines};
 use crate::probe::{assert_clean, Probe};
@@ -261,6 +263,7 @@ spec:
             assert_clean(probe.finish(), 20);
             let (out, err) = (text(&o.stdout), text(&o.stderr));
             assert!(o.status.success(), "rollback failed:\n{err}\n{out}");
+            announced_in_order(&err, workflow::ROLLBACK);
             assert!(out.contains(&format!("kubernetes {new} → {old}")), "{out}");
             assert!(err.contains("etcd stays at 3.7.0"), "{err}");
             assert_nodes_at(&c, &old);
