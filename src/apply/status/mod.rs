@@ -1,6 +1,7 @@
 //! `status`: whether a cluster is healthy, read from its hosts without changing anything. An
 //! unreachable host or a failing check is a finding, never an error that hides the others.
 
+mod clusters;
 mod show;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use crate::plan::{self, DesiredHost};
 use crate::shell;
 use crate::transport::Connection;
 
+pub use clusters::clusters;
 pub use show::text;
 
 #[derive(Debug, Clone, Serialize)]
