@@ -14,6 +14,49 @@ use crate::layout::INSTALLED;
 use crate::plan::installed::{HostReset, Installed, Reset};
 use crate::shell;
 
+/// What `reset` did.
+pub enum Outcome {
+    /// No chosen host has a record: the summary says so; nothing was changed.
+    Nothing(String),
+    /// The chosen hosts were reset.
+    Done,
+}
+
+/// `reset` of the `chosen` hosts of `c`: their records read, the summary given to `approve`
+/// (which shows it and may refuse), then each reset under the cluster's lease, the lease hosts
+/// last. The lease hosts are reached whether chosen or not: the lease keeps other runs out.
+pub fn run(
+    c: &crate::inventory::Cluster,
+    chosen: &[String],
+    keep_images: bool,
+    session: &super::Session,
+    approve: impl FnOnce(&str) -> Result<()>,
+) -> Result<Outcome> {
+    let leased = super::lease::lease_hosts(c);
+    let mut scope = c.clone();
+    scope
+        .hosts
+        .retain(|h| chosen.contains(&h.name) || leased.contains(&h.name.as_str()));
+    let rep = &session.rep;
+    let parallel = c.ssh.parallelism as usize;
+    session.block_on(async {
+        let conns = super::open(&scope, rep).await?;
+        let mut chosen_conns = conns.clone();
+        chosen_conns.retain(|h, _| chosen.contains(h));
+        Stage::ReadRecords.start(rep);
+        let plans = survey(&chosen_conns, keep_images, parallel).await?;
+        let summary = crate::plan::installed::summary(&plans, keep_images);
+        if plans.iter().all(|p| p.reset.is_none()) {
+            return Ok(Outcome::Nothing(summary));
+        }
+        approve(&summary)?;
+        let held = super::lease::take(c, &conns, "reset", false, rep).await?;
+        let work = reset(&conns, &plans, &leased, parallel, rep);
+        super::under_lease(Some(held), work).await?;
+        Ok(Outcome::Done)
+    })
+}
+
 /// Reads every host's record and decides what its reset does; changes nothing.
 pub async fn survey<R: Remote>(
     conns: &BTreeMap<String, R>,
