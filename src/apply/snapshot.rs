@@ -44,12 +44,13 @@ struct SnapshotStatus {
     version: String,
 }
 
-/// Takes a snapshot on the first etcd member and copies it to `to` (0600), with its metadata
-/// at `to` + `.json`. Nothing is left on the member.
+/// Takes a snapshot on the first etcd member at `now` (unix seconds) and copies it to `to`
+/// (0600), with its metadata at `to` + `.json`. Nothing is left on the member.
 pub async fn take<R: Remote>(
     c: &Cluster,
     conns: &BTreeMap<String, R>,
     to: &Path,
+    now: i64,
 ) -> Result<Metadata> {
     let h = c
         .etcd_hosts()
@@ -57,8 +58,7 @@ pub async fn take<R: Remote>(
         .context("the cluster has no etcd member")?;
     let conn = &conns[&h.name];
     let endpoint = h.etcd_client_url();
-    let now = time::OffsetDateTime::now_utc();
-    let on_host = format!("{BACKUPS}/snapshot-{}.db", now.unix_timestamp());
+    let on_host = on_host_path(now);
     conn.run_checked(&shell::etcd_snapshot(
         &endpoint,
         host_path::ETCD_PKI,
@@ -101,7 +101,7 @@ pub async fn take<R: Remote>(
         kubernetes_version: c.kubernetes.to_string(),
         members: names,
         taken_on: h.name.clone(),
-        taken_at: crate::pki::inspect::rfc3339(now.unix_timestamp()),
+        taken_at: crate::pki::inspect::rfc3339(now),
     };
     crate::pki::store::replace(
         &metadata_path(to),
@@ -109,6 +109,11 @@ pub async fn take<R: Remote>(
         0o600,
     )?;
     Ok(meta)
+}
+
+/// Where `etcd snapshot` makes its snapshot on the member before copying it.
+fn on_host_path(now: i64) -> String {
+    format!("{BACKUPS}/snapshot-{now}.db")
 }
 
 /// `etcdctl snapshot save` on the first etcd member, kept on that host.
@@ -226,5 +231,77 @@ mod tests {
             other.exists() && mine.exists(),
             "other clusters' and other files stay"
         );
+    }
+
+    use super::super::fake::{Fixture, Log};
+
+    /// `etcd snapshot` on fake hosts whose first member answers `status` for `etcdutl snapshot
+    /// status` and holds the snapshot's `content`: the result and what happened.
+    async fn take_fake(
+        status: &str,
+        content: &[u8],
+    ) -> (Result<Metadata>, Vec<String>, PathBuf, tempfile::TempDir) {
+        let f = Fixture::new(|_| {});
+        let c = &f.cluster;
+        let now = 1_800_000_000;
+        let on_host = on_host_path(now);
+        let member = c.etcd_hosts().next().unwrap();
+        let members = serde_json::json!({ "members": [
+            { "ID": "b2", "name": "cp-2", "peerURLs": [] },
+            { "ID": "a1", "name": "cp-1", "peerURLs": [] },
+        ]})
+        .to_string();
+        let log = Log::default();
+        let mut conns = f.hosts(&log);
+        let fake = conns.remove(&member.name).unwrap();
+        let mut fake = fake
+            .answer(shell::etcd_snapshot_status(&on_host), status)
+            .answer(
+                shell::etcd_members(&member.etcd_client_url(), host_path::ETCD_PKI),
+                &members,
+            );
+        fake.files.insert(on_host.clone(), content.to_vec());
+        conns.insert(member.name.clone(), fake);
+        let dir = tempfile::tempdir().unwrap();
+        let to = dir.path().join("s.db");
+        let r = take(c, &conns, &to, now).await;
+        let events = log.lock().unwrap().clone();
+        (r, events, to, dir)
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_copied_with_what_it_holds_and_none_is_left_on_the_member() {
+        let (r, events, to, _dir) = take_fake(
+            r#"{"hash":1,"revision":42,"totalKey":7,"totalSize":8,"version":"3.6.0"}"#,
+            b"snapshot",
+        )
+        .await;
+        let meta = r.unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"snapshot");
+        assert_eq!(meta.sha256, crate::digest::sha256_hex(b"snapshot"));
+        assert_eq!((meta.revision, meta.total_keys), (42, 7));
+        assert_eq!(meta.members, ["cp-1", "cp-2"]);
+        assert_eq!(meta.taken_on, "cp-1");
+        let written: Metadata =
+            serde_json::from_slice(&std::fs::read(metadata_path(&to)).unwrap()).unwrap();
+        assert_eq!(written, meta);
+        let removed = format!(
+            "cp-1: run {}",
+            shell::remove_file(&on_host_path(1_800_000_000))
+        );
+        assert_eq!(events.last(), Some(&removed), "{events:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_copy_still_removes_the_snapshot_from_the_member() {
+        // etcdutl's answer cannot be read: the copy fails after the snapshot was made.
+        let (r, events, to, _dir) = take_fake("not json", b"snapshot").await;
+        assert!(r.is_err());
+        assert!(!to.exists() && !metadata_path(&to).exists());
+        let removed = format!(
+            "cp-1: run {}",
+            shell::remove_file(&on_host_path(1_800_000_000))
+        );
+        assert_eq!(events.last(), Some(&removed), "{events:#?}");
     }
 }

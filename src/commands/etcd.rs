@@ -23,7 +23,7 @@ pub(super) fn snapshot(a: &SnapshotArgs) -> Result<u8> {
     let meta = session.block_on(async {
         let conns = crate::apply::open(c, rep).await?;
         Stage::EtcdSnapshot.start(rep);
-        snapshot::take(c, &conns, &to).await
+        snapshot::take(c, &conns, &to, now()).await
     })?;
     println!(
         "etcd snapshot of {} taken on {} at revision {} ({} keys, {:.1} MiB, members {}): {}\nsha256 {}; metadata in {}",
