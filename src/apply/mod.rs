@@ -8,6 +8,7 @@
 mod api;
 pub mod check_certs;
 mod connect;
+pub mod converge;
 mod dns;
 mod etcd_members;
 mod execute;
@@ -23,6 +24,7 @@ mod remote;
 pub mod report;
 pub mod reset;
 pub mod restore;
+pub mod rollback;
 pub mod rollout;
 pub mod rotate_ca;
 mod session;
@@ -39,7 +41,7 @@ use crate::render::Rendered;
 pub use connect::{connect, open};
 pub use remote::Remote;
 pub use report::{Format, Reporter};
-pub use session::{load, under_lease, Session};
+pub use session::{ensure_pki, load, under_lease, Session};
 pub use survey::{make_plan, survey, survey_for, Survey};
 pub use workflow::{check_health, execute};
 

@@ -70,3 +70,15 @@ pub fn load(path: &Path) -> Result<(Loaded, Vec<String>)> {
     }
     Ok((loaded, warnings))
 }
+
+/// The cluster's PKI, what it lacks created, and what that did told on stderr: stale
+/// certificates too, which are kept (`inventory` names the inventory in the command that
+/// replaces them).
+pub fn ensure_pki(c: &crate::inventory::Cluster, inventory: &Path) -> Result<crate::pki::Pki> {
+    let (pki, report) = crate::pki::ensure(c)
+        .with_context(|| format!("preparing the PKI in {}", c.state_dir.display()))?;
+    for line in report.notes(&c.state_dir, inventory) {
+        eprintln!("{line}");
+    }
+    Ok(pki)
+}

@@ -16,11 +16,10 @@ mod status;
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::cli::{CertsCommand, Cli, Command, EtcdCommand, StateCommand};
 use crate::inventory::Loaded;
-use crate::pki;
 
 /// Exit status of a command that did what it was asked.
 pub const SUCCESS: u8 = 0;
@@ -66,17 +65,6 @@ fn load(path: &Path) -> Result<Loaded> {
         eprintln!("{w}");
     }
     Ok(loaded)
-}
-
-/// Creates what the PKI lacks and tells the operator what happened, including stale certificates.
-fn ensure_pki(l: &Loaded, inventory: &Path) -> Result<pki::Pki> {
-    let state_dir = &l.cluster.state_dir;
-    let (pki, report) = pki::ensure(&l.cluster)
-        .with_context(|| format!("preparing the PKI in {}", state_dir.display()))?;
-    for line in report.notes(state_dir, inventory) {
-        eprintln!("{line}");
-    }
-    Ok(pki)
 }
 
 fn now() -> i64 {

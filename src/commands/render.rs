@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::{ensure_pki, load, SUCCESS};
+use super::{load, SUCCESS};
+use crate::apply::ensure_pki;
 use crate::cli::RenderArgs;
 use crate::{pki, render};
 
@@ -29,7 +30,7 @@ pub(super) fn render_cmd(a: &RenderArgs) -> Result<u8> {
     let (path, out) = (&a.inventory.inventory, &a.out);
     let l = load(path)?;
     let _lock = pki::store::lock(&l.cluster.state_dir)?;
-    let pki = ensure_pki(&l, path)?;
+    let pki = ensure_pki(&l.cluster, path)?;
     let rendered = render::render(&l.cluster, &pki)?;
     render::write_tree(&rendered, out)?;
     for h in &rendered.hosts {
@@ -55,7 +56,7 @@ pub(super) fn kubeconfig(path: &Path) -> Result<u8> {
     let l = load(path)?;
     // It may create the PKI (and finish an interrupted write): the same lock as every writer.
     let _lock = pki::store::lock(&l.cluster.state_dir)?;
-    let pki = ensure_pki(&l, path)?;
+    let pki = ensure_pki(&l.cluster, path)?;
     let rendered = render::render(&l.cluster, &pki)?;
     std::io::stdout().write_all(rendered.admin_kubeconfig.as_bytes())?;
     Ok(SUCCESS)
