@@ -462,10 +462,23 @@ pub enum AddonCheck {
 
 /// One row of the addon table.
 pub struct AddonProps {
-    /// Its name, and its manifest's file name on the control-plane hosts.
+    /// Its name: its manifest's file name on the control-plane hosts, its switch under
+    /// `[addons]`, the name of its image in the bundle, and `NAME_image` under `[versions]`.
     pub name: &'static str,
+    /// What people call it, in messages.
+    pub title: &'static str,
     /// Its inventory switch.
     pub enabled: fn(&crate::inventory::Cluster) -> bool,
+    /// The template of its manifest (`templates/NAME.tera`), rendered with the cluster's values
+    /// that addons use (see `render::addons`).
+    pub template: &'static str,
+    /// A configuration rendered first with the same values and given to the manifest as
+    /// `config` (its lines) and `config_sha256` (a change of it rolls the pods).
+    pub config: Option<&'static str>,
+    /// The image it runs (the bundle's, see `bundle::cluster`).
+    pub image: fn(&crate::inventory::Cluster) -> &str,
+    /// Its image setting, and whether the inventory pinned it.
+    pub image_setting: fn(&mut crate::inventory::Versions) -> (&mut String, bool),
     pub checks: &'static [AddonCheck],
 }
 
@@ -476,7 +489,12 @@ impl Addon {
         match self {
             Addon::CoreDns => AddonProps {
                 name: "coredns",
+                title: "CoreDNS",
                 enabled: |c| c.addons.coredns,
+                template: "coredns.yaml",
+                config: Some("coredns-corefile"),
+                image: |c| &c.versions.coredns_image,
+                image_setting: |v| (&mut v.coredns_image, v.coredns_image_pinned),
                 checks: &[
                     AddonCheck::DeploymentAvailable {
                         name: "coredns",

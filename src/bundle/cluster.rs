@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use super::Bundle;
+use crate::component::Addon;
 use crate::inventory::Cluster;
 
 /// Opens and verifies the bundle (signature first when a key is configured) before any host is
@@ -38,19 +39,14 @@ pub fn open_for(c: &mut Cluster, path: &Path) -> Result<Bundle> {
         eprintln!("bundle signature valid ({fp})");
     }
     let v = &mut c.versions;
-    use_bundled_image(
-        &mut v.pause_image,
-        v.pause_image_pinned,
-        &bundle,
-        BundledImage::Pause,
-    )?;
-    if c.addons.coredns {
-        use_bundled_image(
-            &mut v.coredns_image,
-            v.coredns_image_pinned,
-            &bundle,
-            BundledImage::Coredns,
-        )?;
+    let pinned = v.pause_image_pinned;
+    use_bundled_image(&mut v.pause_image, pinned, &bundle, BundledImage::Pause)?;
+    for addon in Addon::ALL {
+        let props = addon.props();
+        if (props.enabled)(c) {
+            let (setting, pinned) = (props.image_setting)(&mut c.versions);
+            use_bundled_image(setting, pinned, &bundle, BundledImage::Addon(addon))?;
+        }
     }
     Ok(bundle)
 }
@@ -59,15 +55,15 @@ pub fn open_for(c: &mut Cluster, path: &Path) -> Result<Bundle> {
 #[derive(Clone, Copy)]
 enum BundledImage {
     Pause,
-    Coredns,
+    Addon(Addon),
 }
 
 impl BundledImage {
     /// (name in the bundle, inventory key under [versions])
-    fn names(self) -> (&'static str, &'static str) {
+    fn names(self) -> (&'static str, String) {
         match self {
-            BundledImage::Pause => ("pause", "pause_image"),
-            BundledImage::Coredns => ("coredns", "coredns_image"),
+            BundledImage::Pause => ("pause", "pause_image".into()),
+            BundledImage::Addon(a) => (a.name(), format!("{}_image", a.name())),
         }
     }
 }
@@ -93,9 +89,10 @@ fn use_bundled_image(
             "warning: the bundle carries no pause image: nodes must pull {setting} themselves, \
              which fails on an air-gapped site (add it with `provisioner bundle fetch --image`)"
         ),
-        (None, BundledImage::Coredns) => bail!(
-            "the bundle carries no CoreDNS image, which the cluster DNS runs: add {setting} with \
-             `provisioner bundle fetch --image coredns.tar`, or set [addons] coredns = false"
+        (None, BundledImage::Addon(a)) => bail!(
+            "the bundle carries no {} image, which the {name} addon runs: add {setting} with \
+             `provisioner bundle fetch --image {name}.tar`, or set [addons] {name} = false",
+            a.props().title
         ),
     }
     Ok(())

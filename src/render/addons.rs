@@ -25,36 +25,13 @@ impl Rendered {
 pub fn addons(t: &Templates, c: &Cluster) -> Result<Vec<Rendered>> {
     let mut out = Vec::new();
     for addon in Addon::ALL {
-        if (addon.props().enabled)(c) {
-            let manifest = match addon {
-                Addon::CoreDns => coredns(t, c)?,
-            };
-            out.push(Rendered { addon, manifest });
+        let props = addon.props();
+        if !(props.enabled)(c) {
+            continue;
         }
-    }
-    Ok(out)
-}
-
-#[derive(Serialize)]
-struct CorefileInputs<'a> {
-    cluster_domain: &'a str,
-    /// Where other names go (`forward . <this>`); empty: nowhere.
-    forward: String,
-}
-
-#[derive(Serialize)]
-struct CorednsInputs<'a> {
-    image: &'a str,
-    cluster_dns: String,
-    corefile: Vec<&'a str>,
-    corefile_sha256: String,
-}
-
-fn coredns(t: &Templates, c: &Cluster) -> Result<String> {
-    let corefile = t.render(
-        "coredns-corefile",
-        &CorefileInputs {
+        let mut inputs = Inputs {
             cluster_domain: &c.network.cluster_domain,
+            cluster_dns: c.network.cluster_dns.to_string(),
             forward: match &c.addons.dns_upstreams {
                 None => "/etc/resolv.conf".into(),
                 Some(list) => list
@@ -63,17 +40,33 @@ fn coredns(t: &Templates, c: &Cluster) -> Result<String> {
                     .collect::<Vec<_>>()
                     .join(" "),
             },
-        },
-    )?;
-    t.render(
-        "coredns.yaml",
-        &CorednsInputs {
-            image: &c.versions.coredns_image,
-            cluster_dns: c.network.cluster_dns.to_string(),
-            corefile: corefile.lines().collect(),
-            corefile_sha256: crate::digest::sha256_hex(corefile.as_bytes()),
-        },
-    )
+            image: (props.image)(c),
+            config: Vec::new(),
+            config_sha256: String::new(),
+        };
+        if let Some(config) = props.config {
+            let text = t.render(config, &inputs)?;
+            inputs.config_sha256 = crate::digest::sha256_hex(text.as_bytes());
+            inputs.config = text.lines().map(String::from).collect();
+        }
+        let manifest = t.render(props.template, &inputs)?;
+        out.push(Rendered { addon, manifest });
+    }
+    Ok(out)
+}
+
+/// What an addon's templates are rendered with: the cluster's values addons use.
+#[derive(Serialize)]
+struct Inputs<'a> {
+    cluster_domain: &'a str,
+    cluster_dns: String,
+    /// Where names outside the cluster go (`forward . <this>`): the upstream resolvers, or the
+    /// hosts' resolv.conf; empty: nowhere.
+    forward: String,
+    image: &'a str,
+    /// The addon's configuration, by line, when its row names one.
+    config: Vec<String>,
+    config_sha256: String,
 }
 
 #[cfg(test)]
