@@ -243,7 +243,7 @@ async fn switch_back<R: Remote, H: Health>(
             false,
         );
         let done = async {
-            conn.run_checked(&shell::switch_links(&links)).await?;
+            conn.switch_links(&links).await?;
             conn.run_checked(&restart).await
         }
         .await;
@@ -350,7 +350,7 @@ async fn unit_action<R: Remote>(
         .map(|l| (l.path.as_str(), l.target.as_str()))
         .collect();
     if shell_verb.is_some() && !links.is_empty() {
-        conn.run_checked(&shell::switch_links(&links))
+        conn.switch_links(&links)
             .await
             .with_context(|| format!("{host}: pointing {}'s programs at their version", u.unit))?;
     }

@@ -92,16 +92,6 @@ impl Remote for FakeRemote {
         if let Some(stdout) = self.answers.get(command) {
             return Ok(ok(stdout));
         }
-        if command.starts_with("ln -sfn -- ") {
-            // `ln -sfn -- TARGET PATH.provisioner-new && mv ...`, per link.
-            for part in command.split("ln -sfn -- ").skip(1) {
-                let words: Vec<&str> = part.split_whitespace().collect();
-                let path = words[1].trim_end_matches(".provisioner-new");
-                let version = crate::component::parse_release_path(words[0]).map_or("?", |r| r.1);
-                self.record(format!("link {path} {version}"));
-            }
-            return Ok(ok(""));
-        }
         match unit_action(command) {
             Some(action) => self.record(action),
             None => self.record(format!("run {}", first_line(command))),
@@ -139,6 +129,14 @@ impl Remote for FakeRemote {
             .iter()
             .map(|p| (p.clone(), self.files.get(p).cloned()))
             .collect())
+    }
+
+    async fn switch_links(&self, links: &[(&str, &str)]) -> transport::Result<()> {
+        for (path, target) in links {
+            let version = crate::component::parse_release_path(target).map_or("?", |r| r.1);
+            self.record(format!("link {path} {version}"));
+        }
+        Ok(())
     }
 
     async fn download(&self, path: &str, to: &Path) -> transport::Result<Downloaded> {

@@ -115,7 +115,7 @@ async fn write_host<R: Remote>(
         .map(|l| (l.path.as_str(), l.target.as_str()))
         .collect();
     if !alone.is_empty() {
-        conn.run_checked(&shell::switch_links(&alone))
+        conn.switch_links(&alone)
             .await
             .context("pointing the tools' links at their versions")?;
     }

@@ -44,6 +44,13 @@ pub trait Remote {
     /// Copies `path` from the host to the local `to` (0600), checked against its SHA-256 on
     /// the host; `to` is replaced only once the copy is complete.
     async fn download(&self, path: &str, to: &Path) -> transport::Result<Downloaded>;
+
+    /// Points each link `(path, target)` at its target, each replaced atomically.
+    async fn switch_links(&self, links: &[(&str, &str)]) -> transport::Result<()> {
+        self.run_checked(&crate::shell::switch_links(links))
+            .await
+            .map(drop)
+    }
 }
 
 impl Remote for Connection {
