@@ -4,7 +4,8 @@
 //! those that change hosts hold the cluster's [`lease`](super::lease) around the work
 //! ([`under_lease`](super::under_lease)). [`Stage::Files`] and [`Stage::Phases`] are the
 //! engine's ([`execute`]): the files of every host, then [`PHASES`] in order, each unit action
-//! behind its phase's gate.
+//! behind its phase's gate. `status` has no stages: it connects to every host of every cluster
+//! and asks them all at once, changing nothing (see [`super::status`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
