@@ -1,5 +1,5 @@
 //! The commands, one file per family: each takes what clap parsed, calls the library and
-//! prints through [`output`]; this file dispatches and holds what several commands share. A
+//! prints through `output.rs`; this file dispatches and holds what several commands share. A
 //! command returns its exit status instead of exiting.
 
 pub mod bundle;
