@@ -12,8 +12,7 @@ pub fn run(c: &Cluster, session: &Session, warn_days: i64, now: i64) -> Result<R
     let rep = &session.rep;
     Stage::Pki.start(rep);
     let (listed, pki) = crate::pki::existing(c)?;
-    Stage::Render.start(rep);
-    let rendered = crate::render::render(c, &pki)?;
+    let rendered = super::render(c, &pki, rep)?;
     let expected = check::expected(&rendered, &pki);
     let mut rows = check::state_rows(&listed, now, warn_days);
     let host_rows = session.block_on(async {

@@ -43,8 +43,7 @@ pub fn run(
         under_lease(held, async {
             Stage::Pki.start(rep);
             let pki = super::session::ensure_pki(c, inventory)?;
-            Stage::Render.start(rep);
-            let rendered = crate::render::render(c, &pki)?;
+            let rendered = super::render(c, &pki, rep)?;
             let inputs = Inputs {
                 cluster: c,
                 rendered: &rendered,

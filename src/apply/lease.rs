@@ -17,7 +17,6 @@ use super::Remote;
 use crate::inventory::Cluster;
 use crate::layout::LEASE;
 use crate::shell;
-use crate::transport::Connection;
 
 /// A lease older than this is taken over: its holder is assumed gone.
 pub const EXPIRY: Duration = Duration::from_secs(12 * 3600);
@@ -93,7 +92,7 @@ pub fn decide(
 }
 
 /// A lease held on its hosts; [`release`](Lease::release) gives it back.
-pub struct Lease<R = Connection> {
+pub struct Lease<R> {
     held: BTreeMap<String, (R, String)>,
 }
 

@@ -45,6 +45,12 @@ pub use session::{ensure_pki, load, under_lease, Session};
 pub use survey::{make_plan, survey, survey_for, Survey};
 pub use workflow::{check_health, execute};
 
+/// The render stage: announced, then every host's files rendered from `c` and `pki`.
+fn render(c: &Cluster, pki: &Pki, rep: &Reporter) -> anyhow::Result<Rendered> {
+    stage::Stage::Render.start(rep);
+    crate::render::render(c, pki)
+}
+
 pub struct Inputs<'a> {
     pub cluster: &'a Cluster,
     pub rendered: &'a Rendered,

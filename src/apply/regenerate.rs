@@ -46,8 +46,7 @@ pub fn run(
     );
     let expired = any_expired(&listed, &ids, now);
     pki.reissue(c, &ids)?;
-    Stage::Render.start(rep);
-    let rendered = crate::render::render(c, &pki)?;
+    let rendered = super::render(c, &pki, rep)?;
     let inputs = Inputs {
         cluster: c,
         rendered: &rendered,

@@ -35,8 +35,7 @@ pub fn run(
     let rep = &session.rep;
     Stage::Pki.start(rep);
     let (_, pki) = crate::pki::existing(c)?;
-    Stage::Render.start(rep);
-    let rendered = crate::render::render(c, &pki)?;
+    let rendered = super::render(c, &pki, rep)?;
     let inputs = Inputs {
         cluster: c,
         rendered: &rendered,

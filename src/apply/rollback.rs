@@ -48,8 +48,7 @@ pub fn run(c: &mut Cluster, inventory: &Path, opts: &Options, session: &Session)
     let rep = &session.rep;
     Stage::Pki.start(rep);
     let pki = super::session::ensure_pki(c, inventory)?;
-    Stage::Render.start(rep);
-    let rendered = crate::render::render(c, &pki)?;
+    let rendered = super::render(c, &pki, rep)?;
     let inputs = Inputs {
         cluster: c,
         rendered: &rendered,

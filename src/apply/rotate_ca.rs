@@ -110,8 +110,7 @@ pub fn run(
             }
             p.reissue(c, &ids)?;
         }
-        super::stage::Stage::Render.start(rep);
-        let rendered = crate::render::render(c, &p)?;
+        let rendered = super::render(c, &p, rep)?;
         let inputs = Inputs {
             cluster: c,
             rendered: &rendered,
