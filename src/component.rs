@@ -22,6 +22,8 @@ pub enum Unit {
     KubeProxy,
     /// Routes to the other workers' pod ranges (a oneshot unit).
     PodRoutes,
+    /// The network policy engine on each worker (kube-router's firewall alone).
+    KubeRouter,
     /// The scheduled etcd snapshot (a timer), when the inventory asks for one.
     EtcdSnapshot,
 }
@@ -89,11 +91,13 @@ pub enum Program {
     Runc,
     /// caddy with its layer4 app: the node-local API load balancer.
     Caddy,
+    /// kube-router: its network policy controller enforces NetworkPolicy.
+    KubeRouter,
 }
 
 impl Program {
     /// Every program, each release's in the order its bundle lists them.
-    pub const ALL: [Program; 14] = [
+    pub const ALL: [Program; 15] = [
         Program::KubeApiserver,
         Program::KubeControllerManager,
         Program::KubeScheduler,
@@ -108,6 +112,7 @@ impl Program {
         Program::Ctr,
         Program::Runc,
         Program::Caddy,
+        Program::KubeRouter,
     ];
 
     /// Its file name, in the bundle's `bin/` and on the hosts.
@@ -127,6 +132,7 @@ impl Program {
             Program::Ctr => "ctr",
             Program::Runc => "runc",
             Program::Caddy => "caddy",
+            Program::KubeRouter => "kube-router",
         }
     }
 
@@ -143,6 +149,7 @@ impl Program {
             P::Containerd | P::ContainerdShimRuncV2 | P::Ctr => Release::Containerd,
             P::Runc => Release::Runc,
             P::Caddy => Release::Caddy,
+            P::KubeRouter => Release::KubeRouter,
         }
     }
 
@@ -175,6 +182,10 @@ pub const WORKER_PROGRAMS: &[Program] = &[
 ];
 /// What the node-local API load balancer's hosts get in [`BIN_DIR`].
 pub const API_LB_PROGRAMS: &[Program] = &[Program::Caddy];
+/// What workers get in [`BIN_DIR`] when kube-router enforces NetworkPolicy.
+pub const POLICY_PROGRAMS: &[Program] = &[Program::KubeRouter];
+/// kube-router's health endpoint (its default), on every interface: it binds no other address.
+pub const KUBE_ROUTER_HEALTH_PORT: u16 = 20244;
 
 /// How pods on different hosts reach each other: each plugin a row, its files rendered by
 /// `render::network`, its gate the [`Phase::PodRoutes`] phase's.
@@ -202,7 +213,7 @@ impl NetworkPlugin {
 
 impl Unit {
     /// Every unit, in start order.
-    pub const ALL: [Unit; 10] = [
+    pub const ALL: [Unit; 11] = [
         Unit::Etcd,
         Unit::KubeApiserver,
         Unit::KubeControllerManager,
@@ -212,6 +223,7 @@ impl Unit {
         Unit::Kubelet,
         Unit::KubeProxy,
         Unit::PodRoutes,
+        Unit::KubeRouter,
         Unit::EtcdSnapshot,
     ];
 
@@ -286,6 +298,14 @@ impl Unit {
                 &[],
             ),
             Unit::PodRoutes => ("pod-routes", &[], &[], P::PodRoutes, &[]),
+            // Its rules and ipsets outlive it; `reset` removes them by their KUBE- names.
+            Unit::KubeRouter => (
+                "kube-router",
+                POLICY_PROGRAMS,
+                &[KUBE_ROUTER_HEALTH_PORT],
+                P::NetworkPolicy,
+                &[],
+            ),
             Unit::EtcdSnapshot => ("etcd-snapshot", &[], &[], P::Schedules, &[]),
         };
         UnitProps {
@@ -347,16 +367,18 @@ pub enum Release {
     CniPlugins,
     /// caddy with its layer4 app: the node-local API load balancer.
     Caddy,
+    KubeRouter,
 }
 
 impl Release {
-    pub const ALL: [Release; 6] = [
+    pub const ALL: [Release; 7] = [
         Release::Kubernetes,
         Release::Etcd,
         Release::Containerd,
         Release::Runc,
         Release::CniPlugins,
         Release::Caddy,
+        Release::KubeRouter,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -367,6 +389,7 @@ impl Release {
             Release::Runc => "runc",
             Release::CniPlugins => "cni-plugins",
             Release::Caddy => "caddy",
+            Release::KubeRouter => "kube-router",
         }
     }
 
@@ -398,6 +421,8 @@ pub enum Phase {
     Containerd,
     Workers,
     PodRoutes,
+    /// The workers' network policy engines, before any workload runs.
+    NetworkPolicy,
     Addons,
     /// Timers of maintenance jobs, once the cluster runs.
     Schedules,
@@ -414,6 +439,7 @@ impl Phase {
             Phase::Containerd => "containerd",
             Phase::Workers => "workers",
             Phase::PodRoutes => "pod network routes",
+            Phase::NetworkPolicy => "network policy",
             Phase::Addons => "addons",
             Phase::Schedules => "scheduled jobs",
         }
@@ -549,6 +575,7 @@ mod tests {
             CONTROL_PLANE_PROGRAMS,
             WORKER_PROGRAMS,
             API_LB_PROGRAMS,
+            POLICY_PROGRAMS,
         ]
         .concat()
         {
@@ -565,6 +592,7 @@ mod tests {
             CONTROL_PLANE_PROGRAMS,
             WORKER_PROGRAMS,
             API_LB_PROGRAMS,
+            POLICY_PROGRAMS,
         ]
         .concat();
         for u in Unit::ALL {

@@ -47,6 +47,8 @@ pub const POD_ROUTES_SCRIPT: &str = "/etc/kubernetes/pod-routes.sh";
 pub const KUBE_PROXY_KUBECONFIG: &str = "/etc/kubernetes/kube-proxy.conf";
 pub const KUBE_PROXY_DIR: &str = "/var/lib/kube-proxy";
 pub const KUBE_PROXY_CONFIG: &str = "/var/lib/kube-proxy/config.yaml";
+/// kube-router's kubeconfig (it takes every other setting as a flag).
+pub const KUBE_ROUTER_KUBECONFIG: &str = "/etc/kubernetes/kube-router.conf";
 
 // ---- services
 
@@ -153,6 +155,7 @@ pub const FOR_TEMPLATES: &[(&str, &str)] = &[
     ("kubelet_pki", KUBELET_PKI),
     ("kube_proxy_config", KUBE_PROXY_CONFIG),
     ("kube_proxy_kubeconfig", KUBE_PROXY_KUBECONFIG),
+    ("kube_router_kubeconfig", KUBE_ROUTER_KUBECONFIG),
     ("containerd_config", CONTAINERD_CONFIG),
     ("containerd_socket", CONTAINERD_SOCKET),
 ];

@@ -153,6 +153,36 @@ fn release_tree(root: &Path) {
         )
         .as_bytes(),
     );
+    // kube-router: goreleaser's archive (the binary beside LICENSE and README.md at its top)
+    // and one checksums.txt for every archive of the release.
+    let kr = "github.com/cloudnativelabs/kube-router/releases/download/v2.1.0";
+    for f in ["kube-router", "LICENSE", "README.md"] {
+        put(&scratch, &format!("kr/{f}"), b"#!/bin/sh\n");
+    }
+    std::fs::create_dir_all(root.join(kr)).unwrap();
+    let tgz = root.join(kr).join("kube-router_2.1.0_linux_amd64.tar.gz");
+    tool_ok(
+        "tar",
+        &[
+            "-czf",
+            tgz.to_str().unwrap(),
+            "-C",
+            scratch.join("kr").to_str().unwrap(),
+            "kube-router",
+            "LICENSE",
+            "README.md",
+        ],
+    );
+    put(
+        root,
+        &format!("{kr}/kube-router_2.1.0_checksums.txt"),
+        format!(
+            "{}  kube-router_2.1.0_linux_arm64.tar.gz\n{}  kube-router_2.1.0_linux_amd64.tar.gz\n",
+            "2".repeat(64),
+            sha256_file(&tgz)
+        )
+        .as_bytes(),
+    );
     std::fs::remove_dir_all(scratch).unwrap();
 }
 
@@ -341,6 +371,7 @@ fn fetch_from_a_mirror_checks_every_download_against_its_checksum_file() {
         "bin/ctr",
         "bin/runc",
         "cni/bridge",
+        "bin/kube-router",
         "images/pause.tar",
     ] {
         assert!(names.contains(&want), "{want} missing from:\n{listing}");
@@ -374,7 +405,7 @@ fn fetch_from_a_mirror_checks_every_download_against_its_checksum_file() {
     let o = provisioner(&["bundle", "verify", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
-        text(&o.stdout).contains("20 file(s) and 1 image(s) match"),
+        text(&o.stdout).contains("21 file(s) and 1 image(s) match"),
         "{}",
         text(&o.stdout)
     );

@@ -42,6 +42,7 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         ("DNS address outside the service range", with("[network]\ncluster_dns = \"10.99.0.10\"\n"), "network.cluster_dns"),
         ("DNS address on the kubernetes Service", with("[network]\ncluster_dns = \"10.32.0.1\"\n"), "network.cluster_dns"),
         ("unknown proxy mode", with("[network]\nproxy_mode = \"ipvs\"\n"), "network.proxy_mode"),
+        ("unknown policy engine", with("[network]\npolicy = \"calico\"\n"), "network.policy"),
         ("bad API endpoint", with("[api]\nendpoint = \"10.88.0.11\"\n"), "api.endpoint"),
         ("unknown API load balancer", with("[api]\nload_balancer = \"haproxy\"\n"), "api.load_balancer"),
         ("bad extra SAN", with("[api]\nextra_sans = [\"ok.example\", \"not a name\"]\n"), "api.extra_sans[1]"),
@@ -203,6 +204,17 @@ fn warnings_do_not_fail_validation() {
     let o = ws.run(&["validate"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("warning: hosts") && text(&o.stderr).contains("odd number"));
+
+    // Policies that nothing enforces are allowed, and said.
+    let ws = Workspace::with_text(&format!("{two_etcd}[network]\npolicy = \"none\"\n"));
+    let o = ws.run(&["validate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("warning: network.policy")
+            && text(&o.stderr).contains("not enforced"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]

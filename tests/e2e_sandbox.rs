@@ -6,7 +6,8 @@
 //! One scenario per file under `tests/e2e/`, each a sequence of named steps (`== step: NAME` on
 //! stderr); the tests below run them one at a time (the machines share a subnet and names).
 //! The support: the machines (`machines.rs`), a cluster on them and its checks (`cluster.rs`),
-//! the probe that keeps connecting (`probe.rs`), the hard way's smoke test (`smoke.rs`), `status` on a running cluster (`status.rs`),
+//! the probe that keeps connecting (`probe.rs`), the hard way's smoke test (`smoke.rs`) with
+//! NetworkPolicy enforced (`netpol.rs`), `status` on a running cluster (`status.rs`),
 //! `etcd snapshot` (`snapshot.rs`), `reset` (`reset.rs`). Upgrades (`upgrade.rs`) also need the
 //! previous minor's test bundle (`PROVISIONER_TEST_BUNDLE_PREVIOUS`); the node-local API load
 //! balancer has its own (`api_lb.rs`), which also pulls through a registry mirror on the test
@@ -20,6 +21,8 @@ mod cis;
 mod cluster;
 #[path = "e2e/machines.rs"]
 mod machines;
+#[path = "e2e/netpol.rs"]
+mod netpol;
 #[path = "e2e/probe.rs"]
 mod probe;
 #[path = "e2e/registry.rs"]

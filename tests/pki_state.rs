@@ -251,8 +251,9 @@ fn certs_list_shows_every_certificate() {
     let rows = json.as_array().unwrap();
     assert_eq!(
         rows.len(),
-        3 + 10 + 3 * 2 + 3 * 2 + 2 * 2,
-        "3 CAs, 10 shared leaves, per-host etcd, control-plane serving and kubelet pairs"
+        3 + 11 + 3 * 2 + 3 * 2 + 2 * 2,
+        "3 CAs, 11 shared leaves (kube-router's with it), per-host etcd, control-plane serving and \
+         kubelet pairs"
     );
     assert!(rows.iter().all(
         |r| r["info"]["not_after"].as_i64().unwrap() > 0 && r["stale"] == serde_json::json!([])

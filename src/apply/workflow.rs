@@ -130,7 +130,7 @@ pub const RESET: &[Stage] = &[
 pub const STATE_RECOVER: &[Stage] = &[Stage::Connect, Stage::ReadKeys];
 
 /// The phases of a rollout, in order: a later phase's units depend on the earlier ones'.
-pub const PHASES: [Phase; 10] = [
+pub const PHASES: [Phase; 11] = [
     Phase::Etcd,
     Phase::ApiServer,
     Phase::Controllers,
@@ -141,6 +141,8 @@ pub const PHASES: [Phase; 10] = [
     Phase::Containerd,
     Phase::Workers,
     Phase::PodRoutes,
+    // Each worker enforces NetworkPolicy before any workload runs on it.
+    Phase::NetworkPolicy,
     // Once every node is Ready and routes carry pod traffic between them.
     Phase::Addons,
     Phase::Schedules,
@@ -148,7 +150,8 @@ pub const PHASES: [Phase; 10] = [
 
 /// The phases of a rollback, the upgrade's order reversed so that no kubelet ever runs newer
 /// than the API servers; the phases acting on the API come last, once everything runs.
-pub const ROLLBACK_PHASES: [Phase; 10] = [
+pub const ROLLBACK_PHASES: [Phase; 11] = [
+    Phase::NetworkPolicy,
     Phase::Workers,
     Phase::Containerd,
     Phase::PodRoutes,

@@ -21,6 +21,7 @@ pub struct Versions {
     pub runc: Option<String>,
     pub cni: Option<String>,
     pub caddy: Option<String>,
+    pub kube_router: Option<String>,
 }
 
 /// The directory to pack and its manifest, every file checked against it. A bundle directory is
@@ -94,7 +95,7 @@ fn describe(dir: &Path, v: &Versions) -> Result<Manifest> {
             let Some(release) = release else {
                 problems.push(format!(
                     "bin/{name} is not a file provisioner installs (it knows the Kubernetes, etcd, \
-                     containerd, runc and caddy binaries; CNI plugins go in cni/)"
+                     containerd, runc, caddy and kube-router binaries; CNI plugins go in cni/)"
                 ));
                 continue;
             };
@@ -105,6 +106,7 @@ fn describe(dir: &Path, v: &Versions) -> Result<Manifest> {
                 Release::Runc => &v.runc,
                 Release::CniPlugins => &v.cni,
                 Release::Caddy => &v.caddy,
+                Release::KubeRouter => &v.kube_router,
             };
             let component = release.name();
             // The command-line flag is the release's name, shortened for the CNI plugins.

@@ -30,12 +30,17 @@ pub const CNI_PLUGINS: &[&str] = &[
     "tuning",
 ];
 
+/// The kube-router release a bundle carries unless told otherwise: the one its network policy
+/// controller is tested with here, whatever the Kubernetes minor (it uses only stable APIs).
+pub const KUBE_ROUTER_VERSION: &str = "2.1.0";
+
 pub struct Request {
     pub kubernetes: String,
     pub etcd: String,
     pub containerd: String,
     pub runc: String,
     pub cni: String,
+    pub kube_router: String,
     pub arch: String,
     /// Base URL replacing `https://` of every upstream location.
     pub mirror: Option<String>,
@@ -55,6 +60,7 @@ impl Request {
             containerd: k.default_containerd().into(),
             runc: k.default_runc().into(),
             cni: k.default_cni().into(),
+            kube_router: KUBE_ROUTER_VERSION.into(),
             arch: arch.into(),
             mirror: None,
             ca_cert: None,
@@ -92,12 +98,13 @@ struct Artifact {
 }
 
 fn artifacts(r: &Request) -> Vec<Artifact> {
-    let (k, e, c, rc, n, a) = (
+    let (k, e, c, rc, n, kr, a) = (
         &r.kubernetes,
         &r.etcd,
         &r.containerd,
         &r.runc,
         &r.cni,
+        &r.kube_router,
         &r.arch,
     );
     let mut out: Vec<Artifact> = Release::Kubernetes
@@ -157,6 +164,14 @@ fn artifacts(r: &Request) -> Vec<Artifact> {
             .iter()
             .map(|p| (p.to_string(), p.to_string()))
             .collect(),
+    });
+    let kube_router = format!("{gh}/cloudnativelabs/kube-router/releases/download/v{kr}");
+    out.push(Artifact {
+        release: Release::KubeRouter,
+        version: kr.clone(),
+        url: format!("{kube_router}/kube-router_{kr}_linux_{a}.tar.gz"),
+        checksum_url: format!("{kube_router}/kube-router_{kr}_checksums.txt"),
+        take: vec![("kube-router".into(), "kube-router".into())],
     });
     out
 }
@@ -462,6 +477,7 @@ mod tests {
             containerd: "2.2.0".into(),
             runc: "1.3.0".into(),
             cni: "1.7.1".into(),
+            kube_router: "2.1.0".into(),
             arch: "amd64".into(),
             mirror: None,
             ca_cert: None,
@@ -471,5 +487,6 @@ mod tests {
         assert!(urls.contains(&"https://github.com/etcd-io/etcd/releases/download/v3.5.24/etcd-v3.5.24-linux-amd64.tar.gz".to_string()));
         assert!(urls.contains(&"https://github.com/containerd/containerd/releases/download/v2.2.0/containerd-2.2.0-linux-amd64.tar.gz".to_string()));
         assert!(urls.contains(&"https://github.com/containernetworking/plugins/releases/download/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz".to_string()));
+        assert!(urls.contains(&"https://github.com/cloudnativelabs/kube-router/releases/download/v2.1.0/kube-router_2.1.0_linux_amd64.tar.gz".to_string()));
     }
 }

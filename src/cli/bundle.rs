@@ -30,8 +30,8 @@ pub enum BundleCommand {
         after_help = "Examples:\n  provisioner bundle create --from bundle-dir/ --out bundle.tar.zst\n  \
         provisioner bundle create --from tree/ --kubernetes 1.35.0 --etcd 3.5.24 --containerd 2.2.0 --runc 1.3.0 --cni 1.7.1 --out b.tar.zst\n\n\
         A directory with a manifest.toml is packed as it is, after every file is checked against \
-        it. Otherwise the tree is bin/<name> (Kubernetes, etcd, containerd, runc binaries, and \
-        caddy with its layer4 app for `api.load_balancer = \"node-local\"`), \
+        it. Otherwise the tree is bin/<name> (Kubernetes, etcd, containerd, runc and kube-router \
+        binaries, and caddy with its layer4 app for `api.load_balancer = \"node-local\"`), \
         cni/<plugin> and images/<name>.tar (OCI archives), and each component's version comes \
         from its option."
     )]
@@ -85,6 +85,10 @@ pub struct VersionArgs {
     /// CNI plugins version
     #[arg(long, value_name = "VERSION")]
     pub cni: Option<String>,
+    /// kube-router version, the network policy engine (default: the one provisioner is tested
+    /// with)
+    #[arg(long, value_name = "VERSION")]
+    pub kube_router: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

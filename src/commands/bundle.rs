@@ -58,6 +58,7 @@ fn fetch_cmd(a: FetchArgs) -> Result<()> {
         containerd: v.containerd.unwrap_or(defaults.containerd),
         runc: v.runc.unwrap_or(defaults.runc),
         cni: v.cni.unwrap_or(defaults.cni),
+        kube_router: v.kube_router.unwrap_or(defaults.kube_router),
         mirror: a.mirror.filter(|m| !m.is_empty()),
         ca_cert: a.mirror_ca,
         images: a.images,
@@ -82,6 +83,7 @@ fn create_cmd(a: CreateArgs) -> Result<()> {
         runc: a.versions.runc,
         cni: a.versions.cni,
         caddy: a.caddy,
+        kube_router: a.versions.kube_router,
     };
     refuse_existing(&a.out)?;
     let scratch = scratch_beside(&a.out)?;

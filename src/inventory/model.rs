@@ -75,6 +75,7 @@ pub struct Network {
     /// Prefix length of each worker's pod range.
     pub node_cidr_prefix: u8,
     pub proxy_mode: ProxyMode,
+    pub policy: PolicyEngine,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +91,15 @@ impl ProxyMode {
             ProxyMode::Nftables => "nftables",
         }
     }
+}
+
+/// What enforces NetworkPolicy objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyEngine {
+    /// kube-router's network policy controller (iptables and ipset) on every worker.
+    KubeRouter,
+    /// Nothing: the API stores policies, every pod still reaches every other.
+    None,
 }
 
 #[derive(Debug, Clone)]

@@ -75,6 +75,10 @@ pub struct Network {
     pub node_cidr_prefix: Option<u8>,
     /// kube-proxy mode: "iptables" (default) or "nftables".
     pub proxy_mode: Option<String>,
+    /// What enforces NetworkPolicy objects: "kube-router" (default: its network policy
+    /// controller on every worker, from the bundle) or "none" (policies are stored but nothing
+    /// enforces them: every pod reaches every other).
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

@@ -157,6 +157,24 @@ impl Validator {
                 None
             }
         };
+        let policy = match n.policy.as_deref().unwrap_or("kube-router") {
+            "kube-router" => Some(PolicyEngine::KubeRouter),
+            "none" => {
+                self.warn(
+                    at("network.policy"),
+                    "NetworkPolicy objects will be accepted but not enforced: every pod reaches \
+                     every other; remove the setting to enforce them with kube-router",
+                );
+                Some(PolicyEngine::None)
+            }
+            other => {
+                self.error(
+                    at("network.policy"),
+                    format!("`{other}` is not a network policy engine this tool installs; use \"kube-router\" (the default) or \"none\""),
+                );
+                None
+            }
+        };
         if let (Some(p), Some(s)) = (pod_cidr, service_cidr) {
             if p.contains(&s.network()) || s.contains(&p.network()) {
                 self.error(
@@ -205,6 +223,7 @@ impl Validator {
             api_service_ip,
             node_cidr_prefix: node_prefix,
             proxy_mode: proxy_mode?,
+            policy: policy?,
         })
     }
 

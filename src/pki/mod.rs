@@ -21,7 +21,7 @@ use base64::Engine;
 
 use crate::inventory::Cluster;
 pub use report::{existing, Report};
-pub use spec::{Ca, Cert, CertSpec, ADMIN_GROUP};
+pub use spec::{Ca, Cert, CertSpec, ADMIN_GROUP, KUBE_ROUTER_USER};
 
 /// A certificate and its private key, PEM-encoded.
 #[derive(Clone)]

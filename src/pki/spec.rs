@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::inventory::{Cluster, Host};
+use crate::inventory::{Cluster, Host, PolicyEngine};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Ca {
@@ -60,6 +60,8 @@ pub enum Cert {
     ControllerManager,
     Scheduler,
     KubeProxy,
+    /// The network policy engine's client, when kube-router enforces NetworkPolicy.
+    KubeRouter,
     EtcdServer,
     EtcdPeer,
     ControllerManagerServer,
@@ -69,7 +71,7 @@ pub enum Cert {
 }
 
 impl Cert {
-    pub const ALL: [Cert; 16] = [
+    pub const ALL: [Cert; 17] = [
         Cert::Apiserver,
         Cert::ApiserverKubeletClient,
         Cert::ApiserverEtcdClient,
@@ -80,6 +82,7 @@ impl Cert {
         Cert::ControllerManager,
         Cert::Scheduler,
         Cert::KubeProxy,
+        Cert::KubeRouter,
         Cert::EtcdServer,
         Cert::EtcdPeer,
         Cert::ControllerManagerServer,
@@ -101,6 +104,7 @@ impl Cert {
             Cert::ControllerManager => "controller-manager",
             Cert::Scheduler => "scheduler",
             Cert::KubeProxy => "kube-proxy",
+            Cert::KubeRouter => "kube-router",
             Cert::EtcdServer => "etcd-server",
             Cert::EtcdPeer => "etcd-peer",
             Cert::ControllerManagerServer => "controller-manager-server",
@@ -210,6 +214,8 @@ impl CertSpec {
 /// so the day-to-day admin credential can be revoked by deleting a binding; only the break-glass
 /// `super-admin` credential (kept in the state directory, never copied to a host) bypasses RBAC.
 pub const ADMIN_GROUP: &str = "kubeadm:cluster-admins";
+/// The user kube-router's client certificate names, bound to what its policy controller reads.
+pub const KUBE_ROUTER_USER: &str = "system:kube-router";
 
 /// Every leaf certificate of the cluster, in a stable order.
 pub fn leaf_certs(c: &Cluster) -> Vec<CertSpec> {
@@ -288,6 +294,14 @@ pub fn leaf_certs(c: &Cluster) -> Vec<CertSpec> {
         ),
         CertSpec::new(Cert::KubeProxy, Ca::Cluster, "system:kube-proxy", CLIENT),
     ];
+    if c.network.policy == PolicyEngine::KubeRouter {
+        certs.push(CertSpec::new(
+            Cert::KubeRouter,
+            Ca::Cluster,
+            KUBE_ROUTER_USER,
+            CLIENT,
+        ));
+    }
     for h in c.etcd_hosts() {
         let dns = vec![h.name.clone(), "localhost".to_string()];
         let ips = vec![IpAddr::V4(h.internal_ip), loopback4, loopback6];

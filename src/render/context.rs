@@ -121,6 +121,13 @@ pub struct KubeProxyConfig<'a> {
     pub hosts_are_containers: bool,
 }
 
+#[derive(Serialize)]
+pub struct KubeRouterUnit<'a> {
+    #[serde(flatten)]
+    pub host: &'a HostCtx<'a>,
+    pub health_port: u16,
+}
+
 /// A route to another worker's pod range.
 #[derive(Serialize)]
 pub struct Route {

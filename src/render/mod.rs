@@ -135,8 +135,8 @@ impl HostBuilder<'_> {
         Ok(())
     }
 
-    /// Bundle programs, each restarting the units the unit table says run it.
-    /// Bundle programs, in [`BIN_DIR`](crate::layout::BIN_DIR).
+    /// Bundle programs, in [`BIN_DIR`](crate::layout::BIN_DIR), each restarting the units the
+    /// unit table says run it.
     fn programs(&mut self, list: &[Program]) {
         self.binaries(crate::layout::BIN_DIR, list.iter().map(|p| p.name()));
     }

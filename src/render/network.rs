@@ -3,11 +3,12 @@
 
 use anyhow::Result;
 
-use super::context::{self, HostCtx, Route};
-use super::{HostBuilder, PUBLIC};
-use crate::component::{NetworkPlugin, Unit};
-use crate::inventory::{Cluster, Host};
-use crate::layout::CNI_BIN_DIR;
+use super::context::{self, HostCtx, KubeRouterUnit, Route};
+use super::{kubeconfig, HostBuilder, PUBLIC, SECRET};
+use crate::component::{NetworkPlugin, Unit, KUBE_ROUTER_HEALTH_PORT, POLICY_PROGRAMS};
+use crate::inventory::{Cluster, Host, PolicyEngine};
+use crate::layout::{CNI_BIN_DIR, KUBE_ROUTER_KUBECONFIG};
+use crate::pki::{Cert, Pki, KUBE_ROUTER_USER};
 
 /// Files an earlier release of provisioner wrote, each with the file that replaces it. A host
 /// that gets the replacement has the old one removed: its readers would otherwise still find
@@ -32,6 +33,39 @@ pub(super) fn worker(b: &mut HostBuilder<'_>, plugin: NetworkPlugin, node: &Host
                 "cni-loopback.conf",
                 node,
                 &[],
+            )
+        }
+    }
+}
+
+/// A worker's NetworkPolicy engine, when the inventory asks for one: its program, its
+/// kubeconfig (reaching the API as the worker's kubelet does, at `api`) and its unit.
+pub(super) fn policy(
+    b: &mut HostBuilder<'_>,
+    c: &Cluster,
+    pki: &Pki,
+    node: &HostCtx,
+    api: &str,
+) -> Result<()> {
+    match c.network.policy {
+        PolicyEngine::None => Ok(()),
+        PolicyEngine::KubeRouter => {
+            b.programs(POLICY_PROGRAMS);
+            let conf = kubeconfig(
+                b.t,
+                c,
+                pki,
+                KUBE_ROUTER_USER,
+                pki.leaf(Cert::KubeRouter, None),
+                api,
+            )?;
+            b.file(KUBE_ROUTER_KUBECONFIG, SECRET, conf, &[Unit::KubeRouter]);
+            b.unit(
+                Unit::KubeRouter,
+                &KubeRouterUnit {
+                    host: node,
+                    health_port: KUBE_ROUTER_HEALTH_PORT,
+                },
             )
         }
     }

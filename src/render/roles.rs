@@ -395,6 +395,7 @@ pub(super) fn worker(
     b.unit(Containerd, common)?;
     b.unit(Kubelet, common)?;
     b.unit(KubeProxy, common)?;
+    super::network::policy(b, c, pki, common, &api)?;
     b.root_only(&Kubelet.unit_file());
     b.root_only(KUBELET_CONFIG);
     Ok(())

@@ -41,6 +41,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     template!("systemd-units", "containerd.service"),
     template!("systemd-units", "kubelet.service"),
     template!("systemd-units", "kube-proxy.service"),
+    template!("systemd-units", "kube-router.service"),
     template!("systemd-units", "pod-routes.service"),
     template!("systemd-units", "etcd-snapshot.timer"),
     template!("systemd-units", "etcd-snapshot.service"),

@@ -1,7 +1,7 @@
 # Returns a host to what it was before provisioner: stops and disables the units it installed,
-# kills the pods' containers, removes the network state they leave behind (kube-proxy's and the
-# CNI plugins' rules, the pods' network namespaces, the bridge), then every path given, and
-# the system users its sysusers.d files declared.
+# kills the pods' containers, removes the network state they leave behind (kube-proxy's,
+# kube-router's and the CNI plugins' rules, kube-router's ipsets, the pods' network namespaces,
+# the bridge), then every path given, and the system users its sysusers.d files declared.
 # Positional parameters:
 #   KUBE_PROXY   kube-proxy's binary, run with --cleanup for its rules ("" when not installed)
 #   RUNTIME      the container runtime's unit when it ran pods here ("" otherwise)
@@ -63,6 +63,12 @@ for t in iptables ip6tables; do
         "$t-save" | grep -v -e KUBE- -e CNI- | "$t-restore" || fail "cannot remove the $t rules"
     fi
 done
+# kube-router's ipsets (KUBE-SRC-*, KUBE-DST-*; inet6:KUBE-* for IPv6), free once no rule names them.
+if command -v ipset >/dev/null; then
+    for s in $(ipset list -n 2>/dev/null | grep -e '^KUBE-' -e '^inet6:KUBE-'); do
+        ipset destroy "$s" || fail "cannot remove the ipset $s"
+    done
+fi
 if command -v nft >/dev/null; then
     for family in ip ip6; do
         nft list table "$family" kube-proxy >/dev/null 2>&1 && nft delete table "$family" kube-proxy

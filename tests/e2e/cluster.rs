@@ -196,7 +196,13 @@ pub const UNITS_CP: &[&str] = &[
     "kube-scheduler",
     "pod-routes",
 ];
-pub const UNITS_WORKER: &[&str] = &["containerd", "kubelet", "kube-proxy", "pod-routes"];
+pub const UNITS_WORKER: &[&str] = &[
+    "containerd",
+    "kubelet",
+    "kube-proxy",
+    "pod-routes",
+    "kube-router",
+];
 /// An all-in-one host's units (no other worker, so no pod routes).
 pub const UNITS_ALL: &[&str] = &[
     "etcd",
@@ -206,9 +212,9 @@ pub const UNITS_ALL: &[&str] = &[
     "containerd",
     "kubelet",
     "kube-proxy",
+    "kube-router",
 ];
 
-/// The units of each host: control-plane units on the `cp-*` hosts, worker units on the others.
 /// The inventory roles of the test machines: `cp-*` run etcd and the control plane, the rest
 /// are workers.
 pub fn roles<'a>(names: &[&'a str]) -> Vec<(&'a str, &'static str)> {
@@ -225,6 +231,7 @@ pub fn roles<'a>(names: &[&'a str]) -> Vec<(&'a str, &'static str)> {
         .collect()
 }
 
+/// The units of each host: control-plane units on the `cp-*` hosts, worker units on the others.
 pub fn unit_hosts<'a>(names: &[&'a str]) -> Vec<(&'a str, &'static [&'static str])> {
     names
         .iter()

@@ -1,7 +1,7 @@
 //! The smoke test that ends "Kubernetes The Hard Way", on a cluster `apply` built: data
 //! encryption at rest, a Deployment across the workers, port-forward, logs, exec, a NodePort
-//! Service from outside the cluster, a ClusterIP Service from a pod on the other worker, and
-//! cluster DNS from a pod. Each with the real tools: kubectl at the cluster's version with the
+//! Service from outside the cluster, a ClusterIP Service from a pod on the other worker,
+//! cluster DNS from a pod, and NetworkPolicy enforced between the workers. Each with the real tools: kubectl at the cluster's version with the
 //! admin kubeconfig `provisioner kubeconfig` prints, and etcdctl with the generated certificates.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::cluster::{Cluster, Kubectl};
 use crate::common::{bundle, text};
 use crate::machines::Machines;
+use crate::netpol;
 use crate::step::step;
 
 /// An HTTP/1.0 GET; the whole answer (status line, headers, body).
@@ -139,6 +140,13 @@ pub fn smoke_test(m: &Machines, c: &Cluster, etcd_host: &str, workers: [&str; 2]
     });
     step("smoke: the API servers reach a webhook's Service", || {
         api_servers_reach_a_webhook_service(&k)
+    });
+    step("smoke: NetworkPolicy is enforced across workers", || {
+        let (client, _) = pods
+            .iter()
+            .find(|(_, n)| n == workers[0])
+            .expect("a web pod on the first worker");
+        netpol::enforced_across_workers(m, c, &k, client, workers[0], workers[1])
     });
 }
 

@@ -18,6 +18,7 @@
 #   bin/etcd bin/etcdctl bin/etcdutl
 #   bin/containerd bin/containerd-shim-runc-v2 bin/ctr bin/runc
 #   bin/caddy              with the layer4 app: the node-local API load balancer
+#   bin/kube-router        the network policy engine
 #   cni/bridge cni/host-local cni/loopback cni/portmap cni/bandwidth cni/firewall cni/tuning
 #   images/pause.tar       OCI image archives (an OCI image layout in a tar, one gzip layer each):
 #   images/coredns.tar       pause:   /pause (upstream's pause program), entrypoint ["/pause"],
@@ -40,12 +41,13 @@
 #   arch = "amd64"                    architecture of every binary in the bundle
 #   kubernetes_version = "1.37.2"     Kubernetes version of the kubernetes component (no leading "v")
 #   components = ["etcd", ...]        components that have at least one file in the bundle:
-#                                     etcd, containerd, runc, cni-plugins, kubernetes, caddy
+#                                     etcd, containerd, runc, cni-plugins, kubernetes, caddy,
+#                                     kube-router
 #
 #   [[files]]                         one entry per file of the bundle (manifest.toml excluded)
 #   name = "etcd"                     file name, unique within the bundle
 #   component = "etcd"                one of: etcd, containerd, runc, cni-plugins, kubernetes,
-#                                     caddy (kubectl is part of kubernetes)
+#                                     caddy, kube-router (kubectl is part of kubernetes)
 #   version = "3.7.0"                 upstream version of the program (no leading "v")
 #   path = "bin/etcd"                 path relative to OUT_DIR ("bin/..." or "cni/...")
 #   sha256 = "hex"                    sha256 of the file's content
@@ -98,10 +100,10 @@ shopt -s nullglob
 # ---- defaults -------------------------------------------------------------------------------
 ARCH="amd64"
 BIN_PROGRAMS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
-              etcd etcdctl etcdutl containerd containerd-shim-runc-v2 ctr runc caddy)
+              etcd etcdctl etcdutl containerd containerd-shim-runc-v2 ctr runc caddy kube-router)
 CNI_PROGRAMS=(bridge host-local loopback portmap bandwidth firewall tuning)
 IMAGE_PROGRAMS=(pause coredns)
-COMPONENT_ORDER=(etcd containerd runc cni-plugins kubernetes caddy)
+COMPONENT_ORDER=(etcd containerd runc cni-plugins kubernetes caddy kube-router)
 WEB_INDEX_LINE="provisioner test web server"
 
 BUNDLE_CACHE="${BUNDLE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/provisioner/test-bundle}"
@@ -204,7 +206,7 @@ SOURCE_ORDER=()
 # component_of GROUP: the bundle component of a build.sh group (empty: image-only programs).
 component_of() {
     case "$1" in
-        kubernetes | etcd | containerd | runc | caddy) printf '%s' "$1" ;;
+        kubernetes | etcd | containerd | runc | caddy | kube-router) printf '%s' "$1" ;;
         cni) printf 'cni-plugins' ;;
         *) printf '' ;;
     esac

@@ -6,6 +6,7 @@ mod containerd;
 mod control_plane;
 mod drain;
 mod etcd;
+mod policy;
 mod rbac;
 mod routes;
 mod schedules;
@@ -47,6 +48,7 @@ impl<R: Remote> Health for Gates<'_, R> {
             Phase::Containerd => self.containerd(&hosts).await,
             Phase::Workers => self.workers(&hosts).await,
             Phase::PodRoutes => self.pod_routes(&hosts).await,
+            Phase::NetworkPolicy => self.policy_engines(&hosts).await,
             Phase::Addons => self.addons().await,
             Phase::Schedules => self.schedules(actions).await,
         }

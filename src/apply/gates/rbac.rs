@@ -7,18 +7,24 @@ use serde_json::json;
 
 use super::super::remote::Remote;
 use super::Gates;
+use crate::inventory::PolicyEngine;
 
 impl<R: Remote> Gates<'_, R> {
     /// The bindings a hard-way cluster needs that Kubernetes does not create itself: the admin
     /// group to cluster-admin, the API server's kubelet client to the kubelet API, and the
-    /// nodes to renewing their own client certificates. Applied
-    /// as super-admin, whose group needs no binding (the admin's only works after this).
+    /// nodes to renewing their own client certificates; kube-router, when it enforces
+    /// NetworkPolicy, to reading what it enforces. Applied as super-admin, whose group needs no
+    /// binding (the admin's only works after this).
     pub(super) async fn rbac(&self) -> Result<()> {
         let host = self.api_host();
         self.rep.start(Some(host), "cluster role bindings");
         let t = Instant::now();
         let api = self.api(&self.super_admin()).await?;
-        for doc in cluster_role_bindings() {
+        let mut docs = cluster_role_bindings();
+        if self.inp.cluster.network.policy == PolicyEngine::KubeRouter {
+            docs.extend(kube_router_role());
+        }
+        for doc in docs {
             api.apply(&doc).await?;
         }
         self.rep.step(
@@ -31,6 +37,40 @@ impl<R: Remote> Gates<'_, R> {
         );
         Ok(())
     }
+}
+
+/// What kube-router's network policy controller reads, and no more (upstream's role for the
+/// whole of kube-router also writes leases and Service status, for parts not run here).
+fn kube_router_role() -> Vec<DynamicObject> {
+    let name = "provisioner:kube-router";
+    let labels = json!({ "app.kubernetes.io/managed-by": "provisioner" });
+    let read = json!(["get", "list", "watch"]);
+    [
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": { "name": name, "labels": labels },
+            "rules": [
+                { "apiGroups": [""], "resources": ["namespaces", "pods", "services", "nodes", "endpoints"], "verbs": read },
+                { "apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": read },
+                { "apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read },
+            ],
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": { "name": name, "labels": labels },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name },
+            "subjects": [{
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "User",
+                "name": crate::pki::KUBE_ROUTER_USER,
+            }],
+        }),
+    ]
+    .into_iter()
+    .map(|v| serde_json::from_value(v).expect("a well-formed object"))
+    .collect()
 }
 
 /// The admin group to cluster-admin; the API server's kubelet client to the kubelet API; the

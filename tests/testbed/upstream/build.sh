@@ -8,8 +8,10 @@
 #
 #   --version V       Kubernetes release (default: $KUBERNETES_VERSION or 1.37.2). etcd, containerd,
 #                     runc, the CNI plugins and CoreDNS follow versions.tsv for that minor; caddy
-#                     (with its layer4 app) follows caddy/go.mod, whatever the minor.
-#   --only GROUPS     comma-separated subset of: kubernetes,etcd,containerd,runc,cni,coredns,pause,caddy
+#                     (with its layer4 app) and kube-router follow caddy/go.mod and
+#                     kube-router/go.mod, whatever the minor.
+#   --only GROUPS     comma-separated subset of: kubernetes,etcd,containerd,runc,cni,coredns,pause,caddy,
+#                     kube-router
 #                     (the default), or conformance: e2e.test, ginkgo, agnhost and sample-apiserver,
 #                     built only on request
 #   --print-manifest  print only the manifest on standard output, one line per program:
@@ -27,7 +29,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 version=${KUBERNETES_VERSION:-$DEFAULT_KUBERNETES_VERSION}
-only=kubernetes,etcd,containerd,runc,cni,coredns,pause,caddy
+only=kubernetes,etcd,containerd,runc,cni,coredns,pause,caddy,kube-router
 print_manifest=0 all_static=0 regen=0 download_only=0
 while (($#)); do
   case $1 in
@@ -381,6 +383,21 @@ build_caddy() {
   manifest[-1]="${last%$'\t'*}	github.com/caddyserver/caddy/v2@v$cversion"
 }
 
+# ---------------------------------------------------------------- kube-router
+# The network policy engine: kube-router's own command (kube-router/go.mod lists it as a tool),
+# with its Makefile's recipe (static, version and build date in pkg/version; the date is the
+# release's commit time from the proxy, so the recipe is stable).
+build_kube_router() {
+  local moddir=$UPSTREAM_DIR/kube-router mod=github.com/cloudnativelabs/kube-router/v2 kversion when date
+  kversion=$(cd "$moddir" && go list -m -f '{{.Version}}' "$mod") ||
+    die "cannot read kube-router's version from $moddir/go.mod"
+  when=$(cd "$moddir" && go list -m -f '{{.Time}}' "$mod") || die "cannot read $mod's time"
+  date=$(date -u -d "${when% UTC}" +%Y-%m-%dT%H:%M:%S%z)
+  build_set kube-router "${kversion#v}" "$moddir" 0 \
+    "-ldflags=-X $mod/pkg/version.Version=$kversion -X $mod/pkg/version.BuildDate=$date" \
+    -- "kube-router=$mod/cmd/kube-router"
+}
+
 mkdir -p "$CACHE_ROOT/programs"
 IFS=, read -ra groups <<<"$only"
 for g in "${groups[@]}"; do
@@ -389,6 +406,7 @@ for g in "${groups[@]}"; do
     etcd|containerd|runc|cni|coredns) build_component "$g" ;;
     pause) build_pause ;;
     caddy) build_caddy ;;
+    kube-router) build_kube_router ;;
     conformance) build_conformance ;;
     *) die "unknown group: $g" ;;
   esac
