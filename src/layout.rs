@@ -43,6 +43,9 @@ pub const API_LB_CONFIG: &str = "/etc/kubernetes/kube-api-lb.json";
 pub const ADDONS_DIR: &str = "/etc/kubernetes/addons";
 /// The script of the unit that keeps the routes to the other hosts' pod ranges.
 pub const POD_ROUTES_SCRIPT: &str = "/etc/kubernetes/pod-routes.sh";
+/// The NAT chain (iptables, table nat) that masquerades a worker's pods' traffic leaving the
+/// pod network; `reset` removes what names it.
+pub const POD_EGRESS_CHAIN: &str = "PROVISIONER-POD-EGRESS";
 /// kube-proxy's kubeconfig and its configuration.
 pub const KUBE_PROXY_KUBECONFIG: &str = "/etc/kubernetes/kube-proxy.conf";
 pub const KUBE_PROXY_DIR: &str = "/var/lib/kube-proxy";

@@ -139,6 +139,11 @@ pub struct Route {
 pub struct PodRoutes {
     pub routes: Vec<Route>,
     pub pod_cidr: String,
+    /// A worker's pods reach addresses outside the pod network from its address (pod to pod
+    /// traffic keeps the pod's own, which NetworkPolicy rules match on).
+    pub masquerade: bool,
+    /// The NAT chain that decides it.
+    pub egress_chain: &'static str,
 }
 
 /// The node-local API load balancer: where it listens and the API servers it passes to.

@@ -78,7 +78,8 @@ pub(super) fn every_host(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host) -> Resu
     }
 }
 
-/// Routes to every other worker's pod range, on every host that has any.
+/// Routes to every other worker's pod range, on every host that has any, and on workers the
+/// masquerading of their pods' traffic that leaves the pod network.
 fn pod_routes(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host) -> Result<()> {
     use Unit::*;
     let routes: Vec<Route> = c
@@ -92,10 +93,12 @@ fn pod_routes(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host) -> Result<()> {
             via: w.internal_ip.to_string(),
         })
         .collect();
-    if !routes.is_empty() {
+    if !routes.is_empty() || h.roles.worker {
         let ctx = context::PodRoutes {
             routes,
             pod_cidr: c.network.pod_cidr.to_string(),
+            masquerade: h.roles.worker,
+            egress_chain: crate::layout::POD_EGRESS_CHAIN,
         };
         b.template(
             crate::layout::POD_ROUTES_SCRIPT,

@@ -272,10 +272,10 @@ pub fn route_show(cidr: &str) -> String {
     command(&["ip", "route", "show", cidr])
 }
 
-/// The rules of one chain of the IPv4 filter table, as `iptables -S` prints them (waiting for
-/// the table's lock rather than failing while another program writes it).
-pub fn iptables_rules(chain: &str) -> String {
-    command(&["iptables", "-w", "5", "-S", chain])
+/// The rules of one chain of an IPv4 table, as `iptables -S` prints them (waiting for the
+/// table's lock rather than failing while another program writes it).
+pub fn iptables_rules(table: &str, chain: &str) -> String {
+    command(&["iptables", "-w", "5", "-t", table, "-S", chain])
 }
 
 const CTR: [&str; 5] = [

@@ -52,15 +52,15 @@ for u in $units; do
     fi
 done
 
-# Rules: kube-proxy's own cleanup, then whatever still names its chains or the CNI plugins'
-# (a pod killed without the CNI plugins' DEL leaves its masquerade rules).
+# Rules: kube-proxy's own cleanup, then whatever still names its chains, kube-router's, the CNI
+# plugins' (a pod killed without the CNI plugins' DEL leaves its rules) or provisioner's own.
 if [ -n "$kube_proxy" ] && [ -x "$kube_proxy" ]; then
     "$kube_proxy" --cleanup >/dev/null 2>&1
 fi
 for t in iptables ip6tables; do
     command -v "$t-save" >/dev/null || continue
-    if "$t-save" | grep -q -e KUBE- -e CNI-; then
-        "$t-save" | grep -v -e KUBE- -e CNI- | "$t-restore" || fail "cannot remove the $t rules"
+    if "$t-save" | grep -q -e KUBE- -e CNI- -e PROVISIONER-; then
+        "$t-save" | grep -v -e KUBE- -e CNI- -e PROVISIONER- | "$t-restore" || fail "cannot remove the $t rules"
     fi
 done
 # kube-router's ipsets (KUBE-SRC-*, KUBE-DST-*; inet6:KUBE-* for IPv6), free once no rule names them.

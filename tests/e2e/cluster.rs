@@ -203,7 +203,7 @@ pub const UNITS_WORKER: &[&str] = &[
     "pod-routes",
     "kube-router",
 ];
-/// An all-in-one host's units (no other worker, so no pod routes).
+/// An all-in-one host's units (pod-routes with no route: its pods' way out of the pod network).
 pub const UNITS_ALL: &[&str] = &[
     "etcd",
     "kube-apiserver",
@@ -212,6 +212,7 @@ pub const UNITS_ALL: &[&str] = &[
     "containerd",
     "kubelet",
     "kube-proxy",
+    "pod-routes",
     "kube-router",
 ];
 

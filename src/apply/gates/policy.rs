@@ -37,7 +37,7 @@ impl<R: Remote> Gates<'_, R> {
         let conn = &self.conns[host];
         retry_until(self.deadline, Duration::from_millis(500), || async {
             let rules = conn
-                .run_checked(&crate::shell::iptables_rules("FORWARD"))
+                .run_checked(&crate::shell::iptables_rules("filter", "FORWARD"))
                 .await?
                 .stdout_text();
             if !rules

@@ -7,9 +7,11 @@ use super::super::health::retry_until;
 use super::super::remote::Remote;
 use super::Gates;
 use crate::component::Unit;
+use crate::layout::POD_EGRESS_CHAIN;
 
 impl<R: Remote> Gates<'_, R> {
-    /// Each host routes to every other worker's pod range.
+    /// Each host routes to every other worker's pod range; a worker masquerades its pods'
+    /// traffic that leaves the pod network.
     pub(super) async fn pod_routes(&self, hosts: &[&str]) -> Result<()> {
         for h in hosts {
             self.wait_for(
@@ -19,8 +21,35 @@ impl<R: Remote> Gates<'_, R> {
                 self.routes(h),
             )
             .await?;
+            if self.host(h).roles.worker {
+                self.wait_for(
+                    h,
+                    Some(Unit::PodRoutes),
+                    "pods' traffic out of the pod network masqueraded",
+                    self.egress_masqueraded(h),
+                )
+                .await?;
+            }
         }
         Ok(())
+    }
+
+    async fn egress_masqueraded(&self, host: &str) -> Result<()> {
+        let conn = &self.conns[host];
+        let jump = format!(
+            "-A POSTROUTING -s {} -j {POD_EGRESS_CHAIN}",
+            self.inp.cluster.network.pod_cidr
+        );
+        retry_until(self.deadline, Duration::from_millis(300), || async {
+            let o = conn
+                .run_checked(&crate::shell::iptables_rules("nat", "POSTROUTING"))
+                .await?;
+            if !o.stdout_text().lines().any(|l| l == jump) {
+                bail!("no `{jump}` in the nat table");
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn routes(&self, host: &str) -> Result<()> {

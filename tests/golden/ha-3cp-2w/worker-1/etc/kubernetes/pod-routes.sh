@@ -3,6 +3,9 @@
 # "sync" adds or replaces each of them, then deletes any other route into the pod network
 # through a gateway (a worker that left the cluster); "clear" deletes them all. A change is
 # applied by sync alone, so the routes that stay are never missing meanwhile.
+# On a worker, also the masquerading of its pods' traffic that leaves the pod network: traffic
+# between pods keeps its source address, which NetworkPolicy rules match on (the CNI bridge
+# plugin's own ipMasq would hide it behind the node's address).
 set -eu
 pod_cidr=10.200.0.0/16
 routes='10.200.1.0/24 10.88.0.15
@@ -18,3 +21,15 @@ ip -4 route show root "$pod_cidr" | while read -r dst kw gw _; do
         ip route del "$dst" via "$gw"
     fi
 done
+chain=PROVISIONER-POD-EGRESS
+if [ "$1" = sync ]; then
+    # One restore replaces the chain's rules at once: no packet ever sees it half written.
+    printf '*nat\n:%s - [0:0]\n-A %s -d %s -j RETURN\n-A %s ! -d 224.0.0.0/4 -j MASQUERADE\nCOMMIT\n' \
+        "$chain" "$chain" "$pod_cidr" "$chain" | iptables-restore -w 5 --noflush
+    iptables -w 5 -t nat -C POSTROUTING -s "$pod_cidr" -j "$chain" 2>/dev/null ||
+        iptables -w 5 -t nat -A POSTROUTING -s "$pod_cidr" -j "$chain"
+else
+    iptables -w 5 -t nat -D POSTROUTING -s "$pod_cidr" -j "$chain" 2>/dev/null || true
+    iptables -w 5 -t nat -F "$chain" 2>/dev/null || true
+    iptables -w 5 -t nat -X "$chain" 2>/dev/null || true
+fi
