@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use crate::bundle::Bundle;
-use crate::component::{release_path, Unit};
+use crate::component::{release_path, Program, Unit};
 use crate::digest::sha256_hex;
 use crate::layout::{BIN_DIR, CNI_BIN_DIR, IMAGE_DIR, RELEASES_DIR, UNIT_DIR};
 use crate::render::{HostFiles, Rendered};
@@ -113,8 +113,15 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
         });
     }
     if !missing.is_empty() {
+        // A bundle made before the policy engine was: say what else can be done.
+        let policy = if missing.contains(&Program::KubeRouter.name()) {
+            " (kube-router enforces NetworkPolicy: `bundle fetch` carries it, or set \
+             [network] policy = \"none\" to run without)"
+        } else {
+            ""
+        };
         bail!(
-            "the bundle {} lacks {} needed by {}; add them to the bundle (see its manifest.toml)",
+            "the bundle {} lacks {} needed by {}; add them to the bundle (see its manifest.toml){policy}",
             bundle.dir.display(),
             missing.join(", "),
             h.host
@@ -160,4 +167,30 @@ fn host(h: &HostFiles, bundle: &Bundle) -> Result<DesiredHost> {
         retired: h.retired.clone(),
         owned: h.owned.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bundle_without_a_program_is_refused_naming_it_and_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = crate::inventory::bundled_for_test(dir.path());
+        let (pki, _) = crate::pki::ensure(&cluster).unwrap();
+        let rendered = crate::render::render(&cluster, &pki).unwrap();
+        let worker = rendered
+            .hosts
+            .iter()
+            .find(|h| h.host == "worker-1")
+            .unwrap();
+        let e = host(worker, &Bundle::empty(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("lacks") && e.contains("kubelet") && e.contains("worker-1"),
+            "{e}"
+        );
+        assert!(e.contains("policy = \"none\""), "{e}");
+    }
 }
