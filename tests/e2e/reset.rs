@@ -103,13 +103,14 @@ pub fn returns_every_host_to_fresh(
         assert_eq!(ports, fresh_ports, "{n}: listening sockets");
         let net = m.ssh(
             n,
-            "iptables-save | grep -c -e KUBE- -e CNI-; ip -o link show | grep -c ' cni0:'; \
+            "iptables-save | grep -c -e KUBE- -e CNI- -e PROVISIONER-; \
+             ipset list -n | grep -c KUBE-; ip -o link show | grep -c ' cni0:'; \
              ls /run/netns 2>/dev/null | wc -l; ip route | grep -c 10.200.; true",
         );
         assert_eq!(
             net.split_whitespace().collect::<Vec<_>>(),
-            ["0", "0", "0", "0"],
-            "{n}: rules, bridge, namespaces, pod routes"
+            ["0", "0", "0", "0", "0"],
+            "{n}: rules, ipsets, bridge, namespaces, pod routes"
         );
     }
     // A second reset finds nothing recorded anywhere.
