@@ -208,6 +208,7 @@ fn expected_identity(rel: &str) -> (String, Option<&'static str>) {
         "scheduler.conf" => ("system:kube-scheduler".into(), None),
         "kubelet.conf" => (format!("system:node:{host}"), Some("system:nodes")),
         "kube-proxy.conf" => ("system:kube-proxy".into(), None),
+        "kube-router.conf" => ("system:kube-router".into(), None),
         other => panic!("unexpected kubeconfig {other}"),
     }
 }
@@ -225,7 +226,9 @@ fn kubectl_reads_every_kubeconfig_and_its_client_cert_chains_to_the_cluster_ca()
                 || k.as_str() == "admin.kubeconfig"
         })
         .collect();
-    assert_eq!(kubeconfigs.len(), 3 * 3 + 2 * 2 + 1);
+    // Control planes: admin, controller-manager, scheduler; workers: kubelet, kube-proxy,
+    // kube-router; and the operator's admin.kubeconfig.
+    assert_eq!(kubeconfigs.len(), 3 * 3 + 2 * 3 + 1);
     for rel in kubeconfigs {
         let path = tree.path(rel);
         let view = |jsonpath: &str| {
