@@ -316,6 +316,44 @@ mod tests {
     }
 
     #[test]
+    fn kube_router_enforces_policy_on_every_worker_unless_the_inventory_says_none() {
+        let c = crate::inventory::bundled_for_test(tempfile::tempdir().unwrap().path());
+        let has = |r: &Rendered, host: &str| {
+            let h = r.hosts.iter().find(|h| h.host == host).unwrap();
+            let conf = h
+                .files
+                .iter()
+                .any(|f| f.path == crate::layout::KUBE_ROUTER_KUBECONFIG && f.secret);
+            let bin = h.binaries.iter().any(|b| b.name == "kube-router");
+            (h.units.contains(&Unit::KubeRouter), conf, bin)
+        };
+        let on = rendered();
+        for h in &c.hosts {
+            let w = h.roles.worker;
+            assert_eq!(has(&on, &h.name), (w, w, w), "{}", h.name);
+        }
+        let unit = on.hosts.iter().find(|h| h.host == "worker-1").unwrap();
+        let unit = unit
+            .files
+            .iter()
+            .find(|f| f.path == Unit::KubeRouter.unit_file())
+            .unwrap();
+        let text = String::from_utf8_lossy(&unit.content);
+        for flag in [
+            "--run-router=false",
+            "--run-service-proxy=false",
+            "--hostname-override=worker-1",
+            "--service-cluster-ip-range=10.32.0.0/24",
+        ] {
+            assert!(text.contains(flag), "{flag} missing:\n{text}");
+        }
+        let off = rendered_with(|c| c.network.policy = crate::inventory::PolicyEngine::None);
+        for h in &c.hosts {
+            assert_eq!(has(&off, &h.name), (false, false, false), "{}", h.name);
+        }
+    }
+
+    #[test]
     fn every_supported_kubernetes_minor_renders_the_same_files() {
         // A gate failing on a new Kubernetes version switches the program back and keeps the
         // files: that is whole only while every supported minor renders the same ones.
