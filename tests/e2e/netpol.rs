@@ -87,7 +87,14 @@ spec:
         reaches("outsider"),
         "outsider cannot reach {target} once the policies are gone"
     );
-    k.run(&["delete", "pod", "outsider", "--wait=true"]);
+    // The web server, process 1 of its container, ignores SIGTERM: no grace period to wait out.
+    k.run(&[
+        "delete",
+        "pod",
+        "outsider",
+        "--grace-period=1",
+        "--wait=true",
+    ]);
 }
 
 const DENY_ALL: &str = "apiVersion: networking.k8s.io/v1

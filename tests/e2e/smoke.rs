@@ -176,7 +176,14 @@ spec:
     ]);
     let body = http_get_ok(&format!("{}:18080", m.address(worker)), "/");
     assert!(body.contains(INDEX), "{worker}:18080: {body}");
-    k.run(&["delete", "pod", "hostport", "--wait=true"]);
+    // The web server, process 1 of its container, ignores SIGTERM: no grace period to wait out.
+    k.run(&[
+        "delete",
+        "pod",
+        "hostport",
+        "--grace-period=1",
+        "--wait=true",
+    ]);
 }
 
 /// An admission webhook is called through its Service, from the API servers, which run on
