@@ -194,19 +194,31 @@ pub enum NetworkPlugin {
     /// A Linux bridge per worker for its pods, and host routes to every other worker's pod
     /// range (every host on one L2 segment).
     BridgeRoutes,
+    /// The same bridge, and routes to the other workers' pod ranges through a VXLAN device
+    /// with a static entry for every other host (any IP network between the hosts).
+    BridgeVxlan,
 }
+
+/// The overlay's UDP port (IANA's VXLAN port) and network identifier.
+pub const VXLAN_PORT: u16 = 4789;
+pub const VXLAN_VNI: u32 = 1;
 
 impl NetworkPlugin {
     /// The one the inventory asks for.
-    pub fn of(_c: &crate::inventory::Cluster) -> NetworkPlugin {
-        NetworkPlugin::BridgeRoutes
+    pub fn of(c: &crate::inventory::Cluster) -> NetworkPlugin {
+        match c.network.mode {
+            crate::inventory::NetworkMode::Routes => NetworkPlugin::BridgeRoutes,
+            crate::inventory::NetworkMode::Vxlan => NetworkPlugin::BridgeVxlan,
+        }
     }
 
     /// The CNI plugins its workers get in [`CNI_BIN_DIR`]; each runs once per pod,
     /// restarting nothing.
     pub const fn cni_plugins(self) -> &'static [&'static str] {
         match self {
-            NetworkPlugin::BridgeRoutes => &["bridge", "host-local", "loopback", "portmap"],
+            NetworkPlugin::BridgeRoutes | NetworkPlugin::BridgeVxlan => {
+                &["bridge", "host-local", "loopback", "portmap"]
+            }
         }
     }
 }

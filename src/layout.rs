@@ -46,6 +46,14 @@ pub const POD_ROUTES_SCRIPT: &str = "/etc/kubernetes/pod-routes.sh";
 /// The NAT chain (iptables, table nat) that masquerades a worker's pods' traffic leaving the
 /// pod network; `reset` removes what names it.
 pub const POD_EGRESS_CHAIN: &str = "PROVISIONER-POD-EGRESS";
+/// The pod network's VXLAN device, in vxlan mode; `reset` removes it.
+pub const POD_OVERLAY_DEVICE: &str = "pods.vxlan";
+/// The filter chain (iptables, INPUT) that accepts the overlay's UDP only from the cluster's
+/// hosts: VXLAN carries no authentication.
+pub const POD_OVERLAY_CHAIN: &str = "PROVISIONER-VXLAN";
+/// The routing table, and the priority of the rule that selects it, that send a worker's
+/// pods' replies to hosts without pods back through the overlay they came in by.
+pub const POD_OVERLAY_TABLE: u32 = 4789;
 /// kube-proxy's kubeconfig and its configuration.
 pub const KUBE_PROXY_KUBECONFIG: &str = "/etc/kubernetes/kube-proxy.conf";
 pub const KUBE_PROXY_DIR: &str = "/var/lib/kube-proxy";

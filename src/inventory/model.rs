@@ -76,7 +76,35 @@ pub struct Network {
     pub node_cidr_prefix: u8,
     pub proxy_mode: ProxyMode,
     pub policy: PolicyEngine,
+    pub mode: NetworkMode,
+    /// MTU of the hosts' network (the interface holding each host's internal_ip).
+    pub mtu: u16,
 }
+
+/// How pod traffic crosses between nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Host routes to every other worker's pod range through its address: one L2 segment.
+    Routes,
+    /// A VXLAN overlay between every two hosts: any IP network between them.
+    Vxlan,
+}
+
+impl Network {
+    /// The MTU of the pods' interfaces: the hosts' own, less what the overlay adds.
+    pub fn pod_mtu(&self) -> u16 {
+        match self.mode {
+            NetworkMode::Routes => self.mtu,
+            NetworkMode::Vxlan => self.mtu - VXLAN_OVERHEAD,
+        }
+    }
+}
+
+/// What VXLAN adds to every packet over IPv4: outer IP (20), UDP (8), VXLAN (8) and inner
+/// Ethernet (14) headers.
+pub const VXLAN_OVERHEAD: u16 = 50;
+/// The smallest pod MTU allowed: IPv6's minimum link MTU.
+pub const MIN_POD_MTU: u16 = 1280;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyMode {
@@ -300,6 +328,15 @@ impl Cluster {
 
     pub fn control_plane_hosts(&self) -> impl Iterator<Item = &Host> {
         self.hosts.iter().filter(|h| h.roles.control_plane)
+    }
+
+    /// Where a host sends traffic for worker `w`'s pods: `w` itself on one segment, its
+    /// overlay address (the first of its pod range, never given to a pod) in vxlan mode.
+    pub fn pod_gateway(&self, w: &Host) -> Option<Ipv4Addr> {
+        match self.network.mode {
+            NetworkMode::Routes => Some(w.internal_ip),
+            NetworkMode::Vxlan => w.pod_cidr.map(|r| r.network()),
+        }
     }
 
     pub fn worker_hosts(&self) -> impl Iterator<Item = &Host> {

@@ -79,6 +79,13 @@ pub struct Network {
     /// controller on every worker, from the bundle) or "none" (policies are stored but nothing
     /// enforces them: every pod reaches every other).
     pub policy: Option<String>,
+    /// How pods reach the other nodes' pods: "routes" (default: host routes, every host on one
+    /// L2 segment) or "vxlan" (an overlay: hosts on different subnets or behind routers, UDP
+    /// port 4789 between them).
+    pub mode: Option<String>,
+    /// MTU of the hosts' network. Default 1500. Pods get it, less the overlay's 50 bytes in
+    /// vxlan mode.
+    pub mtu: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

@@ -175,6 +175,36 @@ impl Validator {
                 None
             }
         };
+        let mode = match n.mode.as_deref().unwrap_or("routes") {
+            "routes" => Some(NetworkMode::Routes),
+            "vxlan" => Some(NetworkMode::Vxlan),
+            other => {
+                self.error(
+                    at("network.mode"),
+                    format!("`{other}` is not a pod network mode; use \"routes\" (every host on one L2 segment) or \"vxlan\" (an overlay across subnets and routers)"),
+                );
+                None
+            }
+        };
+        let mtu = n.mtu.unwrap_or(1500);
+        let overhead = match mode {
+            Some(NetworkMode::Vxlan) => VXLAN_OVERHEAD,
+            _ => 0,
+        };
+        if !(MIN_POD_MTU + overhead..=9216).contains(&mtu) {
+            self.error(
+                at("network.mtu"),
+                format!(
+                    "{mtu} is outside {}..=9216: pods need at least {MIN_POD_MTU}{}",
+                    MIN_POD_MTU + overhead,
+                    if overhead > 0 {
+                        format!(" after the overlay's {overhead} bytes")
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+        }
         if let (Some(p), Some(s)) = (pod_cidr, service_cidr) {
             if p.contains(&s.network()) || s.contains(&p.network()) {
                 self.error(
@@ -224,6 +254,8 @@ impl Validator {
             node_cidr_prefix: node_prefix,
             proxy_mode: proxy_mode?,
             policy: policy?,
+            mode: mode?,
+            mtu,
         })
     }
 

@@ -139,11 +139,65 @@ pub struct Route {
 pub struct PodRoutes {
     pub routes: Vec<Route>,
     pub pod_cidr: String,
+    /// This host's address, on the interface whose MTU is checked against `mtu`.
+    pub internal_ip: String,
+    /// The inventory's network.mtu.
+    pub mtu: u16,
     /// A worker's pods reach addresses outside the pod network from its address (pod to pod
     /// traffic keeps the pod's own, which NetworkPolicy rules match on).
     pub masquerade: bool,
     /// The NAT chain that decides it.
     pub egress_chain: &'static str,
+    /// The overlay's names, in both modes: routes mode removes what vxlan mode left.
+    pub vxlan: VxlanNames,
+    /// The VXLAN overlay the routes go through, in vxlan mode.
+    pub overlay: Option<Overlay>,
+}
+
+#[derive(Serialize)]
+pub struct VxlanNames {
+    pub device: &'static str,
+    pub port: u16,
+    /// The filter chain that admits the overlay's UDP from the peers only.
+    pub chain: &'static str,
+    /// The routing table of the replies to hosts without pods, and its rule's priority.
+    pub table: u32,
+}
+
+/// One host's VXLAN device and what it knows of the other hosts'.
+#[derive(Serialize)]
+pub struct Overlay {
+    pub vni: u32,
+    pub mtu: u16,
+    /// This host's device's MAC address.
+    pub mac: String,
+    /// A worker's device's address (its pod range's first, the others' gateway to its pods);
+    /// its pods' traffic to hosts without pods leaves from it.
+    pub address: Option<String>,
+    /// A worker's pod range, whose replies to `podless` go back through the overlay.
+    pub pod_range: Option<String>,
+    /// Every other host's device.
+    pub peers: Vec<Peer>,
+    /// On a worker, the addresses of the other hosts without pods (control-plane or etcd
+    /// hosts).
+    pub podless: Vec<String>,
+}
+
+/// Another host's VXLAN device: its MAC, the address it is reached at (its internal_ip) and
+/// the neighbour address routes name it by (a worker's gateway; a host without pods, its own).
+#[derive(Serialize)]
+pub struct Peer {
+    pub mac: String,
+    pub ip: String,
+    pub neighbour: String,
+}
+
+/// The CNI bridge's configuration: the node's pod range and its pods' MTU.
+#[derive(Serialize)]
+pub struct CniBridge<'a> {
+    #[serde(flatten)]
+    pub node: &'a HostCtx<'a>,
+    pub mtu: u16,
 }
 
 /// The node-local API load balancer: where it listens and the API servers it passes to.

@@ -3,11 +3,18 @@
 
 use anyhow::Result;
 
-use super::context::{self, HostCtx, KubeRouterUnit, Route};
+use std::net::Ipv4Addr;
+
+use super::context::{self, CniBridge, HostCtx, KubeRouterUnit, Overlay, Peer, Route, VxlanNames};
 use super::{kubeconfig, HostBuilder, PUBLIC, SECRET};
-use crate::component::{NetworkPlugin, Unit, KUBE_ROUTER_HEALTH_PORT, POLICY_PROGRAMS};
-use crate::inventory::{Cluster, Host, PolicyEngine};
-use crate::layout::{CNI_BIN_DIR, KUBE_ROUTER_KUBECONFIG};
+use crate::component::{
+    NetworkPlugin, Unit, KUBE_ROUTER_HEALTH_PORT, POLICY_PROGRAMS, VXLAN_PORT, VXLAN_VNI,
+};
+use crate::inventory::{Cluster, Host, PolicyEngine, VXLAN_OVERHEAD};
+use crate::layout::{
+    CNI_BIN_DIR, KUBE_ROUTER_KUBECONFIG, POD_EGRESS_CHAIN, POD_OVERLAY_CHAIN, POD_OVERLAY_DEVICE,
+    POD_OVERLAY_TABLE, POD_ROUTES_SCRIPT,
+};
 use crate::pki::{Cert, Pki, KUBE_ROUTER_USER};
 
 /// Files an earlier release of provisioner wrote, each with the file that replaces it. A host
@@ -21,12 +28,17 @@ const CNI_BRIDGE_CONF: &str = "/etc/cni/net.d/10-bridge.conflist";
 const CNI_BRIDGE_CONF_V1: &str = "/etc/cni/net.d/10-bridge.conf";
 
 /// A worker's part: the CNI plugins and their configuration (`node` carries its pod range).
-pub(super) fn worker(b: &mut HostBuilder<'_>, plugin: NetworkPlugin, node: &HostCtx) -> Result<()> {
+pub(super) fn worker(b: &mut HostBuilder<'_>, c: &Cluster, node: &HostCtx) -> Result<()> {
+    let plugin = NetworkPlugin::of(c);
     // CNI plugins and the files below them are read on demand, for each new pod.
     b.binaries(CNI_BIN_DIR, plugin.cni_plugins().iter().copied());
     match plugin {
-        NetworkPlugin::BridgeRoutes => {
-            b.template(CNI_BRIDGE_CONF, PUBLIC, "cni-bridge.conflist", node, &[])?;
+        NetworkPlugin::BridgeRoutes | NetworkPlugin::BridgeVxlan => {
+            let conf = CniBridge {
+                node,
+                mtu: c.network.pod_mtu(),
+            };
+            b.template(CNI_BRIDGE_CONF, PUBLIC, "cni-bridge.conflist", &conf, &[])?;
             b.template(
                 "/etc/cni/net.d/99-loopback.conf",
                 PUBLIC,
@@ -73,15 +85,21 @@ pub(super) fn policy(
 
 /// Every host's part: how it reaches the pods of the other workers.
 pub(super) fn every_host(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host) -> Result<()> {
-    match NetworkPlugin::of(c) {
-        NetworkPlugin::BridgeRoutes => pod_routes(b, c, h),
-    }
+    let overlay = match NetworkPlugin::of(c) {
+        NetworkPlugin::BridgeRoutes => false,
+        NetworkPlugin::BridgeVxlan => true,
+    };
+    pod_routes(b, c, h, overlay)
 }
 
-/// Routes to every other worker's pod range, on every host that has any, and on workers the
-/// masquerading of their pods' traffic that leaves the pod network.
-fn pod_routes(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host) -> Result<()> {
-    use Unit::*;
+/// Routes to every other worker's pod range, on every host that has any, through the overlay
+/// when there is one; and on workers the masquerading of their pods' traffic that leaves the
+/// pod network.
+fn pod_routes(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host, overlay: bool) -> Result<()> {
+    let gateway = |w: &Host| {
+        c.pod_gateway(w)
+            .expect("validation assigns every worker a pod range")
+    };
     let routes: Vec<Route> = c
         .worker_hosts()
         .filter(|w| w.name != h.name)
@@ -90,24 +108,62 @@ fn pod_routes(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host) -> Result<()> {
                 .pod_cidr
                 .expect("validation assigns every worker a pod range")
                 .to_string(),
-            via: w.internal_ip.to_string(),
+            via: gateway(w).to_string(),
         })
         .collect();
-    if !routes.is_empty() || h.roles.worker {
-        let ctx = context::PodRoutes {
-            routes,
-            pod_cidr: c.network.pod_cidr.to_string(),
-            masquerade: h.roles.worker,
-            egress_chain: crate::layout::POD_EGRESS_CHAIN,
-        };
-        b.template(
-            crate::layout::POD_ROUTES_SCRIPT,
-            PUBLIC,
-            "pod-routes.sh",
-            &ctx,
-            &[PodRoutes],
-        )?;
-        b.unit(PodRoutes, &ctx)?;
+    if routes.is_empty() && !h.roles.worker {
+        return Ok(());
     }
-    Ok(())
+    let overlay = overlay.then(|| {
+        let peer = |p: &Host, neighbour: Ipv4Addr| Peer {
+            mac: overlay_mac(p.internal_ip),
+            ip: p.internal_ip.to_string(),
+            neighbour: neighbour.to_string(),
+        };
+        let others = || c.hosts.iter().filter(|p| p.name != h.name);
+        Overlay {
+            vni: VXLAN_VNI,
+            mtu: c.network.mtu - VXLAN_OVERHEAD,
+            mac: overlay_mac(h.internal_ip),
+            address: h.pod_cidr.map(|r| r.network().to_string()),
+            pod_range: h.pod_cidr.map(|r| r.to_string()),
+            peers: others()
+                .map(|p| peer(p, c.pod_gateway(p).unwrap_or(p.internal_ip)))
+                .collect(),
+            podless: others()
+                .filter(|p| h.roles.worker && !p.roles.worker)
+                .map(|p| p.internal_ip.to_string())
+                .collect(),
+        }
+    });
+    let ctx = context::PodRoutes {
+        routes,
+        pod_cidr: c.network.pod_cidr.to_string(),
+        internal_ip: h.internal_ip.to_string(),
+        mtu: c.network.mtu,
+        masquerade: h.roles.worker,
+        egress_chain: POD_EGRESS_CHAIN,
+        vxlan: VxlanNames {
+            device: POD_OVERLAY_DEVICE,
+            port: VXLAN_PORT,
+            chain: POD_OVERLAY_CHAIN,
+            table: POD_OVERLAY_TABLE,
+        },
+        overlay,
+    };
+    b.template(
+        POD_ROUTES_SCRIPT,
+        PUBLIC,
+        "pod-routes.sh",
+        &ctx,
+        &[Unit::PodRoutes],
+    )?;
+    b.unit(Unit::PodRoutes, &ctx)
+}
+
+/// A host's VXLAN device's MAC address: locally administered, unicast, and derived from its
+/// address, so that every other host's static entry for it is known when rendering.
+fn overlay_mac(ip: Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("0e:76:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }

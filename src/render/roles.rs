@@ -6,7 +6,7 @@ use anyhow::Result;
 use super::context::*;
 use super::{addons, kubeconfig, HostBuilder, PUBLIC, SECRET, TLS_CIPHER_SUITES};
 use crate::component::{
-    NetworkPlugin, Unit, API_LB_PROGRAMS, CONTROL_PLANE_PROGRAMS, ETCD_PROGRAMS, WORKER_PROGRAMS,
+    Unit, API_LB_PROGRAMS, CONTROL_PLANE_PROGRAMS, ETCD_PROGRAMS, WORKER_PROGRAMS,
 };
 use crate::inventory::version;
 use crate::inventory::{Cluster, Host, Registry, NODE_LOCAL_API_PORT};
@@ -364,7 +364,7 @@ pub(super) fn worker(
         &[Containerd],
     )?;
     registry_hosts(b, &c.registries)?;
-    super::network::worker(b, NetworkPlugin::of(c), &node)?;
+    super::network::worker(b, c, &node)?;
     b.template(
         KUBELET_CONFIG,
         PUBLIC,

@@ -120,11 +120,14 @@ pub fn reset(
     units: &[String],
     remove: &[String],
 ) -> String {
+    let table = crate::layout::POD_OVERLAY_TABLE.to_string();
     let mut args: Vec<&str> = vec![
         kube_proxy.unwrap_or(""),
         runtime.unwrap_or(""),
         if keep_images { "yes" } else { "no" },
         crate::layout::CNI_BRIDGE,
+        crate::layout::POD_OVERLAY_DEVICE,
+        &table,
     ];
     args.extend(units.iter().map(String::as_str));
     args.push("--");

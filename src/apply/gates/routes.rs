@@ -1,4 +1,5 @@
-//! The pod network routes phase's gate: routes to every other worker's pod range.
+//! The pod network routes phase's gate: routes to every other worker's pod range, through the
+//! overlay in vxlan mode.
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -7,7 +8,8 @@ use super::super::health::retry_until;
 use super::super::remote::Remote;
 use super::Gates;
 use crate::component::Unit;
-use crate::layout::POD_EGRESS_CHAIN;
+use crate::inventory::NetworkMode;
+use crate::layout::{POD_EGRESS_CHAIN, POD_OVERLAY_DEVICE};
 
 impl<R: Remote> Gates<'_, R> {
     /// Each host routes to every other worker's pod range; a worker masquerades its pods'
@@ -54,14 +56,21 @@ impl<R: Remote> Gates<'_, R> {
 
     async fn routes(&self, host: &str) -> Result<()> {
         let conn = &self.conns[host];
+        let c = self.inp.cluster;
+        let device = match c.network.mode {
+            NetworkMode::Routes => String::new(),
+            NetworkMode::Vxlan => format!("dev {POD_OVERLAY_DEVICE} "),
+        };
         retry_until(self.deadline, Duration::from_millis(300), || async {
-            for w in self.inp.cluster.worker_hosts().filter(|w| w.name != host) {
+            for w in c.worker_hosts().filter(|w| w.name != host) {
                 let cidr = w.pod_cidr.context("workers have pod ranges")?;
+                let gateway = c.pod_gateway(w).context("workers have pod ranges")?;
+                let want = format!("via {gateway} {device}");
                 let o = conn
                     .run_checked(&crate::shell::route_show(&cidr.to_string()))
                     .await?;
-                if !o.stdout_text().contains(&format!("via {}", w.internal_ip)) {
-                    bail!("no route to {cidr} via {} ({})", w.internal_ip, w.name);
+                if !o.stdout_text().contains(&want) {
+                    bail!("no route to {cidr} {}({})", want.trim_end(), w.name);
                 }
             }
             Ok(())

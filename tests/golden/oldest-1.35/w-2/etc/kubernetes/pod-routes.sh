@@ -10,9 +10,39 @@ set -eu
 pod_cidr=10.200.0.0/16
 routes='10.200.9.0/24 192.168.60.21
 '
+vx=pods.vxlan
+vx_chain=PROVISIONER-VXLAN
+vx_table=4789
+
+# The pods' packets must fit the interface that carries them.
+if [ "$1" = sync ]; then
+    underlay=$(ip -4 -o addr show to 192.168.60.22 | { read -r _ dev _ && echo "$dev"; } || true)
+    if [ -z "$underlay" ]; then
+        echo "no interface holds this host's internal_ip 192.168.60.22" >&2
+        exit 1
+    fi
+    have=$(cat "/sys/class/net/$underlay/mtu")
+    if [ "$have" -lt 1500 ]; then
+        echo "$underlay's MTU is $have, less than network.mtu 1500: set network.mtu = $have in the inventory" >&2
+        exit 1
+    fi
+fi
+
+# The overlay's device, forwarding entries, neighbours, reply routes and firewall.
+overlay_clear() {
+    iptables -w 5 -D INPUT -p udp --dport 4789 -j "$vx_chain" 2>/dev/null || true
+    iptables -w 5 -F "$vx_chain" 2>/dev/null || true
+    iptables -w 5 -X "$vx_chain" 2>/dev/null || true
+    while ip rule del pref "$vx_table" 2>/dev/null; do :; done
+    ip route flush table "$vx_table" 2>/dev/null || true
+    ip link del "$vx" 2>/dev/null || true
+}
 if [ "$1" = sync ]; then
     printf '%s' "$routes" | while read -r cidr via; do
-        ip route replace "$cidr" via "$via"
+        ip route replace "$cidr" via "$via" || {
+            echo "cannot route $cidr via $via: hosts that are not on one L2 segment need network.mode = \"vxlan\"" >&2
+            exit 1
+        }
     done
 fi
 ip -4 route show root "$pod_cidr" | while read -r dst kw gw _; do
@@ -21,6 +51,8 @@ ip -4 route show root "$pod_cidr" | while read -r dst kw gw _; do
         ip route del "$dst" via "$gw"
     fi
 done
+# What vxlan mode left, once the routes above no longer go through it.
+overlay_clear
 chain=PROVISIONER-POD-EGRESS
 if [ "$1" = sync ]; then
     # One restore replaces the chain's rules at once: no packet ever sees it half written.
