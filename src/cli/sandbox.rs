@@ -52,6 +52,10 @@ pub struct UpArgs {
     /// Last octet of the first machine's address.
     #[arg(long, default_value_t = 11)]
     pub first_host: u8,
+    /// Machines to put on a second /24 (the one after --subnet) behind a router, so that
+    /// they share no L2 segment with the others, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub routed: Vec<String>,
     #[command(flatten)]
     pub state: StateArgs,
     /// The cached Debian base root (built by debootstrap on first use, kept by `down`).
@@ -90,6 +94,7 @@ impl UpArgs {
         opts.sudo_user = self.sudo_user.clone();
         opts.subnet = self.subnet;
         opts.first_host = self.first_host;
+        opts.routed = self.routed.clone();
         opts.state_dir = self.state.state_dir.clone();
         opts.base_dir = self.base_dir.clone();
         opts.prefix = self.prefix.clone();

@@ -45,6 +45,9 @@ fn print(sandbox: &Sandbox, json: bool) -> Result<()> {
         "subnet:      {} (host at {})",
         sandbox.subnet, sandbox.host_address
     );
+    if let Some(routed) = &sandbox.routed_subnet {
+        println!("routed:      {routed} (through the hub)");
+    }
     println!("users:       {users}");
     println!("key:         {}", sandbox.key_path.display());
     println!("known_hosts: {}", sandbox.known_hosts_path.display());

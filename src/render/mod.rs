@@ -354,6 +354,42 @@ mod tests {
     }
 
     #[test]
+    fn vxlan_mode_routes_every_pod_range_through_the_overlay_with_a_smaller_pod_mtu() {
+        use crate::inventory::NetworkMode;
+        let c = crate::inventory::bundled_for_test(tempfile::tempdir().unwrap().path());
+        let text = |r: &Rendered, host: &str, path: &str| {
+            let h = r.hosts.iter().find(|h| h.host == host).unwrap();
+            let f = h.files.iter().find(|f| f.path == path).unwrap();
+            String::from_utf8(f.content.clone()).unwrap()
+        };
+        let script = crate::layout::POD_ROUTES_SCRIPT;
+        let conflist = "/etc/cni/net.d/10-bridge.conflist";
+        let routes = rendered();
+        assert!(text(&routes, "worker-1", conflist).contains("\"mtu\": 1500,"));
+        assert!(!text(&routes, "cp-1", script).contains("peers="));
+
+        let vxlan = rendered_with(|c| c.network.mode = NetworkMode::Vxlan);
+        assert!(text(&vxlan, "worker-1", conflist).contains("\"mtu\": 1450,"));
+        for h in &c.hosts {
+            let s = text(&vxlan, &h.name, script);
+            assert!(s.contains("ip link set \"$vx\" mtu 1450 up"), "{}", h.name);
+            for other in c.hosts.iter().filter(|o| o.name != h.name) {
+                let [a, b, x, d] = other.internal_ip.octets();
+                let peer = format!("0e:76:{a:02x}:{b:02x}:{x:02x}:{d:02x} {}", other.internal_ip);
+                assert!(s.contains(&peer), "{}: no peer {}", h.name, other.name);
+                if let Some(range) = other.pod_cidr {
+                    let route = format!("{range} {}\n", range.network());
+                    assert!(s.contains(&route), "{}: no route to {range}", h.name);
+                }
+            }
+            // A worker's pods answer hosts without pods through the overlay; those hosts have
+            // no pods to answer for.
+            let podless = format!("podless='{}", c.hosts[0].internal_ip);
+            assert_eq!(s.contains(&podless), h.roles.worker, "{}", h.name);
+        }
+    }
+
+    #[test]
     fn every_supported_kubernetes_minor_renders_the_same_files() {
         // A gate failing on a new Kubernetes version switches the program back and keeps the
         // files: that is whole only while every supported minor renders the same ones.

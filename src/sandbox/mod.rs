@@ -77,6 +77,9 @@ pub struct UpOptions {
     pub subnet: Ipv4Addr,
     /// Last octet of the first machine's address; the others follow (.11, .12, ...).
     pub first_host: u8,
+    /// Machines (of `names`) on a second /24, the one after `subnet`, reached through the hub,
+    /// which routes between the two; their last octets follow the same count.
+    pub routed: Vec<String>,
     /// A non-root user with the same key and passwordless sudo, on every machine.
     pub sudo_user: Option<String>,
     /// Keys, known_hosts, the state record, and each machine's overlay and console log.
@@ -106,6 +109,7 @@ impl UpOptions {
             names: (1..=nodes).map(|i| format!("cp-{i}")).collect(),
             subnet: Ipv4Addr::new(10, 88, 0, 0),
             first_host: 11,
+            routed: Vec::new(),
             sudo_user: None,
             state_dir: root.join("run"),
             base_dir: root.join(format!("base-{}", base::SUITE)),
@@ -124,6 +128,9 @@ pub struct Sandbox {
     pub state_dir: PathBuf,
     /// The test subnet, e.g. `10.88.0.0/24`.
     pub subnet: String,
+    /// The routed machines' subnet, when there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routed_subnet: Option<String>,
     /// The host's own address on the subnet, the source of all test traffic.
     pub host_address: Ipv4Addr,
     /// Private key accepted by root (and the sudo user) on every machine.
@@ -230,6 +237,9 @@ pub fn up(opts: &UpOptions) -> Result<Sandbox> {
         network: opts.subnet,
     };
     net::check_subnet_free(subnet, &opts.prefix)?;
+    if !opts.routed.is_empty() {
+        net::check_subnet_free(subnet.next(), &opts.prefix)?;
+    }
     base::ensure(&opts.base_dir, opts.mirror.as_deref())?;
 
     let started = Instant::now();
@@ -271,6 +281,15 @@ fn validate(opts: &UpOptions) -> Result<()> {
         if opts.names[..i].contains(name) {
             bail!("machine name {name:?} is given twice");
         }
+    }
+    if let Some(r) = opts.routed.iter().find(|r| !opts.names.contains(r)) {
+        bail!("routed machine {r:?} is not one of the machines' names");
+    }
+    if !opts.routed.is_empty() && opts.subnet.octets()[2] == 255 {
+        bail!(
+            "routed machines live on the /24 after --subnet {}, and there is none",
+            opts.subnet
+        );
     }
     let last = opts.first_host as usize + opts.names.len() - 1;
     if opts.first_host < 2 || last > 253 {
@@ -315,6 +334,7 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
     let mut st = State::new(
         opts.prefix.clone(),
         opts.subnet,
+        (!opts.routed.is_empty()).then(|| subnet.next().network),
         opts.base_dir.clone(),
         state_dir,
         opts.sudo_user.clone(),
@@ -327,7 +347,12 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
         .map(|(i, name)| MachineState {
             name: name.clone(),
             index: i + 1,
-            address: subnet.host(opts.first_host + i as u8),
+            address: if opts.routed.contains(name) {
+                subnet.next()
+            } else {
+                subnet
+            }
+            .host(opts.first_host + i as u8),
             netns: machine::netns(&opts.prefix, name),
             dir: Dirs::new(&machines_dir, name).dir,
             pid: None,
@@ -378,7 +403,9 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
     .context("cannot generate the sandbox's SSH key")?;
     let authorized_key = fs::read_to_string(st.key_path.with_extension("pub"))?;
 
-    net::create_hub(&opts.prefix, subnet).context("cannot create the sandbox network")?;
+    let routed_subnet = (!opts.routed.is_empty()).then(|| subnet.next());
+    net::create_hub(&opts.prefix, subnet, routed_subnet)
+        .context("cannot create the sandbox network")?;
 
     let hosts_file = hosts_file(&st.machines);
     let mut children: Vec<Child> = Vec::new();
@@ -387,8 +414,17 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
         let m = st.machines[i].clone();
         let dirs = Dirs::new(&machines_dir, &m.name);
         let step = |what: &str| format!("machine {} ({}): {what}", m.name, m.address);
-        net::create_machine(&opts.prefix, &m.name, m.index, m.address, subnet)
-            .with_context(|| step("creating its network namespace"))?;
+        let routed = opts.routed.contains(&m.name);
+        let own_subnet = if routed { subnet.next() } else { subnet };
+        net::create_machine(
+            &opts.prefix,
+            &m.name,
+            m.index,
+            m.address,
+            own_subnet,
+            routed,
+        )
+        .with_context(|| step("creating its network namespace"))?;
         machine::mount_root(&opts.base_dir, &dirs).with_context(|| step("mounting its root"))?;
         let identity = machine::Identity {
             name: &m.name,
@@ -511,6 +547,9 @@ fn report(state_dir: &Path, st: &State) -> Sandbox {
     Sandbox {
         state_dir: state_dir.to_path_buf(),
         subnet: subnet.cidr(),
+        routed_subnet: st
+            .routed_subnet
+            .map(|network| net::Subnet { network }.cidr()),
         host_address: subnet.host_address(),
         key_path: st.key_path.clone(),
         known_hosts_path: st.known_hosts_path.clone(),

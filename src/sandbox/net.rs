@@ -5,14 +5,20 @@
 //!  {p}-host 10.88.0.1/24 ─veth─ host ┐
 //!                                     br0 10.88.0.254/24
 //!                        {p}-m1 ─────┘└──── veth ──────── eth0 10.88.0.11/24, default via .254
+//!                                     br1 10.88.1.254/24   (only with routed machines)
+//!                        {p}-m4 ─────┘└──── veth ──────── eth0 10.88.1.14/24, default via .254
 //! ```
 //!
 //! The host gets one address on the subnet so the test process reaches every machine's ports
-//! directly. Nothing routes further: the hub does not forward, the host's end of the veth does
-//! not forward, and the machines' default route ends at the hub, so a packet for any address
-//! outside the subnet dies inside the sandbox. The machines still need a default route because
-//! kube-apiserver picks its advertise address from it and Service IPs are only rewritten by
-//! kube-proxy after the kernel has found a route for them.
+//! directly. Nothing routes further: the host's end of the veth does not forward, and the
+//! machines' default route ends at the hub, so a packet for any address outside the sandbox
+//! dies inside it. The machines still need a default route because kube-apiserver picks its
+//! advertise address from it and Service IPs are only rewritten by kube-proxy after the kernel
+//! has found a route for them.
+//!
+//! Routed machines sit on a second /24 (the one after the first) behind the hub, which then
+//! routes between its two subnets, and only between them (it has no other route): hosts that
+//! do not share an L2 segment, as a pod network overlay must handle them.
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -56,6 +62,13 @@ impl Subnet {
     pub fn cidr(self) -> String {
         format!("{}/24", self.network)
     }
+    /// The /24 after this one: where routed machines live.
+    pub fn next(self) -> Subnet {
+        let [a, b, c, _] = self.network.octets();
+        Subnet {
+            network: Ipv4Addr::new(a, b, c.wrapping_add(1), 0),
+        }
+    }
     /// "10.88.0." — what a conflicting address or route on the host would start with.
     fn dotted_prefix(self) -> String {
         let [a, b, c, _] = self.network.octets();
@@ -98,8 +111,18 @@ pub(super) fn netns_exists(name: &str) -> bool {
     std::path::Path::new("/run/netns").join(name).exists()
 }
 
-/// Makes the hub namespace with its bridge, and the host's veth into it.
-pub(super) fn create_hub(prefix: &str, subnet: Subnet) -> Result<()> {
+/// The hub's bridge for machines on `subnet` (the first, or the routed one).
+pub(super) fn hub_bridge(routed: bool) -> &'static str {
+    if routed {
+        "br1"
+    } else {
+        "br0"
+    }
+}
+
+/// Makes the hub namespace with its bridge, and the host's veth into it; with `routed`, a
+/// second bridge on that subnet, routed to from the first.
+pub(super) fn create_hub(prefix: &str, subnet: Subnet, routed: Option<Subnet>) -> Result<()> {
     let hub = hub_netns(prefix);
     let host_if = host_veth(prefix);
     if netns_exists(&hub) {
@@ -107,7 +130,7 @@ pub(super) fn create_hub(prefix: &str, subnet: Subnet) -> Result<()> {
     }
     run(tool("ip").args(["netns", "add", &hub]))?;
     // A namespace starts with forwarding off on most kernels, but one that inherits the host's
-    // settings (net.core.devconf_inherit_init_net) might not: the hub must never route.
+    // settings (net.core.devconf_inherit_init_net) might not: the hub routes only between its own subnets, and only when there are two.
     netns_sysctl(&hub, "net/ipv4/ip_forward", "0")?;
     let ip_hub = |args: &[&str]| run(tool("ip").args(["-n", &hub]).args(args));
     ip_hub(&["link", "set", "lo", "up"])?;
@@ -137,17 +160,40 @@ pub(super) fn create_hub(prefix: &str, subnet: Subnet) -> Result<()> {
         &host_if,
     ]))?;
     run(tool("ip").args(["link", "set", &host_if, "up"]))?;
+    if let Some(routed) = routed {
+        let br = hub_bridge(true);
+        ip_hub(&["link", "add", br, "type", "bridge"])?;
+        ip_hub(&[
+            "addr",
+            "add",
+            &format!("{}/24", routed.gateway()),
+            "dev",
+            br,
+        ])?;
+        ip_hub(&["link", "set", br, "up"])?;
+        netns_sysctl(&hub, "net/ipv4/ip_forward", "1")?;
+        run(tool("ip").args([
+            "route",
+            "add",
+            &routed.cidr(),
+            "via",
+            &subnet.gateway().to_string(),
+            "dev",
+            &host_if,
+        ]))?;
+    }
     Ok(())
 }
 
-/// Makes a machine's namespace, plugged into the hub's bridge, with its address and route set
-/// from outside so the machine needs no network configuration of its own.
+/// Makes a machine's namespace, plugged into the hub's bridge for its subnet, with its address
+/// and route set from outside so the machine needs no network configuration of its own.
 pub(super) fn create_machine(
     prefix: &str,
     machine: &str,
     index: usize,
     address: Ipv4Addr,
     subnet: Subnet,
+    routed: bool,
 ) -> Result<()> {
     let hub = hub_netns(prefix);
     let ns = machine_netns(prefix, machine);
@@ -161,7 +207,7 @@ pub(super) fn create_machine(
     ip_hub(&[
         "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
     ])?;
-    ip_hub(&["link", "set", &veth, "master", "br0", "up"])?;
+    ip_hub(&["link", "set", &veth, "master", hub_bridge(routed), "up"])?;
     ip_ns(&["link", "set", "lo", "up"])?;
     ip_ns(&["addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
     ip_ns(&["link", "set", "eth0", "up"])?;

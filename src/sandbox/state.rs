@@ -17,6 +17,9 @@ pub(super) struct State {
     /// Prefix of every namespace, interface and cgroup name.
     pub prefix: String,
     pub subnet: Ipv4Addr,
+    /// The routed machines' subnet, if any.
+    #[serde(default)]
+    pub routed_subnet: Option<Ipv4Addr>,
     pub base_dir: PathBuf,
     pub key_path: PathBuf,
     pub known_hosts_path: PathBuf,
@@ -67,6 +70,7 @@ impl State {
     pub fn new(
         prefix: String,
         subnet: Ipv4Addr,
+        routed_subnet: Option<Ipv4Addr>,
         base_dir: PathBuf,
         state_dir: &Path,
         sudo_user: Option<String>,
@@ -75,6 +79,7 @@ impl State {
             version: VERSION,
             prefix,
             subnet,
+            routed_subnet,
             base_dir,
             key_path: state_dir.join("id_ed25519"),
             known_hosts_path: state_dir.join("known_hosts"),

@@ -29,6 +29,15 @@ pub struct Machines {
 
 impl Machines {
     pub fn up(names: &[&str], sudo_user: bool) -> Machines {
+        Machines::up_with(names, sudo_user, &[])
+    }
+
+    /// `names`, of which `routed` sit on a second subnet behind a router.
+    pub fn up_routed(names: &[&str], routed: &[&str]) -> Machines {
+        Machines::up_with(names, false, routed)
+    }
+
+    fn up_with(names: &[&str], sudo_user: bool, routed: &[&str]) -> Machines {
         assert!(
             is_root(),
             "the end-to-end tests need root (systemd-nspawn, network namespaces)"
@@ -47,6 +56,10 @@ impl Machines {
         ];
         if sudo_user {
             args.push("--sudo-user");
+        }
+        let routed = routed.join(",");
+        if !routed.is_empty() {
+            args.extend(["--routed", &routed]);
         }
         let o = provisioner(&args);
         assert!(

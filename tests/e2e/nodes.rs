@@ -1,8 +1,11 @@
 //! Workers in and out of a running cluster (1 control plane, workers 1 and 2, then 3), while a
-//! probe asks etcd, the API and a NodePort Service every 200 ms: a worker added at the top of
-//! the inventory changes only itself and the other hosts' pod routes (every worker keeps its
+//! probe asks etcd, the API and a NodePort Service every 200 ms. The pod network goes from host
+//! routes to the VXLAN overlay first, with the workload answering; worker-3 then joins from
+//! another subnet behind a router, which only the overlay can reach. A worker added at the top
+//! of the inventory changes only itself and the other hosts' pod routes (every worker keeps its
 //! pod range); a worker taken out of the inventory is refused until named with `--remove`, then
-//! drained, its Node deleted and the host reset, with the workload still answering.
+//! drained, its Node deleted and the host reset, with the workload still answering. The smoke
+//! test ends it, on workers on both subnets.
 
 use serde_json::Value;
 
@@ -10,7 +13,7 @@ use crate::cluster::{no_op, Cluster, Kubectl};
 use crate::common::text;
 use crate::machines::{lock_sandbox, Machines};
 use crate::probe::{assert_clean, Probe};
-use crate::smoke::web_behind_a_node_port;
+use crate::smoke::{smoke_test, web_behind_a_node_port};
 use crate::step::step;
 
 /// Each worker's pod range, as its CNI bridge configuration (which the bridge plugin allocates
@@ -67,8 +70,8 @@ fn inventory_host(m: &Machines, name: &str) -> String {
 
 pub fn run() {
     let _guard = lock_sandbox();
-    let m = step("start the machines", || {
-        Machines::up(&["cp-1", "worker-1", "worker-2", "worker-3"], false)
+    let m = step("start the machines, worker-3 on another subnet", || {
+        Machines::up_routed(&["cp-1", "worker-1", "worker-2", "worker-3"], &["worker-3"])
     });
     let c = step("write the inventory: cp-1, worker-1, worker-2", || {
         Cluster::new(
@@ -93,7 +96,44 @@ pub fn run() {
     );
 
     step(
-        "worker-3 joins at the top of the inventory: only it and the pod routes change",
+        "routes to vxlan: only the pod network changes, the Service keeps answering",
+        || {
+            let inv = c.ws.read_inventory();
+            c.ws.write_inventory(&inv.replacen(
+                "[[hosts]]",
+                "[network]\nmode = \"vxlan\"\n\n[[hosts]]",
+                1,
+            ));
+            let plan = c.plan();
+            for (host, path) in planned_files(&plan) {
+                assert!(
+                    path == "/etc/kubernetes/pod-routes.sh"
+                        || (host.starts_with("worker")
+                            && path == "/etc/cni/net.d/10-bridge.conflist"),
+                    "the switch changes {host}:{path}"
+                );
+            }
+            for h in plan["hosts"].as_array().unwrap() {
+                let units: Vec<&Value> = h["units"].as_array().unwrap().iter().collect();
+                assert_eq!(units.len(), 1, "{h}");
+                assert_eq!(units[0]["unit"], "pod-routes", "{h}");
+            }
+            let probe = Probe::start_with_service(&m, &c, &["cp-1"], &service[..1]);
+            c.apply_ok();
+            assert_clean(probe.finish(), 1);
+            for h in ["cp-1", "worker-1"] {
+                let routes = m.ssh(h, "ip route");
+                assert!(
+                    routes.contains("dev pods.vxlan onlink"),
+                    "{h} routes no pod range through the overlay:\n{routes}"
+                );
+            }
+            no_op(&c);
+        },
+    );
+
+    step(
+        "worker-3 joins from the other subnet at the top of the inventory: only it and the pod routes change",
         || {
             let inv = c.ws.read_inventory();
             let (head, hosts) = inv.split_once("[[hosts]]").unwrap();
@@ -183,7 +223,11 @@ pub fn run() {
             let w1_range = &before.iter().find(|(n, _)| n == "worker-1").unwrap().1;
             let routes = m.ssh("worker-2", "ip route");
             assert!(!routes.contains(w1_range.as_str()), "{routes}");
+            let fdb = m.ssh("worker-2", "bridge fdb show dev pods.vxlan");
+            assert!(!fdb.contains(&m.address("worker-1")), "{fdb}");
             no_op(&c);
         },
     );
+
+    smoke_test(&m, &c, "cp-1", ["worker-2", "worker-3"]);
 }

@@ -25,7 +25,8 @@ if [ "$1" = sync ]; then
         echo "no interface holds this host's internal_ip 192.168.70.21" >&2
         exit 1
     fi
-    have=$(cat "/sys/class/net/$underlay/mtu")
+    # From ip, not /sys/class/net: a host that is a container may see another namespace there.
+    have=$(ip -o link show dev "$underlay" | sed -n 's/.* mtu \([0-9]*\) .*/\1/p')
     if [ "$have" -lt 9000 ]; then
         echo "$underlay's MTU is $have, less than network.mtu 9000: set network.mtu = $have in the inventory" >&2
         exit 1
