@@ -84,6 +84,31 @@ impl Api {
     /// Server-side apply of one object (any kind), owned by [`FIELD_MANAGER`]; conflicts with
     /// other managers are taken over, as the tool owns what it declares.
     pub async fn apply(&self, obj: &DynamicObject) -> Result<DynamicObject> {
+        let (api, kind, name) = self.api_for(obj)?;
+        // Strict: a field the API server does not know is an error, not silently dropped.
+        let params = PatchParams::apply(FIELD_MANAGER)
+            .force()
+            .validation_strict();
+        api.patch(name, &params, &Patch::Apply(obj))
+            .await
+            .with_context(|| format!("applying {kind} {name}"))
+    }
+
+    /// Deletes the object `obj` names (any kind); nothing when it is gone already.
+    pub async fn delete(&self, obj: &DynamicObject) -> Result<()> {
+        let (api, kind, name) = self.api_for(obj)?;
+        match api.delete(name, &Default::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("deleting {kind} {name}")),
+        }
+    }
+
+    /// The API of `obj`'s kind, in its namespace, with its kind and name.
+    fn api_for<'o>(
+        &self,
+        obj: &'o DynamicObject,
+    ) -> Result<(kube::Api<DynamicObject>, String, &'o str)> {
         let types = obj
             .types
             .as_ref()
@@ -95,17 +120,11 @@ impl Api {
             .name
             .as_deref()
             .context("an object without a name")?;
-        let api: kube::Api<DynamicObject> = match &obj.metadata.namespace {
+        let api = match &obj.metadata.namespace {
             Some(ns) => kube::Api::namespaced_with(self.client.clone(), ns, &resource),
             None => kube::Api::all_with(self.client.clone(), &resource),
         };
-        // Strict: a field the API server does not know is an error, not silently dropped.
-        let params = PatchParams::apply(FIELD_MANAGER)
-            .force()
-            .validation_strict();
-        api.patch(name, &params, &Patch::Apply(obj))
-            .await
-            .with_context(|| format!("applying {} {name}", gvk.kind))
+        Ok((api, gvk.kind, name))
     }
 
     /// One line per pod matching `selector`: where it runs and what its containers are doing,

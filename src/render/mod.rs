@@ -375,7 +375,10 @@ mod tests {
             assert!(s.contains("ip link set \"$vx\" mtu 1450 up"), "{}", h.name);
             for other in c.hosts.iter().filter(|o| o.name != h.name) {
                 let [a, b, x, d] = other.internal_ip.octets();
-                let peer = format!("0e:76:{a:02x}:{b:02x}:{x:02x}:{d:02x} {}", other.internal_ip);
+                let peer = format!(
+                    "0e:76:{a:02x}:{b:02x}:{x:02x}:{d:02x} {}",
+                    other.internal_ip
+                );
                 assert!(s.contains(&peer), "{}: no peer {}", h.name, other.name);
                 if let Some(range) = other.pod_cidr {
                     let route = format!("{range} {}\n", range.network());

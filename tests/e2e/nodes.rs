@@ -218,6 +218,14 @@ pub fn run() {
                 left.contains("No such file"),
                 "worker-1 was not reset: {left}"
             );
+            let overlay = m.ssh(
+                "worker-1",
+                "ip -o link show pods.vxlan 2>&1; ip rule; iptables-save | grep PROVISIONER; true",
+            );
+            assert!(
+                overlay.contains("does not exist") && !overlay.contains("4789"),
+                "worker-1's overlay outlived its reset:\n{overlay}"
+            );
             let record = std::fs::read_to_string(c.ws.state().join("hosts.toml")).unwrap();
             assert!(!record.contains("worker-1"), "{record}");
             let w1_range = &before.iter().find(|(n, _)| n == "worker-1").unwrap().1;
@@ -229,5 +237,17 @@ pub fn run() {
         },
     );
 
+    step("the smoke test's web Deployment replaces this one", || {
+        // Its pods ignore SIGTERM: deleted with a one-second grace, not the Deployment's thirty.
+        k.run(&["delete", "deployment", "web", "--cascade=orphan"]);
+        k.run(&[
+            "delete",
+            "pods",
+            "-l",
+            "app=web",
+            "--grace-period=1",
+            "--wait=true",
+        ]);
+    });
     smoke_test(&m, &c, "cp-1", ["worker-2", "worker-3"]);
 }

@@ -13,19 +13,22 @@ impl<R: Remote> Gates<'_, R> {
     /// The bindings a hard-way cluster needs that Kubernetes does not create itself: the admin
     /// group to cluster-admin, the API server's kubelet client to the kubelet API, and the
     /// nodes to renewing their own client certificates; kube-router, when it enforces
-    /// NetworkPolicy, to reading what it enforces. Applied as super-admin, whose group needs no
+    /// NetworkPolicy, to reading what it enforces (removed when it does not). Applied as super-admin, whose group needs no
     /// binding (the admin's only works after this).
     pub(super) async fn rbac(&self) -> Result<()> {
         let host = self.api_host();
         self.rep.start(Some(host), "cluster role bindings");
         let t = Instant::now();
         let api = self.api(&self.super_admin()).await?;
-        let mut docs = cluster_role_bindings();
-        if self.inp.cluster.network.policy == PolicyEngine::KubeRouter {
-            docs.extend(kube_router_role());
-        }
-        for doc in docs {
+        for doc in cluster_role_bindings() {
             api.apply(&doc).await?;
+        }
+        // Without kube-router its role goes too: nothing else may act as it.
+        for doc in kube_router_role() {
+            match self.inp.cluster.network.policy {
+                PolicyEngine::KubeRouter => drop(api.apply(&doc).await?),
+                PolicyEngine::None => api.delete(&doc).await?,
+            };
         }
         self.rep.step(
             "rbac",

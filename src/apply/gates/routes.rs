@@ -8,13 +8,15 @@ use super::super::health::retry_until;
 use super::super::remote::Remote;
 use super::Gates;
 use crate::component::Unit;
+use crate::component::VXLAN_PORT;
 use crate::inventory::NetworkMode;
-use crate::layout::{POD_EGRESS_CHAIN, POD_OVERLAY_DEVICE};
+use crate::layout::{POD_EGRESS_CHAIN, POD_OVERLAY_CHAIN, POD_OVERLAY_DEVICE};
 
 impl<R: Remote> Gates<'_, R> {
     /// Each host routes to every other worker's pod range; a worker masquerades its pods'
-    /// traffic that leaves the pod network.
+    /// traffic that leaves the pod network; in vxlan mode, the overlay's UDP is firewalled.
     pub(super) async fn pod_routes(&self, hosts: &[&str]) -> Result<()> {
+        let network = &self.inp.cluster.network;
         for h in hosts {
             self.wait_for(
                 h,
@@ -24,34 +26,30 @@ impl<R: Remote> Gates<'_, R> {
             )
             .await?;
             if self.host(h).roles.worker {
+                let jump = format!(
+                    "-A POSTROUTING -s {} -j {POD_EGRESS_CHAIN}",
+                    network.pod_cidr
+                );
                 self.wait_for(
                     h,
                     Some(Unit::PodRoutes),
                     "pods' traffic out of the pod network masqueraded",
-                    self.egress_masqueraded(h),
+                    self.rule_present(h, "nat", "POSTROUTING", &jump, false),
+                )
+                .await?;
+            }
+            if network.mode == NetworkMode::Vxlan {
+                let jump = format!("-p udp -m udp --dport {VXLAN_PORT} -j {POD_OVERLAY_CHAIN}");
+                self.wait_for(
+                    h,
+                    Some(Unit::PodRoutes),
+                    "the overlay's UDP admitted from the cluster's hosts only",
+                    self.rule_present(h, "filter", "INPUT", &jump, true),
                 )
                 .await?;
             }
         }
         Ok(())
-    }
-
-    async fn egress_masqueraded(&self, host: &str) -> Result<()> {
-        let conn = &self.conns[host];
-        let jump = format!(
-            "-A POSTROUTING -s {} -j {POD_EGRESS_CHAIN}",
-            self.inp.cluster.network.pod_cidr
-        );
-        retry_until(self.deadline, Duration::from_millis(300), || async {
-            let o = conn
-                .run_checked(&crate::shell::iptables_rules("nat", "POSTROUTING"))
-                .await?;
-            if !o.stdout_text().lines().any(|l| l == jump) {
-                bail!("no `{jump}` in the nat table");
-            }
-            Ok(())
-        })
-        .await
     }
 
     async fn routes(&self, host: &str) -> Result<()> {
