@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{Cluster, Kubectl};
 use crate::machines::Machines;
-use crate::smoke::web_image;
+use crate::smoke::web_pod;
 
 /// How long a change of policy may take to be enforced.
 const ENFORCED_WITHIN: Duration = Duration::from_secs(30);
@@ -22,26 +22,7 @@ pub fn enforced_across_workers(
     client_worker: &str,
     target_worker: &str,
 ) {
-    k.apply(&format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: outsider
-  labels: {{app: outsider}}
-spec:
-  nodeName: {client_worker}
-  containers:
-  - name: web
-    image: {}
-",
-        web_image(c)
-    ));
-    k.run(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/outsider",
-        "--timeout=120s",
-    ]);
+    web_pod(c, k, "outsider", client_worker, None);
     let target = k.json(&["get", "pod", "target"])["status"]["podIP"]
         .as_str()
         .expect("the target pod has an address")

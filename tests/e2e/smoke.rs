@@ -51,6 +51,32 @@ pub fn web_image(c: &Cluster) -> String {
         .to_string()
 }
 
+/// A pod `name` (labelled `app: NAME`) serving the web page on port 8080 on `node`, also on the
+/// node's `host_port` when given; applied and waited for until Ready.
+pub fn web_pod(c: &Cluster, k: &Kubectl, name: &str, node: &str, host_port: Option<u16>) {
+    let host_port = host_port
+        .map(|p| format!("\n      hostPort: {p}"))
+        .unwrap_or_default();
+    k.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{app: {name}}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: web
+    image: {}
+    ports:
+    - containerPort: 8080{host_port}
+",
+        web_image(c)
+    ));
+    let pod = format!("pod/{name}");
+    k.run(&["wait", "--for=condition=Ready", &pod, "--timeout=120s"]);
+}
+
 /// A web Deployment (2 replicas) with a PodDisruptionBudget (maxUnavailable 1) behind a
 /// NodePort Service (30080), rolled out; the Service's address at each of `workers`, once it
 /// answers at the first (kube-proxy programs the NodePort a moment after the pods are ready).
@@ -152,28 +178,7 @@ pub fn smoke_test(m: &Machines, c: &Cluster, etcd_host: &str, workers: [&str; 2]
 
 /// A pod's hostPort answers at its worker's address (the CNI portmap plugin's rules).
 fn host_port_from_outside(m: &Machines, c: &Cluster, k: &Kubectl, worker: &str) {
-    k.apply(&format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: hostport
-spec:
-  nodeName: {worker}
-  containers:
-  - name: web
-    image: {}
-    ports:
-    - containerPort: 8080
-      hostPort: 18080
-",
-        web_image(c)
-    ));
-    k.run(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/hostport",
-        "--timeout=120s",
-    ]);
+    web_pod(c, k, "hostport", worker, Some(18080));
     let body = http_get_ok(&format!("{}:18080", m.address(worker)), "/");
     assert!(body.contains(INDEX), "{worker}:18080: {body}");
     // The web server, process 1 of its container, ignores SIGTERM: no grace period to wait out.
@@ -419,39 +424,19 @@ fn cluster_ip_and_dns_from_a_pod(
     pods: &[(String, String)],
     workers: [&str; 2],
 ) {
-    k.apply(&format!(
+    web_pod(c, k, "target", workers[1], None);
+    k.apply(
         "apiVersion: v1
-kind: Pod
-metadata:
-  name: target
-  labels: {{app: target}}
-spec:
-  nodeName: {}
-  containers:
-  - name: web
-    image: {}
-    ports:
-    - containerPort: 8080
----
-apiVersion: v1
 kind: Service
 metadata:
   name: target
 spec:
-  selector: {{app: target}}
+  selector: {app: target}
   ports:
   - port: 80
     targetPort: 8080
 ",
-        workers[1],
-        web_image(c)
-    ));
-    k.run(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/target",
-        "--timeout=120s",
-    ]);
+    );
     let ip = k.json(&["get", "service", "target"])["spec"]["clusterIP"]
         .as_str()
         .unwrap()
