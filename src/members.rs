@@ -120,6 +120,8 @@ pub fn as_host(m: &Member, c: &Cluster) -> Host {
         name: m.name.clone(),
         address: m.address.clone(),
         internal_ip: m.internal_ip,
+        // Only reset reaches a removed host, over IPv4.
+        internal_ipv6: None,
         roles: Roles {
             etcd: m.etcd,
             control_plane: m.control_plane,

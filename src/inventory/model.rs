@@ -1,10 +1,10 @@
 //! The validated cluster model every later stage works from. Everything here has been checked:
 //! addresses parse, ranges do not overlap, every default is filled in.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::version::{KubeVersion, Semver};
 use crate::layout::{ETCD_CLIENT_PORT, ETCD_PEER_PORT};
@@ -68,6 +68,8 @@ pub struct SnapshotSchedule {
 pub struct Network {
     pub pod_cidr: Ipv4Net,
     pub service_cidr: Ipv4Net,
+    /// The IPv6 ranges of a dual-stack cluster (IPv4 stays the primary family).
+    pub ipv6: Option<Ipv6Ranges>,
     pub cluster_domain: String,
     pub cluster_dns: Ipv4Addr,
     /// The first address of service_cidr: the `kubernetes` Service's ClusterIP.
@@ -80,6 +82,17 @@ pub struct Network {
     /// MTU of the hosts' network (the interface holding each host's internal_ip).
     pub mtu: u16,
 }
+
+#[derive(Debug, Clone, Copy)]
+pub struct Ipv6Ranges {
+    pub pod_cidr: Ipv6Net,
+    pub service_cidr: Ipv6Net,
+}
+
+/// Size of each worker's IPv6 pod range (kubeadm's default). A worker's is the block of the
+/// IPv6 pod range with the same index as its IPv4 range has in the IPv4 one, so it never moves
+/// either.
+pub const NODE_CIDR_PREFIX_V6: u8 = 64;
 
 /// How pod traffic crosses between nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,6 +309,8 @@ pub struct Host {
     /// Where SSH connects: an IP address or a DNS name.
     pub address: String,
     pub internal_ip: Ipv4Addr,
+    /// Its IPv6 address, in a dual-stack cluster.
+    pub internal_ipv6: Option<Ipv6Addr>,
     pub roles: Roles,
     /// The node's pod range; set for workers only.
     pub pod_cidr: Option<Ipv4Net>,
@@ -337,6 +352,17 @@ impl Cluster {
             NetworkMode::Routes => Some(w.internal_ip),
             NetworkMode::Vxlan => w.pod_cidr.map(|r| r.network()),
         }
+    }
+
+    /// Worker `w`'s IPv6 pod range, in a dual-stack cluster: the block of the IPv6 pod range
+    /// with its IPv4 range's index (see [`NODE_CIDR_PREFIX_V6`]).
+    pub fn pod_cidr_v6(&self, w: &Host) -> Option<Ipv6Net> {
+        let v6 = self.network.ipv6?;
+        let range = w.pod_cidr?;
+        let offset = u32::from(range.network()) - u32::from(self.network.pod_cidr.network());
+        let index = u128::from(offset >> (32 - self.network.node_cidr_prefix));
+        let base = u128::from(v6.pod_cidr.network()) + (index << (128 - NODE_CIDR_PREFIX_V6));
+        Ipv6Net::new(Ipv6Addr::from(base), NODE_CIDR_PREFIX_V6).ok()
     }
 
     pub fn worker_hosts(&self) -> impl Iterator<Item = &Host> {
@@ -410,5 +436,35 @@ mod tests {
         for bad in ["u@host:0", "u@host:x", "@host", "ops@:22", "[::1]x", "[::1"] {
             assert_eq!(Bastion::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_workers_ipv6_range_has_its_ipv4_ranges_index() {
+        let mut c = crate::inventory::bundled_for_test(tempfile::tempdir().unwrap().path());
+        assert_eq!(c.pod_cidr_v6(&c.hosts[3]), None, "IPv4 only");
+        c.network.pod_cidr = "10.244.0.0/16".parse().unwrap();
+        c.network.ipv6 = Some(Ipv6Ranges {
+            pod_cidr: "fd00:10:244::/56".parse().unwrap(),
+            service_cidr: "fd00:10:96::/112".parse().unwrap(),
+        });
+        let w = &mut c.hosts[3];
+        w.pod_cidr = Some("10.244.3.0/24".parse().unwrap());
+        let w = c.hosts[3].clone();
+        assert_eq!(
+            c.pod_cidr_v6(&w),
+            Some("fd00:10:244:3::/64".parse().unwrap())
+        );
+        c.network.node_cidr_prefix = 25;
+        c.hosts[3].pod_cidr = Some("10.244.1.128/25".parse().unwrap());
+        let w = c.hosts[3].clone();
+        assert_eq!(
+            c.pod_cidr_v6(&w),
+            Some("fd00:10:244:3::/64".parse().unwrap())
+        );
+        assert_eq!(
+            c.pod_cidr_v6(&c.hosts[0]),
+            None,
+            "no pods on a control-plane host"
+        );
     }
 }

@@ -63,10 +63,12 @@ pub struct Cluster {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
-    /// Pod address range of the whole cluster. Default "10.200.0.0/16".
-    pub pod_cidr: Option<String>,
-    /// Service address range. Default "10.32.0.0/24".
-    pub service_cidr: Option<String>,
+    /// Pod address range of the whole cluster. Default "10.200.0.0/16". A list of two, the
+    /// IPv4 range then an IPv6 one, makes the cluster dual-stack.
+    pub pod_cidr: Option<Cidrs>,
+    /// Service address range. Default "10.32.0.0/24". A list of two (IPv4, then IPv6) in a
+    /// dual-stack cluster.
+    pub service_cidr: Option<Cidrs>,
     /// DNS domain of the cluster. Default "cluster.local".
     pub cluster_domain: Option<String>,
     /// Cluster DNS service address. Default: the 10th address of service_cidr.
@@ -86,6 +88,14 @@ pub struct Network {
     /// MTU of the hosts' network. Default 1500. Pods get it, less the overlay's 50 bytes in
     /// vxlan mode.
     pub mtu: Option<u16>,
+}
+
+/// One CIDR, or a list with one per address family.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Cidrs {
+    One(String),
+    Each(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -232,6 +242,8 @@ pub struct Host {
     pub address: String,
     /// Address used for cluster traffic. Default: address.
     pub internal_ip: Option<String>,
+    /// IPv6 address for cluster traffic; every host has one in a dual-stack cluster.
+    pub internal_ipv6: Option<String>,
     /// Any of "etcd", "control-plane", "worker".
     pub roles: Vec<String>,
     /// This node's pod range; default: the next free block of network.pod_cidr.

@@ -2,10 +2,10 @@
 //! is returned only when there is no error.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::model::*;
 use super::problem::{KeyPath, Problem};
@@ -133,14 +133,39 @@ impl Validator {
     }
 
     fn network(&mut self, n: &raw::Network) -> Option<Network> {
-        let pod_cidr = self.check(
-            at("network.pod_cidr"),
-            cidr(n.pod_cidr.as_deref().unwrap_or("10.200.0.0/16")),
+        let pods = self.ranges("network.pod_cidr", n.pod_cidr.as_ref(), "10.200.0.0/16");
+        let services = self.ranges(
+            "network.service_cidr",
+            n.service_cidr.as_ref(),
+            "10.32.0.0/24",
         );
-        let service_cidr = self.check(
-            at("network.service_cidr"),
-            cidr(n.service_cidr.as_deref().unwrap_or("10.32.0.0/24")),
-        );
+        let pod_cidr = pods.map(|(v4, _)| v4);
+        let service_cidr = services.map(|(v4, _)| v4);
+        let ipv6 = match (pods.map(|(_, v6)| v6), services.map(|(_, v6)| v6)) {
+            (Some(Some(pod_cidr)), Some(Some(service_cidr))) => {
+                if pod_cidr.contains(&service_cidr.network())
+                    || service_cidr.contains(&pod_cidr.network())
+                {
+                    self.error(
+                        at("network.service_cidr").index(1),
+                        format!("{service_cidr} overlaps network.pod_cidr {pod_cidr}; the two ranges must be disjoint"),
+                    );
+                }
+                Some(Ipv6Ranges {
+                    pod_cidr,
+                    service_cidr,
+                })
+            }
+            (Some(Some(_)), Some(None)) => {
+                self.error(at("network.service_cidr"), "network.pod_cidr is dual-stack, so the Services need an IPv6 range too: give [\"IPV4/N\", \"IPV6/N\"]");
+                None
+            }
+            (Some(None), Some(Some(_))) => {
+                self.error(at("network.pod_cidr"), "network.service_cidr is dual-stack, so the pods need an IPv6 range too: give [\"IPV4/N\", \"IPV6/N\"]");
+                None
+            }
+            _ => None,
+        };
         let cluster_domain = n
             .cluster_domain
             .clone()
@@ -214,6 +239,12 @@ impl Validator {
             }
         }
         let service_cidr = service_cidr?;
+        if service_cidr.prefix_len() < 12 {
+            self.error(
+                at("network.service_cidr"),
+                format!("{service_cidr} is too large: the API server takes at most 20 bits of Service addresses (/12 or longer)"),
+            );
+        }
         let api_service_ip = nth_address(service_cidr, 1);
         if service_cidr.prefix_len() > 28 {
             self.error(at("network.service_cidr"), format!("{service_cidr} is too small; use a /28 or larger so the cluster DNS address (the 10th) fits"));
@@ -245,9 +276,30 @@ impl Validator {
                 );
             }
         }
+        if let (Some(v6), Some(p)) = (ipv6, pod_cidr) {
+            // Worker i's IPv6 range is block i of the IPv6 pod range (NODE_CIDR_PREFIX_V6).
+            let needed = node_prefix.saturating_sub(p.prefix_len());
+            if v6.pod_cidr.prefix_len() + needed > NODE_CIDR_PREFIX_V6 {
+                self.error(
+                    at("network.pod_cidr").index(1),
+                    format!(
+                        "{} holds fewer /{NODE_CIDR_PREFIX_V6} ranges than {p} holds /{node_prefix} ones; use a /{} or larger",
+                        v6.pod_cidr,
+                        NODE_CIDR_PREFIX_V6 - needed
+                    ),
+                );
+            }
+            if v6.service_cidr.prefix_len() < 108 {
+                self.error(
+                    at("network.service_cidr").index(1),
+                    format!("{} is too large: the API server takes at most 20 bits of Service addresses (/108 or longer)", v6.service_cidr),
+                );
+            }
+        }
         Some(Network {
             pod_cidr: pod_cidr?,
             service_cidr,
+            ipv6,
             cluster_domain,
             cluster_dns,
             api_service_ip,
@@ -257,6 +309,44 @@ impl Validator {
             mode: mode?,
             mtu,
         })
+    }
+
+    /// One IPv4 CIDR, or a list of one IPv4 and (dual-stack) one IPv6 CIDR, in that order.
+    fn ranges(
+        &mut self,
+        key: &str,
+        value: Option<&raw::Cidrs>,
+        default: &str,
+    ) -> Option<(Ipv4Net, Option<Ipv6Net>)> {
+        let list = match value {
+            None => return self.check(at(key), cidr(default)).map(|v4| (v4, None)),
+            Some(raw::Cidrs::One(one)) => {
+                return self.check(at(key), cidr(one)).map(|v4| (v4, None))
+            }
+            Some(raw::Cidrs::Each(list)) => list,
+        };
+        match list.as_slice() {
+            [v4] => self.check(at(key).index(0), cidr(v4)).map(|v4| (v4, None)),
+            [v4, v6] if v4.parse::<Ipv6Net>().is_ok() && v6.parse::<Ipv4Net>().is_ok() => {
+                self.error(
+                    at(key),
+                    format!("list the IPv4 range first ([\"{v6}\", \"{v4}\"]): IPv4 is the cluster's primary family"),
+                );
+                None
+            }
+            [v4, v6] => {
+                let v4 = self.check(at(key).index(0), cidr(v4));
+                let v6 = self.check(at(key).index(1), cidr6(v6));
+                Some((v4?, Some(v6?)))
+            }
+            _ => {
+                self.error(
+                    at(key),
+                    format!("{} ranges; give one, or two for a dual-stack cluster: the IPv4 range, then the IPv6 one", list.len()),
+                );
+                None
+            }
+        }
     }
 
     fn pki(&mut self, p: &raw::Pki) -> Option<PkiSettings> {
@@ -423,6 +513,7 @@ impl Validator {
         let mut names: HashMap<&str, usize> = HashMap::new();
         let mut addresses: HashMap<String, usize> = HashMap::new();
         let mut internal: HashMap<Ipv4Addr, usize> = HashMap::new();
+        let mut internal6: HashMap<Ipv6Addr, usize> = HashMap::new();
         let mut failed = false;
         for (i, h) in inv.hosts.iter().enumerate() {
             let p = at("hosts").index(i);
@@ -475,6 +566,7 @@ impl Validator {
                     }
                 }
             }
+            let internal_ipv6 = self.host_ipv6(h, i, net, &mut internal6);
             let roles = self.roles(&h.roles, &p);
             let ssh = self.ssh_target(&inv.ssh, h, &p, base_dir);
             let explicit_pod_cidr = h
@@ -500,6 +592,7 @@ impl Validator {
                     name: h.name.clone(),
                     address: h.address.clone(),
                     internal_ip,
+                    internal_ipv6,
                     roles,
                     pod_cidr: explicit_pod_cidr,
                     pod_cidr_explicit: explicit_pod_cidr.is_some(),
@@ -708,6 +801,44 @@ impl Validator {
         Some(())
     }
 
+    /// A host's IPv6 address: required in a dual-stack cluster, refused in one without IPv6.
+    fn host_ipv6(
+        &mut self,
+        h: &raw::Host,
+        i: usize,
+        net: Option<&Network>,
+        seen: &mut HashMap<Ipv6Addr, usize>,
+    ) -> Option<Ipv6Addr> {
+        let key = at("hosts").index(i).key("internal_ipv6");
+        let v6 = net?.ipv6;
+        let Some(text) = &h.internal_ipv6 else {
+            if v6.is_some() {
+                self.error(key, "the cluster is dual-stack (network.pod_cidr has an IPv6 range): every host needs its IPv6 address here");
+            }
+            return None;
+        };
+        let Some(ranges) = v6 else {
+            self.error(key, "the cluster has no IPv6 ranges: add one to network.pod_cidr and network.service_cidr, or remove this address");
+            return None;
+        };
+        let ip = self.check(key.clone(), ipv6(text))?;
+        if let Some(j) = seen.insert(ip, i) {
+            self.error(
+                key.clone(),
+                format!("{ip} is also the IPv6 address of hosts[{j}]"),
+            );
+        }
+        for (range, name) in [
+            (ranges.pod_cidr, "pod_cidr[1]"),
+            (ranges.service_cidr, "service_cidr[1]"),
+        ] {
+            if range.contains(&ip) {
+                self.error(key.clone(), format!("{ip} lies inside network.{name} {range}; host addresses must be outside the cluster's ranges"));
+            }
+        }
+        Some(ip)
+    }
+
     fn api(&mut self, a: &raw::Api, hosts: &[Host]) -> Option<Api> {
         for (i, san) in a.extra_sans.iter().enumerate() {
             if san.parse::<IpAddr>().is_err() {
@@ -834,6 +965,24 @@ fn cidr(s: &str) -> Result<Ipv4Net, String> {
         ));
     }
     Ok(net)
+}
+
+fn cidr6(s: &str) -> Result<Ipv6Net, String> {
+    let net: Ipv6Net = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IPv6 CIDR such as fd00:10:244::/56"))?;
+    if net.network() != net.addr() {
+        return Err(format!(
+            "`{s}` has host bits set; did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+fn ipv6(s: &str) -> Result<Ipv6Addr, String> {
+    s.parse()
+        .map_err(|_| format!("`{s}` is not an IPv6 address"))
 }
 
 fn ipv4(s: &str) -> Result<Ipv4Addr, String> {
