@@ -354,6 +354,14 @@ impl Cluster {
         }
     }
 
+    /// [`Self::pod_gateway`] for worker `w`'s IPv6 pods, in a dual-stack cluster.
+    pub fn pod_gateway_v6(&self, w: &Host) -> Option<Ipv6Addr> {
+        match self.network.mode {
+            NetworkMode::Routes => w.internal_ipv6,
+            NetworkMode::Vxlan => self.pod_cidr_v6(w).map(|r| r.network()),
+        }
+    }
+
     /// Worker `w`'s IPv6 pod range, in a dual-stack cluster: the block of the IPv6 pod range
     /// with its IPv4 range's index (see [`NODE_CIDR_PREFIX_V6`]).
     pub fn pod_cidr_v6(&self, w: &Host) -> Option<Ipv6Net> {

@@ -340,8 +340,12 @@ pub fn leaf_certs(c: &Cluster) -> Vec<CertSpec> {
     for h in c.worker_hosts() {
         let node = format!("system:node:{}", h.name);
         let mut ips = vec![IpAddr::V4(h.internal_ip)];
+        // The API server reaches a dual-stack node at either of its addresses.
+        ips.extend(h.internal_ipv6.map(IpAddr::V6));
         if let Ok(ip) = h.address.parse::<IpAddr>() {
-            ips.push(ip);
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
         }
         certs.push(
             CertSpec::new(Cert::KubeletClient, Ca::Cluster, &node, CLIENT)

@@ -11,7 +11,10 @@ pub struct HostCtx<'a> {
     pub cluster_name: &'a str,
     pub node_name: &'a str,
     pub internal_ip: String,
-    /// The cluster's pod range; in the CNI configs, the node's own.
+    /// Its IPv6 address, in a dual-stack cluster.
+    pub internal_ipv6: Option<String>,
+    /// The cluster's pod ranges (the IPv4 one, then the IPv6 one when dual-stack, with a
+    /// comma between them, as the components' flags take them).
     pub pod_cidr: String,
     pub service_cidr: String,
     /// What the Kubernetes components serve TLS 1.2 with (see `TLS_CIPHER_SUITES`).
@@ -139,6 +142,9 @@ pub struct Route {
 pub struct PodRoutes {
     pub routes: Vec<Route>,
     pub pod_cidr: String,
+    /// The IPv6 routes and pod network of a dual-stack cluster.
+    pub routes6: Vec<Route>,
+    pub pod_cidr6: Option<String>,
     /// This host's address, on the interface whose MTU is checked against `mtu`.
     pub internal_ip: String,
     /// The inventory's network.mtu.
@@ -164,39 +170,52 @@ pub struct VxlanNames {
     pub table: u32,
 }
 
-/// One host's VXLAN device and what it knows of the other hosts'.
+/// One host's VXLAN device and what it knows of the other hosts'. The device carries both
+/// families of a dual-stack cluster over IPv4.
 #[derive(Serialize)]
 pub struct Overlay {
     pub vni: u32,
     pub mtu: u16,
     /// This host's device's MAC address.
     pub mac: String,
-    /// A worker's device's address (its pod range's first, the others' gateway to its pods);
-    /// its pods' traffic to hosts without pods leaves from it.
+    /// Every other host's device.
+    pub peers: Vec<Peer>,
+    /// IPv4, then (dual-stack) IPv6.
+    pub families: Vec<OverlayFamily>,
+}
+
+/// Another host's VXLAN device: its MAC and the address it is reached at (its internal_ip).
+#[derive(Serialize)]
+pub struct Peer {
+    pub mac: String,
+    pub ip: String,
+}
+
+/// What one address family needs of the overlay on one host.
+#[derive(Serialize)]
+pub struct OverlayFamily {
+    /// `ip`'s option for it: "-4" or "-6".
+    pub option: &'static str,
+    /// A worker's device's address with its prefix length (its pod range's first address,
+    /// the others' gateway to its pods); its pods' traffic to hosts without pods leaves from
+    /// it.
     pub address: Option<String>,
     /// A worker's pod range, whose replies to `podless` go back through the overlay.
     pub pod_range: Option<String>,
-    /// Every other host's device.
-    pub peers: Vec<Peer>,
+    /// The neighbour address routes name each other host by, with that host's MAC: a
+    /// worker's gateway, a host without pods its own address.
+    pub neighbours: Vec<(String, String)>,
     /// On a worker, the addresses of the other hosts without pods (control-plane or etcd
     /// hosts).
     pub podless: Vec<String>,
 }
 
-/// Another host's VXLAN device: its MAC, the address it is reached at (its internal_ip) and
-/// the neighbour address routes name it by (a worker's gateway; a host without pods, its own).
+/// The CNI bridge's configuration: the node's pod ranges (one per family) and its pods' MTU.
 #[derive(Serialize)]
-pub struct Peer {
-    pub mac: String,
-    pub ip: String,
-    pub neighbour: String,
-}
-
-/// The CNI bridge's configuration: the node's pod range and its pods' MTU.
-#[derive(Serialize)]
-pub struct CniBridge<'a> {
-    #[serde(flatten)]
-    pub node: &'a HostCtx<'a>,
+pub struct CniBridge {
+    pub ranges: Vec<String>,
+    /// The default route of each family.
+    pub defaults: Vec<&'static str>,
     pub mtu: u16,
 }
 

@@ -206,8 +206,12 @@ fn host_files(
         cluster_name: &c.name,
         node_name: &h.name,
         internal_ip: h.internal_ip.to_string(),
-        pod_cidr: c.network.pod_cidr.to_string(),
-        service_cidr: c.network.service_cidr.to_string(),
+        internal_ipv6: h.internal_ipv6.map(|ip| ip.to_string()),
+        pod_cidr: both(c.network.pod_cidr, c.network.ipv6.map(|v6| v6.pod_cidr)),
+        service_cidr: both(
+            c.network.service_cidr,
+            c.network.ipv6.map(|v6| v6.service_cidr),
+        ),
         tls_cipher_suites: TLS_CIPHER_SUITES.join(","),
     };
     b.dir(KUBERNETES_DIR, 0o755);
@@ -233,6 +237,14 @@ fn host_files(
     out.dirs.dedup();
     out.files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+/// An IPv4 range and, in a dual-stack cluster, its IPv6 sibling, as flags take them: "v4,v6".
+fn both(v4: impl std::fmt::Display, v6: Option<impl std::fmt::Display>) -> String {
+    match v6 {
+        Some(v6) => format!("{v4},{v6}"),
+        None => v4.to_string(),
+    }
 }
 
 fn kubeconfig(
@@ -387,8 +399,11 @@ mod tests {
             }
             // A worker's pods answer hosts without pods through the overlay; those hosts have
             // no pods to answer for.
-            let podless = format!("podless='{}", c.hosts[0].internal_ip);
-            assert_eq!(s.contains(&podless), h.roles.worker, "{}", h.name);
+            let replies = match h.pod_cidr {
+                Some(range) => format!("' '{range}' '{}\n", c.hosts[0].internal_ip),
+                None => "' '' ''\n".to_string(),
+            };
+            assert!(s.contains(&replies), "{}: {replies:?} in\n{s}", h.name);
         }
     }
 

@@ -3,9 +3,11 @@
 
 use anyhow::Result;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use super::context::{self, CniBridge, HostCtx, KubeRouterUnit, Overlay, Peer, Route, VxlanNames};
+use super::context::{
+    self, CniBridge, HostCtx, KubeRouterUnit, Overlay, OverlayFamily, Peer, Route, VxlanNames,
+};
 use super::{kubeconfig, HostBuilder, PUBLIC, SECRET};
 use crate::component::{
     NetworkPlugin, Unit, KUBE_ROUTER_HEALTH_PORT, POLICY_PROGRAMS, VXLAN_PORT, VXLAN_VNI,
@@ -27,15 +29,21 @@ const CNI_BRIDGE_CONF: &str = "/etc/cni/net.d/10-bridge.conflist";
 /// The bridge alone, before hostPort worked.
 const CNI_BRIDGE_CONF_V1: &str = "/etc/cni/net.d/10-bridge.conf";
 
-/// A worker's part: the CNI plugins and their configuration (`node` carries its pod range).
-pub(super) fn worker(b: &mut HostBuilder<'_>, c: &Cluster, node: &HostCtx) -> Result<()> {
+/// A worker's part: the CNI plugins and their configuration.
+pub(super) fn worker(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host) -> Result<()> {
     let plugin = NetworkPlugin::of(c);
     // CNI plugins and the files below them are read on demand, for each new pod.
     b.binaries(CNI_BIN_DIR, plugin.cni_plugins().iter().copied());
     match plugin {
         NetworkPlugin::BridgeRoutes | NetworkPlugin::BridgeVxlan => {
+            let v4 = h
+                .pod_cidr
+                .expect("validation assigns every worker a pod range");
+            let mut ranges = vec![v4.to_string()];
+            ranges.extend(c.pod_cidr_v6(h).map(|v6| v6.to_string()));
             let conf = CniBridge {
-                node,
+                defaults: ["0.0.0.0/0", "::/0"][..ranges.len()].to_vec(),
+                ranges,
                 mtu: c.network.pod_mtu(),
             };
             b.template(CNI_BRIDGE_CONF, PUBLIC, "cni-bridge.conflist", &conf, &[])?;
@@ -43,7 +51,7 @@ pub(super) fn worker(b: &mut HostBuilder<'_>, c: &Cluster, node: &HostCtx) -> Re
                 "/etc/cni/net.d/99-loopback.conf",
                 PUBLIC,
                 "cni-loopback.conf",
-                node,
+                &conf,
                 &[],
             )
         }
@@ -92,53 +100,36 @@ pub(super) fn every_host(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host) -> Resu
     pod_routes(b, c, h, overlay)
 }
 
-/// Routes to every other worker's pod range, on every host that has any, through the overlay
+/// Routes to every other worker's pod ranges, on every host that has any, through the overlay
 /// when there is one; and on workers the masquerading of their pods' traffic that leaves the
 /// pod network.
 fn pod_routes(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host, overlay: bool) -> Result<()> {
-    let gateway = |w: &Host| {
-        c.pod_gateway(w)
-            .expect("validation assigns every worker a pod range")
-    };
-    let routes: Vec<Route> = c
-        .worker_hosts()
-        .filter(|w| w.name != h.name)
-        .map(|w| Route {
-            cidr: w
-                .pod_cidr
-                .expect("validation assigns every worker a pod range")
-                .to_string(),
-            via: gateway(w).to_string(),
+    let workers = || c.worker_hosts().filter(|w| w.name != h.name);
+    let routes: Vec<Route> = workers()
+        .filter_map(|w| {
+            Some(Route {
+                cidr: w.pod_cidr?.to_string(),
+                via: c.pod_gateway(w)?.to_string(),
+            })
+        })
+        .collect();
+    let routes6: Vec<Route> = workers()
+        .filter_map(|w| {
+            Some(Route {
+                cidr: c.pod_cidr_v6(w)?.to_string(),
+                via: c.pod_gateway_v6(w)?.to_string(),
+            })
         })
         .collect();
     if routes.is_empty() && !h.roles.worker {
         return Ok(());
     }
-    let overlay = overlay.then(|| {
-        let peer = |p: &Host, neighbour: Ipv4Addr| Peer {
-            mac: overlay_mac(p.internal_ip),
-            ip: p.internal_ip.to_string(),
-            neighbour: neighbour.to_string(),
-        };
-        let others = || c.hosts.iter().filter(|p| p.name != h.name);
-        Overlay {
-            vni: VXLAN_VNI,
-            mtu: c.network.mtu - VXLAN_OVERHEAD,
-            mac: overlay_mac(h.internal_ip),
-            address: h.pod_cidr.map(|r| r.network().to_string()),
-            pod_range: h.pod_cidr.map(|r| r.to_string()),
-            peers: others()
-                .map(|p| peer(p, c.pod_gateway(p).unwrap_or(p.internal_ip)))
-                .collect(),
-            podless: others()
-                .filter(|p| h.roles.worker && !p.roles.worker)
-                .map(|p| p.internal_ip.to_string())
-                .collect(),
-        }
-    });
+    let overlay = overlay.then(|| overlay_of(c, h));
     let ctx = context::PodRoutes {
         routes,
         pod_cidr: c.network.pod_cidr.to_string(),
+        routes6,
+        pod_cidr6: c.network.ipv6.map(|v6| v6.pod_cidr.to_string()),
         internal_ip: h.internal_ip.to_string(),
         mtu: c.network.mtu,
         masquerade: h.roles.worker,
@@ -159,6 +150,66 @@ fn pod_routes(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host, overlay: bool) -> 
         &[Unit::PodRoutes],
     )?;
     b.unit(Unit::PodRoutes, &ctx)
+}
+
+/// Host `h`'s VXLAN device and its entries for every other host, per address family.
+fn overlay_of(c: &Cluster, h: &Host) -> Overlay {
+    let others = || c.hosts.iter().filter(|p| p.name != h.name);
+    let family = |option,
+                  gateway: &dyn Fn(&Host) -> Option<IpAddr>,
+                  own: &dyn Fn(&Host) -> Option<IpAddr>,
+                  range: Option<String>| {
+        OverlayFamily {
+            option,
+            address: gateway(h).map(|a| {
+                let bits = if a.is_ipv4() { 32 } else { 128 };
+                format!("{a}/{bits}")
+            }),
+            pod_range: range,
+            neighbours: others()
+                .filter_map(|p| {
+                    Some((
+                        gateway(p).or(own(p))?.to_string(),
+                        overlay_mac(p.internal_ip),
+                    ))
+                })
+                .collect(),
+            podless: others()
+                .filter(|p| h.roles.worker && !p.roles.worker)
+                .filter_map(|p| Some(own(p)?.to_string()))
+                .collect(),
+        }
+    };
+    let mut families = vec![family(
+        "-4",
+        &|p| c.pod_gateway(p).filter(|_| p.roles.worker).map(IpAddr::V4),
+        &|p| Some(IpAddr::V4(p.internal_ip)),
+        h.pod_cidr.map(|r| r.to_string()),
+    )];
+    if c.network.ipv6.is_some() {
+        families.push(family(
+            "-6",
+            &|p| {
+                c.pod_gateway_v6(p)
+                    .filter(|_| p.roles.worker)
+                    .map(IpAddr::V6)
+            },
+            &|p| p.internal_ipv6.map(IpAddr::V6),
+            c.pod_cidr_v6(h).map(|r| r.to_string()),
+        ));
+    }
+    Overlay {
+        vni: VXLAN_VNI,
+        mtu: c.network.mtu - VXLAN_OVERHEAD,
+        mac: overlay_mac(h.internal_ip),
+        peers: others()
+            .map(|p| Peer {
+                mac: overlay_mac(p.internal_ip),
+                ip: p.internal_ip.to_string(),
+            })
+            .collect(),
+        families,
+    }
 }
 
 /// A host's VXLAN device's MAC address: locally administered, unicast, and derived from its

@@ -281,14 +281,6 @@ pub(super) fn worker(
 ) -> Result<()> {
     use Unit::*;
     let t = b.t;
-    let pod_cidr = h
-        .pod_cidr
-        .expect("validation assigns every worker a pod range")
-        .to_string();
-    let node = HostCtx {
-        pod_cidr,
-        ..common.clone()
-    };
     for (dir, mode) in [
         (KUBELET_DIR, 0o700),
         (KUBELET_PKI, 0o700),
@@ -364,7 +356,7 @@ pub(super) fn worker(
         &[Containerd],
     )?;
     registry_hosts(b, &c.registries)?;
-    super::network::worker(b, c, &node)?;
+    super::network::worker(b, c, h)?;
     b.template(
         KUBELET_CONFIG,
         PUBLIC,

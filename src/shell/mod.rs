@@ -271,8 +271,10 @@ pub fn apply_sysctl(file: &str) -> String {
     command(&["sysctl", "-q", "-p", file])
 }
 
+/// The routes to exactly `cidr`, of its address family (`ip route` alone lists IPv4 only).
 pub fn route_show(cidr: &str) -> String {
-    command(&["ip", "route", "show", cidr])
+    let family = if cidr.contains(':') { "-6" } else { "-4" };
+    command(&["ip", family, "route", "show", cidr])
 }
 
 /// The rules of one chain of an IPv4 table, as `iptables -S` prints them (waiting for the

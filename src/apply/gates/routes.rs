@@ -59,14 +59,20 @@ impl<R: Remote> Gates<'_, R> {
             NetworkMode::Routes => String::new(),
             NetworkMode::Vxlan => format!("dev {POD_OVERLAY_DEVICE} "),
         };
+        // Each other worker's range and gateway, of both families in a dual-stack cluster.
+        let mut routes = Vec::new();
+        for w in c.worker_hosts().filter(|w| w.name != host) {
+            let cidr = w.pod_cidr.context("workers have pod ranges")?;
+            let gateway = c.pod_gateway(w).context("workers have pod ranges")?;
+            routes.push((w, cidr.to_string(), gateway.to_string()));
+            if let (Some(cidr), Some(gateway)) = (c.pod_cidr_v6(w), c.pod_gateway_v6(w)) {
+                routes.push((w, cidr.to_string(), gateway.to_string()));
+            }
+        }
         retry_until(self.deadline, Duration::from_millis(300), || async {
-            for w in c.worker_hosts().filter(|w| w.name != host) {
-                let cidr = w.pod_cidr.context("workers have pod ranges")?;
-                let gateway = c.pod_gateway(w).context("workers have pod ranges")?;
+            for (w, cidr, gateway) in &routes {
                 let want = format!("via {gateway} {device}");
-                let o = conn
-                    .run_checked(&crate::shell::route_show(&cidr.to_string()))
-                    .await?;
+                let o = conn.run_checked(&crate::shell::route_show(cidr)).await?;
                 if !o.stdout_text().contains(&want) {
                     bail!("no route to {cidr} {}({})", want.trim_end(), w.name);
                 }

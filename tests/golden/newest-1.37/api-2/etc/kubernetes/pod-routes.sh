@@ -8,16 +8,13 @@
 # through a gateway (a worker that left the cluster); "clear" deletes them all. A change is
 # applied by sync alone, so the routes that stay are never missing meanwhile.
 set -eu
-pod_cidr=10.244.0.0/16
-routes='10.244.0.0/24 10.244.0.0
-10.244.1.0/24 10.244.1.0
-'
+action=$1
 vx=pods.vxlan
 vx_chain=PROVISIONER-VXLAN
 vx_table=4789
 
 # The pods' packets must fit the interface that carries them.
-if [ "$1" = sync ]; then
+if [ "$action" = sync ]; then
     underlay=$(ip -4 -o addr show to 192.168.71.12 | { read -r _ dev _ && echo "$dev"; } || true)
     if [ -z "$underlay" ]; then
         echo "no interface holds this host's internal_ip 192.168.71.12" >&2
@@ -31,26 +28,79 @@ if [ "$1" = sync ]; then
     fi
 fi
 
-# The overlay's device, forwarding entries, neighbours, reply routes and firewall.
+# Keeps the routes of ip's family $1 into the pod network $2 to the list $3 of "CIDR GATEWAY"
+# lines (sync; $4 is what each route adds), or removes them all (clear).
+routes() {
+    if [ "$action" = sync ]; then
+        printf '%s' "$3" | while read -r cidr via; do
+            # shellcheck disable=SC2086
+            ip "$1" route replace "$cidr" via "$via" $4 || {
+                echo "cannot route $cidr via $via: hosts that are not on one L2 segment need network.mode = \"vxlan\"" >&2
+                exit 1
+            }
+        done
+    fi
+    ip "$1" route show root "$2" | while read -r dst kw gw _; do
+        [ "$kw" = via ] || continue
+        if [ "$action" = clear ] || ! printf '%s' "$3" | grep -qx "$dst $gw"; then
+            ip "$1" route del "$dst" via "$gw"
+        fi
+    done
+}
+
+# Removes the overlay: its firewall, reply rules and tables, and the device with its entries.
 overlay_clear() {
     iptables -w 5 -D INPUT -p udp --dport 4789 -j "$vx_chain" 2>/dev/null || true
     iptables -w 5 -F "$vx_chain" 2>/dev/null || true
     iptables -w 5 -X "$vx_chain" 2>/dev/null || true
-    while ip rule del pref "$vx_table" 2>/dev/null; do :; done
-    ip route flush table "$vx_table" 2>/dev/null || true
+    for f in -4 -6; do
+        while ip "$f" rule del pref "$vx_table" 2>/dev/null; do :; done
+        ip "$f" route flush table "$vx_table" 2>/dev/null || true
+    done
     ip link del "$vx" 2>/dev/null || true
 }
+
 # Whether a line of the list $1 has $3 in field $2 (and $5 in field $4).
 listed() {
     printf '%s' "$1" | awk -v f="$2" -v v="$3" -v g="${4:-0}" -v w="${5:-}" \
         '$f == v && (g == 0 || $g == w) { found = 1 } END { exit !found }'
 }
-# "MAC ADDRESS NEIGHBOUR" of every other host's device; the addresses of those without pods.
-peers='0e:76:c0:a8:46:0b 192.168.70.11 10.244.0.0
-0e:76:c0:a8:46:15 192.168.70.21 10.244.1.0
+
+# One address family on the device, for ip's family $1: this host's address $2 (none without
+# pods), the "ADDRESS MAC" neighbours $3 routes name the other hosts by, and the replies from
+# this worker's pod range $4 to the hosts without pods $5, sent back through the overlay.
+overlay_family() {
+    [ -z "$2" ] || ip "$1" addr replace "$2" dev "$vx"
+    ip "$1" -o addr show dev "$vx" scope global | while read -r _ _ _ a _; do
+        [ "$a" = "$2" ] || ip "$1" addr del "$a" dev "$vx"
+    done
+    printf '%s' "$3" | while read -r addr mac; do
+        ip "$1" neigh replace "$addr" lladdr "$mac" dev "$vx" nud permanent
+    done
+    ip "$1" neigh show dev "$vx" | while read -r addr _; do
+        listed "$3" 1 "$addr" || ip "$1" neigh del "$addr" dev "$vx"
+    done
+    printf '%s' "$5" | while read -r ip; do
+        ip "$1" route replace "$ip" dev "$vx" table "$vx_table"
+    done
+    ip "$1" route show table "$vx_table" 2>/dev/null | while read -r dst _; do
+        listed "$5" 1 "$dst" || ip "$1" route del "$dst" table "$vx_table"
+    done
+    rule="from $4 lookup $vx_table"
+    if [ -z "$4" ] || [ -z "$5" ]; then
+        while ip "$1" rule del pref "$vx_table" 2>/dev/null; do :; done
+    elif [ "$(ip "$1" rule show pref "$vx_table" | sed 's/^[0-9]*:[[:space:]]*//')" != "$rule" ]; then
+        while ip "$1" rule del pref "$vx_table" 2>/dev/null; do :; done
+        # shellcheck disable=SC2086
+        ip "$1" rule add pref "$vx_table" $rule
+    fi
+}
+
+# "MAC ADDRESS" of every other host's device.
+peers='0e:76:c0:a8:46:0b 192.168.70.11
+0e:76:c0:a8:46:15 192.168.70.21
 '
-podless=''
-if [ "$1" = sync ]; then
+if [ "$action" = sync ]; then
     if ! ip -d -o link show "$vx" 2>/dev/null |
         grep -q "link/ether 0e:76:c0:a8:47:0c .*vxlan id 1 local 192.168.71.12 dev $underlay .*dstport 4789 nolearning"; then
         ip link del "$vx" 2>/dev/null || true
@@ -58,16 +108,11 @@ if [ "$1" = sync ]; then
             local 192.168.71.12 dev "$underlay" dstport 4789 nolearning
     fi
     ip link set "$vx" mtu 8950 up
-    address=
-    [ -z "$address" ] || ip addr replace "$address" dev "$vx"
-    ip -4 -o addr show dev "$vx" | while read -r _ _ _ a _; do
-        [ "$a" = "$address" ] || ip addr del "$a" dev "$vx"
-    done
 
     # One restore replaces the chain's rules at once.
     {
         printf '*filter\n:%s - [0:0]\n' "$vx_chain"
-        printf '%s' "$peers" | while read -r _ ip _; do
+        printf '%s' "$peers" | while read -r _ ip; do
             printf -- '-A %s -s %s/32 -j RETURN\n' "$vx_chain" "$ip"
         done
         printf -- '-A %s -j DROP\nCOMMIT\n' "$vx_chain"
@@ -75,33 +120,25 @@ if [ "$1" = sync ]; then
     iptables -w 5 -C INPUT -p udp --dport 4789 -j "$vx_chain" 2>/dev/null ||
         iptables -w 5 -I INPUT -p udp --dport 4789 -j "$vx_chain"
 
-    printf '%s' "$peers" | while read -r mac ip neighbour; do
+    printf '%s' "$peers" | while read -r mac ip; do
         bridge fdb replace "$mac" dev "$vx" dst "$ip" self permanent
-        ip neigh replace "$neighbour" lladdr "$mac" dev "$vx" nud permanent
     done
     bridge fdb show dev "$vx" | while read -r mac kw ip _; do
         [ "$kw" = dst ] || continue
         listed "$peers" 1 "$mac" 2 "$ip" || bridge fdb del "$mac" dev "$vx" dst "$ip" self
     done
-    ip -4 neigh show dev "$vx" | while read -r neighbour _; do
-        listed "$peers" 3 "$neighbour" || ip neigh del "$neighbour" dev "$vx"
-    done
-
-    printf '%s' "$podless" | while read -r ip; do
-        ip route replace "$ip" dev "$vx" table "$vx_table"
-    done
-    ip route show table "$vx_table" 2>/dev/null | while read -r dst _; do
-        listed "$podless" 1 "$dst" || ip route del "$dst" table "$vx_table"
-    done
-
-    printf '%s' "$routes" | while read -r cidr via; do
-        ip route replace "$cidr" via "$via" dev "$vx" onlink
-    done
+    overlay_family -4 '' '10.244.0.0 0e:76:c0:a8:46:0b
+10.244.1.0 0e:76:c0:a8:46:15
+' '' ''
+    overlay_family -6 '' 'fd00:10:244:: 0e:76:c0:a8:46:0b
+fd00:10:244:1:: 0e:76:c0:a8:46:15
+' '' ''
 fi
-ip -4 route show root "$pod_cidr" | while read -r dst kw gw _; do
-    [ "$kw" = via ] || continue
-    if [ "$1" = clear ] || ! printf '%s' "$routes" | grep -qx "$dst $gw"; then
-        ip route del "$dst" via "$gw"
-    fi
-done
-[ "$1" = sync ] || overlay_clear
+via_overlay="dev $vx onlink"
+routes -4 10.244.0.0/16 '10.244.0.0/24 10.244.0.0
+10.244.1.0/24 10.244.1.0
+' "$via_overlay"
+routes -6 fd00:10:244::/56 'fd00:10:244::/64 fd00:10:244::
+fd00:10:244:1::/64 fd00:10:244:1::
+' "$via_overlay"
+[ "$action" = sync ] || overlay_clear

@@ -7,15 +7,13 @@
 # between pods keeps its source address, which NetworkPolicy rules match on (the CNI bridge
 # plugin's own ipMasq would hide it behind the node's address).
 set -eu
-pod_cidr=10.200.0.0/16
-routes='10.200.0.0/24 192.168.60.22
-'
+action=$1
 vx=pods.vxlan
 vx_chain=PROVISIONER-VXLAN
 vx_table=4789
 
 # The pods' packets must fit the interface that carries them.
-if [ "$1" = sync ]; then
+if [ "$action" = sync ]; then
     underlay=$(ip -4 -o addr show to 192.168.60.21 | { read -r _ dev _ && echo "$dev"; } || true)
     if [ -z "$underlay" ]; then
         echo "no interface holds this host's internal_ip 192.168.60.21" >&2
@@ -29,40 +27,57 @@ if [ "$1" = sync ]; then
     fi
 fi
 
-# The overlay's device, forwarding entries, neighbours, reply routes and firewall.
+# Keeps the routes of ip's family $1 into the pod network $2 to the list $3 of "CIDR GATEWAY"
+# lines (sync; $4 is what each route adds), or removes them all (clear).
+routes() {
+    if [ "$action" = sync ]; then
+        printf '%s' "$3" | while read -r cidr via; do
+            # shellcheck disable=SC2086
+            ip "$1" route replace "$cidr" via "$via" $4 || {
+                echo "cannot route $cidr via $via: hosts that are not on one L2 segment need network.mode = \"vxlan\"" >&2
+                exit 1
+            }
+        done
+    fi
+    ip "$1" route show root "$2" | while read -r dst kw gw _; do
+        [ "$kw" = via ] || continue
+        if [ "$action" = clear ] || ! printf '%s' "$3" | grep -qx "$dst $gw"; then
+            ip "$1" route del "$dst" via "$gw"
+        fi
+    done
+}
+
+# Removes the overlay: its firewall, reply rules and tables, and the device with its entries.
 overlay_clear() {
     iptables -w 5 -D INPUT -p udp --dport 4789 -j "$vx_chain" 2>/dev/null || true
     iptables -w 5 -F "$vx_chain" 2>/dev/null || true
     iptables -w 5 -X "$vx_chain" 2>/dev/null || true
-    while ip rule del pref "$vx_table" 2>/dev/null; do :; done
-    ip route flush table "$vx_table" 2>/dev/null || true
+    for f in -4 -6; do
+        while ip "$f" rule del pref "$vx_table" 2>/dev/null; do :; done
+        ip "$f" route flush table "$vx_table" 2>/dev/null || true
+    done
     ip link del "$vx" 2>/dev/null || true
 }
-if [ "$1" = sync ]; then
-    printf '%s' "$routes" | while read -r cidr via; do
-        ip route replace "$cidr" via "$via" || {
-            echo "cannot route $cidr via $via: hosts that are not on one L2 segment need network.mode = \"vxlan\"" >&2
-            exit 1
-        }
-    done
-fi
-ip -4 route show root "$pod_cidr" | while read -r dst kw gw _; do
-    [ "$kw" = via ] || continue
-    if [ "$1" = clear ] || ! printf '%s' "$routes" | grep -qx "$dst $gw"; then
-        ip route del "$dst" via "$gw"
-    fi
-done
+via_overlay=
+routes -4 10.200.0.0/16 '10.200.0.0/24 192.168.60.22
+' "$via_overlay"
 # What vxlan mode left, once the routes above no longer go through it.
 overlay_clear
-chain=PROVISIONER-POD-EGRESS
-if [ "$1" = sync ]; then
-    # One restore replaces the chain's rules at once: no packet ever sees it half written.
-    printf '*nat\n:%s - [0:0]\n-A %s -d %s -j RETURN\n-A %s ! -d 224.0.0.0/4 -j MASQUERADE\nCOMMIT\n' \
-        "$chain" "$chain" "$pod_cidr" "$chain" | iptables-restore -w 5 --noflush
-    iptables -w 5 -t nat -C POSTROUTING -s "$pod_cidr" -j "$chain" 2>/dev/null ||
-        iptables -w 5 -t nat -A POSTROUTING -s "$pod_cidr" -j "$chain"
-else
-    iptables -w 5 -t nat -D POSTROUTING -s "$pod_cidr" -j "$chain" 2>/dev/null || true
-    iptables -w 5 -t nat -F "$chain" 2>/dev/null || true
-    iptables -w 5 -t nat -X "$chain" 2>/dev/null || true
-fi
+
+# Masquerades, with $1 (iptables or ip6tables), the traffic from the pod network $2 that leaves
+# it, multicast ($3) aside.
+masquerade() {
+    chain=PROVISIONER-POD-EGRESS
+    if [ "$action" = sync ]; then
+        # One restore replaces the chain's rules at once: no packet ever sees it half written.
+        printf '*nat\n:%s - [0:0]\n-A %s -d %s -j RETURN\n-A %s ! -d %s -j MASQUERADE\nCOMMIT\n' \
+            "$chain" "$chain" "$2" "$chain" "$3" | "$1-restore" -w 5 --noflush
+        "$1" -w 5 -t nat -C POSTROUTING -s "$2" -j "$chain" 2>/dev/null ||
+            "$1" -w 5 -t nat -A POSTROUTING -s "$2" -j "$chain"
+    else
+        "$1" -w 5 -t nat -D POSTROUTING -s "$2" -j "$chain" 2>/dev/null || true
+        "$1" -w 5 -t nat -F "$chain" 2>/dev/null || true
+        "$1" -w 5 -t nat -X "$chain" 2>/dev/null || true
+    fi
+}
+masquerade iptables 10.200.0.0/16 224.0.0.0/4
