@@ -19,6 +19,8 @@ mod common;
 mod cis;
 #[path = "e2e/cluster.rs"]
 mod cluster;
+#[path = "e2e/dual_stack.rs"]
+mod dual_stack;
 #[path = "e2e/machines.rs"]
 mod machines;
 #[path = "e2e/netpol.rs"]

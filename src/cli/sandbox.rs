@@ -56,6 +56,10 @@ pub struct UpArgs {
     /// they share no L2 segment with the others, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     pub routed: Vec<String>,
+    /// Give every machine an IPv6 address too (fd00:10:88:0::11 for 10.88.0.11), for
+    /// dual-stack clusters.
+    #[arg(long)]
+    pub ipv6: bool,
     #[command(flatten)]
     pub state: StateArgs,
     /// The cached Debian base root (built by debootstrap on first use, kept by `down`).
@@ -95,6 +99,7 @@ impl UpArgs {
         opts.subnet = self.subnet;
         opts.first_host = self.first_host;
         opts.routed = self.routed.clone();
+        opts.ipv6 = self.ipv6;
         opts.state_dir = self.state.state_dir.clone();
         opts.base_dir = self.base_dir.clone();
         opts.prefix = self.prefix.clone();

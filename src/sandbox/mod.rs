@@ -25,7 +25,7 @@ mod state;
 mod sys;
 
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -80,6 +80,8 @@ pub struct UpOptions {
     /// Machines (of `names`) on a second /24, the one after `subnet`, reached through the hub,
     /// which routes between the two; their last octets follow the same count.
     pub routed: Vec<String>,
+    /// Give every machine an IPv6 address too (see `net.rs`), for dual-stack clusters.
+    pub ipv6: bool,
     /// A non-root user with the same key and passwordless sudo, on every machine.
     pub sudo_user: Option<String>,
     /// Keys, known_hosts, the state record, and each machine's overlay and console log.
@@ -110,6 +112,7 @@ impl UpOptions {
             subnet: Ipv4Addr::new(10, 88, 0, 0),
             first_host: 11,
             routed: Vec::new(),
+            ipv6: false,
             sudo_user: None,
             state_dir: root.join("run"),
             base_dir: root.join(format!("base-{}", base::SUITE)),
@@ -144,6 +147,9 @@ pub struct Sandbox {
 pub struct Machine {
     pub name: String,
     pub address: Ipv4Addr,
+    /// Its IPv6 address, in a sandbox up with `--ipv6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Addr>,
     pub ssh_port: u16,
     /// Always `root`.
     pub ssh_user: String,
@@ -335,6 +341,7 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
         opts.prefix.clone(),
         opts.subnet,
         (!opts.routed.is_empty()).then(|| subnet.next().network),
+        opts.ipv6,
         opts.base_dir.clone(),
         state_dir,
         opts.sudo_user.clone(),
@@ -404,7 +411,7 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
     let authorized_key = fs::read_to_string(st.key_path.with_extension("pub"))?;
 
     let routed_subnet = (!opts.routed.is_empty()).then(|| subnet.next());
-    net::create_hub(&opts.prefix, subnet, routed_subnet)
+    net::create_hub(&opts.prefix, subnet, routed_subnet, opts.ipv6)
         .context("cannot create the sandbox network")?;
 
     let hosts_file = hosts_file(&st.machines);
@@ -423,6 +430,7 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
             m.address,
             own_subnet,
             routed,
+            opts.ipv6,
         )
         .with_context(|| step("creating its network namespace"))?;
         machine::mount_root(&opts.base_dir, &dirs).with_context(|| step("mounting its root"))?;
@@ -561,9 +569,13 @@ fn report(state_dir: &Path, st: &State) -> Sandbox {
                 let reachable = running
                     && net::routes_into_sandbox(&st.prefix, m.address)
                     && machine::ssh_banner(m.address, Duration::from_secs(2)).is_ok();
+                let own = net::Subnet {
+                    network: Ipv4Addr::from(u32::from(m.address) & 0xffff_ff00),
+                };
                 Machine {
                     name: m.name.clone(),
                     address: m.address,
+                    address6: st.ipv6.then(|| own.host6(m.address.octets()[3])),
                     ssh_port: 22,
                     ssh_user: "root".to_string(),
                     sudo_user: st.sudo_user.clone(),

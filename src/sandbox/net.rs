@@ -19,9 +19,12 @@
 //! Routed machines sit on a second /24 (the one after the first) behind the hub, which then
 //! routes between its two subnets, and only between them (it has no other route): hosts that
 //! do not share an L2 segment, as a pod network overlay must handle them.
+//!
+//! With IPv6, each subnet also has a /64 named after it (10.88.1.0/24: fd00:10:88:1::/64), the
+//! machine at .11 gets ::11 and the hub ::254; the host itself stays IPv4 only.
 
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{bail, Context, Result};
 
@@ -61,6 +64,13 @@ impl Subnet {
     }
     pub fn cidr(self) -> String {
         format!("{}/24", self.network)
+    }
+    /// Its IPv6 sibling's address with the last group `last` (decimal digits read as hex, so
+    /// that the address reads like the IPv4 one): 10.88.1.0/24, 11 -> fd00:10:88:1::11.
+    pub fn host6(self, last: u8) -> Ipv6Addr {
+        let [a, b, c, _] = self.network.octets();
+        let group = |n: u8| u16::from_str_radix(&n.to_string(), 16).expect("decimal digits");
+        Ipv6Addr::new(0xfd00, group(a), group(b), group(c), 0, 0, 0, group(last))
     }
     /// The /24 after this one: where routed machines live.
     pub fn next(self) -> Subnet {
@@ -121,8 +131,14 @@ pub(super) fn hub_bridge(routed: bool) -> &'static str {
 }
 
 /// Makes the hub namespace with its bridge, and the host's veth into it; with `routed`, a
-/// second bridge on that subnet, routed to from the first.
-pub(super) fn create_hub(prefix: &str, subnet: Subnet, routed: Option<Subnet>) -> Result<()> {
+/// second bridge on that subnet, routed to from the first; with `ipv6`, the bridges' IPv6
+/// gateways.
+pub(super) fn create_hub(
+    prefix: &str,
+    subnet: Subnet,
+    routed: Option<Subnet>,
+    ipv6: bool,
+) -> Result<()> {
     let hub = hub_netns(prefix);
     let host_if = host_veth(prefix);
     if netns_exists(&hub) {
@@ -160,6 +176,18 @@ pub(super) fn create_hub(prefix: &str, subnet: Subnet, routed: Option<Subnet>) -
         &host_if,
     ]))?;
     run(tool("ip").args(["link", "set", &host_if, "up"]))?;
+    if ipv6 {
+        let gateway = format!("{}/64", subnet.host6(254));
+        ip_hub(&[
+            "-6",
+            "addr",
+            "add",
+            &gateway,
+            "dev",
+            hub_bridge(false),
+            "nodad",
+        ])?;
+    }
     if let Some(routed) = routed {
         let br = hub_bridge(true);
         ip_hub(&["link", "add", br, "type", "bridge"])?;
@@ -172,6 +200,11 @@ pub(super) fn create_hub(prefix: &str, subnet: Subnet, routed: Option<Subnet>) -
         ])?;
         ip_hub(&["link", "set", br, "up"])?;
         netns_sysctl(&hub, "net/ipv4/ip_forward", "1")?;
+        if ipv6 {
+            let gateway = format!("{}/64", routed.host6(254));
+            ip_hub(&["-6", "addr", "add", &gateway, "dev", br, "nodad"])?;
+            netns_sysctl(&hub, "net/ipv6/conf/all/forwarding", "1")?;
+        }
         run(tool("ip").args([
             "route",
             "add",
@@ -194,6 +227,7 @@ pub(super) fn create_machine(
     address: Ipv4Addr,
     subnet: Subnet,
     routed: bool,
+    ipv6: bool,
 ) -> Result<()> {
     let hub = hub_netns(prefix);
     let ns = machine_netns(prefix, machine);
@@ -218,6 +252,19 @@ pub(super) fn create_machine(
         "via",
         &subnet.gateway().to_string(),
     ])?;
+    if ipv6 {
+        let last = address.octets()[3];
+        let own = format!("{}/64", subnet.host6(last));
+        ip_ns(&["-6", "addr", "add", &own, "dev", "eth0", "nodad"])?;
+        ip_ns(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &subnet.host6(254).to_string(),
+        ])?;
+    }
     Ok(())
 }
 

@@ -20,6 +20,9 @@ pub(super) struct State {
     /// The routed machines' subnet, if any.
     #[serde(default)]
     pub routed_subnet: Option<Ipv4Addr>,
+    /// The machines have IPv6 addresses too.
+    #[serde(default)]
+    pub ipv6: bool,
     pub base_dir: PathBuf,
     pub key_path: PathBuf,
     pub known_hosts_path: PathBuf,
@@ -71,6 +74,7 @@ impl State {
         prefix: String,
         subnet: Ipv4Addr,
         routed_subnet: Option<Ipv4Addr>,
+        ipv6: bool,
         base_dir: PathBuf,
         state_dir: &Path,
         sudo_user: Option<String>,
@@ -80,6 +84,7 @@ impl State {
             prefix,
             subnet,
             routed_subnet,
+            ipv6,
             base_dir,
             key_path: state_dir.join("id_ed25519"),
             known_hosts_path: state_dir.join("known_hosts"),

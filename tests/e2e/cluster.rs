@@ -34,10 +34,7 @@ impl Cluster {
             m.known_hosts()
         );
         for (name, roles) in hosts {
-            inv.push_str(&format!(
-                "[[hosts]]\nname = \"{name}\"\naddress = \"{}\"\nroles = [{roles}]\n\n",
-                m.address(name)
-            ));
+            inv.push_str(&host_entry(m, name, roles));
         }
         Cluster {
             ws: common::Workspace::with_text(&inv),
@@ -218,6 +215,18 @@ pub const UNITS_ALL: &[&str] = &[
 
 /// The inventory roles of the test machines: `cp-*` run etcd and the control plane, the rest
 /// are workers.
+/// A host's `[[hosts]]` entry, with its IPv6 address in a dual-stack sandbox.
+pub fn host_entry(m: &Machines, name: &str, roles: &str) -> String {
+    let ipv6 = m
+        .address6(name)
+        .map(|a| format!("internal_ipv6 = \"{a}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "[[hosts]]\nname = \"{name}\"\naddress = \"{}\"\n{ipv6}roles = [{roles}]\n\n",
+        m.address(name)
+    )
+}
+
 pub fn roles<'a>(names: &[&'a str]) -> Vec<(&'a str, &'static str)> {
     names
         .iter()

@@ -32,8 +32,9 @@ impl Machines {
         Machines::up_with(names, sudo_user, &[])
     }
 
-    /// `names`, of which `routed` sit on a second subnet behind a router.
-    pub fn up_routed(names: &[&str], routed: &[&str]) -> Machines {
+    /// `names`, of which `routed` sit on a second subnet behind a router, each with an IPv6
+    /// address too.
+    pub fn up_routed_dual_stack(names: &[&str], routed: &[&str]) -> Machines {
         Machines::up_with(names, false, routed)
     }
 
@@ -59,7 +60,7 @@ impl Machines {
         }
         let routed = routed.join(",");
         if !routed.is_empty() {
-            args.extend(["--routed", &routed]);
+            args.extend(["--routed", &routed, "--ipv6"]);
         }
         let o = provisioner(&args);
         assert!(
@@ -73,15 +74,21 @@ impl Machines {
     }
 
     pub fn address(&self, name: &str) -> String {
+        self.machine(name)["address"].as_str().unwrap().to_string()
+    }
+
+    /// Its IPv6 address, in a dual-stack sandbox.
+    pub fn address6(&self, name: &str) -> Option<String> {
+        self.machine(name)["address6"].as_str().map(String::from)
+    }
+
+    fn machine(&self, name: &str) -> &Value {
         self.info["machines"]
             .as_array()
             .unwrap()
             .iter()
             .find(|m| m["name"] == name)
-            .unwrap_or_else(|| panic!("no machine {name}"))["address"]
-            .as_str()
-            .unwrap()
-            .to_string()
+            .unwrap_or_else(|| panic!("no machine {name}"))
     }
 
     pub fn key(&self) -> &str {

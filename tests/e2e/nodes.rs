@@ -4,13 +4,15 @@
 //! another subnet behind a router, which only the overlay can reach. A worker added at the top
 //! of the inventory changes only itself and the other hosts' pod routes (every worker keeps its
 //! pod range); a worker taken out of the inventory is refused until named with `--remove`, then
-//! drained, its Node deleted and the host reset, with the workload still answering. The smoke
-//! test ends it, on workers on both subnets.
+//! drained, its Node deleted and the host reset, with the workload still answering. The cluster
+//! is dual-stack throughout; the smoke test and a dual-stack Service end it, on workers on both
+//! subnets.
 
 use serde_json::Value;
 
-use crate::cluster::{no_op, Cluster, Kubectl};
+use crate::cluster::{host_entry, no_op, Cluster, Kubectl};
 use crate::common::text;
+use crate::dual_stack;
 use crate::machines::{lock_sandbox, Machines};
 use crate::probe::{assert_clean, Probe};
 use crate::smoke::{smoke_test, web_behind_a_node_port};
@@ -62,16 +64,13 @@ fn planned_files(plan: &Value) -> Vec<(String, String)> {
 }
 
 fn inventory_host(m: &Machines, name: &str) -> String {
-    format!(
-        "[[hosts]]\nname = \"{name}\"\naddress = \"{}\"\nroles = [\"worker\"]\n\n",
-        m.address(name)
-    )
+    host_entry(m, name, "\"worker\"")
 }
 
 pub fn run() {
     let _guard = lock_sandbox();
     let m = step("start the machines, worker-3 on another subnet", || {
-        Machines::up_routed(&["cp-1", "worker-1", "worker-2", "worker-3"], &["worker-3"])
+        Machines::up_routed_dual_stack(&["cp-1", "worker-1", "worker-2", "worker-3"], &["worker-3"])
     });
     let c = step("write the inventory: cp-1, worker-1, worker-2", || {
         Cluster::new(
@@ -82,7 +81,8 @@ pub fn run() {
                 ("worker-2", "\"worker\""),
             ],
             "",
-            "",
+            "[network]\npod_cidr = [\"10.200.0.0/16\", \"fd00:200::/56\"]\n\
+             service_cidr = [\"10.32.0.0/24\", \"fd00:32::/112\"]\n",
         )
     });
     step("first apply", || {
@@ -99,11 +99,7 @@ pub fn run() {
         "routes to vxlan: only the pod network changes, the Service keeps answering",
         || {
             let inv = c.ws.read_inventory();
-            c.ws.write_inventory(&inv.replacen(
-                "[[hosts]]",
-                "[network]\nmode = \"vxlan\"\n\n[[hosts]]",
-                1,
-            ));
+            c.ws.write_inventory(&inv.replacen("[network]\n", "[network]\nmode = \"vxlan\"\n", 1));
             let plan = c.plan();
             for (host, path) in planned_files(&plan) {
                 assert!(
@@ -249,5 +245,15 @@ pub fn run() {
             "--wait=true",
         ]);
     });
-    smoke_test(&m, &c, "cp-1", ["worker-2", "worker-3"]);
+    let pods = smoke_test(&m, &c, "cp-1", ["worker-2", "worker-3"]);
+    step(
+        "dual-stack: a Service answers on both families from the other subnet",
+        || {
+            let (client, _) = pods
+                .iter()
+                .find(|(_, n)| n == "worker-2")
+                .expect("a web pod on worker-2");
+            dual_stack::service_answers_on_both_families(&k, client);
+        },
+    );
 }

@@ -143,8 +143,14 @@ spec:
     service
 }
 
-/// Runs the smoke test; `workers` are the cluster's two workers.
-pub fn smoke_test(m: &Machines, c: &Cluster, etcd_host: &str, workers: [&str; 2]) {
+/// Runs the smoke test; `workers` are the cluster's two workers. Returns the web pods it
+/// leaves running, with their nodes.
+pub fn smoke_test(
+    m: &Machines,
+    c: &Cluster,
+    etcd_host: &str,
+    workers: [&str; 2],
+) -> Vec<(String, String)> {
     let k = Kubectl::new(c);
     step("smoke: encryption at rest", || {
         encryption_at_rest(m, c, &k, etcd_host)
@@ -174,6 +180,7 @@ pub fn smoke_test(m: &Machines, c: &Cluster, etcd_host: &str, workers: [&str; 2]
             .expect("a web pod on the first worker");
         netpol::enforced_across_workers(m, c, &k, client, workers[0], workers[1])
     });
+    pods
 }
 
 /// A pod's hostPort answers at its worker's address (the CNI portmap plugin's rules).

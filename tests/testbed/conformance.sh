@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# conformance.sh [--focus REGEX] [--skip REGEX] [--procs N] [--keep]
+# conformance.sh [--focus REGEX] [--skip REGEX] [--procs N] [--dual-stack] [--keep]
 #
 # Upstream's conformance suite against the cluster `apply` builds, run as a certification run
 # would, offline: sandbox machines in the demo topology (3 control-plane + 2 workers, as
@@ -8,6 +8,8 @@
 # through ginkgo: every [Conformance] spec, nothing skipped, first the parallel ones on --procs
 # processes (default 3), then the [Serial] ones on one, the cluster's DNS domain passed with
 # --dns-domain. --focus and --skip replace the focus and add a skip, to rerun single specs.
+# --dual-stack gives the machines IPv6 addresses and the cluster IPv6 pod and Service ranges
+# too (for the [Feature:IPv6DualStack] specs).
 #
 # Progress every minute (specs done of total, failures so far, elapsed). Results in
 # target/conformance/: junit_parallel01.xml and junit_serial01.xml (the JUnit reports of the two
@@ -23,13 +25,14 @@ for dir in "${CARGO_HOME:-$HOME/.cargo}/bin" /usr/local/go/bin; do
   [[ -d $dir ]] && PATH=$PATH:$dir
 done
 
-focus='\[Conformance\]' skip='' procs=3 keep=0
+focus='\[Conformance\]' skip='' procs=3 keep=0 dual_stack=0
 while (($#)); do
   case $1 in
     --focus) focus=${2:?--focus needs a value}; shift 2 ;;
     --skip) skip=${2:?--skip needs a value}; shift 2 ;;
     --procs) procs=${2:?--procs needs a value}; shift 2 ;;
     --keep) keep=1; shift ;;
+    --dual-stack) dual_stack=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -55,7 +58,9 @@ names=$(sed -n 's/^name = "\(.*\)"$/\1/p' inventory.toml | tail -n +2 | paste -s
 workers=$(awk '/^\[\[hosts\]\]/ { name = "" } /^name = / { gsub(/"/, "", $3); name = $3 }
                /^roles = .*worker/ { print name }' inventory.toml)
 echo "==> starting sandbox machines: $names"
-"$bin" sandbox up --names "$names" --state-dir "$sandbox"
+ipv6=()
+((dual_stack)) && ipv6=(--ipv6)
+"$bin" sandbox up --names "$names" --state-dir "$sandbox" "${ipv6[@]}"
 cleanup() {
   [[ -n ${REGISTRY_PID:-} ]] && kill "$REGISTRY_PID" 2>/dev/null
   ((keep)) || "$bin" sandbox down --state-dir "$sandbox" >/dev/null 2>&1 || true
@@ -88,6 +93,13 @@ read -r ready <&"${REGISTRY[0]}" || true
 echo "    https://$mirror:5443: ${#served[@]} images"
 
 sandbox_inventory "$bundle" "$sandbox" "$work/state" >"$work/inventory.toml"
+if ((dual_stack)); then
+  # The sandbox's IPv6 addresses read like the IPv4 ones: 10.88.0.11 is fd00:10:88:0::11.
+  sed -i -e 's|^pod_cidr = "\(.*\)"$|pod_cidr = ["\1", "fd00:200::/56"]|' \
+    -e 's|^service_cidr = "\(.*\)"$|service_cidr = ["\1", "fd00:32::/112"]|' \
+    -e 's|^address = "\([0-9]*\)\.\([0-9]*\)\.\([0-9]*\)\.\([0-9]*\)"$|&\ninternal_ipv6 = "fd00:\1:\2:\3::\4"|' \
+    "$work/inventory.toml"
+fi
 cat >>"$work/inventory.toml" <<EOF
 
 [[registries]]
