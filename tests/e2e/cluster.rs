@@ -172,6 +172,46 @@ impl Kubectl {
         child.wait_with_output().unwrap()
     }
 
+    /// `wget -O- URL` in `pod` (the web image's busybox), bounded by `seconds`.
+    pub fn wget(&self, pod: &str, url: &str, seconds: u32) -> std::process::Output {
+        let seconds = seconds.to_string();
+        self.command(&[
+            "exec",
+            pod,
+            "--",
+            // busybox's own `wget -T` crashes (exit 139) in this build; `timeout` bounds it.
+            "/bin/busybox",
+            "timeout",
+            &seconds,
+            "/bin/busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            url,
+        ])
+        .output()
+        .unwrap()
+    }
+
+    /// [`wget`](Self::wget) until it succeeds, for up to 60 s (rules and endpoints take a
+    /// moment); the page.
+    pub fn wget_ok(&self, pod: &str, url: &str) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let o = self.wget(pod, url, 10);
+            if o.status.success() {
+                return text(&o.stdout);
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "wget {url} from {pod}: {}",
+                text(&o.stderr)
+            );
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+
     /// `kubectl apply -f -` of a manifest.
     pub fn apply(&self, manifest: &str) {
         let o = self.with_input(&["apply", "-f", "-"], manifest);

@@ -2,8 +2,6 @@
 //! each, and a dual-stack Service answers on both of its cluster IPs from a pod on another
 //! worker (kube-proxy's rules of each family, and the pod routes or overlay of each).
 
-use std::time::{Duration, Instant};
-
 use crate::cluster::Kubectl;
 
 /// `client` (a pod with busybox) reaches the `target` pod (serving port 8080, on another
@@ -50,36 +48,8 @@ spec:
         } else {
             format!("http://{ip}:80/")
         };
-        let start = Instant::now();
-        loop {
-            let o = k
-                .command(&[
-                    "exec",
-                    client,
-                    "--",
-                    // busybox's own `wget -T` crashes (exit 139) in this build; `timeout` bounds it.
-                    "/bin/busybox",
-                    "timeout",
-                    "3",
-                    "/bin/busybox",
-                    "wget",
-                    "-q",
-                    "-O",
-                    "-",
-                    &url,
-                ])
-                .output()
-                .unwrap();
-            if o.status.success() {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "{client} never reached {url}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        let page = k.wget_ok(client, &url);
+        assert!(page.contains(crate::smoke::INDEX), "{url}: {page}");
     }
     k.run(&["delete", "service", "target-dual"]);
 }

@@ -107,25 +107,9 @@ spec:
 
 /// Whether pod `from` gets the web page from `ip`:8080 within 3 seconds.
 fn reaches(k: &Kubectl, from: &str, ip: &str) -> bool {
-    let o = k
-        .command(&[
-            "exec",
-            from,
-            "--",
-            // busybox's own `wget -T` crashes (exit 139) in this build; `timeout` bounds it.
-            "/bin/busybox",
-            "timeout",
-            "3",
-            "/bin/busybox",
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            &format!("http://{ip}:8080/"),
-        ])
-        .output()
-        .unwrap();
-    o.status.success()
+    k.wget(from, &format!("http://{ip}:8080/"), 3)
+        .status
+        .success()
 }
 
 /// Polls `done` until it holds; how long that took. Fails after [`ENFORCED_WITHIN`].

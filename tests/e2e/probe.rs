@@ -7,9 +7,6 @@ use crate::cluster::Cluster;
 use crate::common::text;
 use crate::machines::Machines;
 
-/// What the smoke test's web server answers.
-const WEB_PAGE: &str = "provisioner test web server";
-
 /// A background client opening a fresh TLS connection (a new curl each time) every 200 ms to
 /// etcd (real, client certificate) and to the API server (`/readyz`, admin certificate), with the
 /// credentials the state directory holds at that moment: the current trust bundle (the CA, and
@@ -90,7 +87,9 @@ impl Probe {
                             .args(["-sS", "--max-time", "2"])
                             .arg(format!("http://{addr}/"))
                             .output()
-                            .is_ok_and(|o| o.status.success() && text(&o.stdout).contains(WEB_PAGE))
+                            .is_ok_and(|o| {
+                                o.status.success() && text(&o.stdout).contains(crate::smoke::INDEX)
+                            })
                     });
                 for (ok, what) in [(etcd, "etcd"), (api, "kube-apiserver"), (web, "Service")] {
                     if !ok {

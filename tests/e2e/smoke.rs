@@ -42,7 +42,8 @@ fn http_get_ok(addr: &str, path: &str) -> String {
     }
 }
 
-const INDEX: &str = "provisioner test web server";
+/// What the test bundle's web server's page says.
+pub const INDEX: &str = "provisioner test web server";
 
 pub fn web_image(c: &Cluster) -> String {
     bundle::image(&c.bundle, "web").expect("the test bundle carries the web image")["reference"]
@@ -452,36 +453,7 @@ spec:
         .iter()
         .find(|(_, n)| n == workers[0])
         .expect("a web pod on the first worker");
-    let start = Instant::now();
-    let body = loop {
-        let o = k
-            .command(&[
-                "exec",
-                client,
-                "--",
-                // busybox's own `wget -T` crashes (exit 139) in this build; `timeout` bounds it.
-                "/bin/busybox",
-                "timeout",
-                "10",
-                "/bin/busybox",
-                "wget",
-                "-q",
-                "-O",
-                "-",
-                &format!("http://{ip}/"),
-            ])
-            .output()
-            .unwrap();
-        if o.status.success() {
-            break text(&o.stdout);
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "wget http://{ip}/ from {client}: {}",
-            text(&o.stderr)
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    };
+    let body = k.wget_ok(client, &format!("http://{ip}/"));
     assert!(body.contains(INDEX), "{body}");
 
     let lookup = k.run(&[
