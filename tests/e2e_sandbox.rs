@@ -7,7 +7,8 @@
 //! stderr); the tests below run them one at a time (the machines share a subnet and names).
 //! The support: the machines (`machines.rs`), a cluster on them and its checks (`cluster.rs`),
 //! the probe that keeps connecting (`probe.rs`), the hard way's smoke test (`smoke.rs`) with
-//! NetworkPolicy enforced (`netpol.rs`), `status` on a running cluster (`status.rs`),
+//! NetworkPolicy enforced (`netpol.rs`), a dual-stack cluster's own checks (`dual_stack.rs`),
+//! `status` on a running cluster (`status.rs`),
 //! `etcd snapshot` (`snapshot.rs`), `reset` (`reset.rs`). Upgrades (`upgrade.rs`) also need the
 //! previous minor's test bundle (`PROVISIONER_TEST_BUNDLE_PREVIOUS`); the node-local API load
 //! balancer has its own (`api_lb.rs`), which also pulls through a registry mirror on the test
