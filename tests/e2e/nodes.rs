@@ -235,7 +235,9 @@ pub fn run() {
 
     step("the smoke test's web Deployment replaces this one", || {
         // Its pods ignore SIGTERM: deleted with a one-second grace, not the Deployment's thirty.
+        // Its ReplicaSet goes first, or the new Deployment would adopt it and roll from it.
         k.run(&["delete", "deployment", "web", "--cascade=orphan"]);
+        k.run(&["delete", "replicaset", "-l", "app=web", "--cascade=orphan"]);
         k.run(&[
             "delete",
             "pods",
