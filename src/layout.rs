@@ -48,6 +48,31 @@ pub const POD_ROUTES_SCRIPT: &str = "/etc/kubernetes/pod-routes.sh";
 pub const POD_EGRESS_CHAIN: &str = "PROVISIONER-POD-EGRESS";
 /// The pod network's VXLAN device, in vxlan mode; `reset` removes it.
 pub const POD_OVERLAY_DEVICE: &str = "pods.vxlan";
+/// A host's pod overlay device's MAC address: locally administered, unicast, and derived from
+/// its address, so that every other host's static entry for it is known when rendering.
+pub fn pod_overlay_mac(ip: std::net::Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x0e, 0x76, a, b, c, d]
+}
+
+/// The link-local IPv6 address of that device (EUI-64 of its MAC, as the kernel would make it):
+/// the gateway other hosts' IPv6 routes to its pods name. A gateway inside the pod range would
+/// be refused while the route it replaces still covers it.
+pub fn pod_overlay_link_local(ip: std::net::Ipv4Addr) -> std::net::Ipv6Addr {
+    let [m0, m1, m2, m3, m4, m5] = pod_overlay_mac(ip);
+    let group = |hi: u8, lo: u8| u16::from_be_bytes([hi, lo]);
+    std::net::Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        group(m0 ^ 0x02, m1),
+        group(m2, 0xff),
+        group(0xfe, m3),
+        group(m4, m5),
+    )
+}
+
 /// The filter chain (iptables, INPUT) that accepts the overlay's UDP only from the cluster's
 /// hosts: VXLAN carries no authentication.
 pub const POD_OVERLAY_CHAIN: &str = "PROVISIONER-VXLAN";

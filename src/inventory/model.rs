@@ -354,11 +354,13 @@ impl Cluster {
         }
     }
 
-    /// [`Self::pod_gateway`] for worker `w`'s IPv6 pods, in a dual-stack cluster.
+    /// [`Self::pod_gateway`] for worker `w`'s IPv6 pods, in a dual-stack cluster: in vxlan
+    /// mode its overlay device's link-local address.
     pub fn pod_gateway_v6(&self, w: &Host) -> Option<Ipv6Addr> {
+        self.pod_cidr_v6(w)?;
         match self.network.mode {
             NetworkMode::Routes => w.internal_ipv6,
-            NetworkMode::Vxlan => self.pod_cidr_v6(w).map(|r| r.network()),
+            NetworkMode::Vxlan => Some(crate::layout::pod_overlay_link_local(w.internal_ip)),
         }
     }
 

@@ -178,6 +178,9 @@ pub struct Overlay {
     pub mtu: u16,
     /// This host's device's MAC address.
     pub mac: String,
+    /// Its link-local IPv6 address, in a dual-stack cluster: the other hosts' gateway to this
+    /// one's IPv6 pods.
+    pub link_local: Option<String>,
     /// Every other host's device.
     pub peers: Vec<Peer>,
     /// IPv4, then (dual-stack) IPv6.
@@ -196,14 +199,14 @@ pub struct Peer {
 pub struct OverlayFamily {
     /// `ip`'s option for it: "-4" or "-6".
     pub option: &'static str,
-    /// A worker's device's address with its prefix length (its pod range's first address,
-    /// the others' gateway to its pods); its pods' traffic to hosts without pods leaves from
-    /// it.
+    /// A worker's device's address with its prefix length (its pod range's first address;
+    /// for IPv4 also the others' gateway to its pods): its own traffic to other hosts' pods,
+    /// and its pods' traffic to hosts without pods, leave from it.
     pub address: Option<String>,
     /// A worker's pod range, whose replies to `podless` go back through the overlay.
     pub pod_range: Option<String>,
     /// The neighbour address routes name each other host by, with that host's MAC: a
-    /// worker's gateway, a host without pods its own address.
+    /// worker's gateway (see `Cluster::pod_gateway`), a host without pods its own address.
     pub neighbours: Vec<(String, String)>,
     /// On a worker, the addresses of the other hosts without pods (control-plane or etcd
     /// hosts).

@@ -156,15 +156,13 @@ fn pod_routes(b: &mut HostBuilder<'_>, c: &Cluster, h: &Host, overlay: bool) -> 
 fn overlay_of(c: &Cluster, h: &Host) -> Overlay {
     let others = || c.hosts.iter().filter(|p| p.name != h.name);
     let family = |option,
+                  address: Option<String>,
                   gateway: &dyn Fn(&Host) -> Option<IpAddr>,
                   own: &dyn Fn(&Host) -> Option<IpAddr>,
                   range: Option<String>| {
         OverlayFamily {
             option,
-            address: gateway(h).map(|a| {
-                let bits = if a.is_ipv4() { 32 } else { 128 };
-                format!("{a}/{bits}")
-            }),
+            address,
             pod_range: range,
             neighbours: others()
                 .filter_map(|p| {
@@ -182,6 +180,7 @@ fn overlay_of(c: &Cluster, h: &Host) -> Overlay {
     };
     let mut families = vec![family(
         "-4",
+        h.pod_cidr.map(|r| format!("{}/32", r.network())),
         &|p| c.pod_gateway(p).filter(|_| p.roles.worker).map(IpAddr::V4),
         &|p| Some(IpAddr::V4(p.internal_ip)),
         h.pod_cidr.map(|r| r.to_string()),
@@ -189,6 +188,7 @@ fn overlay_of(c: &Cluster, h: &Host) -> Overlay {
     if c.network.ipv6.is_some() {
         families.push(family(
             "-6",
+            c.pod_cidr_v6(h).map(|r| format!("{}/128", r.network())),
             &|p| {
                 c.pod_gateway_v6(p)
                     .filter(|_| p.roles.worker)
@@ -202,6 +202,10 @@ fn overlay_of(c: &Cluster, h: &Host) -> Overlay {
         vni: VXLAN_VNI,
         mtu: c.network.mtu - VXLAN_OVERHEAD,
         mac: overlay_mac(h.internal_ip),
+        link_local: c
+            .network
+            .ipv6
+            .map(|_| crate::layout::pod_overlay_link_local(h.internal_ip).to_string()),
         peers: others()
             .map(|p| Peer {
                 mac: overlay_mac(p.internal_ip),
@@ -212,9 +216,9 @@ fn overlay_of(c: &Cluster, h: &Host) -> Overlay {
     }
 }
 
-/// A host's VXLAN device's MAC address: locally administered, unicast, and derived from its
-/// address, so that every other host's static entry for it is known when rendering.
+/// [`crate::layout::pod_overlay_mac`] as `ip` takes it.
 fn overlay_mac(ip: Ipv4Addr) -> String {
-    let [a, b, c, d] = ip.octets();
-    format!("0e:76:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+    crate::layout::pod_overlay_mac(ip)
+        .map(|b| format!("{b:02x}"))
+        .join(":")
 }

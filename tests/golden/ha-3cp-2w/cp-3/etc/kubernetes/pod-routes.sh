@@ -56,6 +56,7 @@ overlay_clear() {
     ip link del "$vx" 2>/dev/null || true
 }
 via_overlay=
+via_overlay6=
 routes -4 10.200.0.0/16 '10.200.0.0/24 10.88.0.14
 10.200.1.0/24 10.88.0.15
 ' "$via_overlay"

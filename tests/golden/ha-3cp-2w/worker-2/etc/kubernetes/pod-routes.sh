@@ -59,6 +59,7 @@ overlay_clear() {
     ip link del "$vx" 2>/dev/null || true
 }
 via_overlay=
+via_overlay6=
 routes -4 10.200.0.0/16 '10.200.0.0/24 10.88.0.14
 ' "$via_overlay"
 # What vxlan mode left, once the routes above no longer go through it.

@@ -108,6 +108,8 @@ if [ "$action" = sync ]; then
             local 192.168.71.12 dev "$underlay" dstport 4789 nolearning
     fi
     ip link set "$vx" mtu 8950 up
+    # Whatever link-local address the kernel made: the others' IPv6 routes name this one.
+    ip -6 addr replace fe80::c76:c0ff:fea8:470c/64 dev "$vx" nodad
 
     # One restore replaces the chain's rules at once.
     {
@@ -130,15 +132,17 @@ if [ "$action" = sync ]; then
     overlay_family -4 '' '10.244.0.0 0e:76:c0:a8:46:0b
 10.244.1.0 0e:76:c0:a8:46:15
 ' '' ''
-    overlay_family -6 '' 'fd00:10:244:: 0e:76:c0:a8:46:0b
-fd00:10:244:1:: 0e:76:c0:a8:46:15
+    overlay_family -6 '' 'fe80::c76:c0ff:fea8:460b 0e:76:c0:a8:46:0b
+fe80::c76:c0ff:fea8:4615 0e:76:c0:a8:46:15
 ' '' ''
 fi
+# The IPv4 gateways are addresses inside the pod ranges, the IPv6 ones link-local.
 via_overlay="dev $vx onlink"
+via_overlay6="dev $vx"
 routes -4 10.244.0.0/16 '10.244.0.0/24 10.244.0.0
 10.244.1.0/24 10.244.1.0
 ' "$via_overlay"
-routes -6 fd00:10:244::/56 'fd00:10:244::/64 fd00:10:244::
-fd00:10:244:1::/64 fd00:10:244:1::
-' "$via_overlay"
+routes -6 fd00:10:244::/56 'fd00:10:244::/64 fe80::c76:c0ff:fea8:460b
+fd00:10:244:1::/64 fe80::c76:c0ff:fea8:4615
+' "$via_overlay6"
 [ "$action" = sync ] || overlay_clear

@@ -111,6 +111,8 @@ if [ "$action" = sync ]; then
             local 192.168.70.21 dev "$underlay" dstport 4789 nolearning
     fi
     ip link set "$vx" mtu 8950 up
+    # Whatever link-local address the kernel made: the others' IPv6 routes name this one.
+    ip -6 addr replace fe80::c76:c0ff:fea8:4615/64 dev "$vx" nodad
 
     # One restore replaces the chain's rules at once.
     {
@@ -134,16 +136,18 @@ if [ "$action" = sync ]; then
 192.168.71.12 0e:76:c0:a8:47:0c
 ' '10.244.1.0/24' '192.168.71.12
 '
-    overlay_family -6 'fd00:10:244:1::/128' 'fd00:10:244:: 0e:76:c0:a8:46:0b
+    overlay_family -6 'fd00:10:244:1::/128' 'fe80::c76:c0ff:fea8:460b 0e:76:c0:a8:46:0b
 fd00:71::12 0e:76:c0:a8:47:0c
 ' 'fd00:10:244:1::/64' 'fd00:71::12
 '
 fi
+# The IPv4 gateways are addresses inside the pod ranges, the IPv6 ones link-local.
 via_overlay="dev $vx onlink"
+via_overlay6="dev $vx"
 routes -4 10.244.0.0/16 '10.244.0.0/24 10.244.0.0
 ' "$via_overlay"
-routes -6 fd00:10:244::/56 'fd00:10:244::/64 fd00:10:244::
-' "$via_overlay"
+routes -6 fd00:10:244::/56 'fd00:10:244::/64 fe80::c76:c0ff:fea8:460b
+' "$via_overlay6"
 [ "$action" = sync ] || overlay_clear
 
 # Masquerades, with $1 (iptables or ip6tables), the traffic from the pod network $2 that leaves

@@ -59,6 +59,7 @@ overlay_clear() {
     ip link del "$vx" 2>/dev/null || true
 }
 via_overlay=
+via_overlay6=
 routes -4 10.200.0.0/16 '10.200.9.0/24 192.168.60.21
 ' "$via_overlay"
 # What vxlan mode left, once the routes above no longer go through it.
