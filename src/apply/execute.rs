@@ -358,14 +358,21 @@ async fn unit_action<R: Remote>(
     // before any is waited for (--no-block); the gates do the waiting. Other units start
     // synchronously, so a gate never sees the process being replaced.
     let no_block = u.unit == Unit::Etcd;
-    conn.run_checked(&shell::systemctl(
-        &u.unit.file_name(),
-        u.enable,
-        shell_verb,
-        no_block,
-    ))
-    .await
-    .with_context(|| format!("{host}: {verb} {}", u.unit))?;
+    let done = conn
+        .run_checked(&shell::systemctl(
+            &u.unit.file_name(),
+            u.enable,
+            shell_verb,
+            no_block,
+        ))
+        .await;
+    if let Err(e) = done {
+        let journal = conn.journal_excerpt(u.unit).await;
+        return Err(anyhow::anyhow!(
+            "{host}: {verb} {}: {e:#}\n{journal}",
+            u.unit
+        ));
+    }
     rep.step(
         phase.name(),
         Some(host),

@@ -51,6 +51,22 @@ pub trait Remote {
             .await
             .map(drop)
     }
+
+    /// The last lines of `unit`'s journal, introduced and indented, for an error that says why
+    /// the unit failed.
+    async fn journal_excerpt(&self, unit: crate::component::Unit) -> String {
+        let journal = self
+            .run(&crate::shell::journal_tail(&unit.file_name(), 30))
+            .await
+            .map(|o| o.stdout_text())
+            .unwrap_or_else(|e| format!("(journal unavailable: {e})"));
+        let lines: Vec<String> = journal.lines().map(|l| format!("    {l}")).collect();
+        format!(
+            "last lines of `journalctl -u {unit}` on {}:\n{}",
+            self.host_name(),
+            lines.join("\n")
+        )
+    }
 }
 
 impl Remote for Connection {

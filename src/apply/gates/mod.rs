@@ -148,14 +148,9 @@ impl<R: Remote> Gates<'_, R> {
                 let Some(unit) = unit else {
                     return Err(anyhow!("{host}: gate \"{what}\" failed: {reason}"));
                 };
-                let journal = self.conns[host]
-                    .run(&crate::shell::journal_tail(&unit.file_name(), 30))
-                    .await
-                    .map(|o| o.stdout_text())
-                    .unwrap_or_else(|e| format!("(journal unavailable: {e})"));
+                let journal = self.conns[host].journal_excerpt(unit).await;
                 Err(anyhow!(
-                    "{host}: gate \"{what}\" failed: {reason}\nlast lines of `journalctl -u {unit}` on {host}:\n{}",
-                    indent(&journal)
+                    "{host}: gate \"{what}\" failed: {reason}\n{journal}"
                 ))
             }
         }
@@ -248,11 +243,4 @@ impl<R: Remote> Gates<'_, R> {
         .await
         .with_context(|| format!("{host}: connecting to the API server"))
     }
-}
-
-fn indent(s: &str) -> String {
-    s.lines()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
