@@ -151,6 +151,12 @@ impl Validator {
                         format!("{service_cidr} overlaps network.pod_cidr {pod_cidr}; the two ranges must be disjoint"),
                     );
                 }
+                if service_cidr.prefix_len() < 108 {
+                    self.error(
+                        at("network.service_cidr").index(1),
+                        format!("{service_cidr} is too large: the API server takes at most 20 bits of Service addresses (/108 or longer)"),
+                    );
+                }
                 Some(Ipv6Ranges {
                     pod_cidr,
                     service_cidr,
@@ -287,12 +293,6 @@ impl Validator {
                         v6.pod_cidr,
                         NODE_CIDR_PREFIX_V6 - needed
                     ),
-                );
-            }
-            if v6.service_cidr.prefix_len() < 108 {
-                self.error(
-                    at("network.service_cidr").index(1),
-                    format!("{} is too large: the API server takes at most 20 bits of Service addresses (/108 or longer)", v6.service_cidr),
                 );
             }
         }

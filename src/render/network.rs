@@ -1,9 +1,9 @@
 //! The pod network's files, for the plugin the inventory asks for (see
 //! [`NetworkPlugin`]): a second plugin is a row there, its arms here, its templates and its gate.
 
-use anyhow::Result;
-
 use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::Result;
 
 use super::context::{
     self, CniBridge, HostCtx, KubeRouterUnit, Overlay, OverlayFamily, Peer, Route, VxlanNames,
@@ -12,7 +12,7 @@ use super::{kubeconfig, HostBuilder, PUBLIC, SECRET};
 use crate::component::{
     NetworkPlugin, Unit, KUBE_ROUTER_HEALTH_PORT, POLICY_PROGRAMS, VXLAN_PORT, VXLAN_VNI,
 };
-use crate::inventory::{Cluster, Host, PolicyEngine, VXLAN_OVERHEAD};
+use crate::inventory::{Cluster, Host, PolicyEngine};
 use crate::layout::{
     CNI_BIN_DIR, KUBE_ROUTER_KUBECONFIG, POD_EGRESS_CHAIN, POD_OVERLAY_CHAIN, POD_OVERLAY_DEVICE,
     POD_OVERLAY_TABLE, POD_ROUTES_SCRIPT,
@@ -200,7 +200,8 @@ fn overlay_of(c: &Cluster, h: &Host) -> Overlay {
     }
     Overlay {
         vni: VXLAN_VNI,
-        mtu: c.network.mtu - VXLAN_OVERHEAD,
+        // What the pods get: their packets are what the device wraps.
+        mtu: c.network.pod_mtu(),
         mac: overlay_mac(h.internal_ip),
         link_local: c
             .network

@@ -121,7 +121,7 @@ pub(super) fn netns_exists(name: &str) -> bool {
     std::path::Path::new("/run/netns").join(name).exists()
 }
 
-/// The hub's bridge for machines on `subnet` (the first, or the routed one).
+/// The hub's bridge for the first subnet's machines, or for the routed ones.
 pub(super) fn hub_bridge(routed: bool) -> &'static str {
     if routed {
         "br1"
@@ -146,7 +146,8 @@ pub(super) fn create_hub(
     }
     run(tool("ip").args(["netns", "add", &hub]))?;
     // A namespace starts with forwarding off on most kernels, but one that inherits the host's
-    // settings (net.core.devconf_inherit_init_net) might not: the hub routes only between its own subnets, and only when there are two.
+    // settings (net.core.devconf_inherit_init_net) might not: the hub routes only between its
+    // own subnets, and only when there are two.
     netns_sysctl(&hub, "net/ipv4/ip_forward", "0")?;
     let ip_hub = |args: &[&str]| run(tool("ip").args(["-n", &hub]).args(args));
     ip_hub(&["link", "set", "lo", "up"])?;

@@ -191,24 +191,14 @@ impl<R: Remote> Gates<'_, R> {
         health::wait_ok(&r, self.deadline).await
     }
 
-    /// Waits until `chain` of the IPv4 `table` on `host` has the rule `rule` (as `iptables -S`
-    /// prints it, whole, or only its end with `ends_with`).
-    async fn rule_present(
-        &self,
-        host: &str,
-        table: &str,
-        chain: &str,
-        rule: &str,
-        ends_with: bool,
-    ) -> Result<()> {
+    /// Waits until `chain` of the IPv4 `table` on `host` has a rule that ends with `rule` (as
+    /// `iptables -S` prints it).
+    async fn rule_present(&self, host: &str, table: &str, chain: &str, rule: &str) -> Result<()> {
         let conn = &self.conns[host];
         let command = crate::shell::iptables_rules(table, chain);
         health::retry_until(self.deadline, Duration::from_millis(300), || async {
             let rules = conn.run_checked(&command).await?.stdout_text();
-            let found = rules.lines().any(|l| match ends_with {
-                true => l.ends_with(rule),
-                false => l == rule,
-            });
+            let found = rules.lines().any(|l| l.ends_with(rule));
             if !found {
                 anyhow::bail!("no `{rule}` in {chain} of the {table} table yet");
             }

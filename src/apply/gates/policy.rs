@@ -23,7 +23,7 @@ impl<R: Remote> Gates<'_, R> {
                 h,
                 Some(Unit::KubeRouter),
                 "forwarded traffic passes kube-router's chains",
-                self.rule_present(h, "filter", "FORWARD", &format!("-j {FORWARD_CHAIN}"), true),
+                self.rule_present(h, "filter", "FORWARD", &format!("-j {FORWARD_CHAIN}")),
             )
             .await?;
         }

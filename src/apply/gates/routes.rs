@@ -34,7 +34,7 @@ impl<R: Remote> Gates<'_, R> {
                     h,
                     Some(Unit::PodRoutes),
                     "pods' traffic out of the pod network masqueraded",
-                    self.rule_present(h, "nat", "POSTROUTING", &jump, false),
+                    self.rule_present(h, "nat", "POSTROUTING", &jump),
                 )
                 .await?;
             }
@@ -44,7 +44,7 @@ impl<R: Remote> Gates<'_, R> {
                     h,
                     Some(Unit::PodRoutes),
                     "the overlay's UDP admitted from the cluster's hosts only",
-                    self.rule_present(h, "filter", "INPUT", &jump, true),
+                    self.rule_present(h, "filter", "INPUT", &jump),
                 )
                 .await?;
             }
