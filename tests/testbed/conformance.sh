@@ -136,7 +136,9 @@ done
 # run NAME FOCUS SKIP PROCS: one ginkgo run, its output in e2e.log, a line of progress a minute.
 run() {
   local name=$1 f=$2 s=$3 n=$4 total started=$SECONDS
+  # --num-nodes: the schedulable nodes, which specs that need two or more check (-1 skips them).
   local args=(--kubeconfig="$work/admin.kubeconfig" --provider=skeleton --dns-domain="$domain"
+              --num-nodes="$(wc -w <<<"$workers")"
               --report-dir="$work" --report-prefix="$name" --disable-log-dump)
   total=$("$e2e" --ginkgo.dry-run --ginkgo.no-color --ginkgo.focus="$f" ${s:+--ginkgo.skip="$s"} 2>/dev/null |
           sed -n 's/^Ran \([0-9]*\) of .*/\1/p')
