@@ -1,15 +1,16 @@
 # Returns a host to what it was before provisioner: stops and disables the units it installed,
 # kills the pods' containers, removes the network state they leave behind (kube-proxy's,
 # kube-router's and the CNI plugins' rules, kube-router's ipsets, the pods' network namespaces,
-# the bridge, the overlay), then every path given, and the system users its sysusers.d files declared.
+# the bridge, the overlay), then every path given, and the system users its sysusers.d files
+# declared.
 # Positional parameters:
 #   KUBE_PROXY   kube-proxy's binary, run with --cleanup for its rules ("" when not installed)
 #   RUNTIME      the container runtime's unit when it ran pods here ("" otherwise)
 # Units are named by their file names (kubelet.service).
 #   KEEP_IMAGES  "yes" keeps the runtime's image store (its containers are removed either way)
 #   BRIDGE       the CNI bridge's name
-#   OVERLAY      the pod overlay's VXLAN device, and its routing table (also its rule's priority)
-#   TABLE
+#   OVERLAY      the pod overlay's VXLAN device
+#   TABLE        its routing table of both families, also the priority of the rules that use it
 #   UNITS...     in stop order, then "--", then PATHS... to remove, in order (deepest first)
 set -u
 kube_proxy=$1 runtime=$2 keep_images=$3 bridge=$4 overlay=$5 table=$6
@@ -87,8 +88,10 @@ if ip link show "$bridge" >/dev/null 2>&1; then
     ip link delete "$bridge" || fail "cannot remove the bridge $bridge"
 fi
 # The overlay, when its unit's stop did not remove it.
-while ip rule del pref "$table" 2>/dev/null; do :; done
-ip route flush table "$table" 2>/dev/null
+for f in -4 -6; do
+    while ip "$f" rule del pref "$table" 2>/dev/null; do :; done
+    ip "$f" route flush table "$table" 2>/dev/null
+done
 if ip link show "$overlay" >/dev/null 2>&1; then
     ip link delete "$overlay" || fail "cannot remove the overlay device $overlay"
 fi

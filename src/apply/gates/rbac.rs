@@ -13,8 +13,8 @@ impl<R: Remote> Gates<'_, R> {
     /// The bindings a hard-way cluster needs that Kubernetes does not create itself: the admin
     /// group to cluster-admin, the API server's kubelet client to the kubelet API, and the
     /// nodes to renewing their own client certificates; kube-router, when it enforces
-    /// NetworkPolicy, to reading what it enforces (removed when it does not). Applied as super-admin, whose group needs no
-    /// binding (the admin's only works after this).
+    /// NetworkPolicy, to reading what it enforces (removed when it does not). Applied as
+    /// super-admin, whose group needs no binding (the admin's only works after this).
     pub(super) async fn rbac(&self) -> Result<()> {
         let host = self.api_host();
         self.rep.start(Some(host), "cluster role bindings");
