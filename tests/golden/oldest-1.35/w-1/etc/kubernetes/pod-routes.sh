@@ -27,6 +27,12 @@ if [ "$action" = sync ]; then
     fi
 fi
 
+# Whether a line of the list $1 has $3 in field $2 (and $5 in field $4).
+listed() {
+    printf '%s' "$1" | awk -v f="$2" -v v="$3" -v g="${4:-0}" -v w="${5:-}" \
+        '$f == v && (g == 0 || $g == w) { found = 1 } END { exit !found }'
+}
+
 # Keeps the routes of ip's family $1 into the pod network $2 to the list $3 of "CIDR GATEWAY"
 # lines (sync; $4 is what each route adds), or removes them all (clear).
 routes() {
@@ -41,7 +47,7 @@ routes() {
     fi
     ip "$1" route show root "$2" | while read -r dst kw gw _; do
         [ "$kw" = via ] || continue
-        if [ "$action" = clear ] || ! printf '%s' "$3" | grep -qx "$dst $gw"; then
+        if [ "$action" = clear ] || ! listed "$3" 1 "$dst" 2 "$gw"; then
             ip "$1" route del "$dst" via "$gw"
         fi
     done
