@@ -421,15 +421,12 @@ fn create(opts: &UpOptions, subnet: net::Subnet) -> Result<Sandbox> {
         let m = st.machines[i].clone();
         let dirs = Dirs::new(&machines_dir, &m.name);
         let step = |what: &str| format!("machine {} ({}): {what}", m.name, m.address);
-        let routed = opts.routed.contains(&m.name);
-        let own_subnet = if routed { subnet.next() } else { subnet };
         net::create_machine(
             &opts.prefix,
             &m.name,
             m.index,
             m.address,
-            own_subnet,
-            routed,
+            opts.routed.contains(&m.name),
             opts.ipv6,
         )
         .with_context(|| step("creating its network namespace"))?;
@@ -569,13 +566,10 @@ fn report(state_dir: &Path, st: &State) -> Sandbox {
                 let reachable = running
                     && net::routes_into_sandbox(&st.prefix, m.address)
                     && machine::ssh_banner(m.address, Duration::from_secs(2)).is_ok();
-                let own = net::Subnet {
-                    network: Ipv4Addr::from(u32::from(m.address) & 0xffff_ff00),
-                };
                 Machine {
                     name: m.name.clone(),
                     address: m.address,
-                    address6: st.ipv6.then(|| own.host6(m.address.octets()[3])),
+                    address6: st.ipv6.then(|| net::Subnet::ipv6_of(m.address)),
                     ssh_port: 22,
                     ssh_user: "root".to_string(),
                     sudo_user: st.sudo_user.clone(),

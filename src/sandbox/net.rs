@@ -72,6 +72,16 @@ impl Subnet {
         let group = |n: u8| u16::from_str_radix(&n.to_string(), 16).expect("decimal digits");
         Ipv6Addr::new(0xfd00, group(a), group(b), group(c), 0, 0, 0, group(last))
     }
+    /// The /24 that holds `address`.
+    pub fn of(address: Ipv4Addr) -> Subnet {
+        Subnet {
+            network: Ipv4Addr::from(u32::from(address) & 0xffff_ff00),
+        }
+    }
+    /// A machine's IPv6 address: on its /24's sibling, with the same last number.
+    pub fn ipv6_of(address: Ipv4Addr) -> Ipv6Addr {
+        Subnet::of(address).host6(address.octets()[3])
+    }
     /// The /24 after this one: where routed machines live.
     pub fn next(self) -> Subnet {
         let [a, b, c, _] = self.network.octets();
@@ -226,10 +236,10 @@ pub(super) fn create_machine(
     machine: &str,
     index: usize,
     address: Ipv4Addr,
-    subnet: Subnet,
     routed: bool,
     ipv6: bool,
 ) -> Result<()> {
+    let subnet = Subnet::of(address);
     let hub = hub_netns(prefix);
     let ns = machine_netns(prefix, machine);
     let veth = hub_veth(prefix, index);
@@ -254,8 +264,7 @@ pub(super) fn create_machine(
         &subnet.gateway().to_string(),
     ])?;
     if ipv6 {
-        let last = address.octets()[3];
-        let own = format!("{}/64", subnet.host6(last));
+        let own = format!("{}/64", Subnet::ipv6_of(address));
         ip_ns(&["-6", "addr", "add", &own, "dev", "eth0", "nodad"])?;
         ip_ns(&[
             "-6",
